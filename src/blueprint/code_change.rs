@@ -1,0 +1,538 @@
+//! The `code_change` blueprint:
+//! workspace → setup → prefetch → implement (agent) → checks ⇄ fix (agent, ≤ 2 rounds) →
+//! commit → gates → publish → report.
+//!
+//! Deterministic nodes do everything that needs no judgement. The agent gets the repo in an
+//! offline sandbox with the prefetched tools and a budget. Nothing the agent does decides
+//! what is pushed: the gates do.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{NodeKind, RunEvent, Tracker};
+use crate::agent::llm::cost_usd;
+use crate::agent::{AgentEnd, AgentError, AgentNode, Budget, Conversation, prompt};
+use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
+use crate::gates::{self, Evidence, classify};
+use crate::report::{AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings};
+use crate::runner::{RunError, Runner};
+use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
+use crate::store::{RunLog, RunRecord, RunState};
+use crate::task::{Task, TaskState, new_id, now_ms};
+use crate::tools::builtins::ToolContext;
+use crate::workspace::Worktree;
+
+/// The blueprint's name (the report's `blueprint`).
+pub const NAME: &str = "code_change";
+/// Fix rounds after failed checks (the contract's "at most two").
+pub const MAX_FIX_ROUNDS: u32 = 2;
+
+/// Runs the current revision of `task`.
+pub async fn run(
+    runner: &Runner,
+    task: &mut Task,
+    cancel: CancellationToken,
+    events: Option<mpsc::Sender<RunEvent>>,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let run_id = new_id();
+    let revision = task.current().number;
+    let log = RunLog::new(runner.store.clone(), &task.id, &run_id, runner.cfg.secret_values.0.clone());
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        task_id: task.id.clone(),
+        revision,
+        blueprint: NAME.into(),
+        state: RunState::Running,
+        nodes: Vec::new(),
+        report: None,
+        error: None,
+        summary: None,
+        started_ms: now_ms(),
+        finished_ms: None,
+    };
+    let mut tracker = Tracker::new(log, record, events);
+    tracker
+        .emit(RunEvent::RunStarted {
+            task_id: task.id.clone(),
+            run_id: run_id.clone(),
+            revision,
+            branch: task.branch.clone(),
+        })
+        .await;
+
+    // workspace: nothing is stored until it succeeds, so bad input leaves nothing behind.
+    let node = tracker.start("workspace", NodeKind::Deterministic).await;
+    let prepared = async {
+        let wt = runner.workspaces.prepare(&task.repo, &task.branch, &run_id).await?;
+        let checks = checks::detect(&wt.path);
+        let checks = match checks {
+            Ok(c) => c,
+            Err(e) => {
+                runner.workspaces.remove(&wt);
+                return Err(RunError::from(e));
+            }
+        };
+        Ok::<_, RunError>((wt, checks))
+    }
+    .await;
+    let (wt, check_cmds) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            tracker.emit(RunEvent::RunFailed { error: e.to_string() }).await;
+            return Err(e);
+        }
+    };
+    let setup_cmd = checks::detect_setup(&wt.path);
+    let workspace_ms = tracker
+        .finish(node, true, format!("{} at {}", wt.branch, &wt.start_sha[..wt.start_sha.len().min(12)]))
+        .await?;
+
+    let previous_summary = previous_summary(runner, task);
+    task.state = TaskState::Running;
+    task.runs.push(run_id.clone());
+    task.updated_ms = now_ms();
+    runner.store.put_task(task).await?;
+    tracker.persist = true;
+    runner.store.put_run(&tracker.record).await?;
+    tracker
+        .log
+        .audit("run_started", &task.requester, json!({"revision": revision, "branch": task.branch, "blueprint": NAME}))
+        .await?;
+
+    let home = runner.cfg.data_dir.join("homes").join(&run_id);
+    let mut flow = Flow {
+        runner,
+        cancel,
+        wt,
+        home,
+        check_cmds,
+        timings: Timings { workspace: workspace_ms, ..Timings::default() },
+        fix_rounds: 0,
+        tools: Vec::new(),
+        budget: Budget::new(
+            runner.cfg.file.agent.max_steps,
+            runner.cfg.file.agent.max_tokens,
+            Duration::from_secs(runner.cfg.file.agent.max_minutes * 60),
+        ),
+        extra_gates: Vec::new(),
+        commit: None,
+        pr_url: None,
+    };
+    let outcome = flow.execute(task, &mut tracker, setup_cmd, previous_summary).await;
+    flow.timings.total = started.elapsed().as_millis() as u64;
+    let result: Result<RunReport, RunError> = match outcome {
+        Ok((report, summary)) => {
+            tracker.record.summary = summary;
+            task.state = match report.decision {
+                Decision::Halt => TaskState::Halted,
+                _ => TaskState::Ready,
+            };
+            let mut report = report;
+            report.timings_ms = flow.timings.clone();
+            tracker.log.audit("decision", "slipway", json!({"decision": report.decision, "reasons": report.reasons})).await?;
+            tracker.close(RunState::Finished, Some(report.clone()), None).await?;
+            Ok(report)
+        }
+        Err(e) => {
+            let cancelled = matches!(e, FlowError::Cancelled);
+            let message = e.to_string();
+            task.state = if cancelled { TaskState::Cancelled } else { TaskState::Failed };
+            let report = flow.failure_report(task, &run_id, &message, &tracker);
+            tracker.log.audit(if cancelled { "run_cancelled" } else { "run_failed" }, "slipway", json!({"error": message})).await?;
+            tracker
+                .close(if cancelled { RunState::Cancelled } else { RunState::Failed }, Some(report.clone()), Some(message))
+                .await?;
+            Ok(report)
+        }
+    };
+    task.updated_ms = now_ms();
+    if let Ok(r) = &result {
+        task.pr_url = r.pr_url.clone().or(task.pr_url.take());
+    }
+    runner.store.put_task(task).await?;
+    runner.workspaces.remove(&flow.wt);
+    if let Err(e) = std::fs::remove_dir_all(&flow.home)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %flow.home.display(), error = %e, "could not remove sandbox home");
+    }
+    match &result {
+        Ok(r) => tracker.emit(RunEvent::RunFinished { report: Box::new(r.clone()) }).await,
+        Err(e) => tracker.emit(RunEvent::RunFailed { error: e.to_string() }).await,
+    }
+    result
+}
+
+/// The summary of the task's latest run that has one.
+fn previous_summary(runner: &Runner, task: &Task) -> Option<String> {
+    task.runs
+        .iter()
+        .rev()
+        .filter_map(|id| runner.store.get_run(id).ok().flatten())
+        .find_map(|r| r.summary)
+}
+
+/// Failures inside the flow, after the task is stored.
+#[derive(Debug, thiserror::Error)]
+enum FlowError {
+    #[error("the run was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl From<AgentError> for FlowError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Cancelled => Self::Cancelled,
+            AgentError::Llm(e) => Self::Run(e.into()),
+            AgentError::Sandbox(e) => Self::Run(e.into()),
+            AgentError::Store(e) => Self::Run(e.into()),
+        }
+    }
+}
+
+impl From<crate::sandbox::SandboxError> for FlowError {
+    fn from(e: crate::sandbox::SandboxError) -> Self {
+        match e {
+            crate::sandbox::SandboxError::Cancelled => Self::Cancelled,
+            other => Self::Run(other.into()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for FlowError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<crate::workspace::WorkspaceError> for FlowError {
+    fn from(e: crate::workspace::WorkspaceError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+/// State of one run after the workspace exists.
+struct Flow<'a> {
+    runner: &'a Runner,
+    cancel: CancellationToken,
+    wt: Worktree,
+    home: std::path::PathBuf,
+    check_cmds: Vec<CheckCommand>,
+    timings: Timings,
+    fix_rounds: u32,
+    tools: Vec<String>,
+    budget: Budget,
+    /// Gates produced outside [`gates::evaluate`] (setup).
+    extra_gates: Vec<Gate>,
+    commit: Option<String>,
+    pr_url: Option<String>,
+}
+
+impl Flow<'_> {
+    fn spec(&self, network: NetworkAccess, run_id: &str) -> SandboxSpec {
+        SandboxSpec {
+            workspace: self.wt.path.clone(),
+            home: self.home.clone(),
+            policy: SandboxPolicy::for_run(&self.runner.cfg.file.sandbox, network),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    fn sandbox_info(&self) -> SandboxInfo {
+        SandboxInfo {
+            backend: self.runner.sandbox.backend().as_str().into(),
+            image: self.runner.sandbox.image(),
+            network: false,
+        }
+    }
+
+    fn totals(&self) -> AgentTotals {
+        AgentTotals {
+            steps: self.budget.steps,
+            input_tokens: self.budget.usage.input_tokens,
+            output_tokens: self.budget.usage.output_tokens,
+            cost_usd: cost_usd(self.budget.usage, &self.runner.cfg.file.llm),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        setup_cmd: Option<CheckCommand>,
+        previous_summary: Option<String>,
+    ) -> Result<(RunReport, Option<String>), FlowError> {
+        let run_id = tracker.record.run_id.clone();
+        let cfg = &self.runner.cfg;
+        std::fs::create_dir_all(&self.home).map_err(|e| {
+            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!("cannot create {}: {e}", self.home.display())))
+        })?;
+
+        // setup: network on, no secrets, before the agent.
+        let t_sandbox = Instant::now();
+        if let Some(setup) = setup_cmd {
+            let node = tracker.start("setup", NodeKind::Deterministic).await;
+            let session = self.runner.sandbox.start(&self.spec(NetworkAccess::Setup, &run_id)).await?;
+            let timeout = Duration::from_secs(cfg.file.sandbox.setup_timeout_s);
+            let out = session.exec(&setup.command, timeout, &self.cancel).await;
+            session.close().await?;
+            let out = out?;
+            let gate = if out.success() {
+                Gate::new("setup", GateStatus::Pass, format!("`{}` ({})", setup.command, setup.source))
+            } else if out.exit_code == Some(127) {
+                Gate::new("setup", GateStatus::Warn, format!("`{}` could not run: command not found in the sandbox", setup.command))
+            } else {
+                Gate::new("setup", GateStatus::Fail, format!("`{}` failed: {}", setup.command, out.output.lines().last().unwrap_or("")))
+            };
+            tracker.log.transcript("setup", out.duration_ms, json!({"command": setup.command, "output": out.render(cfg.file.sandbox.output_cap_bytes)})).await?;
+            let ok = gate.status != GateStatus::Fail;
+            tracker.finish(node, ok, gate.detail.clone()).await?;
+            let detail = gate.detail.clone();
+            self.extra_gates.push(gate);
+            if !ok {
+                // Without its dependencies the agent would only burn tokens.
+                return Err(RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!(
+                    "setup failed, so the agent did not start: {detail}; fix .slipway/setup.sh or the dependency manifest"
+                )))
+                .into());
+            }
+        }
+        let node = tracker.start("sandbox", NodeKind::Deterministic).await;
+        let session = self.runner.sandbox.start(&self.spec(NetworkAccess::None, &run_id)).await?;
+        tracker.finish(node, true, format!("{} ({}), no network", self.runner.sandbox.backend().as_str(), self.runner.sandbox.image())).await?;
+        self.timings.sandbox = t_sandbox.elapsed().as_millis() as u64;
+
+        let result = self.agent_and_checks(task, tracker, session.as_ref(), previous_summary).await;
+        // The sandbox goes whatever happened; a cancelled exec already removed it.
+        if let Err(e) = session.close().await {
+            tracing::warn!(error = %e, "could not close sandbox");
+        }
+        let (end, results) = result?;
+
+        // commit
+        let node = tracker.start("commit", NodeKind::Deterministic).await;
+        let rev = task.current();
+        let subject = if rev.number == 1 {
+            task.title()
+        } else {
+            format!("{} (revision {})", task.title(), rev.number)
+        };
+        let body = match &end {
+            AgentEnd::Finished { summary } => summary.clone(),
+            AgentEnd::Budget { kind } => format!("Unfinished: {}", self.budget.describe(*kind)),
+            AgentEnd::Stopped { text } => format!("Unfinished: the agent stopped. {text}"),
+        };
+        let rev_s = rev.number.to_string();
+        let trailers = [
+            ("Requested-by", task.requester.as_str()),
+            ("Slipway-Task", task.id.as_str()),
+            ("Slipway-Run", run_id.as_str()),
+            ("Slipway-Revision", rev_s.as_str()),
+        ];
+        self.commit = self.runner.workspaces.commit(&self.wt, &subject, &body, &trailers).await?;
+        let changes = self.runner.workspaces.changes(&self.wt).await?;
+        let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
+        tracker
+            .finish(node, true, match &self.commit {
+                Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
+                None => "nothing to commit".into(),
+            })
+            .await?;
+
+        // gates
+        let node = tracker.start("gates", NodeKind::Deterministic).await;
+        let mut gates = self.extra_gates.clone();
+        let policy = &cfg.file.policy;
+        gates.extend(gates::evaluate(&Evidence {
+            checks: &results,
+            commands: &self.check_cmds,
+            changes: &changes,
+            agent_end: &end,
+            fix_rounds: self.fix_rounds,
+            max_fix_rounds: MAX_FIX_ROUNDS,
+            policy,
+        }));
+        let classified = classify::classify(&changes, whitespace_only);
+        let (decision, mut reasons) = gates::decide(classified.class, &gates, policy);
+        reasons.push(format!("classified {}: {}", classified.class.as_str(), classified.evidence));
+        tracker.finish(node, decision != Decision::Halt, format!("{decision}")).await?;
+
+        // publish: only a change that may go on leaves slipway's data dir.
+        if decision != Decision::Halt && self.commit.is_some() {
+            let node = tracker.start("publish", NodeKind::Deterministic).await;
+            match self.runner.forge.publish(&self.wt, task).await {
+                Ok(p) => {
+                    self.pr_url = p.pr_url.clone();
+                    tracker.log.audit("push", "slipway", json!({"branch": self.wt.branch, "commit": self.commit, "to": p.location})).await?;
+                    tracker.finish(node, true, p.location).await?;
+                }
+                Err(e) => {
+                    tracker.finish(node, false, e.to_string()).await?;
+                    return Err(RunError::from(e).into());
+                }
+            }
+        } else if self.commit.is_some() {
+            // Keep the halted diff for the audit trail; the branch is not published.
+            let diff = self.runner.workspaces.diff(&self.wt).await?;
+            tracker.log.transcript("halted_diff", 0, json!({"diff": crate::task::truncate_chars(&diff, 200_000)})).await?;
+        }
+
+        let report = RunReport {
+            task_id: task.id.clone(),
+            revision: rev.number,
+            run_id: run_id.clone(),
+            repo: task.repo.name.clone(),
+            base: task.repo.base.clone(),
+            branch: self.wt.branch.clone(),
+            commit: self.commit.clone(),
+            pr_url: self.pr_url.clone(),
+            blueprint: NAME.into(),
+            decision,
+            reasons,
+            classification: classified.class,
+            gates,
+            tools: self.tools.clone(),
+            fix_rounds: self.fix_rounds,
+            agent: self.totals(),
+            timings_ms: self.timings.clone(),
+            sandbox: self.sandbox_info(),
+        };
+        let summary = match end {
+            AgentEnd::Finished { summary } => Some(summary),
+            _ => None,
+        };
+        Ok((report, summary))
+    }
+
+    /// prefetch → implement → checks ⇄ fix.
+    async fn agent_and_checks(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        session: &dyn Session,
+        previous_summary: Option<String>,
+    ) -> Result<(AgentEnd, Vec<CheckResult>), FlowError> {
+        let runner = self.runner;
+        let cfg = &runner.cfg;
+        let cancel = self.cancel.clone();
+        let log = tracker.log.clone();
+        let node = tracker.start("prefetch", NodeKind::Deterministic).await;
+        let specs = crate::tools::prefetch(cfg.file.prefetch.k);
+        self.tools = specs.iter().map(|s| s.name.clone()).collect();
+        tracker.finish(node, true, self.tools.join(", ")).await?;
+
+        let root = std::fs::canonicalize(&self.wt.path).map_err(|e| {
+            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!("worktree vanished: {e}")))
+        })?;
+        let agent = AgentNode {
+            llm: runner.llm.as_ref(),
+            tools: &specs,
+            ctx: ToolContext {
+                root: &root,
+                session,
+                cancel: &cancel,
+                max_timeout: cfg.command_timeout(),
+                output_cap: cfg.file.sandbox.output_cap_bytes,
+            },
+            log: &log,
+            max_output_tokens: cfg.file.agent.max_output_tokens,
+        };
+        let mut conv = Conversation::new(prompt::system(&root));
+
+        let node = tracker.start("implement", NodeKind::Agent).await;
+        let t = Instant::now();
+        let first = prompt::task(task.current(), previous_summary.as_deref());
+        let mut end = agent.run(&mut conv, &mut self.budget, first).await;
+        self.timings.agent += t.elapsed().as_millis() as u64;
+        let detail = match &end {
+            Ok(e) => end_detail(e, &self.budget),
+            Err(e) => e.to_string(),
+        };
+        tracker.finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail).await?;
+        let mut end_v = end?;
+
+        let mut results = self.checks(tracker, session).await?;
+        while matches!(end_v, AgentEnd::Finished { .. })
+            && results.iter().any(|r| r.status == CheckStatus::Fail)
+            && self.fix_rounds < MAX_FIX_ROUNDS
+        {
+            self.fix_rounds += 1;
+            let node = tracker.start("fix", NodeKind::Agent).await;
+            let t = Instant::now();
+            let text = prompt::fix(self.fix_rounds, MAX_FIX_ROUNDS, &checks::failures_text(&results));
+            end = agent.run(&mut conv, &mut self.budget, text).await;
+            self.timings.agent += t.elapsed().as_millis() as u64;
+            let detail = match &end {
+                Ok(e) => format!("round {}: {}", self.fix_rounds, end_detail(e, &self.budget)),
+                Err(e) => e.to_string(),
+            };
+            tracker.finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail).await?;
+            end_v = end?;
+            results = self.checks(tracker, session).await?;
+        }
+        Ok((end_v, results))
+    }
+
+    async fn checks(&mut self, tracker: &mut Tracker, session: &dyn Session) -> Result<Vec<CheckResult>, FlowError> {
+        let cfg = &self.runner.cfg;
+        let node = tracker.start("checks", NodeKind::Deterministic).await;
+        let t = Instant::now();
+        let results = checks::run_all(session, &self.check_cmds, cfg.command_timeout(), cfg.file.sandbox.output_cap_bytes, &self.cancel).await?;
+        self.timings.checks += t.elapsed().as_millis() as u64;
+        for r in &results {
+            tracker
+                .log
+                .transcript("check", r.duration_ms, json!({"kind": r.check.kind, "command": r.check.command, "status": r.status, "output": r.output}))
+                .await?;
+        }
+        let summary: Vec<String> = results.iter().map(|r| format!("{} {:?}", r.check.kind.gate_name(), r.status).to_lowercase()).collect();
+        let ok = results.iter().all(|r| r.status != CheckStatus::Fail);
+        let detail = if summary.is_empty() { "no checks configured or detected".to_string() } else { summary.join(", ") };
+        tracker.finish(node, ok, detail).await?;
+        Ok(results)
+    }
+
+    /// The report of a run that failed or was cancelled after it was stored: decision `halt`,
+    /// the error as the reason.
+    fn failure_report(&self, task: &Task, run_id: &str, message: &str, tracker: &Tracker) -> RunReport {
+        let failed_node = tracker.record.nodes.iter().rev().find(|n| !n.ok).map(|n| n.node.clone());
+        let mut reasons = vec![format!("run failed: {message}")];
+        if let Some(n) = failed_node {
+            reasons.push(format!("at node {n}"));
+        }
+        RunReport {
+            task_id: task.id.clone(),
+            revision: task.current().number,
+            run_id: run_id.to_string(),
+            repo: task.repo.name.clone(),
+            base: task.repo.base.clone(),
+            branch: self.wt.branch.clone(),
+            commit: self.commit.clone(),
+            pr_url: self.pr_url.clone(),
+            blueprint: NAME.into(),
+            decision: Decision::Halt,
+            reasons,
+            classification: Classification::Refactor,
+            gates: self.extra_gates.clone(),
+            tools: self.tools.clone(),
+            fix_rounds: self.fix_rounds,
+            agent: self.totals(),
+            timings_ms: self.timings.clone(),
+            sandbox: self.sandbox_info(),
+        }
+    }
+}
+
+fn end_detail(e: &AgentEnd, budget: &Budget) -> String {
+    match e {
+        AgentEnd::Finished { summary } => crate::task::truncate_chars(summary, 200),
+        AgentEnd::Budget { kind } => budget.describe(*kind),
+        AgentEnd::Stopped { .. } => "the agent stopped without calling finish".into(),
+    }
+}

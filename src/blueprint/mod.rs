@@ -1,0 +1,157 @@
+//! Blueprints: the flow of a run as an ordered list of nodes, each `Deterministic` code or an
+//! `Agent` loop. This module owns the node bookkeeping every blueprint shares: timing,
+//! [`RunEvent`]s for observers (terminal, Slack, web), node records in the store and audit
+//! entries. Blueprints themselves are one file each ([`code_change`]).
+
+pub mod code_change;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::report::RunReport;
+use crate::store::{NodeRecord, RunLog, RunRecord, RunState, StoreError};
+use crate::task::now_ms;
+
+/// What kind of work a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Deterministic,
+    Agent,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deterministic => "deterministic",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+/// Typed progress of a run; every front end renders these at its own edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        task_id: String,
+        run_id: String,
+        revision: u32,
+        branch: String,
+    },
+    NodeStarted {
+        node: String,
+        kind: NodeKind,
+    },
+    NodeFinished {
+        node: String,
+        kind: NodeKind,
+        ok: bool,
+        detail: String,
+        duration_ms: u64,
+    },
+    RunFinished {
+        report: Box<RunReport>,
+    },
+    RunFailed {
+        error: String,
+    },
+}
+
+/// Node bookkeeping for one run: emits events, appends node records, persists the run
+/// record after every node.
+pub struct Tracker {
+    pub log: RunLog,
+    pub record: RunRecord,
+    events: Option<mpsc::Sender<RunEvent>>,
+    /// Whether the run record may be written yet (false until the task is stored).
+    pub persist: bool,
+}
+
+/// A started node; hand it back to [`Tracker::finish`].
+pub struct NodeTimer {
+    name: &'static str,
+    kind: NodeKind,
+    started: Instant,
+    started_ms: u64,
+}
+
+impl Tracker {
+    pub fn new(log: RunLog, record: RunRecord, events: Option<mpsc::Sender<RunEvent>>) -> Self {
+        Self {
+            log,
+            record,
+            events,
+            persist: false,
+        }
+    }
+
+    /// Sends an event; a closed or slow observer never blocks the run beyond the channel's
+    /// bound.
+    pub async fn emit(&self, e: RunEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e).await;
+        }
+    }
+
+    pub async fn start(&self, name: &'static str, kind: NodeKind) -> NodeTimer {
+        self.emit(RunEvent::NodeStarted {
+            node: name.to_string(),
+            kind,
+        })
+        .await;
+        NodeTimer {
+            name,
+            kind,
+            started: Instant::now(),
+            started_ms: now_ms(),
+        }
+    }
+
+    /// Records the node's end; returns its duration in ms.
+    pub async fn finish(&mut self, t: NodeTimer, ok: bool, detail: impl Into<String>) -> Result<u64, StoreError> {
+        let duration_ms = t.started.elapsed().as_millis() as u64;
+        let detail = detail.into();
+        self.record.nodes.push(NodeRecord {
+            node: t.name.to_string(),
+            kind: t.kind.as_str().to_string(),
+            ok,
+            detail: detail.clone(),
+            started_ms: t.started_ms,
+            duration_ms,
+        });
+        if self.persist {
+            self.log.store.put_run(&self.record).await?;
+            self.log
+                .audit(
+                    "node_finished",
+                    "slipway",
+                    serde_json::json!({"node": t.name, "kind": t.kind.as_str(), "ok": ok, "duration_ms": duration_ms}),
+                )
+                .await?;
+        }
+        self.emit(RunEvent::NodeFinished {
+            node: t.name.to_string(),
+            kind: t.kind,
+            ok,
+            detail,
+            duration_ms,
+        })
+        .await;
+        Ok(duration_ms)
+    }
+
+    /// Marks the run ended and stores it.
+    pub async fn close(&mut self, state: RunState, report: Option<RunReport>, error: Option<String>) -> Result<(), StoreError> {
+        self.record.state = state;
+        self.record.report = report;
+        self.record.error = error;
+        self.record.finished_ms = Some(now_ms());
+        if self.persist {
+            self.log.store.put_run(&self.record).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,643 @@
+//! Configuration: `slipway.toml` plus environment variables, loaded once into [`Config`]
+//! and passed down. Nothing else in the crate reads the process environment: `main` builds an
+//! [`Env`] from it, tests build one from pairs (or call [`Config::for_test`]).
+//!
+//! The file keys and the variables are contracts (`shared/DESIGN.md` §3): every key is
+//! optional, unknown keys are rejected with the file and key named, and secrets never come
+//! from the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem the operator can fix. Each message names the file, key or
+/// variable to change. Maps to exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value {value:?} for {name}: {expected}")]
+    Invalid {
+        name: String,
+        value: String,
+        expected: String,
+    },
+}
+
+/// Result alias for configuration loading.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// A snapshot of the environment variables slipway understands. Built once in `main`
+/// (`Env::from_process`) or from explicit pairs in tests (`Env::from_pairs`).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads the process environment. Call once, in `main`.
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    /// Builds an environment from explicit pairs; empty values count as unset.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Self { vars }
+    }
+
+    /// The value of `name`, if set and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+/// `[slack]`: who may approve merges.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Slack user IDs (`U…`) or user-group IDs (`S…`) allowed to approve merges.
+    pub approvers: Vec<String>,
+    /// May the requester approve their own task's merge?
+    pub allow_self_approval: bool,
+}
+
+/// Where branches and PRs live (`DESIGN.md` §2, "forge").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    #[default]
+    Local,
+}
+
+/// How an approved PR is merged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    Merge,
+    #[default]
+    Squash,
+    Rebase,
+}
+
+/// One `[[repos]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// `owner/name` on the forge.
+    pub name: String,
+    /// Channels whose tasks default to this repo.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub forge: ForgeKind,
+    /// Clone URL or path; with `forge = "local"` the repo itself.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "default_base")]
+    pub base: String,
+    #[serde(default)]
+    pub merge_method: MergeMethod,
+}
+
+fn default_base() -> String {
+    "main".into()
+}
+
+/// `[policy]`: server-wide guardrails. A repo's `.slipway/policy.toml` may only tighten them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Globs the change may never touch; touching one halts the run.
+    pub forbidden_paths: Vec<String>,
+    /// Globs whose change always needs a human approval.
+    pub review_paths: Vec<String>,
+    /// Most files one change may touch before it needs approval.
+    pub max_files: usize,
+    /// Most changed lines (added + deleted) before it needs approval.
+    pub max_lines: usize,
+    /// Classifications that may merge without approval when every gate passes.
+    pub auto_merge: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            forbidden_paths: vec![
+                ".github/workflows/**".into(),
+                "**/migrations/**".into(),
+                "**/.env*".into(),
+            ],
+            review_paths: vec!["**/auth/**".into(), "**/payments/**".into()],
+            max_files: 15,
+            max_lines: 500,
+            auto_merge: Vec::new(),
+        }
+    }
+}
+
+/// Which sandbox backend runs a task (`SLIPWAY_SANDBOX`, `[sandbox] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxBackendChoice {
+    /// A Docker-compatible engine when one answers, else bubblewrap.
+    #[default]
+    Auto,
+    Docker,
+    Bwrap,
+}
+
+impl std::str::FromStr for SandboxBackendChoice {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "docker" => Ok(Self::Docker),
+            "bwrap" => Ok(Self::Bwrap),
+            other => Err(ConfigError::Invalid {
+                name: "SLIPWAY_SANDBOX".into(),
+                value: other.into(),
+                expected: "one of auto, docker, bwrap".into(),
+            }),
+        }
+    }
+}
+
+/// `[sandbox]`: the container every run executes in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub backend: SandboxBackendChoice,
+    /// Image for the `docker` backend; `slipway sandbox build` makes the default one.
+    pub image: String,
+    /// Memory limit, MiB (container memory and swap; bwrap: RLIMIT_DATA).
+    pub memory_mb: u64,
+    /// CPU limit, cores (docker backend).
+    pub cpus: f64,
+    /// Process limit inside the sandbox.
+    pub pids: u32,
+    /// Default timeout of one command, seconds; the model may ask for less, never more.
+    pub command_timeout_s: u64,
+    /// Bytes of one command's output returned to the model (head and tail are kept).
+    pub output_cap_bytes: usize,
+    /// Size of the `/tmp` tmpfs, MiB; also the largest file a command may write.
+    pub tmp_mb: u64,
+    /// Timeout of the setup step (network on, no secrets), seconds.
+    pub setup_timeout_s: u64,
+    /// Extra host paths the bwrap backend binds read-only (toolchains outside `/usr`).
+    pub bwrap_ro_paths: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            backend: SandboxBackendChoice::Auto,
+            image: "slipway-sandbox:local".into(),
+            memory_mb: 4096,
+            cpus: 2.0,
+            pids: 512,
+            command_timeout_s: 600,
+            output_cap_bytes: 32 * 1024,
+            tmp_mb: 1024,
+            setup_timeout_s: 900,
+            bwrap_ro_paths: Vec::new(),
+        }
+    }
+}
+
+/// `[agent]`: budgets of one agent node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Most model turns per agent node.
+    pub max_steps: u32,
+    /// Most tokens (input + output, summed over turns) per run.
+    pub max_tokens: u64,
+    /// Wall-clock budget per run, minutes.
+    pub max_minutes: u64,
+    /// `max_tokens` sent with each completion request (the reply size limit).
+    pub max_output_tokens: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 40,
+            max_tokens: 400_000,
+            max_minutes: 30,
+            max_output_tokens: 8192,
+        }
+    }
+}
+
+/// `[llm]`: the price table for cost reporting, USD per million tokens, and retry tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmPrices {
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    /// Retries after a 429, 5xx or 529 before the run fails.
+    pub max_retries: u32,
+    /// First backoff, ms; doubled each retry unless the server sent `Retry-After`.
+    pub retry_base_ms: u64,
+    /// Time to wait for one response, seconds.
+    pub request_timeout_s: u64,
+}
+
+impl Default for LlmPrices {
+    fn default() -> Self {
+        Self {
+            input_usd_per_mtok: 3.0,
+            output_usd_per_mtok: 15.0,
+            max_retries: 4,
+            retry_base_ms: 1000,
+            request_timeout_s: 300,
+        }
+    }
+}
+
+/// `[prefetch]`: how many tools one run is offered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefetchConfig {
+    /// Tools offered per run, built-ins included.
+    pub k: usize,
+    /// Catalog globs, relative to the working directory.
+    pub catalogs: Vec<String>,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        Self {
+            k: 15,
+            catalogs: vec!["prompts/tools/*.json".into()],
+        }
+    }
+}
+
+/// One `[[mcp_servers]]` entry (used by the tool registry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    pub name: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub host_side: bool,
+}
+
+/// The file as written; every key optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub slack: SlackConfig,
+    pub repos: Vec<RepoConfig>,
+    pub policy: PolicyConfig,
+    pub sandbox: SandboxConfig,
+    pub agent: AgentConfig,
+    pub llm: LlmPrices,
+    pub prefetch: PrefetchConfig,
+    pub mcp_servers: Vec<McpServerConfig>,
+}
+
+/// LLM wire format (`SLIPWAY_LLM_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// Anthropic Messages API.
+    Anthropic,
+    /// OpenAI Chat Completions, or any compatible server (vLLM, Ollama, llama.cpp, LiteLLM).
+    Openai,
+}
+
+/// The model endpoint, from `SLIPWAY_LLM_*`. Absent until a provider is named: `run`
+/// reports that with the variable to set.
+#[derive(Clone)]
+pub struct LlmEndpoint {
+    pub provider: LlmProvider,
+    /// Base URL in the vendor SDK's convention (OpenAI-style includes `/v1`).
+    pub base_url: String,
+    pub model: String,
+    /// Never logged, never stored, never given to a sandbox.
+    pub api_key: Option<String>,
+    /// The variable the key came from, for error messages.
+    pub api_key_var: &'static str,
+}
+
+impl std::fmt::Debug for LlmEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmEndpoint")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The whole configuration, loaded once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: FileConfig,
+    /// Where the store, mirrors, worktrees and logs live (`SLIPWAY_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The configured model, or why there is none (a message naming the variable).
+    pub llm: std::result::Result<LlmEndpoint, String>,
+    /// `DOCKER_HOST`, when set.
+    pub docker_host: Option<String>,
+    /// Values of the host's secret variables ([`SECRET_VARS`]), for redaction.
+    pub secret_values: SecretValues,
+    /// Names of credential variables that are set (values never kept here), for `doctor`.
+    pub credentials_present: Vec<&'static str>,
+}
+
+/// Secret values known to this process. Its `Debug` prints only a count.
+#[derive(Clone, Default)]
+pub struct SecretValues(pub Vec<String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValues(<{} redacted>)", self.0.len())
+    }
+}
+
+/// Variables whose values are secrets. Their values are redacted wherever slipway writes
+/// text (logs, store, reports) and never enter a sandbox.
+pub const SECRET_VARS: &[&str] = &[
+    "SLACK_APP_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_PRIVATE_KEY",
+    "SLIPWAY_LLM_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+];
+
+impl Config {
+    /// Loads `path` (when given) and the environment. A missing default `slipway.toml` is
+    /// fine; a named file that is missing is an error.
+    pub fn load(path: Option<&Path>, env: &Env) -> Result<Self> {
+        let file = match path {
+            Some(p) => Self::read_file(p)?,
+            None => {
+                let default = Path::new("slipway.toml");
+                if default.exists() {
+                    Self::read_file(default)?
+                } else {
+                    FileConfig::default()
+                }
+            }
+        };
+        Self::from_parts(file, env)
+    }
+
+    fn read_file(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Combines a parsed file with the environment.
+    pub fn from_parts(mut file: FileConfig, env: &Env) -> Result<Self> {
+        if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
+            file.sandbox.backend = choice.parse()?;
+        }
+        if file.prefetch.k == 0 {
+            return Err(ConfigError::Invalid {
+                name: "[prefetch] k".into(),
+                value: "0".into(),
+                expected: "at least 1".into(),
+            });
+        }
+        let data_dir = PathBuf::from(env.get("SLIPWAY_DATA_DIR").unwrap_or("./.slipway"));
+        let llm = llm_endpoint(env)?;
+        let secret_values = SecretValues(
+            SECRET_VARS
+                .iter()
+                .filter_map(|v| env.get(v))
+                .filter(|v| v.len() >= 8)
+                .map(str::to_owned)
+                .collect(),
+        );
+        let credentials_present = SECRET_VARS
+            .iter()
+            .chain(["GITHUB_APP_ID"].iter())
+            .copied()
+            .filter(|v| env.get(v).is_some())
+            .collect();
+        Ok(Self {
+            file,
+            data_dir,
+            llm,
+            docker_host: env.get("DOCKER_HOST").map(str::to_owned),
+            secret_values,
+            credentials_present,
+        })
+    }
+
+    /// A configuration for tests: data under `data_dir`, the given model endpoint, fast
+    /// retries. Reads nothing from the process environment.
+    pub fn for_test(data_dir: &Path, llm: Option<LlmEndpoint>) -> Self {
+        let mut file = FileConfig::default();
+        file.llm.retry_base_ms = 10;
+        file.sandbox.command_timeout_s = 120;
+        Self {
+            file,
+            data_dir: data_dir.to_path_buf(),
+            llm: llm.ok_or_else(|| "no model configured".to_string()),
+            docker_host: None,
+            secret_values: SecretValues::default(),
+            credentials_present: Vec::new(),
+        }
+    }
+
+    /// The per-command timeout.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.file.sandbox.command_timeout_s)
+    }
+
+    /// Whether credential variable `name` is set.
+    pub fn has_credential(&self, name: &str) -> bool {
+        self.credentials_present.contains(&name)
+    }
+
+    /// Replaces every known secret value in `text` with `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secret_values.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+/// Reads `SLIPWAY_LLM_*`. `Ok(Err(msg))` means "not configured", which only matters for
+/// commands that call a model; `Err` means a value is wrong.
+fn llm_endpoint(env: &Env) -> Result<std::result::Result<LlmEndpoint, String>> {
+    let Some(provider) = env.get("SLIPWAY_LLM_PROVIDER") else {
+        return Ok(Err(
+            "no model configured: set SLIPWAY_LLM_PROVIDER to anthropic or openai, and SLIPWAY_LLM_MODEL"
+                .into(),
+        ));
+    };
+    let provider = match provider {
+        "anthropic" => LlmProvider::Anthropic,
+        "openai" => LlmProvider::Openai,
+        other => {
+            return Err(ConfigError::Invalid {
+                name: "SLIPWAY_LLM_PROVIDER".into(),
+                value: other.into(),
+                expected: "anthropic or openai (any OpenAI-compatible server uses openai)".into(),
+            });
+        }
+    };
+    let Some(model) = env.get("SLIPWAY_LLM_MODEL") else {
+        return Ok(Err(
+            "no model named: set SLIPWAY_LLM_MODEL (e.g. claude-sonnet-4-5, gpt-4.1, qwen2.5-coder)"
+                .into(),
+        ));
+    };
+    let (default_url, vendor_key) = match provider {
+        LlmProvider::Anthropic => ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+        LlmProvider::Openai => ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    };
+    let (api_key, api_key_var) = match (env.get("SLIPWAY_LLM_API_KEY"), env.get(vendor_key)) {
+        (Some(k), _) => (Some(k.to_string()), "SLIPWAY_LLM_API_KEY"),
+        (None, Some(k)) => (Some(k.to_string()), vendor_key),
+        (None, None) => (None, "SLIPWAY_LLM_API_KEY"),
+    };
+    let base_url = env
+        .get("SLIPWAY_LLM_BASE_URL")
+        .unwrap_or(default_url)
+        .trim_end_matches('/')
+        .to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            name: "SLIPWAY_LLM_BASE_URL".into(),
+            value: base_url,
+            expected: "an http:// or https:// URL".into(),
+        });
+    }
+    Ok(Ok(LlmEndpoint {
+        provider,
+        base_url,
+        model: model.to_string(),
+        api_key,
+        api_key_var,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::from_parts(FileConfig::default(), &Env::default()).unwrap();
+        assert_eq!(c.file.prefetch.k, 15);
+        assert_eq!(c.file.sandbox.image, "slipway-sandbox:local");
+        assert_eq!(c.file.agent.max_steps, 40);
+        assert_eq!(c.data_dir, PathBuf::from("./.slipway"));
+        assert!(c.llm.unwrap_err().contains("SLIPWAY_LLM_PROVIDER"));
+    }
+
+    #[test]
+    fn the_contract_example_file_parses() {
+        let text = r#"
+[slack]
+approvers = ["U0BOB"]
+allow_self_approval = false
+[[repos]]
+name = "acme/calc"
+channels = ["C0DEV"]
+forge = "github"
+url = "/srv/git/calc.git"
+base = "main"
+merge_method = "squash"
+[policy]
+forbidden_paths = [".github/workflows/**", "**/migrations/**", "**/.env*"]
+review_paths = ["**/auth/**", "**/payments/**"]
+max_files = 15
+max_lines = 500
+auto_merge = []
+[sandbox]
+backend = "auto"
+image = "slipway-sandbox:local"
+memory_mb = 4096
+cpus = 2
+command_timeout_s = 600
+[agent]
+max_steps = 40
+max_tokens = 400000
+max_minutes = 30
+[llm]
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+[prefetch]
+k = 15
+catalogs = ["prompts/tools/*.json"]
+[[mcp_servers]]
+name = "github"
+command = ["github-mcp-server", "stdio"]
+host_side = false
+"#;
+        let f: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(f.repos[0].forge, ForgeKind::Github);
+        assert_eq!(f.sandbox.cpus, 2.0);
+        assert_eq!(f.mcp_servers[0].command.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = toml::from_str::<FileConfig>("[agent]\nmax_stepz = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_stepz"), "{err}");
+    }
+
+    #[test]
+    fn the_vendor_key_is_a_fallback_and_never_printed() {
+        let env = Env::from_pairs([
+            ("SLIPWAY_LLM_PROVIDER", "anthropic"),
+            ("SLIPWAY_LLM_MODEL", "m"),
+            ("ANTHROPIC_API_KEY", "sk-ant-secret-value"),
+        ]);
+        let c = Config::from_parts(FileConfig::default(), &env).unwrap();
+        let llm = c.llm.as_ref().unwrap();
+        assert_eq!(llm.api_key_var, "ANTHROPIC_API_KEY");
+        assert_eq!(llm.base_url, "https://api.anthropic.com");
+        assert!(!format!("{c:?}").contains("sk-ant-secret-value"));
+        assert_eq!(c.redact("key=sk-ant-secret-value"), "key=<redacted>");
+    }
+
+    #[test]
+    fn a_bad_sandbox_choice_names_the_variable() {
+        let env = Env::from_pairs([("SLIPWAY_SANDBOX", "vm")]);
+        let err = Config::from_parts(FileConfig::default(), &env).unwrap_err();
+        assert!(err.to_string().contains("SLIPWAY_SANDBOX"));
+    }
+}

@@ -1,0 +1,41 @@
+//! The local forge: the source repo is the forge. A run's branch is pushed back to it;
+//! its checked-out branch is never touched (git refuses a push to it, and slipway only ever
+//! pushes `slipway/…` branches).
+
+use async_trait::async_trait;
+
+use super::{Forge, ForgeError, Publication};
+use crate::task::Task;
+use crate::workspace::{Workspaces, Worktree};
+
+pub struct LocalForge {
+    workspaces: Workspaces,
+}
+
+impl LocalForge {
+    pub fn new(workspaces: Workspaces) -> Self {
+        Self { workspaces }
+    }
+}
+
+fn is_local(source: &str) -> bool {
+    source.starts_with('/') || source.starts_with("file://")
+}
+
+#[async_trait]
+impl Forge for LocalForge {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn publish(&self, wt: &Worktree, task: &Task) -> Result<Publication, ForgeError> {
+        if !is_local(&task.repo.source) {
+            return Err(ForgeError::NotLocal(task.repo.source.clone()));
+        }
+        self.workspaces.push(wt, &task.repo.source).await?;
+        Ok(Publication {
+            pr_url: None,
+            location: format!("{} (branch {})", task.repo.source, wt.branch),
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! slipway turns a Slack thread into a reviewed pull request: deterministic code runs the
+//! flow (checkout, checks, gates, push, PR, merge); an LLM agent gets only the part that
+//! needs judgement, inside an offline sandbox with a budget. See `DESIGN.md` for the map.
+
+#![deny(clippy::print_stdout)]
+
+pub mod agent;
+pub mod blueprint;
+pub mod config;
+pub mod doctor;
+pub mod forge;
+pub mod gates;
+pub mod report;
+pub mod runner;
+pub mod sandbox;
+pub mod store;
+pub mod task;
+pub mod tools;
+pub mod workspace;

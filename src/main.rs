@@ -1,0 +1,310 @@
+//! The `slipway` command line (contract: `DESIGN.md` §3, "CLI"). Parses arguments, loads the
+//! configuration once, builds the services and renders results. Progress and logs go to
+//! stderr; `--json` output goes to stdout. Exit status: 0 ok, 1 failed or halted, 2 usage or
+//! configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use slipway::blueprint::RunEvent;
+use slipway::config::{Config, Env, ForgeKind};
+use slipway::forge::local::LocalForge;
+use slipway::report::Decision;
+use slipway::runner::{RunError, Runner};
+use slipway::store::Store;
+use slipway::task::{Origin, RepoRef, Task};
+use slipway::workspace::Workspaces;
+use slipway::{agent, doctor, sandbox};
+
+#[derive(Parser)]
+#[command(name = "slipway", version, about = "Turns a Slack thread into a reviewed pull request")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Configuration file (default: ./slipway.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task, no Slack.
+    Run {
+        /// Local path or clone URL, or the name of a [[repos]] entry.
+        #[arg(long)]
+        repo: String,
+        /// Base branch (default: the [[repos]] entry's base, else main).
+        #[arg(long)]
+        base: Option<String>,
+        #[arg(long, default_value = "code_change")]
+        blueprint: String,
+        /// Print the run report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// What to change.
+        #[arg(required = true, num_args = 1..)]
+        task: Vec<String>,
+    },
+    /// Stored tasks.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TasksAction>,
+    },
+    /// Check config, container engine, git and model reachability.
+    Doctor,
+    /// The sandbox image.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TasksAction {
+    /// One line per task, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A task with its runs, reports and audit trail, as JSON.
+    Show { id: String },
+}
+
+#[derive(Subcommand)]
+enum SandboxAction {
+    /// Build the default sandbox image with the local engine; no registry needed.
+    Build {
+        /// Image name (default: [sandbox] image).
+        #[arg(long)]
+        image: Option<String>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("slipway=info,warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    // One rustls crypto provider for the whole process (FIELD_NOTES: "TLS").
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let env = Env::from_process();
+    let cfg = match Config::load(cli.config.as_deref(), &env) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("slipway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slipway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let requester = env.get("USER").unwrap_or("cli").to_string();
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Run { repo, base, blueprint, json, task } => {
+                cmd_run(cfg, &repo, base, &blueprint, json, &task.join(" "), &requester).await
+            }
+            Command::Tasks { action } => cmd_tasks(cfg, action.unwrap_or(TasksAction::List { json: false })),
+            Command::Doctor => Ok(doctor::run(&cfg).await),
+            Command::Sandbox { action: SandboxAction::Build { image } } => cmd_sandbox_build(cfg, image).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A usage or configuration error: printed as one line, exit 2.
+fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("slipway: {e}");
+    Ok(ExitCode::from(2))
+}
+
+async fn cmd_run(
+    cfg: Arc<Config>,
+    repo_arg: &str,
+    base: Option<String>,
+    blueprint: &str,
+    json: bool,
+    text: &str,
+    requester: &str,
+) -> anyhow::Result<ExitCode> {
+    if text.trim().is_empty() {
+        return usage(RunError::EmptyTask);
+    }
+    let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
+    if let Some(r) = configured
+        && r.forge == ForgeKind::Github
+    {
+        return usage(format!("{} uses forge = \"github\", which this build cannot publish to yet; use forge = \"local\"", r.name));
+    }
+    let source_arg = configured.and_then(|r| r.url.clone()).unwrap_or_else(|| repo_arg.to_string());
+    let (source, derived_name) = match Workspaces::resolve_source(&source_arg) {
+        Ok(v) => v,
+        Err(e) => return usage(e),
+    };
+    let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
+    let base = base.or_else(|| configured.map(|r| r.base.clone())).unwrap_or_else(|| "main".into());
+    let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
+        Ok(l) => l,
+        Err(e) => return usage(e),
+    };
+    let sandbox = match sandbox::select(cfg.file.sandbox.backend, &cfg.file.sandbox, cfg.docker_host.as_deref()).await {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    if let Err(e) = sandbox.preflight().await {
+        return usage(e);
+    }
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir.join("store"))?;
+    let workspaces = Workspaces::new(&cfg.data_dir);
+    let runner = Runner {
+        cfg: cfg.clone(),
+        store,
+        workspaces: workspaces.clone(),
+        sandbox,
+        llm,
+        forge: Arc::new(LocalForge::new(workspaces)),
+    };
+    let repo = RepoRef { name, source, base };
+    let mut task = Task::new(repo, requester, Origin::Cli, text);
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("slipway: cancelling…");
+            on_signal.cancel();
+        }
+    });
+    let (tx, rx) = mpsc::channel(64);
+    let printer = tokio::spawn(print_progress(rx));
+    let result = runner.run(&mut task, blueprint, cancel, Some(tx)).await;
+    let _ = printer.await;
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprint!("{}", report.to_text());
+            }
+            let ok = report.commit.is_some() && report.decision != Decision::Halt;
+            Ok(ExitCode::from(if ok { 0 } else { 1 }))
+        }
+        Err(e) if e.is_usage() => usage(e),
+        Err(e) => {
+            eprintln!("slipway: run failed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Renders run events on stderr, one line each.
+async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
+    while let Some(e) = rx.recv().await {
+        match e {
+            RunEvent::RunStarted { task_id, run_id, revision, branch } => {
+                eprintln!("▶ task {task_id} run {run_id} (revision {revision}) on {branch}");
+            }
+            RunEvent::NodeStarted { .. } => {}
+            RunEvent::NodeFinished { node, ok, detail, duration_ms, .. } => {
+                let mark = if ok { "✓" } else { "✗" };
+                eprintln!("  {mark} {node:<10} {duration_ms:>7} ms  {}", slipway::task::truncate_chars(&detail, 120));
+            }
+            RunEvent::RunFinished { report } => {
+                eprintln!("■ {} ({} ms)", report.decision, report.timings_ms.total);
+            }
+            RunEvent::RunFailed { error } => eprintln!("■ failed: {error}"),
+        }
+    }
+}
+
+fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> {
+    let dir = cfg.data_dir.join("store");
+    if !dir.exists() {
+        eprintln!("no tasks yet ({} has no store)", cfg.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&dir)?;
+    match action {
+        TasksAction::List { json } => {
+            let tasks = store.list_tasks()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for t in tasks {
+                let state = serde_json::to_value(t.state)?;
+                println!(
+                    "{}  {:<9} rev {}  {:<24} {}",
+                    t.id,
+                    state.as_str().unwrap_or("?"),
+                    t.revisions.len(),
+                    t.repo.name,
+                    t.title()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksAction::Show { id } => {
+            let Some(task) = store.get_task(&id)? else {
+                return usage(format!("no task {id}; `slipway tasks list` shows the ids"));
+            };
+            let runs: Vec<_> = task.runs.iter().filter_map(|r| store.get_run(r).ok().flatten()).collect();
+            let audit = store.audit_log(Some(&id))?;
+            let v = serde_json::json!({"task": task, "runs": runs, "audit": audit});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn cmd_sandbox_build(cfg: Arc<Config>, image: Option<String>) -> anyhow::Result<ExitCode> {
+    let image = image.unwrap_or_else(|| cfg.file.sandbox.image.clone());
+    let engine = match sandbox::docker::DockerSandbox::connect(cfg.docker_host.as_deref(), &image).await {
+        Ok(e) => e,
+        Err(e) => return usage(e),
+    };
+    eprintln!("building {image} from Debian packages with the engine at {} (a few minutes)…", engine.host());
+    let work = cfg.data_dir.join("image-build");
+    let summary = sandbox::image::build(&engine, &image, &work).await?;
+    eprintln!(
+        "built {}: root filesystem {} MB, bootstrap {} ms, import {} ms",
+        summary.image,
+        summary.rootfs_bytes / 1_000_000,
+        summary.bootstrap_ms,
+        summary.import_ms
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,250 @@
+//! The `bwrap` backend: each command runs in fresh bubblewrap namespaces (the approach of
+//! codex-rs's Linux sandbox), with no daemon.
+//!
+//! What is visible: `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc` read-only (with
+//! `/etc/shadow` and `/etc/gshadow` masked), configured extra read-only paths, a fresh
+//! `/proc`, a minimal `/dev`, a tmpfs `/tmp`, the run's home at `/home/sandbox`, and the
+//! clone at `/workspace` (its `.git` read-only). `/root`, `/home`, `/var`, `/run` (engine sockets), and slipway's data dir are
+//! not there. Namespaces: all unshared, network too except for setup; all capabilities
+//! dropped; `--die-with-parent`; a new session (no TIOCSTI).
+//!
+//! Limits are rlimits set by util-linux `prlimit` before bwrap starts: RLIMIT_DATA for
+//! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, RLIMIT_NPROC. The kernel does
+//! not enforce RLIMIT_NPROC for root; when slipway runs as root a fork bomb is ended by the
+//! command timeout, which kills the namespace's init and so every process in it. Use the
+//! `docker` backend where a hard pids limit matters.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Backend, CappedOutput, ExecOutput, HOME, NetworkAccess, Result, Sandbox, SandboxError,
+    SandboxPolicy, SandboxSpec, Session, WORKSPACE,
+};
+
+/// bubblewrap on this host.
+#[derive(Debug, Clone)]
+pub struct BwrapSandbox {
+    bwrap: PathBuf,
+    prlimit: Option<PathBuf>,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+impl BwrapSandbox {
+    /// Finds `bwrap` (and `prlimit`, for limits) in the system directories.
+    pub fn detect() -> Result<Self> {
+        let bwrap = which("bwrap").ok_or_else(|| SandboxError::NoBackend {
+            detail: String::new(),
+        })?;
+        Ok(Self {
+            bwrap,
+            prlimit: which("prlimit"),
+        })
+    }
+}
+
+#[async_trait]
+impl Sandbox for BwrapSandbox {
+    fn backend(&self) -> Backend {
+        Backend::Bwrap
+    }
+
+    fn image(&self) -> String {
+        "host:/usr (read-only)".into()
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
+        if !spec.workspace.join(".git").exists() {
+            return Err(SandboxError::Spawn(format!(
+                "{} is not a clone",
+                spec.workspace.display()
+            )));
+        }
+        let session = BwrapSession {
+            sandbox: self.clone(),
+            workspace: spec.workspace.clone(),
+            home: spec.home.clone(),
+            policy: spec.policy.clone(),
+            children: Mutex::new(Vec::new()),
+        };
+        // Prove the sandbox starts (namespaces allowed, binds valid) before the agent runs.
+        let probe = session
+            .exec("true", Duration::from_secs(30), &CancellationToken::new())
+            .await?;
+        if !probe.success() {
+            return Err(SandboxError::Spawn(format!(
+                "bubblewrap failed to start: {}",
+                probe.output.trim()
+            )));
+        }
+        Ok(Box::new(session))
+    }
+}
+
+/// A bwrap "session": a policy and a clone; each command is its own bwrap process.
+pub struct BwrapSession {
+    sandbox: BwrapSandbox,
+    workspace: PathBuf,
+    home: PathBuf,
+    policy: SandboxPolicy,
+    /// PIDs of running bwrap processes, killed on close.
+    children: Mutex<Vec<u32>>,
+}
+
+impl BwrapSession {
+    fn command(&self, command: &str) -> Command {
+        let lim = &self.policy.limits;
+        let mut cmd = match &self.sandbox.prlimit {
+            Some(prlimit) => {
+                let mut c = Command::new(prlimit);
+                let mem = lim.memory_mb * 1024 * 1024;
+                let fsize = lim.tmp_mb * 1024 * 1024;
+                c.arg(format!("--data={mem}"))
+                    .arg(format!("--fsize={fsize}"))
+                    .arg("--nofile=4096")
+                    .arg(format!("--nproc={}", lim.pids))
+                    .arg("--core=0")
+                    .arg("--")
+                    .arg(&self.sandbox.bwrap);
+                c
+            }
+            None => Command::new(&self.sandbox.bwrap),
+        };
+        let ws = self.workspace.display().to_string();
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        cmd.args(["--cap-drop", "ALL"]);
+        if self.policy.network == NetworkAccess::Setup {
+            cmd.arg("--share-net");
+        }
+        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"] {
+            cmd.args(["--ro-bind-try", dir, dir]);
+        }
+        for secret in ["/etc/shadow", "/etc/gshadow", "/etc/sudoers"] {
+            if Path::new(secret).exists() {
+                cmd.args(["--ro-bind", "/dev/null", secret]);
+            }
+        }
+        for p in &self.policy.extra_ro_paths {
+            let p = p.display().to_string();
+            cmd.args(["--ro-bind-try", &p, &p]);
+        }
+        cmd.args(["--proc", "/proc", "--dev", "/dev"]);
+        cmd.args(["--size", &(lim.tmp_mb * 1024 * 1024).to_string(), "--tmpfs", "/tmp"]);
+        cmd.args(["--bind", &self.home.display().to_string(), HOME]);
+        cmd.args(["--bind", &ws, WORKSPACE]);
+        cmd.args(["--ro-bind", &format!("{ws}/.git"), &format!("{WORKSPACE}/.git")]);
+        cmd.args(["--chdir", WORKSPACE, "--hostname", "sandbox", "--clearenv"]);
+        for (k, v) in &self.policy.env {
+            cmd.args(["--setenv", k, v]);
+        }
+        cmd.args(["--", "/bin/sh", "-c", command]);
+        cmd.env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+#[async_trait]
+impl Session for BwrapSession {
+    async fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput> {
+        let timeout = timeout.min(self.policy.limits.command_timeout);
+        let started = Instant::now();
+        let mut child = self
+            .command(command)
+            .spawn()
+            .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let pid = child.id();
+        if let Some(pid) = pid {
+            self.children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(pid);
+        }
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
+            return Err(SandboxError::Spawn("bwrap: no output pipes".into()));
+        };
+        let mut out = CappedOutput::new(self.policy.limits.output_cap_bytes);
+        let collect = async {
+            let (mut b1, mut b2) = ([0u8; 8192], [0u8; 8192]);
+            let (mut open1, mut open2) = (true, true);
+            while open1 || open2 {
+                tokio::select! {
+                    n = stdout.read(&mut b1), if open1 => match n {
+                        Ok(0) | Err(_) => open1 = false,
+                        Ok(n) => out.push(&b1[..n]),
+                    },
+                    n = stderr.read(&mut b2), if open2 => match n {
+                        Ok(0) | Err(_) => open2 = false,
+                        Ok(n) => out.push(&b2[..n]),
+                    },
+                }
+            }
+            child.wait().await
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, collect) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        if let Some(pid) = pid {
+            self.children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|p| *p != pid);
+        }
+        // Dropping `collect` dropped `child`; kill_on_drop ends bwrap, and with it the pid
+        // namespace and everything inside.
+        let (exit_code, timed_out) = match outcome {
+            None => return Err(SandboxError::Cancelled),
+            Some(Err(_)) => (None, true),
+            Some(Ok(status)) => {
+                let status = status.map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+                (status.code().map(i64::from), false)
+            }
+        };
+        let (output, omitted_bytes) = out.finish();
+        Ok(ExecOutput {
+            exit_code,
+            output,
+            omitted_bytes,
+            timed_out,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        let pids: Vec<u32> = std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! The `docker` backend: one container per sandbox, through bollard, against any
+//! Docker-compatible engine (Docker, or Podman's compatible socket).
+//!
+//! Hardening (FIELD_NOTES, "bollard against Podman"): `network_disabled` plus
+//! `network_mode = none`, `cap_drop ALL`, `no-new-privileges`, read-only root with a `/tmp`
+//! tmpfs, memory with equal swap, `nano_cpus`, `pids_limit`, and explicit `nofile`/`nproc`
+//! ulimits (Podman's defaults exceed some hosts' hard limits and the start fails).
+//! Containers carry `slipway.managed` and `slipway.pid` labels; [`DockerSandbox::connect`]
+//! removes those whose slipway process is gone, so a `kill -9` leaves nothing behind for long.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Backend, CappedOutput, ExecOutput, HOME, NetworkAccess, Result, Sandbox, SandboxError,
+    SandboxSpec, Session, WORKSPACE,
+};
+
+/// Sockets tried, in order, when `DOCKER_HOST` is unset.
+const DEFAULT_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/podman/podman.sock"];
+
+/// Extra time past a command's timeout before the container itself is killed (the in-box
+/// `timeout -k 5` should have ended the command long before).
+const KILL_GRACE: Duration = Duration::from_secs(15);
+
+/// A connection to a container engine plus the image to run.
+#[derive(Clone)]
+pub struct DockerSandbox {
+    docker: Docker,
+    image: String,
+    host: String,
+}
+
+fn engine_err(e: bollard::errors::Error) -> SandboxError {
+    SandboxError::Engine(e.to_string())
+}
+
+impl DockerSandbox {
+    /// Connects to `docker_host` (`unix://…`, `tcp://…`, `http://…`), or the default sockets.
+    /// Negotiates the API version (Podman 4.3 speaks 1.41), pings within 3 s, and removes
+    /// orphaned containers of dead slipway processes.
+    pub async fn connect(docker_host: Option<&str>, image: &str) -> Result<Self> {
+        let host = match docker_host {
+            Some(h) => h.to_string(),
+            None => DEFAULT_SOCKETS
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .map(|p| format!("unix://{p}"))
+                .ok_or_else(|| SandboxError::EngineUnavailable {
+                    host: DEFAULT_SOCKETS.join(" or "),
+                    message: "no socket found".into(),
+                })?,
+        };
+        let unavailable = |message: String| SandboxError::EngineUnavailable {
+            host: host.clone(),
+            message,
+        };
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+        } else {
+            let http = host.replacen("tcp://", "http://", 1);
+            Docker::connect_with_http(&http, 120, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(|e| unavailable(e.to_string()))?;
+        let docker = tokio::time::timeout(Duration::from_secs(3), docker.negotiate_version())
+            .await
+            .map_err(|_| unavailable("no answer within 3 s".into()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(3), docker.ping())
+            .await
+            .map_err(|_| unavailable("no answer within 3 s".into()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        let me = Self {
+            docker,
+            image: image.to_string(),
+            host,
+        };
+        if let Err(e) = me.reap_orphans().await {
+            tracing::warn!(error = %e, "could not list old sandbox containers");
+        }
+        Ok(me)
+    }
+
+    /// The engine address, for `doctor`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The bollard client (image building uses it).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Whether the image exists in the engine.
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(engine_err(e)),
+        }
+    }
+
+    /// Removes slipway containers whose owning process (label `slipway.pid`) is gone.
+    pub async fn reap_orphans(&self) -> Result<usize> {
+        let filters: HashMap<&str, Vec<&str>> =
+            HashMap::from([("label", vec!["slipway.managed=1"])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_err)?;
+        let mut removed = 0;
+        for c in list {
+            let pid = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("slipway.pid"))
+                .and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive && let Some(id) = c.id {
+                remove_container(&self.docker, &id).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The labels every container of this process gets.
+    fn labels(run_id: &str) -> HashMap<String, String> {
+        HashMap::from([
+            ("slipway.managed".to_string(), "1".to_string()),
+            ("slipway.pid".to_string(), std::process::id().to_string()),
+            ("slipway.run".to_string(), run_id.to_string()),
+        ])
+    }
+}
+
+async fn remove_container(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    if let Err(e) = docker.remove_container(id, Some(opts)).await {
+        let gone = matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        );
+        if !gone {
+            tracing::warn!(container = id, error = %e, "could not remove sandbox container");
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn backend(&self) -> Backend {
+        Backend::Docker
+    }
+
+    fn image(&self) -> String {
+        self.image.clone()
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        if self.image_exists(&self.image).await? {
+            Ok(())
+        } else {
+            Err(SandboxError::ImageMissing(self.image.clone()))
+        }
+    }
+
+    async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
+        self.preflight().await?;
+        let lim = &spec.policy.limits;
+        let ws = spec.workspace.display().to_string();
+        let offline = spec.policy.network == NetworkAccess::None;
+        let memory = (lim.memory_mb * 1024 * 1024) as i64;
+        let ulimit = |name: &str, n: i64| ResourcesUlimits {
+            name: Some(name.to_string()),
+            soft: Some(n),
+            hard: Some(n),
+        };
+        let host_config = HostConfig {
+            binds: Some(vec![
+                format!("{ws}:{WORKSPACE}:rw"),
+                format!("{ws}/.git:{WORKSPACE}/.git:ro"),
+                format!("{}:{HOME}:rw", spec.home.display()),
+            ]),
+            network_mode: Some(if offline { "none" } else { "bridge" }.to_string()),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                format!("rw,exec,nosuid,size={}m,mode=1777", lim.tmp_mb),
+            )])),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((lim.cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(lim.pids)),
+            ulimits: Some(vec![
+                ulimit("nofile", 4096),
+                ulimit("nproc", i64::from(lim.pids).max(64)),
+                ulimit("fsize", (lim.tmp_mb * 1024 * 1024) as i64),
+            ]),
+            ..Default::default()
+        };
+        let env: Vec<String> = spec
+            .policy
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(self.image.clone()),
+            // PID 1 only waits; commands arrive as execs.
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            entrypoint: Some(vec![]),
+            env: Some(env),
+            working_dir: Some(WORKSPACE.into()),
+            network_disabled: Some(offline),
+            hostname: Some("sandbox".into()),
+            labels: Some(Self::labels(&spec.run_id)),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = format!("slipway-{}-{}", spec.run_id, &crate::task::new_id()[..6]);
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(engine_err)?;
+        let session = DockerSession {
+            docker: self.docker.clone(),
+            id: created.id,
+            limits_timeout: lim.command_timeout,
+            cap: lim.output_cap_bytes,
+            closed: AtomicBool::new(false),
+        };
+        // From here on, dropping `session` removes the container.
+        self.docker
+            .start_container(&session.id, None)
+            .await
+            .map_err(|e| SandboxError::Spawn(e.to_string()))?;
+        Ok(Box::new(session))
+    }
+}
+
+/// A running container.
+pub struct DockerSession {
+    docker: Docker,
+    id: String,
+    limits_timeout: Duration,
+    cap: usize,
+    closed: AtomicBool,
+}
+
+impl DockerSession {
+    async fn run_exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        out: &mut CappedOutput,
+    ) -> Result<Option<i64>> {
+        let secs = timeout.as_secs().max(1).to_string();
+        let cmd = vec![
+            "timeout".to_string(),
+            "-k".into(),
+            "5".into(),
+            secs,
+            "sh".into(),
+            "-c".into(),
+            command.to_string(),
+        ];
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd),
+                    working_dir: Some(WORKSPACE.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_err)?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await
+            .map_err(engine_err)?;
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(engine_err)? {
+                    LogOutput::StdOut { message }
+                    | LogOutput::StdErr { message }
+                    | LogOutput::Console { message } => out.push(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(engine_err)?;
+        Ok(inspect.exit_code)
+    }
+}
+
+#[async_trait]
+impl Session for DockerSession {
+    async fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput> {
+        let timeout = timeout.min(self.limits_timeout);
+        let started = Instant::now();
+        let mut out = CappedOutput::new(self.cap);
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout + KILL_GRACE, self.run_exec(command, timeout, &mut out)) => r,
+            _ = cancel.cancelled() => {
+                self.close().await?;
+                return Err(SandboxError::Cancelled);
+            }
+        };
+        let (exit_code, killed_from_outside) = match result {
+            Ok(code) => (code?, false),
+            Err(_) => {
+                // The in-box timeout did not end it: restart the container (kills every
+                // process in it; /workspace survives, /tmp is fresh).
+                tracing::warn!(container = %self.id, "command outlived its timeout; restarting container");
+                let _ = self.docker.kill_container(&self.id, None::<bollard::query_parameters::KillContainerOptions>).await;
+                self.docker
+                    .start_container(&self.id, None)
+                    .await
+                    .map_err(engine_err)?;
+                (None, true)
+            }
+        };
+        let elapsed = started.elapsed();
+        // `timeout` exits 124 after SIGTERM and 137 after the -k SIGKILL.
+        let timed_out = killed_from_outside
+            || (matches!(exit_code, Some(124) | Some(137)) && elapsed >= timeout);
+        let (output, omitted_bytes) = out.finish();
+        Ok(ExecOutput {
+            exit_code,
+            output,
+            omitted_bytes,
+            timed_out,
+            duration_ms: elapsed.as_millis() as u64,
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            remove_container(&self.docker, &self.id).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DockerSession {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Dropped without close (a panic or an early return): remove in the background.
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { remove_container(&docker, &id).await });
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Sandboxes: where every command of a run executes (setup, the agent's `run` tool, checks).
+//!
+//! One policy, [`SandboxPolicy`], is decided here and enforced by both backends:
+//! - network: none, except for the setup step ([`NetworkAccess::Setup`]);
+//! - environment: built from scratch by [`sandbox_env`]; no host variable is inherited, so no
+//!   host secret gets in;
+//! - the run's clone read-write at `/workspace` with its `.git` read-only; everything else
+//!   read-only; `/tmp` a tmpfs;
+//! - memory, CPU and process limits; a per-command timeout and an output cap.
+//!
+//! Backends: [`docker::DockerSandbox`] (bollard, any Docker-compatible engine, Podman
+//! included) and [`bwrap::BwrapSandbox`] (bubblewrap namespaces). This module must not know
+//! about agents, tools or git.
+
+pub mod bwrap;
+pub mod docker;
+pub mod image;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SandboxBackendChoice, SandboxConfig};
+
+pub use output::CappedOutput;
+
+/// Sandbox failures. `NoBackend`, `ImageMissing` and `EngineUnavailable` are the operator's
+/// to fix (the message says how); the others stop the run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "no sandbox available: no Docker-compatible engine answered{detail} and bubblewrap is not installed; start Podman (podman system service) and set DOCKER_HOST, or apt-get install bubblewrap"
+    )]
+    NoBackend { detail: String },
+    #[error("container engine unavailable at {host}: {message}; start it or set DOCKER_HOST, or set SLIPWAY_SANDBOX=bwrap")]
+    EngineUnavailable { host: String, message: String },
+    #[error("sandbox image {0} is missing; build it with `slipway sandbox build`")]
+    ImageMissing(String),
+    #[error("container engine error: {0}")]
+    Engine(String),
+    #[error("cannot start the sandbox: {0}")]
+    Spawn(String),
+    #[error("the run was cancelled")]
+    Cancelled,
+}
+
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// Which backend ran (the report's `sandbox.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Docker,
+    Bwrap,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Bwrap => "bwrap",
+        }
+    }
+}
+
+/// Network a sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkAccess {
+    /// Loopback only: the agent loop and the checks.
+    None,
+    /// The engine's default network: only the setup step (dependency fetch), never with
+    /// secrets.
+    Setup,
+}
+
+/// Resource limits of one sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// MiB.
+    pub memory_mb: u64,
+    /// Cores.
+    pub cpus: f64,
+    /// Processes.
+    pub pids: u32,
+    /// Longest one command may run; it is killed then.
+    pub command_timeout: Duration,
+    /// Output bytes kept per command (head and tail).
+    pub output_cap_bytes: usize,
+    /// MiB of `/tmp`; also the largest single file a command may write.
+    pub tmp_mb: u64,
+}
+
+/// The whole policy one sandbox enforces. Built by [`SandboxPolicy::for_run`]; never
+/// assembled piecemeal elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxPolicy {
+    pub network: NetworkAccess,
+    /// The complete environment inside; nothing else is inherited.
+    pub env: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// Extra host paths bound read-only (bwrap only; e.g. a toolchain outside `/usr`).
+    pub extra_ro_paths: Vec<PathBuf>,
+}
+
+impl SandboxPolicy {
+    /// The policy for a run's sandbox with the given network.
+    pub fn for_run(cfg: &SandboxConfig, network: NetworkAccess) -> Self {
+        Self {
+            network,
+            env: sandbox_env(&cfg.bwrap_ro_paths),
+            limits: Limits {
+                memory_mb: cfg.memory_mb,
+                cpus: cfg.cpus,
+                pids: cfg.pids,
+                command_timeout: Duration::from_secs(cfg.command_timeout_s),
+                output_cap_bytes: cfg.output_cap_bytes,
+                tmp_mb: cfg.tmp_mb,
+            },
+            extra_ro_paths: cfg.bwrap_ro_paths.clone(),
+        }
+    }
+}
+
+/// The environment inside every sandbox, built from constants: no host value is copied.
+/// `HOME` is the run's own persistent home ([`HOME`]), so what the setup step fetched
+/// (pip `--user`, cargo and npm caches) is there for the offline agent and checks. `bin` directories of extra read-only paths go on `PATH`.
+pub fn sandbox_env(extra_ro_paths: &[PathBuf]) -> BTreeMap<String, String> {
+    let mut path = String::new();
+    for p in extra_ro_paths {
+        let bin = p.join("bin");
+        path.push_str(&bin.display().to_string());
+        path.push(':');
+    }
+    path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    [
+        ("PATH", path.as_str()),
+        ("HOME", HOME),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("TERM", "dumb"),
+        ("CI", "true"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+        ("XDG_CACHE_HOME", "/home/sandbox/.cache"),
+        ("NO_COLOR", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// What a sandbox is started for.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Host path of the run's clone, mounted at [`WORKSPACE`].
+    pub workspace: PathBuf,
+    pub policy: SandboxPolicy,
+    /// Host path of the run's home directory, mounted read-write at [`HOME`]; shared by the
+    /// setup sandbox and the offline one.
+    pub home: PathBuf,
+    /// Labels the container (and names it) for cleanup.
+    pub run_id: String,
+}
+
+/// Where the run's clone appears inside the sandbox.
+pub const WORKSPACE: &str = "/workspace";
+/// The run's home inside the sandbox.
+pub const HOME: &str = "/home/sandbox";
+
+/// The result of one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// `None` when the command was killed (timeout) before it exited.
+    pub exit_code: Option<i64>,
+    /// stdout and stderr, interleaved as they arrived, capped (head and tail kept).
+    pub output: String,
+    /// Bytes dropped from the middle by the cap.
+    pub omitted_bytes: usize,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+
+    /// The output as the model and reports see it: the text, then a line that states the
+    /// exit, any timeout and the cap.
+    pub fn render(&self, cap: usize) -> String {
+        let mut s = self.output.clone();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        if self.timed_out {
+            s.push_str("[killed: the command hit its timeout]\n");
+        }
+        match self.exit_code {
+            Some(c) => s.push_str(&format!("[exit code {c}]")),
+            None => s.push_str("[no exit code: killed]"),
+        }
+        if self.omitted_bytes > 0 {
+            s.push_str(&format!(
+                "\n[output capped at {cap} bytes: {} bytes omitted from the middle]",
+                self.omitted_bytes
+            ));
+        }
+        s
+    }
+}
+
+/// A sandbox backend.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// What the report names as the image.
+    fn image(&self) -> String;
+    /// Checks, before a run stores anything, that sandboxes can start (e.g. the image
+    /// exists).
+    async fn preflight(&self) -> Result<()>;
+    /// Starts a sandbox for `spec`. Errors leave nothing running.
+    async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>>;
+}
+
+/// A started sandbox. Close it when done; dropping it unclosed also cleans up, in the
+/// background.
+#[async_trait]
+pub trait Session: Send + Sync {
+    /// Runs `command` with `sh -c` in `/workspace`. Killed at `timeout` (capped by the
+    /// policy) or when `cancel` fires (then `Err(Cancelled)`).
+    async fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput>;
+    /// Stops and removes everything the sandbox started.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Picks the backend for `choice`: `auto` means a Docker-compatible engine when one answers,
+/// else bubblewrap.
+pub async fn select(
+    choice: SandboxBackendChoice,
+    cfg: &SandboxConfig,
+    docker_host: Option<&str>,
+) -> Result<Arc<dyn Sandbox>> {
+    match choice {
+        SandboxBackendChoice::Docker => {
+            let d = docker::DockerSandbox::connect(docker_host, &cfg.image).await?;
+            Ok(Arc::new(d))
+        }
+        SandboxBackendChoice::Bwrap => Ok(Arc::new(bwrap::BwrapSandbox::detect()?)),
+        SandboxBackendChoice::Auto => {
+            match docker::DockerSandbox::connect(docker_host, &cfg.image).await {
+                Ok(d) => Ok(Arc::new(d)),
+                Err(docker_err) => match bwrap::BwrapSandbox::detect() {
+                    Ok(b) => {
+                        tracing::info!(reason = %docker_err, "no container engine; using bwrap");
+                        Ok(Arc::new(b))
+                    }
+                    Err(_) => Err(SandboxError::NoBackend {
+                        detail: format!(" ({docker_err})"),
+                    }),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_holds_no_host_value() {
+        let env = sandbox_env(&[]);
+        assert!(!env.contains_key("GITHUB_TOKEN"));
+        assert_eq!(env["HOME"], HOME);
+        assert!(env.keys().all(|k| !k.contains("TOKEN") && !k.contains("KEY")));
+    }
+
+    #[test]
+    fn rendering_states_the_cap_and_the_timeout() {
+        let o = ExecOutput {
+            exit_code: None,
+            output: "x".into(),
+            omitted_bytes: 10,
+            timed_out: true,
+            duration_ms: 1,
+        };
+        let r = o.render(100);
+        assert!(r.contains("timeout"));
+        assert!(r.contains("capped at 100 bytes: 10 bytes omitted"));
+        assert!(!o.success());
+    }
+}

@@ -1,0 +1,85 @@
+//! Output capping: keep the head and the tail of a command's output, drop the middle.
+//! Failing tests print the useful part at the end, build tools at the start.
+
+/// Collects up to `cap` bytes: the first half as they come, and the last half in a window.
+#[derive(Debug)]
+pub struct CappedOutput {
+    cap: usize,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    omitted: usize,
+}
+
+impl CappedOutput {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(2),
+            head: Vec::new(),
+            tail: Vec::new(),
+            omitted: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        let half = self.cap / 2;
+        if self.head.len() < half {
+            let take = (half - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        let tail_cap = self.cap - half;
+        self.tail.extend_from_slice(bytes);
+        // Trim in batches so a flood of small writes stays linear.
+        if self.tail.len() > tail_cap * 2 {
+            let drop = self.tail.len() - tail_cap;
+            self.omitted += drop;
+            self.tail.drain(..drop);
+        }
+    }
+
+    /// The kept text (lossy UTF-8) and the number of bytes dropped.
+    pub fn finish(mut self) -> (String, usize) {
+        let tail_cap = self.cap - self.cap / 2;
+        if self.tail.len() > tail_cap {
+            let drop = self.tail.len() - tail_cap;
+            self.omitted += drop;
+            self.tail.drain(..drop);
+        }
+        let mut text = String::from_utf8_lossy(&self.head).into_owned();
+        if self.omitted > 0 {
+            text.push_str(&format!("\n[… {} bytes omitted …]\n", self.omitted));
+        }
+        text.push_str(&String::from_utf8_lossy(&self.tail));
+        (text, self.omitted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_output_is_kept_whole() {
+        let mut c = CappedOutput::new(100);
+        c.push(b"hello ");
+        c.push(b"world");
+        assert_eq!(c.finish(), ("hello world".to_string(), 0));
+    }
+
+    #[test]
+    fn a_flood_keeps_head_and_tail() {
+        let mut c = CappedOutput::new(10);
+        c.push(b"HEAD!");
+        for _ in 0..10_000 {
+            c.push(b"x");
+        }
+        c.push(b"TAIL!");
+        let (text, omitted) = c.finish();
+        assert!(text.starts_with("HEAD!"));
+        assert!(text.ends_with("TAIL!"));
+        assert_eq!(omitted, 10_000);
+    }
+}

@@ -1,0 +1,387 @@
+//! The store: tasks, runs, node results, transcripts and the append-only audit log, in sled.
+//!
+//! All sled use lives here, behind this API, so the engine can be replaced without touching
+//! callers (FIELD_NOTES: sled 0.34 is beta). Every value is JSON wrapped as `{"v":1,"data":…}`
+//! and every state change is flushed before the call returns, so what a caller was told is
+//! stored survives a crash. Inserts hit sled's page cache and return at once; the flush,
+//! the only slow part, goes through `flush_async`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::report::RunReport;
+use crate::task::{Task, now_ms};
+
+/// Store failures. None is the user's doing; all mean the data dir is unusable or corrupt.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source} (is another slipway using it?)")]
+    Open { path: String, source: sled::Error },
+    #[error("store I/O failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("a stored record is unreadable ({what}): {source}")]
+    Decode {
+        what: String,
+        source: serde_json::Error,
+    },
+    #[error("store worker failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Version of every stored value's shape.
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    data: T,
+}
+
+/// Lifecycle of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+/// The result of one blueprint node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: String,
+    /// `deterministic` or `agent`.
+    pub kind: String,
+    pub ok: bool,
+    pub detail: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// One run of a revision through a blueprint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub task_id: String,
+    pub revision: u32,
+    pub blueprint: String,
+    pub state: RunState,
+    pub nodes: Vec<NodeRecord>,
+    /// Set when the run ends with a report (also on halt).
+    pub report: Option<RunReport>,
+    /// Set when the run failed before it could report.
+    pub error: Option<String>,
+    /// The agent's `finish` summary, shown to the model in the next revision.
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+/// One transcript entry: a model request or response, or a tool call, with timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TranscriptEntry {
+    /// `llm_request`, `llm_response`, `tool_call`.
+    pub kind: String,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub body: serde_json::Value,
+}
+
+/// One audit event. The log is append-only: there is no API to change or delete an entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at_ms: u64,
+    pub task_id: Option<String>,
+    pub run_id: Option<String>,
+    /// What happened: `task_created`, `node_finished`, `tool_call`, `tool_denied`,
+    /// `decision`, `push`, …
+    pub action: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+}
+
+/// Handle to the sled database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tasks: sled::Tree,
+    runs: sled::Tree,
+    transcripts: sled::Tree,
+    audit: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            tasks: db.open_tree("tasks")?,
+            runs: db.open_tree("runs")?,
+            transcripts: db.open_tree("transcripts")?,
+            audit: db.open_tree("audit")?,
+            db,
+        })
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        // Serialising our own plain structs into JSON cannot fail (no maps with non-string
+        // keys, no custom serialisers); fall back to an empty object rather than panic.
+        serde_json::to_vec(&Envelope {
+            v: VERSION,
+            data: value,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+        let env: Envelope<T> =
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+                what: what.to_string(),
+                source,
+            })?;
+        Ok(env.data)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a task, then flushes.
+    pub async fn put_task(&self, task: &Task) -> Result<()> {
+        self.tasks.insert(task.id.as_bytes(), Self::encode(task))?;
+        self.flush().await
+    }
+
+    pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        self.tasks
+            .get(id.as_bytes())?
+            .map(|b| Self::decode(&format!("task {id}"), &b))
+            .transpose()
+    }
+
+    /// All tasks, newest first.
+    pub fn list_tasks(&self) -> Result<Vec<Task>> {
+        let mut out: Vec<Task> = self
+            .tasks
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Self::decode(&format!("task {}", String::from_utf8_lossy(&k)), &v)
+            })
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        Ok(out)
+    }
+
+    /// Removes a task that never ran (used to leave nothing behind when a run cannot start).
+    pub async fn remove_task(&self, id: &str) -> Result<()> {
+        self.tasks.remove(id.as_bytes())?;
+        self.flush().await
+    }
+
+    /// Inserts or replaces a run, then flushes.
+    pub async fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.runs.insert(run.run_id.as_bytes(), Self::encode(run))?;
+        self.flush().await
+    }
+
+    pub fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        self.runs
+            .get(id.as_bytes())?
+            .map(|b| Self::decode(&format!("run {id}"), &b))
+            .transpose()
+    }
+
+    /// Appends a transcript entry under `run_id`, then flushes.
+    pub async fn append_transcript(&self, run_id: &str, entry: &TranscriptEntry) -> Result<()> {
+        let seq = self.db.generate_id()?;
+        let mut key = run_id.as_bytes().to_vec();
+        key.push(b'/');
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.transcripts.insert(key, Self::encode(entry))?;
+        self.flush().await
+    }
+
+    /// A run's transcript, in order.
+    pub fn transcript(&self, run_id: &str) -> Result<Vec<TranscriptEntry>> {
+        let mut prefix = run_id.as_bytes().to_vec();
+        prefix.push(b'/');
+        self.transcripts
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (_, v) = kv?;
+                Self::decode("transcript entry", &v)
+            })
+            .collect()
+    }
+
+    /// Appends to the audit log, then flushes. Keys are sled's monotonic ids, so iteration
+    /// order is append order.
+    pub async fn audit(&self, event: AuditEvent) -> Result<()> {
+        let id = self.db.generate_id()?;
+        self.audit.insert(id.to_be_bytes(), Self::encode(&event))?;
+        self.flush().await
+    }
+
+    /// Convenience for [`Store::audit`] with the current time.
+    pub async fn audit_now(
+        &self,
+        task_id: Option<&str>,
+        run_id: Option<&str>,
+        action: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.audit(AuditEvent {
+            at_ms: now_ms(),
+            task_id: task_id.map(str::to_owned),
+            run_id: run_id.map(str::to_owned),
+            action: action.to_string(),
+            actor: actor.to_string(),
+            detail,
+        })
+        .await
+    }
+
+    /// The audit log, oldest first; `task_id` filters to one task.
+    pub fn audit_log(&self, task_id: Option<&str>) -> Result<Vec<AuditEvent>> {
+        self.audit
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv?;
+                Self::decode::<AuditEvent>("audit event", &v)
+            })
+            .filter(|e| match (e, task_id) {
+                (Ok(e), Some(t)) => e.task_id.as_deref() == Some(t),
+                _ => true,
+            })
+            .collect()
+    }
+}
+
+/// The store scoped to one run: transcript and audit writes with secret values redacted.
+#[derive(Clone)]
+pub struct RunLog {
+    pub store: Store,
+    pub task_id: String,
+    pub run_id: String,
+    secrets: Vec<String>,
+}
+
+impl RunLog {
+    pub fn new(store: Store, task_id: &str, run_id: &str, secrets: Vec<String>) -> Self {
+        Self {
+            store,
+            task_id: task_id.to_string(),
+            run_id: run_id.to_string(),
+            secrets,
+        }
+    }
+
+    fn redact(&self, mut v: serde_json::Value) -> serde_json::Value {
+        if self.secrets.is_empty() {
+            return v;
+        }
+        let text = v.to_string();
+        if self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            let mut t = text;
+            for s in &self.secrets {
+                t = t.replace(s.as_str(), "<redacted>");
+            }
+            v = serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t));
+        }
+        v
+    }
+
+    /// Appends a transcript entry (`llm_request`, `llm_response`, `tool_call`).
+    pub async fn transcript(&self, kind: &str, duration_ms: u64, body: serde_json::Value) -> Result<()> {
+        let entry = TranscriptEntry {
+            kind: kind.to_string(),
+            at_ms: now_ms(),
+            duration_ms,
+            body: self.redact(body),
+        };
+        self.store.append_transcript(&self.run_id, &entry).await
+    }
+
+    /// Appends an audit event for this run.
+    pub async fn audit(&self, action: &str, actor: &str, detail: serde_json::Value) -> Result<()> {
+        let detail = self.redact(detail);
+        self.store
+            .audit_now(Some(&self.task_id), Some(&self.run_id), action, actor, detail)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Origin, RepoRef};
+
+    fn task() -> Task {
+        Task::new(
+            RepoRef {
+                name: "o/n".into(),
+                source: "/x".into(),
+                base: "main".into(),
+            },
+            "alice",
+            Origin::Cli,
+            "fix it",
+        )
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = task();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_task(&t).await.unwrap();
+            s.audit_now(Some(&t.id), None, "task_created", "alice", serde_json::json!({}))
+                .await
+                .unwrap();
+            s.append_transcript(
+                "run1",
+                &TranscriptEntry {
+                    kind: "llm_request".into(),
+                    at_ms: 1,
+                    duration_ms: 2,
+                    body: serde_json::json!({"a": 1}),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_task(&t.id).unwrap().unwrap().branch, t.branch);
+        assert_eq!(s.audit_log(Some(&t.id)).unwrap().len(), 1);
+        assert_eq!(s.transcript("run1").unwrap()[0].body["a"], 1);
+        assert!(s.transcript("run").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn values_are_versioned_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let t = task();
+        s.put_task(&t).await.unwrap();
+        let raw = s.tasks.get(t.id.as_bytes()).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["data"]["id"], t.id.as_str());
+    }
+}

@@ -1,0 +1,192 @@
+//! Tasks and revisions: what a thread (or `slipway run`) asks for.
+//!
+//! A [`Task`] is created once per request; each refinement adds a [`Revision`]. This module
+//! owns the shapes and the naming rules (ids, branch names); it does no I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a task came from, so reports go back to the right place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// `slipway run` on the command line.
+    Cli,
+    /// A Slack thread: channel ID and the thread's root `ts`.
+    Slack { channel: String, thread_ts: String },
+}
+
+/// The repo a task works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRef {
+    /// `owner/name` for reports; for a local path, its directory name.
+    pub name: String,
+    /// Where to fetch from: a local path or a clone URL. Never contains credentials.
+    pub source: String,
+    /// The branch the change is based on.
+    pub base: String,
+}
+
+/// One version of the task (`DESIGN.md` §2, "revision"), numbered from 1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub number: u32,
+    /// The instruction for this revision, as the requester wrote it.
+    pub instructions: String,
+    /// Trusted context (the requester's and approvers' other messages).
+    #[serde(default)]
+    pub context: Vec<String>,
+    /// Untrusted context (everyone else): shown to the model as data, never as instructions.
+    #[serde(default)]
+    pub untrusted_context: Vec<String>,
+    /// Links and file names collected from the thread.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// Unix time, ms.
+    pub created_ms: u64,
+}
+
+/// Lifecycle of a task as the store records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    /// The last run produced a branch whose decision is not `halt`.
+    Ready,
+    Halted,
+    Failed,
+    Merged,
+    Cancelled,
+}
+
+/// A task: a repo, a requester and its revisions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    /// 12 hex characters.
+    pub id: String,
+    pub repo: RepoRef,
+    /// Slack user ID, or the local user name for `slipway run`.
+    pub requester: String,
+    pub origin: Origin,
+    /// The task's branch, fixed at creation: `slipway/<short-id>-<slug>`.
+    pub branch: String,
+    pub revisions: Vec<Revision>,
+    pub state: TaskState,
+    /// Run IDs, oldest first.
+    #[serde(default)]
+    pub runs: Vec<String>,
+    /// The PR URL once a forge opened one.
+    #[serde(default)]
+    pub pr_url: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl Task {
+    /// A new task at revision 1.
+    pub fn new(repo: RepoRef, requester: &str, origin: Origin, instructions: &str) -> Self {
+        let id = new_id();
+        let now = now_ms();
+        let branch = branch_name(&id, instructions);
+        Self {
+            id,
+            repo,
+            requester: requester.to_string(),
+            origin,
+            branch,
+            revisions: vec![Revision {
+                number: 1,
+                instructions: instructions.to_string(),
+                context: Vec::new(),
+                untrusted_context: Vec::new(),
+                links: Vec::new(),
+                created_ms: now,
+            }],
+            state: TaskState::Queued,
+            runs: Vec::new(),
+            pr_url: None,
+            created_ms: now,
+            updated_ms: now,
+        }
+    }
+
+    /// The newest revision. A task always has at least one.
+    pub fn current(&self) -> &Revision {
+        // `Task::new` creates revision 1 and revisions are only ever appended.
+        &self.revisions[self.revisions.len() - 1]
+    }
+
+    /// A one-line title for commits and PRs: the instruction's first line, at most 72 chars.
+    pub fn title(&self) -> String {
+        let first = self.revisions[0]
+            .instructions
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("slipway change")
+            .trim();
+        truncate_chars(first, 72)
+    }
+}
+
+/// A fresh 12-hex-character id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Unix time in ms.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `slipway/<first 8 of id>-<slug>`: the slug is at most 5 lowercase ASCII words of the
+/// instruction, so the name is a valid git ref whatever the text holds.
+pub fn branch_name(id: &str, instructions: &str) -> String {
+    let words: Vec<String> = instructions
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(5)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let slug = truncate_chars(&words.join("-"), 40);
+    let short = &id[..id.len().min(8)];
+    if slug.is_empty() {
+        format!("slipway/{short}")
+    } else {
+        format!("slipway/{short}-{}", slug.trim_end_matches('-'))
+    }
+}
+
+/// The first `max` characters of `s` (not bytes: never splits a UTF-8 sequence).
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_are_valid_refs_whatever_the_text() {
+        assert_eq!(
+            branch_name("abcdef123456", "Fix the add() bug in calc.py, please!"),
+            "slipway/abcdef12-fix-the-add-bug-in"
+        );
+        assert_eq!(branch_name("abcdef123456", "🚀 ünïcode ✨"), "slipway/abcdef12-n-code");
+        assert_eq!(branch_name("abcdef123456", "🚀✨"), "slipway/abcdef12");
+    }
+
+    #[test]
+    fn titles_are_one_line_and_bounded() {
+        let repo = RepoRef {
+            name: "r".into(),
+            source: "/r".into(),
+            base: "main".into(),
+        };
+        let t = Task::new(repo, "me", Origin::Cli, &format!("\n  {}\nsecond", "x".repeat(100)));
+        assert_eq!(t.title().len(), 72);
+        assert_eq!(t.current().number, 1);
+    }
+}

@@ -1,0 +1,336 @@
+//! The built-in agent tools (contract: `DESIGN.md` §3, "Built-in agent tools"): names and
+//! JSON arguments exactly as the model sees them.
+//!
+//! File tools act on the host side of the clone, confined by [`super::paths`]; `run` goes to
+//! the sandbox. A bad call (unknown tool, bad JSON, a path that escapes, zero or several
+//! `edit_file` matches) is a [`ToolOutcome::Error`] for the model, never a failed run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::paths::{self, Access};
+use crate::agent::llm::ToolSpec;
+use crate::sandbox::{SandboxError, Session};
+
+pub const READ_FILE: &str = "read_file";
+pub const LIST_DIR: &str = "list_dir";
+pub const SEARCH: &str = "search";
+pub const EDIT_FILE: &str = "edit_file";
+pub const WRITE_FILE: &str = "write_file";
+pub const RUN: &str = "run";
+pub const FINISH: &str = "finish";
+
+/// All built-in names, in the order they are offered.
+pub const NAMES: &[&str] = &[READ_FILE, LIST_DIR, SEARCH, EDIT_FILE, WRITE_FILE, RUN, FINISH];
+
+/// Most bytes `read_file` returns at once.
+const READ_CAP_BYTES: usize = 64 * 1024;
+/// Most matches `search` returns.
+const SEARCH_MAX_MATCHES: usize = 200;
+/// Longest line `search` prints.
+const SEARCH_LINE_CHARS: usize = 300;
+/// Most entries `list_dir` returns.
+const LIST_MAX: usize = 500;
+
+/// The JSON schemas the model sees.
+pub fn specs() -> Vec<ToolSpec> {
+    let s = |name: &str, description: &str, schema: Value| ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        input_schema: schema,
+    };
+    vec![
+        s(READ_FILE, "Read a text file of the repository. Lines are numbered from 1; give start_line and end_line to read part of a large file.",
+          json!({"type": "object", "properties": {
+              "path": {"type": "string", "description": "Path relative to the repo root"},
+              "start_line": {"type": "integer", "minimum": 1},
+              "end_line": {"type": "integer", "minimum": 1}},
+              "required": ["path"], "additionalProperties": false})),
+        s(LIST_DIR, "List a directory of the repository; directories end with '/'.",
+          json!({"type": "object", "properties": {
+              "path": {"type": "string", "description": "Directory relative to the repo root; '.' for the root"}},
+              "required": ["path"], "additionalProperties": false})),
+        s(SEARCH, "Search file contents with a regular expression (ripgrep semantics: .gitignore respected, hidden files skipped). Prints path:line:text.",
+          json!({"type": "object", "properties": {
+              "pattern": {"type": "string", "description": "Regular expression"},
+              "path": {"type": "string", "description": "Directory or file to search; default the repo root"},
+              "glob": {"type": "string", "description": "Only files matching this glob, e.g. '*.py'"}},
+              "required": ["pattern"], "additionalProperties": false})),
+        s(EDIT_FILE, "Replace old_text with new_text in a file. old_text must occur exactly once; include surrounding lines to make it unique.",
+          json!({"type": "object", "properties": {
+              "path": {"type": "string"},
+              "old_text": {"type": "string"},
+              "new_text": {"type": "string"}},
+              "required": ["path", "old_text", "new_text"], "additionalProperties": false})),
+        s(WRITE_FILE, "Create or overwrite a file with the given content.",
+          json!({"type": "object", "properties": {
+              "path": {"type": "string"},
+              "content": {"type": "string"}},
+              "required": ["path", "content"], "additionalProperties": false})),
+        s(RUN, "Run a shell command in the sandbox. The working directory is the repo root. There is no network. Output is capped; the cap is stated when it applies.",
+          json!({"type": "object", "properties": {
+              "command": {"type": "string"},
+              "timeout_s": {"type": "integer", "minimum": 1, "description": "Seconds before the command is killed (capped by the server)"}},
+              "required": ["command"], "additionalProperties": false})),
+        s(FINISH, "End your work with a short summary of what you changed and why. Call this once the change is complete.",
+          json!({"type": "object", "properties": {
+              "summary": {"type": "string"}},
+              "required": ["summary"], "additionalProperties": false})),
+    ]
+}
+
+/// The result of one tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutcome {
+    /// Output for the model.
+    Output(String),
+    /// A mistake the model can correct; returned as a tool error and the loop goes on.
+    Error(String),
+    /// `finish` was called with this summary.
+    Finish(String),
+}
+
+/// What a tool call may use.
+pub struct ToolContext<'a> {
+    /// Canonical host path of the clone.
+    pub root: &'a Path,
+    pub session: &'a dyn Session,
+    pub cancel: &'a CancellationToken,
+    /// Ceiling for `run`'s `timeout_s`.
+    pub max_timeout: Duration,
+    /// The output cap, stated to the model when it applies.
+    pub output_cap: usize,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, ToolOutcome> {
+    let args = if args.trim().is_empty() { "{}" } else { args };
+    serde_json::from_str(args).map_err(|e| ToolOutcome::Error(format!("invalid arguments: {e}")))
+}
+
+/// Runs built-in `name` with raw JSON `args`. `Err` only for sandbox failures, which stop the
+/// run.
+pub async fn call(ctx: &ToolContext<'_>, name: &str, args: &str) -> Result<ToolOutcome, SandboxError> {
+    let outcome = match name {
+        READ_FILE => read_file(ctx, args),
+        LIST_DIR => list_dir(ctx, args),
+        SEARCH => search(ctx, args),
+        EDIT_FILE => edit_file(ctx, args),
+        WRITE_FILE => write_file(ctx, args),
+        RUN => return run(ctx, args).await,
+        FINISH => finish(args),
+        other => Err(ToolOutcome::Error(format!("unknown tool {other:?}"))),
+    };
+    Ok(outcome.unwrap_or_else(|e| e))
+}
+
+type Step = Result<ToolOutcome, ToolOutcome>;
+
+fn path_err(e: paths::PathError) -> ToolOutcome {
+    ToolOutcome::Error(e.to_string())
+}
+
+fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        path: String,
+        start_line: Option<usize>,
+        end_line: Option<usize>,
+    }
+    let a: A = parse(args)?;
+    let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
+    let bytes = std::fs::read(&full).map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
+    if bytes.contains(&0) {
+        return Err(ToolOutcome::Error(format!("{} is a binary file", a.path)));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = a.start_line.unwrap_or(1).max(1);
+    let end = a.end_line.unwrap_or(lines.len()).min(lines.len());
+    if start > end.max(1) && !lines.is_empty() {
+        return Err(ToolOutcome::Error(format!(
+            "start_line {start} is past the end ({} lines)",
+            lines.len()
+        )));
+    }
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate().take(end).skip(start - 1) {
+        let line = format!("{:>5}\t{l}\n", i + 1);
+        if out.len() + line.len() > READ_CAP_BYTES {
+            out.push_str(&format!(
+                "[truncated at {READ_CAP_BYTES} bytes: read on from start_line {}]\n",
+                i + 1
+            ));
+            break;
+        }
+        out.push_str(&line);
+    }
+    if lines.is_empty() {
+        out.push_str("[empty file]");
+    }
+    Ok(ToolOutcome::Output(out))
+}
+
+fn list_dir(ctx: &ToolContext<'_>, args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        #[serde(default)]
+        path: String,
+    }
+    let a: A = parse(args)?;
+    let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
+    let rd = std::fs::read_dir(&full).map_err(|e| ToolOutcome::Error(format!("cannot list {:?}: {e}", a.path)))?;
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .map(|e| {
+            let mut n = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                n.push('/');
+            }
+            n
+        })
+        .collect();
+    names.sort();
+    let total = names.len();
+    names.truncate(LIST_MAX);
+    let mut out = names.join("\n");
+    if total > LIST_MAX {
+        out.push_str(&format!("\n[{} more entries not shown]", total - LIST_MAX));
+    }
+    if total == 0 {
+        out = "[empty directory]".into();
+    }
+    Ok(ToolOutcome::Output(out))
+}
+
+fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        pattern: String,
+        path: Option<String>,
+        glob: Option<String>,
+    }
+    let a: A = parse(args)?;
+    let re = regex::Regex::new(&a.pattern).map_err(|e| ToolOutcome::Error(format!("invalid regular expression: {e}")))?;
+    let start = paths::resolve(ctx.root, a.path.as_deref().unwrap_or(""), Access::Read).map_err(path_err)?;
+    let mut walk = ignore::WalkBuilder::new(&start);
+    walk.require_git(false);
+    if let Some(g) = &a.glob {
+        let mut ob = ignore::overrides::OverrideBuilder::new(&start);
+        ob.add(g).map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
+        let ov = ob.build().map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
+        walk.overrides(ov);
+    }
+    let mut out = String::new();
+    let mut count = 0usize;
+    'files: for entry in walk.build().filter_map(Result::ok) {
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let shown = paths::display(ctx.root, entry.path());
+        for (i, line) in text.lines().enumerate() {
+            if re.is_match(line) {
+                count += 1;
+                if count > SEARCH_MAX_MATCHES {
+                    out.push_str(&format!("[stopped after {SEARCH_MAX_MATCHES} matches; narrow the pattern or path]\n"));
+                    break 'files;
+                }
+                let line = crate::task::truncate_chars(line, SEARCH_LINE_CHARS);
+                out.push_str(&format!("{shown}:{}:{line}\n", i + 1));
+            }
+        }
+    }
+    if count == 0 {
+        out = "no matches".into();
+    }
+    Ok(ToolOutcome::Output(out))
+}
+
+fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        path: String,
+        old_text: String,
+        new_text: String,
+    }
+    let a: A = parse(args)?;
+    if a.old_text.is_empty() {
+        return Err(ToolOutcome::Error("old_text is empty; use write_file to create a file".into()));
+    }
+    let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
+    let text = std::fs::read_to_string(&full).map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
+    let n = text.matches(&a.old_text).count();
+    match n {
+        0 => Err(ToolOutcome::Error(format!(
+            "old_text does not occur in {}; read the file and copy the exact text, whitespace included",
+            a.path
+        ))),
+        1 => {
+            let new = text.replacen(&a.old_text, &a.new_text, 1);
+            std::fs::write(&full, new).map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+            Ok(ToolOutcome::Output(format!("edited {}", a.path)))
+        }
+        n => Err(ToolOutcome::Error(format!(
+            "old_text occurs {n} times in {}; include more surrounding lines so it matches exactly once",
+            a.path
+        ))),
+    }
+}
+
+fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        path: String,
+        content: String,
+    }
+    let a: A = parse(args)?;
+    let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
+    if full.is_dir() {
+        return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
+    }
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    std::fs::write(&full, &a.content).map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+    Ok(ToolOutcome::Output(format!("wrote {} ({} bytes)", a.path, a.content.len())))
+}
+
+async fn run(ctx: &ToolContext<'_>, args: &str) -> Result<ToolOutcome, SandboxError> {
+    #[derive(Deserialize)]
+    struct A {
+        command: String,
+        timeout_s: Option<u64>,
+    }
+    let a: A = match parse(args) {
+        Ok(a) => a,
+        Err(e) => return Ok(e),
+    };
+    if a.command.trim().is_empty() {
+        return Ok(ToolOutcome::Error("command is empty".into()));
+    }
+    let timeout = a
+        .timeout_s
+        .map(Duration::from_secs)
+        .unwrap_or(ctx.max_timeout)
+        .min(ctx.max_timeout)
+        .max(Duration::from_secs(1));
+    let out = ctx.session.exec(&a.command, timeout, ctx.cancel).await?;
+    Ok(ToolOutcome::Output(out.render(ctx.output_cap)))
+}
+
+fn finish(args: &str) -> Step {
+    #[derive(Deserialize)]
+    struct A {
+        summary: String,
+    }
+    let a: A = parse(args)?;
+    Ok(ToolOutcome::Finish(a.summary))
+}

@@ -1,0 +1,464 @@
+//! Workspaces: a bare mirror cache per repo, and a fresh clone per run on the task's branch.
+//!
+//! Owns every git command slipway runs on the host. The sandbox mounts a run's clone at
+//! `/workspace` with its `.git` read-only, so the agent cannot plant hooks or config that
+//! the host's git would later execute; host git runs with hooks and fsmonitor disabled as a
+//! second wall. No credential is ever written into a clone's config: clones have no remote
+//! at all, and pushes name their destination on the command line.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::task::RepoRef;
+
+/// Workspace failures. The first four are the user's to fix; the message says how.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("repository {0} does not exist or is not a git repository; pass --repo a path or clone URL")]
+    NotFound(String),
+    #[error("repository {0} is empty (no branches yet); push a first commit, then run again")]
+    Empty(String),
+    #[error("base branch {base:?} does not exist in {repo}; branches: {known}")]
+    UnknownBase {
+        repo: String,
+        base: String,
+        known: String,
+    },
+    #[error("git {args} failed (exit {code:?}): {stderr}")]
+    Git {
+        args: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("workspace I/O failed at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;
+
+/// One run's clone.
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    /// Host path of the clone (mounted at `/workspace` in the sandbox).
+    pub path: PathBuf,
+    pub branch: String,
+    pub base: String,
+    /// The base commit the diff is measured against.
+    pub base_sha: String,
+    /// HEAD when the run started (the base, or the branch tip of the previous revision).
+    pub start_sha: String,
+}
+
+/// A file changed between the base and HEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    pub added: usize,
+    pub deleted: usize,
+    pub binary: bool,
+}
+
+/// Patterns added to each clone's `.git/info/exclude`: caches that tools write during checks
+/// and that no one means to commit. They only affect untracked files.
+const RUN_EXCLUDES: &str = "__pycache__/\n*.pyc\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\nnode_modules/\n/target/\n";
+
+/// Mirrors and clones under `$SLIPWAY_DATA_DIR`.
+#[derive(Clone)]
+pub struct Workspaces {
+    mirrors: PathBuf,
+    worktrees: PathBuf,
+    /// One lock per mirror: two runs on the same repo must not fetch into it at once.
+    locks: Arc<std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
+}
+
+impl Workspaces {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            mirrors: data_dir.join("mirrors"),
+            worktrees: data_dir.join("worktrees"),
+            locks: Arc::default(),
+        }
+    }
+
+    /// Resolves a `--repo` argument: a local path becomes absolute (so pushes work from any
+    /// directory), a URL is kept. Returns the name used in reports.
+    pub fn resolve_source(arg: &str) -> Result<(String, String)> {
+        let is_url = arg.contains("://") || arg.starts_with("git@");
+        if is_url {
+            let name = repo_name_from_url(arg);
+            return Ok((arg.to_string(), name));
+        }
+        let path = std::fs::canonicalize(arg).map_err(|_| WorkspaceError::NotFound(arg.into()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_string())
+            .unwrap_or_else(|| "repo".into());
+        Ok((path.display().to_string(), name))
+    }
+
+    fn mirror_path(&self, source: &str) -> PathBuf {
+        let mut key: String = source
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if key.len() > 180 {
+            key = key[key.len() - 180..].to_string();
+        }
+        self.mirrors.join(format!("{key}.git"))
+    }
+
+    fn lock_for(&self, mirror: &Path) -> Arc<Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(mirror.to_path_buf()).or_default().clone()
+    }
+
+    /// Brings the mirror of `repo.source` up to date (cloning it the first time) and returns
+    /// its path. A failed first clone leaves nothing behind.
+    pub async fn refresh_mirror(&self, repo: &RepoRef) -> Result<PathBuf> {
+        let mirror = self.mirror_path(&repo.source);
+        let lock = self.lock_for(&mirror);
+        let _guard = lock.lock().await;
+        mkdir(&self.mirrors)?;
+        if mirror.join("HEAD").exists() {
+            git(&mirror, &["fetch", "--prune", "--quiet", "origin"])
+                .await
+                .map_err(|e| not_found_or(e, &repo.source))?;
+        } else {
+            let tmp = self.mirrors.join(format!(".tmp-{}", crate::task::new_id()));
+            let res = git(
+                &self.mirrors,
+                &[
+                    "clone",
+                    "--mirror",
+                    "--quiet",
+                    &repo.source,
+                    &tmp.display().to_string(),
+                ],
+            )
+            .await;
+            if let Err(e) = res {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(not_found_or(e, &repo.source));
+            }
+            std::fs::rename(&tmp, &mirror).map_err(|source| WorkspaceError::Io {
+                path: mirror.clone(),
+                source,
+            })?;
+        }
+        Ok(mirror)
+    }
+
+    /// A fresh clone for `run_id` on `branch`: from the branch's tip when it already exists
+    /// (a later revision), else from `repo.base`. On error, nothing is left behind.
+    pub async fn prepare(&self, repo: &RepoRef, branch: &str, run_id: &str) -> Result<Worktree> {
+        let mirror = self.refresh_mirror(repo).await?;
+        let heads = git(&mirror, &["for-each-ref", "--format=%(refname:short)", "refs/heads"])
+            .await?;
+        let heads: Vec<&str> = heads.lines().collect();
+        if heads.is_empty() {
+            return Err(WorkspaceError::Empty(repo.source.clone()));
+        }
+        if !heads.contains(&repo.base.as_str()) {
+            let mut known: Vec<&str> = heads
+                .iter()
+                .copied()
+                .filter(|h| !h.starts_with("slipway/"))
+                .take(20)
+                .collect();
+            known.sort();
+            return Err(WorkspaceError::UnknownBase {
+                repo: repo.source.clone(),
+                base: repo.base.clone(),
+                known: known.join(", "),
+            });
+        }
+        let branch_exists = heads.contains(&branch);
+        let start = if branch_exists { branch } else { &repo.base };
+        mkdir(&self.worktrees)?;
+        let path = self.worktrees.join(run_id);
+        let made = self.clone_into(&mirror, start, branch, branch_exists, &path).await;
+        match made {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(e);
+            }
+        }
+        let base_sha = git(&mirror, &["rev-parse", &format!("refs/heads/{}^{{commit}}", repo.base)])
+            .await?
+            .trim()
+            .to_string();
+        let start_sha = git(&path, &["rev-parse", "HEAD"]).await?.trim().to_string();
+        Ok(Worktree {
+            path,
+            branch: branch.to_string(),
+            base: repo.base.clone(),
+            base_sha,
+            start_sha,
+        })
+    }
+
+    async fn clone_into(
+        &self,
+        mirror: &Path,
+        start: &str,
+        branch: &str,
+        branch_exists: bool,
+        path: &Path,
+    ) -> Result<()> {
+        // --no-hardlinks: the sandbox may write into the clone's files; hardlinked objects
+        // would let it corrupt the shared mirror.
+        git(
+            &self.worktrees,
+            &[
+                "clone",
+                "--quiet",
+                "--no-hardlinks",
+                "--branch",
+                start,
+                &mirror.display().to_string(),
+                &path.display().to_string(),
+            ],
+        )
+        .await?;
+        if !branch_exists {
+            git(path, &["checkout", "--quiet", "-b", branch]).await?;
+        }
+        git(path, &["remote", "remove", "origin"]).await?;
+        let exclude = path.join(".git/info/exclude");
+        let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
+        text.push_str(RUN_EXCLUDES);
+        std::fs::write(&exclude, text).map_err(|source| WorkspaceError::Io {
+            path: exclude.clone(),
+            source,
+        })
+    }
+
+    /// Stages everything and commits as the bot, with the requester in a trailer. Returns
+    /// the new commit, or `None` when there was nothing to commit.
+    pub async fn commit(
+        &self,
+        wt: &Worktree,
+        subject: &str,
+        body: &str,
+        trailers: &[(&str, &str)],
+    ) -> Result<Option<String>> {
+        git(&wt.path, &["add", "--all"]).await?;
+        let staged = git(&wt.path, &["diff", "--cached", "--name-only"]).await?;
+        if staged.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut message = format!("{subject}\n\n{body}\n\n");
+        for (k, v) in trailers {
+            message.push_str(&format!("{k}: {v}\n"));
+        }
+        git_with_input(
+            &wt.path,
+            &[
+                "-c",
+                "user.name=slipway[bot]",
+                "-c",
+                "user.email=slipway-bot@users.noreply.local",
+                "-c",
+                "commit.gpgsign=false",
+                "commit",
+                "--quiet",
+                "--no-verify",
+                "--file=-",
+            ],
+            &message,
+        )
+        .await?;
+        Ok(Some(git(&wt.path, &["rev-parse", "HEAD"]).await?.trim().to_string()))
+    }
+
+    /// Files changed between the base and HEAD (call after [`Workspaces::commit`]).
+    pub async fn changes(&self, wt: &Worktree) -> Result<Vec<FileChange>> {
+        let range = format!("{}..HEAD", wt.base_sha);
+        let out = git(&wt.path, &["diff", "--numstat", "--no-renames", &range]).await?;
+        Ok(parse_numstat(&out))
+    }
+
+    /// The unified diff between the base and HEAD (call after [`Workspaces::commit`]).
+    pub async fn diff(&self, wt: &Worktree) -> Result<String> {
+        let range = format!("{}..HEAD", wt.base_sha);
+        git(&wt.path, &["diff", "--no-renames", "--no-color", &range]).await
+    }
+
+    /// True when the diff between the base and HEAD is only whitespace.
+    pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
+        let range = format!("{}..HEAD", wt.base_sha);
+        let strict = git(&wt.path, &["diff", "--numstat", &range]).await?;
+        let loose = git(&wt.path, &["diff", "--numstat", "--ignore-all-space", "--ignore-blank-lines", &range]).await?;
+        Ok(!strict.trim().is_empty() && loose.lines().all(|l| l.starts_with("0\t0\t")))
+    }
+
+    /// Pushes the branch to `destination` (a path or URL given on the command line, never
+    /// stored in config).
+    pub async fn push(&self, wt: &Worktree, destination: &str) -> Result<()> {
+        git(
+            &wt.path,
+            &[
+                "push",
+                "--quiet",
+                destination,
+                &format!("HEAD:refs/heads/{}", wt.branch),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a run's clone.
+    pub fn remove(&self, wt: &Worktree) {
+        if let Err(e) = std::fs::remove_dir_all(&wt.path) {
+            tracing::warn!(path = %wt.path.display(), error = %e, "could not remove worktree");
+        }
+    }
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|source| WorkspaceError::Io {
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
+fn not_found_or(e: WorkspaceError, source: &str) -> WorkspaceError {
+    match &e {
+        WorkspaceError::Git { stderr, .. }
+            if stderr.contains("does not exist")
+                || stderr.contains("not a git repository")
+                || stderr.contains("not found")
+                || stderr.contains("Could not read from remote") =>
+        {
+            WorkspaceError::NotFound(source.to_string())
+        }
+        _ => e,
+    }
+}
+
+/// `owner/name` from a clone URL (`https://host/owner/name.git`, `git@host:owner/name.git`).
+pub fn repo_name_from_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+    let parts: Vec<&str> = trimmed.split(['/', ':']).filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [.., owner, name] => format!("{owner}/{name}"),
+        [name] => (*name).to_string(),
+        [] => "repo".into(),
+    }
+}
+
+fn parse_numstat(out: &str) -> Vec<FileChange> {
+    out.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, '\t');
+            let (a, d, p) = (it.next()?, it.next()?, it.next()?);
+            let binary = a == "-";
+            Some(FileChange {
+                path: p.to_string(),
+                added: a.parse().unwrap_or(0),
+                deleted: d.parse().unwrap_or(0),
+                binary,
+            })
+        })
+        .collect()
+}
+
+/// Base arguments for every host git command: no hooks, no fsmonitor, no prompts.
+const GIT_SAFETY: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "protocol.file.allow=always",
+];
+
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .args(GIT_SAFETY)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn finish(cmd: &mut Command, args: &[&str], input: Option<&str>) -> Result<String> {
+    use tokio::io::AsyncWriteExt;
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|source| WorkspaceError::Io {
+        path: PathBuf::from("git"),
+        source,
+    })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|source| WorkspaceError::Io {
+                path: PathBuf::from("git stdin"),
+                source,
+            })?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| WorkspaceError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(WorkspaceError::Git {
+            args: args.join(" "),
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Runs `git args` in `dir` and returns stdout.
+pub async fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    finish(&mut git_command(dir, args), args, None).await
+}
+
+async fn git_with_input(dir: &Path, args: &[&str], input: &str) -> Result<String> {
+    finish(&mut git_command(dir, args), args, Some(input)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_urls() {
+        assert_eq!(repo_name_from_url("https://github.com/acme/calc.git"), "acme/calc");
+        assert_eq!(repo_name_from_url("git@github.com:acme/calc.git"), "acme/calc");
+        assert_eq!(repo_name_from_url("file:///srv/git/calc.git"), "git/calc");
+    }
+
+    #[test]
+    fn numstat_parses_binary_and_text() {
+        let c = parse_numstat("3\t1\ta.py\n-\t-\timg.png\n");
+        assert_eq!(c[0].added, 3);
+        assert!(c[1].binary);
+    }
+}
