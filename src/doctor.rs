@@ -67,6 +67,7 @@ async fn llm_status(cfg: &Config) -> Status {
         Ok(ep) => ep,
         Err(msg) => return Status::Problem(msg.clone()),
     };
+    crate::tls::ensure_provider();
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
         Ok(c) => c,
         Err(e) => return Status::Problem(format!("cannot build an HTTP client: {e}")),

@@ -15,5 +15,6 @@ pub mod runner;
 pub mod sandbox;
 pub mod store;
 pub mod task;
+pub mod tls;
 pub mod tools;
 pub mod workspace;

@@ -107,7 +107,7 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     // One rustls crypto provider for the whole process (FIELD_NOTES: "TLS").
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    slipway::tls::ensure_provider();
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let env = Env::from_process();

@@ -337,6 +337,7 @@ fn not_found_or(e: WorkspaceError, source: &str) -> WorkspaceError {
         WorkspaceError::Git { stderr, .. }
             if stderr.contains("does not exist")
                 || stderr.contains("not a git repository")
+                || stderr.contains("does not appear to be a git repository")
                 || stderr.contains("not found")
                 || stderr.contains("Could not read from remote") =>
         {

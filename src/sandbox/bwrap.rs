@@ -150,6 +150,8 @@ impl BwrapSession {
         cmd.args(["--bind", &self.home.display().to_string(), HOME]);
         cmd.args(["--bind", &ws, WORKSPACE]);
         cmd.args(["--ro-bind", &format!("{ws}/.git"), &format!("{WORKSPACE}/.git")]);
+        // bwrap's own root is a tmpfs; make it read-only once every mount is in place.
+        cmd.args(["--remount-ro", "/"]);
         cmd.args(["--chdir", WORKSPACE, "--hostname", "sandbox", "--clearenv"]);
         for (k, v) in &self.policy.env {
             cmd.args(["--setenv", k, v]);

@@ -275,6 +275,16 @@ pub struct DockerSession {
 }
 
 impl DockerSession {
+    /// Kills every process in the container and starts it again. `/workspace` and the home
+    /// are bind mounts and survive; `/tmp` is fresh.
+    async fn restart(&self) -> Result<()> {
+        let _ = self
+            .docker
+            .kill_container(&self.id, None::<bollard::query_parameters::KillContainerOptions>)
+            .await;
+        self.docker.start_container(&self.id, None).await.map_err(engine_err)
+    }
+
     async fn run_exec(
         &self,
         command: &str,
@@ -350,20 +360,35 @@ impl Session for DockerSession {
                 return Err(SandboxError::Cancelled);
             }
         };
-        let (exit_code, killed_from_outside) = match result {
+        let (mut exit_code, killed_from_outside) = match result {
             Ok(code) => (code?, false),
             Err(_) => {
-                // The in-box timeout did not end it: restart the container (kills every
-                // process in it; /workspace survives, /tmp is fresh).
+                // The in-box timeout did not end it.
                 tracing::warn!(container = %self.id, "command outlived its timeout; restarting container");
-                let _ = self.docker.kill_container(&self.id, None::<bollard::query_parameters::KillContainerOptions>).await;
-                self.docker
-                    .start_container(&self.id, None)
-                    .await
-                    .map_err(engine_err)?;
+                self.restart().await?;
                 (None, true)
             }
         };
+        if matches!(exit_code, Some(125) | Some(126)) && out.looks_like_runtime_failure() {
+            // The runtime could not start the process, e.g. leftover processes (a fork bomb
+            // in the background) hold every pid. Restart and try once more.
+            tracing::warn!(container = %self.id, "exec could not start; restarting container and retrying");
+            self.restart().await?;
+            out = CappedOutput::new(self.cap);
+            exit_code = tokio::select! {
+                r = tokio::time::timeout(timeout + KILL_GRACE, self.run_exec(command, timeout, &mut out)) => match r {
+                    Ok(code) => code?,
+                    Err(_) => {
+                        self.restart().await?;
+                        None
+                    }
+                },
+                _ = cancel.cancelled() => {
+                    self.close().await?;
+                    return Err(SandboxError::Cancelled);
+                }
+            };
+        }
         let elapsed = started.elapsed();
         // `timeout` exits 124 after SIGTERM and 137 after the -k SIGKILL.
         let timed_out = killed_from_outside

@@ -122,15 +122,15 @@ async fn build_from(
     let bootstrap_ms = t0.elapsed().as_millis() as u64;
     let rootfs_bytes = std::fs::metadata(tar).map(|m| m.len()).unwrap_or(0);
     let t1 = Instant::now();
-    let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
     let file = tokio::fs::File::open(tar)
         .await
         .map_err(|e| SandboxError::Spawn(e.to_string()))?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
     let opts = CreateImageOptionsBuilder::new()
         .from_src("-")
-        .repo(repo)
-        .tag(tag)
+        // The full reference goes in `repo` (Docker allows a tag there); Podman's
+        // compatible API ignores a separate `tag`.
+        .repo(image)
         .changes(vec!["WORKDIR /workspace".into(), "CMD [\"sleep\", \"infinity\"]".into()])
         .build();
     let mut progress = engine.client().create_image(

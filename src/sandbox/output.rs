@@ -40,6 +40,13 @@ impl CappedOutput {
         }
     }
 
+    /// True when what was captured is the container runtime's own start failure (runc or
+    /// crun "OCI runtime" errors), not the command's output.
+    pub fn looks_like_runtime_failure(&self) -> bool {
+        let head = String::from_utf8_lossy(&self.head);
+        head.contains("OCI runtime") || head.contains("unable to start container process")
+    }
+
     /// The kept text (lossy UTF-8) and the number of bytes dropped.
     pub fn finish(mut self) -> (String, usize) {
         let tail_cap = self.cap - self.cap / 2;

@@ -192,6 +192,7 @@ pub struct HttpCore {
 
 impl HttpCore {
     pub fn new(endpoint: &LlmEndpoint, prices: &LlmPrices) -> Result<Self, LlmError> {
+        crate::tls::ensure_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(prices.request_timeout_s))

@@ -1,0 +1,4 @@
+mod cli;
+mod isolation;
+mod llm;
+mod one_shot;
