@@ -18,16 +18,33 @@ enum Status {
 /// Runs every check and prints them.
 pub async fn run(cfg: &Config) -> ExitCode {
     let mut lines: Vec<(&str, Status)> = Vec::new();
-    lines.push(("config", Status::Ok(format!("loaded; data dir {}", cfg.data_dir.display()))));
-    lines.push(("git", match tokio::process::Command::new("git").arg("--version").output().await {
-        Ok(o) if o.status.success() => Status::Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        _ => Status::Problem("git is not installed: apt-get install git".into()),
-    }));
+    lines.push((
+        "config",
+        Status::Ok(format!("loaded; data dir {}", cfg.data_dir.display())),
+    ));
+    lines.push((
+        "git",
+        match tokio::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .await
+        {
+            Ok(o) if o.status.success() => {
+                Status::Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+            }
+            _ => Status::Problem("git is not installed: apt-get install git".into()),
+        },
+    ));
     lines.push(("sandbox", sandbox_status(cfg).await));
     lines.push(("llm", llm_status(cfg).await));
-    let slack = match (cfg.has_credential("SLACK_APP_TOKEN"), cfg.has_credential("SLACK_BOT_TOKEN")) {
+    let slack = match (
+        cfg.has_credential("SLACK_APP_TOKEN"),
+        cfg.has_credential("SLACK_BOT_TOKEN"),
+    ) {
         (true, true) => Status::Ok("SLACK_APP_TOKEN and SLACK_BOT_TOKEN set".into()),
-        _ => Status::Optional("not configured (set SLACK_APP_TOKEN and SLACK_BOT_TOKEN for `slipway serve`)".into()),
+        _ => Status::Optional(
+            "not configured (set SLACK_APP_TOKEN and SLACK_BOT_TOKEN for `slipway serve`)".into(),
+        ),
     };
     lines.push(("slack", slack));
     let github = if cfg.has_credential("GITHUB_TOKEN") || cfg.has_credential("GITHUB_APP_ID") {
@@ -48,11 +65,21 @@ pub async fn run(cfg: &Config) -> ExitCode {
         };
         eprintln!("{mark} {name:<8} {text}");
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn sandbox_status(cfg: &Config) -> Status {
-    match sandbox::select(cfg.file.sandbox.backend, &cfg.file.sandbox, cfg.docker_host.as_deref()).await {
+    match sandbox::select(
+        cfg.file.sandbox.backend,
+        &cfg.file.sandbox,
+        cfg.docker_host.as_deref(),
+    )
+    .await
+    {
         Ok(s) => match s.preflight().await {
             Ok(()) => Status::Ok(format!("{} ({})", s.backend().as_str(), s.image())),
             Err(e) => Status::Problem(e.to_string()),
@@ -68,12 +95,27 @@ async fn llm_status(cfg: &Config) -> Status {
         Err(msg) => return Status::Problem(msg.clone()),
     };
     crate::tls::ensure_provider();
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return Status::Problem(format!("cannot build an HTTP client: {e}")),
     };
     match client.get(&ep.base_url).send().await {
-        Ok(r) => Status::Ok(format!("{:?} {} at {} (HTTP {})", ep.provider, ep.model, ep.base_url, r.status().as_u16()).to_lowercase()),
-        Err(e) => Status::Problem(format!("{} is unreachable: {e}; check SLIPWAY_LLM_BASE_URL", ep.base_url)),
+        Ok(r) => Status::Ok(
+            format!(
+                "{:?} {} at {} (HTTP {})",
+                ep.provider,
+                ep.model,
+                ep.base_url,
+                r.status().as_u16()
+            )
+            .to_lowercase(),
+        ),
+        Err(e) => Status::Problem(format!(
+            "{} is unreachable: {e}; check SLIPWAY_LLM_BASE_URL",
+            ep.base_url
+        )),
     }
 }

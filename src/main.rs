@@ -23,7 +23,11 @@ use slipway::workspace::Workspaces;
 use slipway::{agent, doctor, sandbox};
 
 #[derive(Parser)]
-#[command(name = "slipway", version, about = "Turns a Slack thread into a reviewed pull request")]
+#[command(
+    name = "slipway",
+    version,
+    about = "Turns a Slack thread into a reviewed pull request"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -98,7 +102,9 @@ enum SandboxAction {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("slipway=info,warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -128,12 +134,31 @@ fn main() -> ExitCode {
     let requester = env.get("USER").unwrap_or("cli").to_string();
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Run { repo, base, blueprint, json, task } => {
-                cmd_run(cfg, &repo, base, &blueprint, json, &task.join(" "), &requester).await
+            Command::Run {
+                repo,
+                base,
+                blueprint,
+                json,
+                task,
+            } => {
+                cmd_run(
+                    cfg,
+                    &repo,
+                    base,
+                    &blueprint,
+                    json,
+                    &task.join(" "),
+                    &requester,
+                )
+                .await
             }
-            Command::Tasks { action } => cmd_tasks(cfg, action.unwrap_or(TasksAction::List { json: false })),
+            Command::Tasks { action } => {
+                cmd_tasks(cfg, action.unwrap_or(TasksAction::List { json: false }))
+            }
             Command::Doctor => Ok(doctor::run(&cfg).await),
-            Command::Sandbox { action: SandboxAction::Build { image } } => cmd_sandbox_build(cfg, image).await,
+            Command::Sandbox {
+                action: SandboxAction::Build { image },
+            } => cmd_sandbox_build(cfg, image).await,
         }
     });
     match result {
@@ -167,27 +192,41 @@ async fn cmd_run(
     if let Some(r) = configured
         && r.forge == ForgeKind::Github
     {
-        return usage(format!("{} uses forge = \"github\", which this build cannot publish to yet; use forge = \"local\"", r.name));
+        return usage(format!(
+            "{} uses forge = \"github\", which this build cannot publish to yet; use forge = \"local\"",
+            r.name
+        ));
     }
-    let source_arg = configured.and_then(|r| r.url.clone()).unwrap_or_else(|| repo_arg.to_string());
+    let source_arg = configured
+        .and_then(|r| r.url.clone())
+        .unwrap_or_else(|| repo_arg.to_string());
     let (source, derived_name) = match Workspaces::resolve_source(&source_arg) {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
     let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
-    let base = base.or_else(|| configured.map(|r| r.base.clone())).unwrap_or_else(|| "main".into());
+    let base = base
+        .or_else(|| configured.map(|r| r.base.clone()))
+        .unwrap_or_else(|| "main".into());
     let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
         Ok(l) => l,
         Err(e) => return usage(e),
     };
-    let sandbox = match sandbox::select(cfg.file.sandbox.backend, &cfg.file.sandbox, cfg.docker_host.as_deref()).await {
+    let sandbox = match sandbox::select(
+        cfg.file.sandbox.backend,
+        &cfg.file.sandbox,
+        cfg.docker_host.as_deref(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
     if let Err(e) = sandbox.preflight().await {
         return usage(e);
     }
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open(&cfg.data_dir.join("store"))?;
     let workspaces = Workspaces::new(&cfg.data_dir);
     let runner = Runner {
@@ -234,13 +273,27 @@ async fn cmd_run(
 async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
     while let Some(e) = rx.recv().await {
         match e {
-            RunEvent::RunStarted { task_id, run_id, revision, branch } => {
+            RunEvent::RunStarted {
+                task_id,
+                run_id,
+                revision,
+                branch,
+            } => {
                 eprintln!("▶ task {task_id} run {run_id} (revision {revision}) on {branch}");
             }
             RunEvent::NodeStarted { .. } => {}
-            RunEvent::NodeFinished { node, ok, detail, duration_ms, .. } => {
+            RunEvent::NodeFinished {
+                node,
+                ok,
+                detail,
+                duration_ms,
+                ..
+            } => {
                 let mark = if ok { "✓" } else { "✗" };
-                eprintln!("  {mark} {node:<10} {duration_ms:>7} ms  {}", slipway::task::truncate_chars(&detail, 120));
+                eprintln!(
+                    "  {mark} {node:<10} {duration_ms:>7} ms  {}",
+                    slipway::task::truncate_chars(&detail, 120)
+                );
             }
             RunEvent::RunFinished { report } => {
                 eprintln!("■ {} ({} ms)", report.decision, report.timings_ms.total);
@@ -281,7 +334,11 @@ fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> 
             let Some(task) = store.get_task(&id)? else {
                 return usage(format!("no task {id}; `slipway tasks list` shows the ids"));
             };
-            let runs: Vec<_> = task.runs.iter().filter_map(|r| store.get_run(r).ok().flatten()).collect();
+            let runs: Vec<_> = task
+                .runs
+                .iter()
+                .filter_map(|r| store.get_run(r).ok().flatten())
+                .collect();
             let audit = store.audit_log(Some(&id))?;
             let v = serde_json::json!({"task": task, "runs": runs, "audit": audit});
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -292,11 +349,15 @@ fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> 
 
 async fn cmd_sandbox_build(cfg: Arc<Config>, image: Option<String>) -> anyhow::Result<ExitCode> {
     let image = image.unwrap_or_else(|| cfg.file.sandbox.image.clone());
-    let engine = match sandbox::docker::DockerSandbox::connect(cfg.docker_host.as_deref(), &image).await {
-        Ok(e) => e,
-        Err(e) => return usage(e),
-    };
-    eprintln!("building {image} from Debian packages with the engine at {} (a few minutes)…", engine.host());
+    let engine =
+        match sandbox::docker::DockerSandbox::connect(cfg.docker_host.as_deref(), &image).await {
+            Ok(e) => e,
+            Err(e) => return usage(e),
+        };
+    eprintln!(
+        "building {image} from Debian packages with the engine at {} (a few minutes)…",
+        engine.host()
+    );
     let work = cfg.data_dir.join("image-build");
     let summary = sandbox::image::build(&engine, &image, &work).await?;
     eprintln!(

@@ -217,9 +217,24 @@ mod tests {
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         let mut want = vec![
-            "task_id", "revision", "run_id", "repo", "base", "branch", "commit", "pr_url",
-            "blueprint", "decision", "reasons", "classification", "gates", "tools", "fix_rounds",
-            "agent", "timings_ms", "sandbox",
+            "task_id",
+            "revision",
+            "run_id",
+            "repo",
+            "base",
+            "branch",
+            "commit",
+            "pr_url",
+            "blueprint",
+            "decision",
+            "reasons",
+            "classification",
+            "gates",
+            "tools",
+            "fix_rounds",
+            "agent",
+            "timings_ms",
+            "sandbox",
         ];
         want.sort();
         assert_eq!(keys, want);

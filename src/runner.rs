@@ -18,7 +18,7 @@ use crate::forge::{Forge, ForgeError};
 use crate::gates::checks::RepoPolicyError;
 use crate::report::RunReport;
 use crate::sandbox::{Sandbox, SandboxError};
-use crate::store::{StoreError, Store};
+use crate::store::{Store, StoreError};
 use crate::task::Task;
 use crate::workspace::{WorkspaceError, Workspaces};
 
@@ -50,11 +50,15 @@ impl RunError {
             Self::EmptyTask | Self::UnknownBlueprint(_) | Self::RepoPolicy(_) => true,
             Self::Workspace(e) => matches!(
                 e,
-                WorkspaceError::NotFound(_) | WorkspaceError::Empty(_) | WorkspaceError::UnknownBase { .. }
+                WorkspaceError::NotFound(_)
+                    | WorkspaceError::Empty(_)
+                    | WorkspaceError::UnknownBase { .. }
             ),
             Self::Sandbox(e) => matches!(
                 e,
-                SandboxError::NoBackend { .. } | SandboxError::ImageMissing(_) | SandboxError::EngineUnavailable { .. }
+                SandboxError::NoBackend { .. }
+                    | SandboxError::ImageMissing(_)
+                    | SandboxError::EngineUnavailable { .. }
             ),
             Self::Llm(e) => matches!(e, LlmError::NotConfigured(_) | LlmError::MissingKey { .. }),
             Self::Store(_) | Self::Forge(_) => false,

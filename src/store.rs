@@ -182,7 +182,7 @@ impl Store {
                 Self::decode(&format!("task {}", String::from_utf8_lossy(&k)), &v)
             })
             .collect::<Result<_>>()?;
-        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        out.sort_by_key(|t| std::cmp::Reverse(t.created_ms));
         Ok(out)
     }
 
@@ -307,7 +307,12 @@ impl RunLog {
     }
 
     /// Appends a transcript entry (`llm_request`, `llm_response`, `tool_call`).
-    pub async fn transcript(&self, kind: &str, duration_ms: u64, body: serde_json::Value) -> Result<()> {
+    pub async fn transcript(
+        &self,
+        kind: &str,
+        duration_ms: u64,
+        body: serde_json::Value,
+    ) -> Result<()> {
         let entry = TranscriptEntry {
             kind: kind.to_string(),
             at_ms: now_ms(),
@@ -321,7 +326,13 @@ impl RunLog {
     pub async fn audit(&self, action: &str, actor: &str, detail: serde_json::Value) -> Result<()> {
         let detail = self.redact(detail);
         self.store
-            .audit_now(Some(&self.task_id), Some(&self.run_id), action, actor, detail)
+            .audit_now(
+                Some(&self.task_id),
+                Some(&self.run_id),
+                action,
+                actor,
+                detail,
+            )
             .await
     }
 }
@@ -351,9 +362,15 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             s.put_task(&t).await.unwrap();
-            s.audit_now(Some(&t.id), None, "task_created", "alice", serde_json::json!({}))
-                .await
-                .unwrap();
+            s.audit_now(
+                Some(&t.id),
+                None,
+                "task_created",
+                "alice",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
             s.append_transcript(
                 "run1",
                 &TranscriptEntry {

@@ -174,7 +174,10 @@ mod tests {
             branch_name("abcdef123456", "Fix the add() bug in calc.py, please!"),
             "slipway/abcdef12-fix-the-add-bug-in"
         );
-        assert_eq!(branch_name("abcdef123456", "🚀 ünïcode ✨"), "slipway/abcdef12-n-code");
+        assert_eq!(
+            branch_name("abcdef123456", "🚀 ünïcode ✨"),
+            "slipway/abcdef12-n-code"
+        );
         assert_eq!(branch_name("abcdef123456", "🚀✨"), "slipway/abcdef12");
     }
 
@@ -185,7 +188,12 @@ mod tests {
             source: "/r".into(),
             base: "main".into(),
         };
-        let t = Task::new(repo, "me", Origin::Cli, &format!("\n  {}\nsecond", "x".repeat(100)));
+        let t = Task::new(
+            repo,
+            "me",
+            Origin::Cli,
+            &format!("\n  {}\nsecond", "x".repeat(100)),
+        );
         assert_eq!(t.title().len(), 72);
         assert_eq!(t.current().number, 1);
     }

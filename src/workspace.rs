@@ -19,7 +19,9 @@ use crate::task::RepoRef;
 /// Workspace failures. The first four are the user's to fix; the message says how.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
-    #[error("repository {0} does not exist or is not a git repository; pass --repo a path or clone URL")]
+    #[error(
+        "repository {0} does not exist or is not a git repository; pass --repo a path or clone URL"
+    )]
     NotFound(String),
     #[error("repository {0} is empty (no branches yet); push a first commit, then run again")]
     Empty(String),
@@ -68,7 +70,8 @@ pub struct FileChange {
 
 /// Patterns added to each clone's `.git/info/exclude`: caches that tools write during checks
 /// and that no one means to commit. They only affect untracked files.
-const RUN_EXCLUDES: &str = "__pycache__/\n*.pyc\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\nnode_modules/\n/target/\n";
+const RUN_EXCLUDES: &str =
+    "__pycache__/\n*.pyc\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\nnode_modules/\n/target/\n";
 
 /// Mirrors and clones under `$SLIPWAY_DATA_DIR`.
 #[derive(Clone)]
@@ -160,8 +163,11 @@ impl Workspaces {
     /// (a later revision), else from `repo.base`. On error, nothing is left behind.
     pub async fn prepare(&self, repo: &RepoRef, branch: &str, run_id: &str) -> Result<Worktree> {
         let mirror = self.refresh_mirror(repo).await?;
-        let heads = git(&mirror, &["for-each-ref", "--format=%(refname:short)", "refs/heads"])
-            .await?;
+        let heads = git(
+            &mirror,
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        )
+        .await?;
         let heads: Vec<&str> = heads.lines().collect();
         if heads.is_empty() {
             return Err(WorkspaceError::Empty(repo.source.clone()));
@@ -184,7 +190,9 @@ impl Workspaces {
         let start = if branch_exists { branch } else { &repo.base };
         mkdir(&self.worktrees)?;
         let path = self.worktrees.join(run_id);
-        let made = self.clone_into(&mirror, start, branch, branch_exists, &path).await;
+        let made = self
+            .clone_into(&mirror, start, branch, branch_exists, &path)
+            .await;
         match made {
             Ok(()) => {}
             Err(e) => {
@@ -192,10 +200,13 @@ impl Workspaces {
                 return Err(e);
             }
         }
-        let base_sha = git(&mirror, &["rev-parse", &format!("refs/heads/{}^{{commit}}", repo.base)])
-            .await?
-            .trim()
-            .to_string();
+        let base_sha = git(
+            &mirror,
+            &["rev-parse", &format!("refs/heads/{}^{{commit}}", repo.base)],
+        )
+        .await?
+        .trim()
+        .to_string();
         let start_sha = git(&path, &["rev-parse", "HEAD"]).await?.trim().to_string();
         Ok(Worktree {
             path,
@@ -277,7 +288,12 @@ impl Workspaces {
             &message,
         )
         .await?;
-        Ok(Some(git(&wt.path, &["rev-parse", "HEAD"]).await?.trim().to_string()))
+        Ok(Some(
+            git(&wt.path, &["rev-parse", "HEAD"])
+                .await?
+                .trim()
+                .to_string(),
+        ))
     }
 
     /// Files changed between the base and HEAD (call after [`Workspaces::commit`]).
@@ -297,7 +313,17 @@ impl Workspaces {
     pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
         let range = format!("{}..HEAD", wt.base_sha);
         let strict = git(&wt.path, &["diff", "--numstat", &range]).await?;
-        let loose = git(&wt.path, &["diff", "--numstat", "--ignore-all-space", "--ignore-blank-lines", &range]).await?;
+        let loose = git(
+            &wt.path,
+            &[
+                "diff",
+                "--numstat",
+                "--ignore-all-space",
+                "--ignore-blank-lines",
+                &range,
+            ],
+        )
+        .await?;
         Ok(!strict.trim().is_empty() && loose.lines().all(|l| l.starts_with("0\t0\t")))
     }
 
@@ -350,7 +376,10 @@ fn not_found_or(e: WorkspaceError, source: &str) -> WorkspaceError {
 /// `owner/name` from a clone URL (`https://host/owner/name.git`, `git@host:owner/name.git`).
 pub fn repo_name_from_url(url: &str) -> String {
     let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
-    let parts: Vec<&str> = trimmed.split(['/', ':']).filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = trimmed
+        .split(['/', ':'])
+        .filter(|p| !p.is_empty())
+        .collect();
     match parts.as_slice() {
         [.., owner, name] => format!("{owner}/{name}"),
         [name] => (*name).to_string(),
@@ -451,8 +480,14 @@ mod tests {
 
     #[test]
     fn names_come_from_urls() {
-        assert_eq!(repo_name_from_url("https://github.com/acme/calc.git"), "acme/calc");
-        assert_eq!(repo_name_from_url("git@github.com:acme/calc.git"), "acme/calc");
+        assert_eq!(
+            repo_name_from_url("https://github.com/acme/calc.git"),
+            "acme/calc"
+        );
+        assert_eq!(
+            repo_name_from_url("git@github.com:acme/calc.git"),
+            "acme/calc"
+        );
         assert_eq!(repo_name_from_url("file:///srv/git/calc.git"), "git/calc");
     }
 

@@ -81,8 +81,15 @@ impl Budget {
     /// A sentence for reports: which budget and its size.
     pub fn describe(&self, kind: BudgetKind) -> String {
         match kind {
-            BudgetKind::Steps => format!("step budget exhausted ({} model turns in one node)", self.max_steps_per_node),
-            BudgetKind::Tokens => format!("token budget exhausted ({} of {} tokens)", self.usage.input_tokens + self.usage.output_tokens, self.max_tokens),
+            BudgetKind::Steps => format!(
+                "step budget exhausted ({} model turns in one node)",
+                self.max_steps_per_node
+            ),
+            BudgetKind::Tokens => format!(
+                "token budget exhausted ({} of {} tokens)",
+                self.usage.input_tokens + self.usage.output_tokens,
+                self.max_tokens
+            ),
             BudgetKind::Time => "time budget exhausted ([agent] max_minutes)".into(),
         }
     }
@@ -92,10 +99,16 @@ impl Budget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum AgentEnd {
-    Finished { summary: String },
-    Budget { kind: BudgetKind },
+    Finished {
+        summary: String,
+    },
+    Budget {
+        kind: BudgetKind,
+    },
     /// The model stopped calling tools without calling `finish`.
-    Stopped { text: String },
+    Stopped {
+        text: String,
+    },
 }
 
 /// One tool call, for reports and PR bodies.
@@ -153,13 +166,19 @@ impl AgentNode<'_> {
                 return Err(AgentError::Cancelled);
             }
             if node_steps >= budget.max_steps_per_node {
-                return Ok(AgentEnd::Budget { kind: BudgetKind::Steps });
+                return Ok(AgentEnd::Budget {
+                    kind: BudgetKind::Steps,
+                });
             }
             if budget.usage.input_tokens + budget.usage.output_tokens >= budget.max_tokens {
-                return Ok(AgentEnd::Budget { kind: BudgetKind::Tokens });
+                return Ok(AgentEnd::Budget {
+                    kind: BudgetKind::Tokens,
+                });
             }
             let Some(remaining) = budget.deadline.checked_duration_since(Instant::now()) else {
-                return Ok(AgentEnd::Budget { kind: BudgetKind::Time });
+                return Ok(AgentEnd::Budget {
+                    kind: BudgetKind::Time,
+                });
             };
             let req = CompletionRequest {
                 system: conv.system.clone(),
@@ -193,7 +212,11 @@ impl AgentNode<'_> {
             budget.usage.input_tokens += completion.usage.input_tokens;
             budget.usage.output_tokens += completion.usage.output_tokens;
             self.log
-                .transcript("llm_response", llm_ms, serde_json::to_value(&completion).unwrap_or_default())
+                .transcript(
+                    "llm_response",
+                    llm_ms,
+                    serde_json::to_value(&completion).unwrap_or_default(),
+                )
                 .await?;
             conv.messages.push(Message {
                 role: Role::Assistant,
@@ -205,7 +228,11 @@ impl AgentNode<'_> {
                 .content
                 .iter()
                 .filter_map(|b| match b {
-                    Block::ToolUse { id, name, arguments } => Some((id.clone(), name.clone(), arguments.clone())),
+                    Block::ToolUse {
+                        id,
+                        name,
+                        arguments,
+                    } => Some((id.clone(), name.clone(), arguments.clone())),
                     _ => None,
                 })
                 .collect();
@@ -237,7 +264,10 @@ impl AgentNode<'_> {
                     builtins::call(&self.ctx, &name, &arguments).await?
                 } else {
                     let offered: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
-                    ToolOutcome::Error(format!("unknown tool {name:?}; available: {}", offered.join(", ")))
+                    ToolOutcome::Error(format!(
+                        "unknown tool {name:?}; available: {}",
+                        offered.join(", ")
+                    ))
                 };
                 let duration_ms = t.elapsed().as_millis() as u64;
                 let (content, is_error) = match &outcome {
@@ -262,7 +292,11 @@ impl AgentNode<'_> {
                     )
                     .await?;
                 self.log
-                    .audit("tool_call", "agent", json!({"tool": name, "ok": !is_error, "duration_ms": duration_ms}))
+                    .audit(
+                        "tool_call",
+                        "agent",
+                        json!({"tool": name, "ok": !is_error, "duration_ms": duration_ms}),
+                    )
                     .await?;
                 results.push(Block::ToolResult {
                     tool_use_id: id,
@@ -289,5 +323,9 @@ fn cap(s: &str) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n[result capped at {TOOL_RESULT_CAP} bytes of {}]", &s[..end], s.len())
+    format!(
+        "{}\n[result capped at {TOOL_RESULT_CAP} bytes of {}]",
+        &s[..end],
+        s.len()
+    )
 }

@@ -17,7 +17,9 @@ use crate::agent::llm::cost_usd;
 use crate::agent::{AgentEnd, AgentError, AgentNode, Budget, Conversation, prompt};
 use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
 use crate::gates::{self, Evidence, classify};
-use crate::report::{AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings};
+use crate::report::{
+    AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings,
+};
 use crate::runner::{RunError, Runner};
 use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
 use crate::store::{RunLog, RunRecord, RunState};
@@ -40,7 +42,12 @@ pub async fn run(
     let started = Instant::now();
     let run_id = new_id();
     let revision = task.current().number;
-    let log = RunLog::new(runner.store.clone(), &task.id, &run_id, runner.cfg.secret_values.0.clone());
+    let log = RunLog::new(
+        runner.store.clone(),
+        &task.id,
+        &run_id,
+        runner.cfg.secret_values.0.clone(),
+    );
     let record = RunRecord {
         run_id: run_id.clone(),
         task_id: task.id.clone(),
@@ -67,7 +74,10 @@ pub async fn run(
     // workspace: nothing is stored until it succeeds, so bad input leaves nothing behind.
     let node = tracker.start("workspace", NodeKind::Deterministic).await;
     let prepared = async {
-        let wt = runner.workspaces.prepare(&task.repo, &task.branch, &run_id).await?;
+        let wt = runner
+            .workspaces
+            .prepare(&task.repo, &task.branch, &run_id)
+            .await?;
         let checks = checks::detect(&wt.path);
         let checks = match checks {
             Ok(c) => c,
@@ -82,13 +92,25 @@ pub async fn run(
     let (wt, check_cmds) = match prepared {
         Ok(v) => v,
         Err(e) => {
-            tracker.emit(RunEvent::RunFailed { error: e.to_string() }).await;
+            tracker
+                .emit(RunEvent::RunFailed {
+                    error: e.to_string(),
+                })
+                .await;
             return Err(e);
         }
     };
     let setup_cmd = checks::detect_setup(&wt.path);
     let workspace_ms = tracker
-        .finish(node, true, format!("{} at {}", wt.branch, &wt.start_sha[..wt.start_sha.len().min(12)]))
+        .finish(
+            node,
+            true,
+            format!(
+                "{} at {}",
+                wt.branch,
+                &wt.start_sha[..wt.start_sha.len().min(12)]
+            ),
+        )
         .await?;
 
     let previous_summary = previous_summary(runner, task);
@@ -100,7 +122,11 @@ pub async fn run(
     runner.store.put_run(&tracker.record).await?;
     tracker
         .log
-        .audit("run_started", &task.requester, json!({"revision": revision, "branch": task.branch, "blueprint": NAME}))
+        .audit(
+            "run_started",
+            &task.requester,
+            json!({"revision": revision, "branch": task.branch, "blueprint": NAME}),
+        )
         .await?;
 
     let home = runner.cfg.data_dir.join("homes").join(&run_id);
@@ -110,7 +136,10 @@ pub async fn run(
         wt,
         home,
         check_cmds,
-        timings: Timings { workspace: workspace_ms, ..Timings::default() },
+        timings: Timings {
+            workspace: workspace_ms,
+            ..Timings::default()
+        },
         fix_rounds: 0,
         tools: Vec::new(),
         budget: Budget::new(
@@ -122,7 +151,9 @@ pub async fn run(
         commit: None,
         pr_url: None,
     };
-    let outcome = flow.execute(task, &mut tracker, setup_cmd, previous_summary).await;
+    let outcome = flow
+        .execute(task, &mut tracker, setup_cmd, previous_summary)
+        .await;
     flow.timings.total = started.elapsed().as_millis() as u64;
     let result: Result<RunReport, RunError> = match outcome {
         Ok((report, summary)) => {
@@ -133,18 +164,50 @@ pub async fn run(
             };
             let mut report = report;
             report.timings_ms = flow.timings.clone();
-            tracker.log.audit("decision", "slipway", json!({"decision": report.decision, "reasons": report.reasons})).await?;
-            tracker.close(RunState::Finished, Some(report.clone()), None).await?;
+            tracker
+                .log
+                .audit(
+                    "decision",
+                    "slipway",
+                    json!({"decision": report.decision, "reasons": report.reasons}),
+                )
+                .await?;
+            tracker
+                .close(RunState::Finished, Some(report.clone()), None)
+                .await?;
             Ok(report)
         }
         Err(e) => {
             let cancelled = matches!(e, FlowError::Cancelled);
             let message = e.to_string();
-            task.state = if cancelled { TaskState::Cancelled } else { TaskState::Failed };
+            task.state = if cancelled {
+                TaskState::Cancelled
+            } else {
+                TaskState::Failed
+            };
             let report = flow.failure_report(task, &run_id, &message, &tracker);
-            tracker.log.audit(if cancelled { "run_cancelled" } else { "run_failed" }, "slipway", json!({"error": message})).await?;
             tracker
-                .close(if cancelled { RunState::Cancelled } else { RunState::Failed }, Some(report.clone()), Some(message))
+                .log
+                .audit(
+                    if cancelled {
+                        "run_cancelled"
+                    } else {
+                        "run_failed"
+                    },
+                    "slipway",
+                    json!({"error": message}),
+                )
+                .await?;
+            tracker
+                .close(
+                    if cancelled {
+                        RunState::Cancelled
+                    } else {
+                        RunState::Failed
+                    },
+                    Some(report.clone()),
+                    Some(message),
+                )
                 .await?;
             Ok(report)
         }
@@ -161,8 +224,20 @@ pub async fn run(
         tracing::warn!(path = %flow.home.display(), error = %e, "could not remove sandbox home");
     }
     match &result {
-        Ok(r) => tracker.emit(RunEvent::RunFinished { report: Box::new(r.clone()) }).await,
-        Err(e) => tracker.emit(RunEvent::RunFailed { error: e.to_string() }).await,
+        Ok(r) => {
+            tracker
+                .emit(RunEvent::RunFinished {
+                    report: Box::new(r.clone()),
+                })
+                .await
+        }
+        Err(e) => {
+            tracker
+                .emit(RunEvent::RunFailed {
+                    error: e.to_string(),
+                })
+                .await
+        }
     }
     result
 }
@@ -271,24 +346,50 @@ impl Flow<'_> {
         let run_id = tracker.record.run_id.clone();
         let cfg = &self.runner.cfg;
         std::fs::create_dir_all(&self.home).map_err(|e| {
-            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!("cannot create {}: {e}", self.home.display())))
+            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!(
+                "cannot create {}: {e}",
+                self.home.display()
+            )))
         })?;
 
         // setup: network on, no secrets, before the agent.
         let t_sandbox = Instant::now();
         if let Some(setup) = setup_cmd {
             let node = tracker.start("setup", NodeKind::Deterministic).await;
-            let session = self.runner.sandbox.start(&self.spec(NetworkAccess::Setup, &run_id)).await?;
+            let session = self
+                .runner
+                .sandbox
+                .start(&self.spec(NetworkAccess::Setup, &run_id))
+                .await?;
             let timeout = Duration::from_secs(cfg.file.sandbox.setup_timeout_s);
             let out = session.exec(&setup.command, timeout, &self.cancel).await;
             session.close().await?;
             let out = out?;
             let gate = if out.success() {
-                Gate::new("setup", GateStatus::Pass, format!("`{}` ({})", setup.command, setup.source))
+                Gate::new(
+                    "setup",
+                    GateStatus::Pass,
+                    format!("`{}` ({})", setup.command, setup.source),
+                )
             } else if out.exit_code == Some(127) {
-                Gate::new("setup", GateStatus::Warn, format!("`{}` could not run: command not found in the sandbox", setup.command))
+                Gate::new(
+                    "setup",
+                    GateStatus::Warn,
+                    format!(
+                        "`{}` could not run: command not found in the sandbox",
+                        setup.command
+                    ),
+                )
             } else {
-                Gate::new("setup", GateStatus::Fail, format!("`{}` failed: {}", setup.command, out.output.lines().last().unwrap_or("")))
+                Gate::new(
+                    "setup",
+                    GateStatus::Fail,
+                    format!(
+                        "`{}` failed: {}",
+                        setup.command,
+                        out.output.lines().last().unwrap_or("")
+                    ),
+                )
             };
             tracker.log.transcript("setup", out.duration_ms, json!({"command": setup.command, "output": out.render(cfg.file.sandbox.output_cap_bytes)})).await?;
             let ok = gate.status != GateStatus::Fail;
@@ -304,11 +405,27 @@ impl Flow<'_> {
             }
         }
         let node = tracker.start("sandbox", NodeKind::Deterministic).await;
-        let session = self.runner.sandbox.start(&self.spec(NetworkAccess::None, &run_id)).await?;
-        tracker.finish(node, true, format!("{} ({}), no network", self.runner.sandbox.backend().as_str(), self.runner.sandbox.image())).await?;
+        let session = self
+            .runner
+            .sandbox
+            .start(&self.spec(NetworkAccess::None, &run_id))
+            .await?;
+        tracker
+            .finish(
+                node,
+                true,
+                format!(
+                    "{} ({}), no network",
+                    self.runner.sandbox.backend().as_str(),
+                    self.runner.sandbox.image()
+                ),
+            )
+            .await?;
         self.timings.sandbox = t_sandbox.elapsed().as_millis() as u64;
 
-        let result = self.agent_and_checks(task, tracker, session.as_ref(), previous_summary).await;
+        let result = self
+            .agent_and_checks(task, tracker, session.as_ref(), previous_summary)
+            .await;
         // The sandbox goes whatever happened; a cancelled exec already removed it.
         if let Err(e) = session.close().await {
             tracing::warn!(error = %e, "could not close sandbox");
@@ -335,14 +452,22 @@ impl Flow<'_> {
             ("Slipway-Run", run_id.as_str()),
             ("Slipway-Revision", rev_s.as_str()),
         ];
-        self.commit = self.runner.workspaces.commit(&self.wt, &subject, &body, &trailers).await?;
+        self.commit = self
+            .runner
+            .workspaces
+            .commit(&self.wt, &subject, &body, &trailers)
+            .await?;
         let changes = self.runner.workspaces.changes(&self.wt).await?;
         let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
         tracker
-            .finish(node, true, match &self.commit {
-                Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
-                None => "nothing to commit".into(),
-            })
+            .finish(
+                node,
+                true,
+                match &self.commit {
+                    Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
+                    None => "nothing to commit".into(),
+                },
+            )
             .await?;
 
         // gates
@@ -360,8 +485,14 @@ impl Flow<'_> {
         }));
         let classified = classify::classify(&changes, whitespace_only);
         let (decision, mut reasons) = gates::decide(classified.class, &gates, policy);
-        reasons.push(format!("classified {}: {}", classified.class.as_str(), classified.evidence));
-        tracker.finish(node, decision != Decision::Halt, format!("{decision}")).await?;
+        reasons.push(format!(
+            "classified {}: {}",
+            classified.class.as_str(),
+            classified.evidence
+        ));
+        tracker
+            .finish(node, decision != Decision::Halt, format!("{decision}"))
+            .await?;
 
         // publish: only a change that may go on leaves slipway's data dir.
         if decision != Decision::Halt && self.commit.is_some() {
@@ -380,7 +511,14 @@ impl Flow<'_> {
         } else if self.commit.is_some() {
             // Keep the halted diff for the audit trail; the branch is not published.
             let diff = self.runner.workspaces.diff(&self.wt).await?;
-            tracker.log.transcript("halted_diff", 0, json!({"diff": crate::task::truncate_chars(&diff, 200_000)})).await?;
+            tracker
+                .log
+                .transcript(
+                    "halted_diff",
+                    0,
+                    json!({"diff": crate::task::truncate_chars(&diff, 200_000)}),
+                )
+                .await?;
         }
 
         let report = RunReport {
@@ -428,7 +566,9 @@ impl Flow<'_> {
         tracker.finish(node, true, self.tools.join(", ")).await?;
 
         let root = std::fs::canonicalize(&self.wt.path).map_err(|e| {
-            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!("worktree vanished: {e}")))
+            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!(
+                "worktree vanished: {e}"
+            )))
         })?;
         let agent = AgentNode {
             llm: runner.llm.as_ref(),
@@ -454,7 +594,9 @@ impl Flow<'_> {
             Ok(e) => end_detail(e, &self.budget),
             Err(e) => e.to_string(),
         };
-        tracker.finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail).await?;
+        tracker
+            .finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail)
+            .await?;
         let mut end_v = end?;
 
         let mut results = self.checks(tracker, session).await?;
@@ -465,25 +607,42 @@ impl Flow<'_> {
             self.fix_rounds += 1;
             let node = tracker.start("fix", NodeKind::Agent).await;
             let t = Instant::now();
-            let text = prompt::fix(self.fix_rounds, MAX_FIX_ROUNDS, &checks::failures_text(&results));
+            let text = prompt::fix(
+                self.fix_rounds,
+                MAX_FIX_ROUNDS,
+                &checks::failures_text(&results),
+            );
             end = agent.run(&mut conv, &mut self.budget, text).await;
             self.timings.agent += t.elapsed().as_millis() as u64;
             let detail = match &end {
                 Ok(e) => format!("round {}: {}", self.fix_rounds, end_detail(e, &self.budget)),
                 Err(e) => e.to_string(),
             };
-            tracker.finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail).await?;
+            tracker
+                .finish(node, matches!(end, Ok(AgentEnd::Finished { .. })), detail)
+                .await?;
             end_v = end?;
             results = self.checks(tracker, session).await?;
         }
         Ok((end_v, results))
     }
 
-    async fn checks(&mut self, tracker: &mut Tracker, session: &dyn Session) -> Result<Vec<CheckResult>, FlowError> {
+    async fn checks(
+        &mut self,
+        tracker: &mut Tracker,
+        session: &dyn Session,
+    ) -> Result<Vec<CheckResult>, FlowError> {
         let cfg = &self.runner.cfg;
         let node = tracker.start("checks", NodeKind::Deterministic).await;
         let t = Instant::now();
-        let results = checks::run_all(session, &self.check_cmds, cfg.command_timeout(), cfg.file.sandbox.output_cap_bytes, &self.cancel).await?;
+        let results = checks::run_all(
+            session,
+            &self.check_cmds,
+            cfg.command_timeout(),
+            cfg.file.sandbox.output_cap_bytes,
+            &self.cancel,
+        )
+        .await?;
         self.timings.checks += t.elapsed().as_millis() as u64;
         for r in &results {
             tracker
@@ -491,17 +650,36 @@ impl Flow<'_> {
                 .transcript("check", r.duration_ms, json!({"kind": r.check.kind, "command": r.check.command, "status": r.status, "output": r.output}))
                 .await?;
         }
-        let summary: Vec<String> = results.iter().map(|r| format!("{} {:?}", r.check.kind.gate_name(), r.status).to_lowercase()).collect();
+        let summary: Vec<String> = results
+            .iter()
+            .map(|r| format!("{} {:?}", r.check.kind.gate_name(), r.status).to_lowercase())
+            .collect();
         let ok = results.iter().all(|r| r.status != CheckStatus::Fail);
-        let detail = if summary.is_empty() { "no checks configured or detected".to_string() } else { summary.join(", ") };
+        let detail = if summary.is_empty() {
+            "no checks configured or detected".to_string()
+        } else {
+            summary.join(", ")
+        };
         tracker.finish(node, ok, detail).await?;
         Ok(results)
     }
 
     /// The report of a run that failed or was cancelled after it was stored: decision `halt`,
     /// the error as the reason.
-    fn failure_report(&self, task: &Task, run_id: &str, message: &str, tracker: &Tracker) -> RunReport {
-        let failed_node = tracker.record.nodes.iter().rev().find(|n| !n.ok).map(|n| n.node.clone());
+    fn failure_report(
+        &self,
+        task: &Task,
+        run_id: &str,
+        message: &str,
+        tracker: &Tracker,
+    ) -> RunReport {
+        let failed_node = tracker
+            .record
+            .nodes
+            .iter()
+            .rev()
+            .find(|n| !n.ok)
+            .map(|n| n.node.clone());
         let mut reasons = vec![format!("run failed: {message}")];
         if let Some(n) = failed_node {
             reasons.push(format!("at node {n}"));

@@ -111,7 +111,12 @@ impl Tracker {
     }
 
     /// Records the node's end; returns its duration in ms.
-    pub async fn finish(&mut self, t: NodeTimer, ok: bool, detail: impl Into<String>) -> Result<u64, StoreError> {
+    pub async fn finish(
+        &mut self,
+        t: NodeTimer,
+        ok: bool,
+        detail: impl Into<String>,
+    ) -> Result<u64, StoreError> {
         let duration_ms = t.started.elapsed().as_millis() as u64;
         let detail = detail.into();
         self.record.nodes.push(NodeRecord {
@@ -144,7 +149,12 @@ impl Tracker {
     }
 
     /// Marks the run ended and stores it.
-    pub async fn close(&mut self, state: RunState, report: Option<RunReport>, error: Option<String>) -> Result<(), StoreError> {
+    pub async fn close(
+        &mut self,
+        state: RunState,
+        report: Option<RunReport>,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
         self.record.state = state;
         self.record.report = report;
         self.record.error = error;

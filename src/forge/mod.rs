@@ -16,7 +16,9 @@ use crate::workspace::{WorkspaceError, Worktree};
 pub enum ForgeError {
     #[error("push failed: {0}")]
     Push(#[from] WorkspaceError),
-    #[error("the local forge can only publish to a local path or file:// URL, not {0}; set forge = \"github\" for this repo")]
+    #[error(
+        "the local forge can only publish to a local path or file:// URL, not {0}; set forge = \"github\" for this repo"
+    )]
     NotLocal(String),
 }
 

@@ -89,8 +89,8 @@ pub struct RepoPolicyError(pub String);
 pub fn detect(root: &Path) -> Result<Vec<CheckCommand>, RepoPolicyError> {
     let policy = root.join(".slipway/policy.toml");
     if let Ok(text) = std::fs::read_to_string(&policy) {
-        let parsed: RepoPolicyChecksOnly =
-            toml::from_str(&text).map_err(|e| RepoPolicyError(e.to_string().trim().replace('\n', " ")))?;
+        let parsed: RepoPolicyChecksOnly = toml::from_str(&text)
+            .map_err(|e| RepoPolicyError(e.to_string().trim().replace('\n', " ")))?;
         if let Some(c) = parsed.checks {
             let src = ".slipway/policy.toml";
             let mut out = Vec::new();
@@ -141,18 +141,27 @@ fn detect_from_files(root: &Path) -> Vec<CheckCommand> {
         if scripts["lint"].is_string() {
             out.push(cmd(Lint, "npm run lint", "package.json"));
         }
-        let placeholder = scripts["test"].as_str().is_some_and(|s| s.contains("no test specified"));
+        let placeholder = scripts["test"]
+            .as_str()
+            .is_some_and(|s| s.contains("no test specified"));
         if scripts["test"].is_string() && !placeholder {
             out.push(cmd(Tests, "npm test", "package.json"));
         }
         return out;
     }
     if has("pyproject.toml") || has("setup.cfg") {
-        let file = if has("pyproject.toml") { "pyproject.toml" } else { "setup.cfg" };
+        let file = if has("pyproject.toml") {
+            "pyproject.toml"
+        } else {
+            "setup.cfg"
+        };
         return vec![cmd(Tests, "python3 -m pytest -q", file)];
     }
     if has("go.mod") {
-        return vec![cmd(Lint, "go vet ./...", "go.mod"), cmd(Tests, "go test ./...", "go.mod")];
+        return vec![
+            cmd(Lint, "go vet ./...", "go.mod"),
+            cmd(Tests, "go test ./...", "go.mod"),
+        ];
     }
     if has("Makefile") {
         let text = std::fs::read_to_string(root.join("Makefile")).unwrap_or_default();
@@ -248,7 +257,14 @@ pub fn failures_text(results: &[CheckResult]) -> String {
     results
         .iter()
         .filter(|r| r.status == CheckStatus::Fail)
-        .map(|r| format!("### {} failed: `{}`\n```text\n{}\n```\n", r.check.kind.gate_name(), r.check.command, r.output.trim_end()))
+        .map(|r| {
+            format!(
+                "### {} failed: `{}`\n```text\n{}\n```\n",
+                r.check.kind.gate_name(),
+                r.check.command,
+                r.output.trim_end()
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -272,13 +288,32 @@ mod tests {
         assert_eq!(c[0].command, "npm run lint");
         std::fs::write(p.join("Cargo.toml"), "").unwrap();
         let c = detect(p).unwrap();
-        assert_eq!(c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(), ["cargo fmt --check", "cargo clippy", "cargo test"]);
+        assert_eq!(
+            c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(),
+            ["cargo fmt --check", "cargo clippy", "cargo test"]
+        );
         std::fs::create_dir_all(p.join(".slipway")).unwrap();
-        std::fs::write(p.join(".slipway/policy.toml"), "[checks]\ntest = \"make check\"\n").unwrap();
+        std::fs::write(
+            p.join(".slipway/policy.toml"),
+            "[checks]\ntest = \"make check\"\n",
+        )
+        .unwrap();
         let c = detect(p).unwrap();
-        assert_eq!(c, vec![CheckCommand { kind: CheckKind::Tests, command: "make check".into(), source: ".slipway/policy.toml".into() }]);
+        assert_eq!(
+            c,
+            vec![CheckCommand {
+                kind: CheckKind::Tests,
+                command: "make check".into(),
+                source: ".slipway/policy.toml".into()
+            }]
+        );
         std::fs::write(p.join(".slipway/policy.toml"), "[checks\n").unwrap();
-        assert!(detect(p).unwrap_err().to_string().contains(".slipway/policy.toml"));
+        assert!(
+            detect(p)
+                .unwrap_err()
+                .to_string()
+                .contains(".slipway/policy.toml")
+        );
     }
 
     #[test]
@@ -286,6 +321,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("Makefile"), "lint:\n\ttrue\ntest:\n\ttrue\n").unwrap();
         let c = detect(d.path()).unwrap();
-        assert_eq!(c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(), ["make lint", "make test"]);
+        assert_eq!(
+            c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(),
+            ["make lint", "make test"]
+        );
     }
 }

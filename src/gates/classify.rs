@@ -23,13 +23,100 @@ fn set(globs: &[&str]) -> GlobSet {
     b.build().unwrap_or_else(|_| GlobSet::empty())
 }
 
-const SECURITY: &[&str] = &["**/auth/**", "**/security/**", "**/payments/**", "**/crypto/**", "**/*auth*.*", "**/*password*", "**/*secret*", "**/*token*", "**/permissions/**", "**/acl/**"];
-const MIGRATION: &[&str] = &["**/migrations/**", "**/migrate/**", "**/*.sql", "**/alembic/**", "db/schema.rb"];
-const INFRA: &[&str] = &[".github/**", ".gitlab-ci.yml", ".circleci/**", "Jenkinsfile", ".buildkite/**", "**/Dockerfile", "**/Dockerfile.*", "**/docker-compose*.yml", "**/*.tf", "**/*.tfvars", "deploy/**", "k8s/**", "helm/**", "charts/**", "infra/**", "terraform/**"];
-const MANIFESTS: &[&str] = &["**/Cargo.toml", "**/Cargo.lock", "**/package.json", "**/package-lock.json", "**/yarn.lock", "**/pnpm-lock.yaml", "**/requirements*.txt", "**/poetry.lock", "**/Pipfile", "**/Pipfile.lock", "**/pyproject.toml", "**/uv.lock", "**/go.mod", "**/go.sum", "**/Gemfile", "**/Gemfile.lock", "**/pom.xml", "**/build.gradle*", "**/composer.json", "**/composer.lock"];
-const DOCS: &[&str] = &["**/*.md", "**/*.rst", "**/*.adoc", "**/*.txt", "docs/**", "doc/**", "**/LICENSE*", "**/CHANGELOG*"];
-const TESTS: &[&str] = &["tests/**", "test/**", "**/tests/**", "**/test/**", "**/__tests__/**", "**/test_*.py", "**/*_test.py", "**/*_test.go", "**/*.test.*", "**/*.spec.*", "spec/**", "**/conftest.py"];
-const CONFIG: &[&str] = &["**/*.toml", "**/*.yaml", "**/*.yml", "**/*.ini", "**/*.cfg", "**/*.conf", "**/*.json", "**/.env*", "**/*.properties"];
+const SECURITY: &[&str] = &[
+    "**/auth/**",
+    "**/security/**",
+    "**/payments/**",
+    "**/crypto/**",
+    "**/*auth*.*",
+    "**/*password*",
+    "**/*secret*",
+    "**/*token*",
+    "**/permissions/**",
+    "**/acl/**",
+];
+const MIGRATION: &[&str] = &[
+    "**/migrations/**",
+    "**/migrate/**",
+    "**/*.sql",
+    "**/alembic/**",
+    "db/schema.rb",
+];
+const INFRA: &[&str] = &[
+    ".github/**",
+    ".gitlab-ci.yml",
+    ".circleci/**",
+    "Jenkinsfile",
+    ".buildkite/**",
+    "**/Dockerfile",
+    "**/Dockerfile.*",
+    "**/docker-compose*.yml",
+    "**/*.tf",
+    "**/*.tfvars",
+    "deploy/**",
+    "k8s/**",
+    "helm/**",
+    "charts/**",
+    "infra/**",
+    "terraform/**",
+];
+const MANIFESTS: &[&str] = &[
+    "**/Cargo.toml",
+    "**/Cargo.lock",
+    "**/package.json",
+    "**/package-lock.json",
+    "**/yarn.lock",
+    "**/pnpm-lock.yaml",
+    "**/requirements*.txt",
+    "**/poetry.lock",
+    "**/Pipfile",
+    "**/Pipfile.lock",
+    "**/pyproject.toml",
+    "**/uv.lock",
+    "**/go.mod",
+    "**/go.sum",
+    "**/Gemfile",
+    "**/Gemfile.lock",
+    "**/pom.xml",
+    "**/build.gradle*",
+    "**/composer.json",
+    "**/composer.lock",
+];
+const DOCS: &[&str] = &[
+    "**/*.md",
+    "**/*.rst",
+    "**/*.adoc",
+    "**/*.txt",
+    "docs/**",
+    "doc/**",
+    "**/LICENSE*",
+    "**/CHANGELOG*",
+];
+const TESTS: &[&str] = &[
+    "tests/**",
+    "test/**",
+    "**/tests/**",
+    "**/test/**",
+    "**/__tests__/**",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/*_test.go",
+    "**/*.test.*",
+    "**/*.spec.*",
+    "spec/**",
+    "**/conftest.py",
+];
+const CONFIG: &[&str] = &[
+    "**/*.toml",
+    "**/*.yaml",
+    "**/*.yml",
+    "**/*.ini",
+    "**/*.cfg",
+    "**/*.conf",
+    "**/*.json",
+    "**/.env*",
+    "**/*.properties",
+];
 
 /// Classifies `changes`. `whitespace_only` is true when the diff ignoring whitespace is empty.
 pub fn classify(changes: &[FileChange], whitespace_only: bool) -> Classified {
@@ -41,16 +128,25 @@ pub fn classify(changes: &[FileChange], whitespace_only: bool) -> Classified {
         return c(Classification::Refactor, "no files changed".into());
     }
     if let Some(p) = any(&set(SECURITY)) {
-        return c(Classification::Security, format!("{p} is a security-sensitive path"));
+        return c(
+            Classification::Security,
+            format!("{p} is a security-sensitive path"),
+        );
     }
     if let Some(p) = any(&set(MIGRATION)) {
         return c(Classification::Migration, format!("{p} is a migration"));
     }
     if let Some(p) = any(&set(INFRA)) {
-        return c(Classification::Infra, format!("{p} is CI or infrastructure"));
+        return c(
+            Classification::Infra,
+            format!("{p} is CI or infrastructure"),
+        );
     }
     if all(&set(MANIFESTS)) {
-        return c(Classification::DependencyUpdate, "only manifests and lockfiles changed".into());
+        return c(
+            Classification::DependencyUpdate,
+            "only manifests and lockfiles changed".into(),
+        );
     }
     if all(&set(DOCS)) {
         return c(Classification::Docs, "only documentation changed".into());
@@ -59,20 +155,35 @@ pub fn classify(changes: &[FileChange], whitespace_only: bool) -> Classified {
         return c(Classification::Tests, "only tests changed".into());
     }
     if whitespace_only {
-        return c(Classification::Formatting, "the diff is whitespace only".into());
+        return c(
+            Classification::Formatting,
+            "the diff is whitespace only".into(),
+        );
     }
     if all(&set(CONFIG)) {
-        return c(Classification::Config, "only configuration files changed".into());
+        return c(
+            Classification::Config,
+            "only configuration files changed".into(),
+        );
     }
     let added: usize = changes.iter().map(|c| c.added).sum();
     let deleted: usize = changes.iter().map(|c| c.deleted).sum();
-    let new_files = changes.iter().filter(|c| c.deleted == 0 && c.added > 0).count();
+    let new_files = changes
+        .iter()
+        .filter(|c| c.deleted == 0 && c.added > 0)
+        .count();
     // Heuristic: a change that mostly adds lines adds behaviour; one that rewrites about as
     // much as it adds reshapes existing code.
     if added > deleted * 2 + 5 {
-        c(Classification::Feature, format!("{added} lines added against {deleted} deleted ({new_files} files only grew)"))
+        c(
+            Classification::Feature,
+            format!("{added} lines added against {deleted} deleted ({new_files} files only grew)"),
+        )
     } else {
-        c(Classification::Refactor, format!("{added} lines added against {deleted} deleted: existing code reshaped"))
+        c(
+            Classification::Refactor,
+            format!("{added} lines added against {deleted} deleted: existing code reshaped"),
+        )
     }
 }
 
@@ -81,19 +192,51 @@ mod tests {
     use super::*;
 
     fn ch(path: &str, added: usize, deleted: usize) -> FileChange {
-        FileChange { path: path.into(), added, deleted, binary: false }
+        FileChange {
+            path: path.into(),
+            added,
+            deleted,
+            binary: false,
+        }
     }
 
     #[test]
     fn classes_follow_the_riskiest_path() {
-        assert_eq!(classify(&[ch("src/auth/login.py", 1, 1)], false).class, Classification::Security);
-        assert_eq!(classify(&[ch("Cargo.lock", 10, 10)], false).class, Classification::DependencyUpdate);
-        assert_eq!(classify(&[ch("README.md", 3, 0), ch("docs/a.rst", 1, 0)], false).class, Classification::Docs);
-        assert_eq!(classify(&[ch("tests/test_calc.py", 3, 0)], false).class, Classification::Tests);
-        assert_eq!(classify(&[ch("app/db/migrations/0002.py", 3, 0)], false).class, Classification::Migration);
-        assert_eq!(classify(&[ch(".github/workflows/ci.yml", 3, 0)], false).class, Classification::Infra);
-        assert_eq!(classify(&[ch("calc.py", 2, 2)], true).class, Classification::Formatting);
-        assert_eq!(classify(&[ch("calc.py", 1, 1)], false).class, Classification::Refactor);
-        assert_eq!(classify(&[ch("calc.py", 40, 1)], false).class, Classification::Feature);
+        assert_eq!(
+            classify(&[ch("src/auth/login.py", 1, 1)], false).class,
+            Classification::Security
+        );
+        assert_eq!(
+            classify(&[ch("Cargo.lock", 10, 10)], false).class,
+            Classification::DependencyUpdate
+        );
+        assert_eq!(
+            classify(&[ch("README.md", 3, 0), ch("docs/a.rst", 1, 0)], false).class,
+            Classification::Docs
+        );
+        assert_eq!(
+            classify(&[ch("tests/test_calc.py", 3, 0)], false).class,
+            Classification::Tests
+        );
+        assert_eq!(
+            classify(&[ch("app/db/migrations/0002.py", 3, 0)], false).class,
+            Classification::Migration
+        );
+        assert_eq!(
+            classify(&[ch(".github/workflows/ci.yml", 3, 0)], false).class,
+            Classification::Infra
+        );
+        assert_eq!(
+            classify(&[ch("calc.py", 2, 2)], true).class,
+            Classification::Formatting
+        );
+        assert_eq!(
+            classify(&[ch("calc.py", 1, 1)], false).class,
+            Classification::Refactor
+        );
+        assert_eq!(
+            classify(&[ch("calc.py", 40, 1)], false).class,
+            Classification::Feature
+        );
     }
 }

@@ -44,26 +44,65 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let mut gates = Vec::new();
     gates.push(match ev.agent_end {
         AgentEnd::Finished { .. } => Gate::new("agent", GateStatus::Pass, "the agent finished"),
-        AgentEnd::Budget { kind } => Gate::new("agent", GateStatus::Fail, format!("the agent stopped: {kind:?} budget exhausted").to_lowercase()),
-        AgentEnd::Stopped { .. } => Gate::new("agent", GateStatus::Fail, "the agent stopped without calling finish"),
+        AgentEnd::Budget { kind } => Gate::new(
+            "agent",
+            GateStatus::Fail,
+            format!("the agent stopped: {kind:?} budget exhausted").to_lowercase(),
+        ),
+        AgentEnd::Stopped { .. } => Gate::new(
+            "agent",
+            GateStatus::Fail,
+            "the agent stopped without calling finish",
+        ),
     });
     for kind in [CheckKind::Format, CheckKind::Lint, CheckKind::Tests] {
         let name = kind.gate_name();
         let result = ev.checks.iter().find(|r| r.check.kind == kind);
         let gate = match result {
             Some(r) => match r.status {
-                CheckStatus::Pass => Gate::new(name, GateStatus::Pass, format!("`{}` passed", r.check.command)),
+                CheckStatus::Pass => Gate::new(
+                    name,
+                    GateStatus::Pass,
+                    format!("`{}` passed", r.check.command),
+                ),
                 CheckStatus::Fail => {
-                    let after = if ev.fix_rounds > 0 { format!(" after {} fix round(s)", ev.fix_rounds) } else { String::new() };
-                    let why = if r.timed_out { "timed out".to_string() } else { format!("exit {}", r.exit_code.unwrap_or(-1)) };
-                    Gate::new(name, GateStatus::Fail, format!("`{}` failed{after} ({why}): {}", r.check.command, last_line(&r.output)))
+                    let after = if ev.fix_rounds > 0 {
+                        format!(" after {} fix round(s)", ev.fix_rounds)
+                    } else {
+                        String::new()
+                    };
+                    let why = if r.timed_out {
+                        "timed out".to_string()
+                    } else {
+                        format!("exit {}", r.exit_code.unwrap_or(-1))
+                    };
+                    Gate::new(
+                        name,
+                        GateStatus::Fail,
+                        format!(
+                            "`{}` failed{after} ({why}): {}",
+                            r.check.command,
+                            last_line(&r.output)
+                        ),
+                    )
                 }
-                CheckStatus::Unavailable => Gate::new(name, GateStatus::Warn, format!("`{}` could not run: command not found in the sandbox; add it to the image or .slipway/setup.sh", r.check.command)),
+                CheckStatus::Unavailable => Gate::new(
+                    name,
+                    GateStatus::Warn,
+                    format!(
+                        "`{}` could not run: command not found in the sandbox; add it to the image or .slipway/setup.sh",
+                        r.check.command
+                    ),
+                ),
             },
             None if ev.commands.iter().any(|c| c.kind == kind) => {
                 Gate::new(name, GateStatus::Skip, "not run")
             }
-            None => Gate::new(name, GateStatus::Skip, format!("no {name} command in .slipway/policy.toml [checks] or detected")),
+            None => Gate::new(
+                name,
+                GateStatus::Skip,
+                format!("no {name} command in .slipway/policy.toml [checks] or detected"),
+            ),
         };
         gates.push(gate);
     }
@@ -74,29 +113,57 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     gates.push(if files == 0 {
         Gate::new("diff", GateStatus::Fail, "the agent made no change")
     } else {
-        Gate::new("diff", GateStatus::Pass, format!("{files} file(s), +{added} −{deleted}"))
+        Gate::new(
+            "diff",
+            GateStatus::Pass,
+            format!("{files} file(s), +{added} −{deleted}"),
+        )
     });
     let mut scope = Vec::new();
     if files > ev.policy.max_files {
-        scope.push(format!("{files} files changed, over max_files {}", ev.policy.max_files));
+        scope.push(format!(
+            "{files} files changed, over max_files {}",
+            ev.policy.max_files
+        ));
     }
     if lines > ev.policy.max_lines {
-        scope.push(format!("{lines} lines changed, over max_lines {}", ev.policy.max_lines));
+        scope.push(format!(
+            "{lines} lines changed, over max_lines {}",
+            ev.policy.max_lines
+        ));
     }
     let review: Vec<&str> = matching(&ev.policy.review_paths, ev.changes);
     if !review.is_empty() {
-        scope.push(format!("touches review-required path(s): {}", review.join(", ")));
+        scope.push(format!(
+            "touches review-required path(s): {}",
+            review.join(", ")
+        ));
     }
     gates.push(if scope.is_empty() {
-        Gate::new("scope", GateStatus::Pass, format!("{files}/{} files, {lines}/{} lines", ev.policy.max_files, ev.policy.max_lines))
+        Gate::new(
+            "scope",
+            GateStatus::Pass,
+            format!(
+                "{files}/{} files, {lines}/{} lines",
+                ev.policy.max_files, ev.policy.max_lines
+            ),
+        )
     } else {
         Gate::new("scope", GateStatus::Warn, scope.join("; "))
     });
     let forbidden = matching(&ev.policy.forbidden_paths, ev.changes);
     gates.push(if forbidden.is_empty() {
-        Gate::new("forbidden_paths", GateStatus::Pass, "no forbidden path touched")
+        Gate::new(
+            "forbidden_paths",
+            GateStatus::Pass,
+            "no forbidden path touched",
+        )
     } else {
-        Gate::new("forbidden_paths", GateStatus::Fail, format!("forbidden path(s) changed: {}", forbidden.join(", ")))
+        Gate::new(
+            "forbidden_paths",
+            GateStatus::Fail,
+            format!("forbidden path(s) changed: {}", forbidden.join(", ")),
+        )
     });
     gates
 }
@@ -110,12 +177,22 @@ fn matching<'c>(globs: &[String], changes: &'c [FileChange]) -> Vec<&'c str> {
             b.add(g);
         }
     }
-    let Ok(set) = b.build() else { return Vec::new() };
-    changes.iter().map(|c| c.path.as_str()).filter(|p| set.is_match(p)).collect()
+    let Ok(set) = b.build() else {
+        return Vec::new();
+    };
+    changes
+        .iter()
+        .map(|c| c.path.as_str())
+        .filter(|p| set.is_match(p))
+        .collect()
 }
 
 /// The decision, with every reason behind it. Fails closed.
-pub fn decide(class: Classification, gates: &[Gate], policy: &PolicyConfig) -> (Decision, Vec<String>) {
+pub fn decide(
+    class: Classification,
+    gates: &[Gate],
+    policy: &PolicyConfig,
+) -> (Decision, Vec<String>) {
     let failed: Vec<String> = gates
         .iter()
         .filter(|g| g.status == GateStatus::Fail)
@@ -129,7 +206,10 @@ pub fn decide(class: Classification, gates: &[Gate], policy: &PolicyConfig) -> (
         .filter(|g| g.status == GateStatus::Warn)
         .map(|g| format!("{}: {}", g.name, g.detail))
         .collect();
-    if gates.iter().any(|g| g.name == "tests" && g.status == GateStatus::Skip) {
+    if gates
+        .iter()
+        .any(|g| g.name == "tests" && g.status == GateStatus::Skip)
+    {
         reasons.push("no tests ran, so a person must judge the change".into());
     }
     if !reasons.is_empty() {
@@ -138,12 +218,18 @@ pub fn decide(class: Classification, gates: &[Gate], policy: &PolicyConfig) -> (
     if policy.auto_merge.iter().any(|c| c == class.as_str()) {
         (
             Decision::AutoMerge,
-            vec![format!("{} is in [policy] auto_merge and every gate passed", class.as_str())],
+            vec![format!(
+                "{} is in [policy] auto_merge and every gate passed",
+                class.as_str()
+            )],
         )
     } else {
         (
             Decision::NeedsApproval,
-            vec![format!("{} changes need an approval ([policy] auto_merge does not list it)", class.as_str())],
+            vec![format!(
+                "{} changes need an approval ([policy] auto_merge does not list it)",
+                class.as_str()
+            )],
         )
     }
 }
@@ -153,10 +239,19 @@ mod tests {
     use super::*;
 
     fn change(path: &str) -> FileChange {
-        FileChange { path: path.into(), added: 1, deleted: 1, binary: false }
+        FileChange {
+            path: path.into(),
+            added: 1,
+            deleted: 1,
+            binary: false,
+        }
     }
 
-    fn run(changes: &[FileChange], end: AgentEnd, policy: &PolicyConfig) -> (Vec<Gate>, Decision, Vec<String>) {
+    fn run(
+        changes: &[FileChange],
+        end: AgentEnd,
+        policy: &PolicyConfig,
+    ) -> (Vec<Gate>, Decision, Vec<String>) {
         let gates = evaluate(&Evidence {
             checks: &[],
             commands: &[],
@@ -172,7 +267,13 @@ mod tests {
 
     #[test]
     fn an_empty_diff_halts() {
-        let (_, d, r) = run(&[], AgentEnd::Finished { summary: "s".into() }, &PolicyConfig::default());
+        let (_, d, r) = run(
+            &[],
+            AgentEnd::Finished {
+                summary: "s".into(),
+            },
+            &PolicyConfig::default(),
+        );
         assert_eq!(d, Decision::Halt);
         assert!(r[0].contains("no change"));
     }
@@ -180,26 +281,59 @@ mod tests {
     #[test]
     fn a_forbidden_path_halts_and_a_review_path_needs_approval() {
         let p = PolicyConfig::default();
-        let (_, d, _) = run(&[change(".github/workflows/ci.yml")], AgentEnd::Finished { summary: "s".into() }, &p);
+        let (_, d, _) = run(
+            &[change(".github/workflows/ci.yml")],
+            AgentEnd::Finished {
+                summary: "s".into(),
+            },
+            &p,
+        );
         assert_eq!(d, Decision::Halt);
-        let (_, d, r) = run(&[change("src/auth/x.py")], AgentEnd::Finished { summary: "s".into() }, &p);
+        let (_, d, r) = run(
+            &[change("src/auth/x.py")],
+            AgentEnd::Finished {
+                summary: "s".into(),
+            },
+            &p,
+        );
         assert_eq!(d, Decision::NeedsApproval);
         assert!(r.iter().any(|r| r.contains("review-required")));
     }
 
     #[test]
     fn auto_merge_needs_the_class_in_policy_and_passing_tests() {
-        let p = PolicyConfig { auto_merge: vec!["docs".into()], ..Default::default() };
-        let gates = vec![Gate::new("tests", GateStatus::Pass, "ok"), Gate::new("diff", GateStatus::Pass, "1 file")];
-        assert_eq!(decide(Classification::Docs, &gates, &p).0, Decision::AutoMerge);
-        assert_eq!(decide(Classification::Feature, &gates, &p).0, Decision::NeedsApproval);
+        let p = PolicyConfig {
+            auto_merge: vec!["docs".into()],
+            ..Default::default()
+        };
+        let gates = vec![
+            Gate::new("tests", GateStatus::Pass, "ok"),
+            Gate::new("diff", GateStatus::Pass, "1 file"),
+        ];
+        assert_eq!(
+            decide(Classification::Docs, &gates, &p).0,
+            Decision::AutoMerge
+        );
+        assert_eq!(
+            decide(Classification::Feature, &gates, &p).0,
+            Decision::NeedsApproval
+        );
         let skipped = vec![Gate::new("tests", GateStatus::Skip, "none")];
-        assert_eq!(decide(Classification::Docs, &skipped, &p).0, Decision::NeedsApproval);
+        assert_eq!(
+            decide(Classification::Docs, &skipped, &p).0,
+            Decision::NeedsApproval
+        );
     }
 
     #[test]
     fn a_budget_stop_halts() {
-        let (_, d, r) = run(&[change("a.py")], AgentEnd::Budget { kind: crate::agent::BudgetKind::Steps }, &PolicyConfig::default());
+        let (_, d, r) = run(
+            &[change("a.py")],
+            AgentEnd::Budget {
+                kind: crate::agent::BudgetKind::Steps,
+            },
+            &PolicyConfig::default(),
+        );
         assert_eq!(d, Decision::Halt);
         assert!(r[0].contains("steps budget"), "{r:?}");
     }

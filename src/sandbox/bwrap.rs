@@ -146,10 +146,19 @@ impl BwrapSession {
             cmd.args(["--ro-bind-try", &p, &p]);
         }
         cmd.args(["--proc", "/proc", "--dev", "/dev"]);
-        cmd.args(["--size", &(lim.tmp_mb * 1024 * 1024).to_string(), "--tmpfs", "/tmp"]);
+        cmd.args([
+            "--size",
+            &(lim.tmp_mb * 1024 * 1024).to_string(),
+            "--tmpfs",
+            "/tmp",
+        ]);
         cmd.args(["--bind", &self.home.display().to_string(), HOME]);
         cmd.args(["--bind", &ws, WORKSPACE]);
-        cmd.args(["--ro-bind", &format!("{ws}/.git"), &format!("{WORKSPACE}/.git")]);
+        cmd.args([
+            "--ro-bind",
+            &format!("{ws}/.git"),
+            &format!("{WORKSPACE}/.git"),
+        ]);
         // bwrap's own root is a tmpfs; make it read-only once every mount is in place.
         cmd.args(["--remount-ro", "/"]);
         cmd.args(["--chdir", WORKSPACE, "--hostname", "sandbox", "--clearenv"]);
@@ -240,7 +249,8 @@ impl Session for BwrapSession {
     }
 
     async fn close(&self) -> Result<()> {
-        let pids: Vec<u32> = std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let pids: Vec<u32> =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
         for pid in pids {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])

@@ -154,7 +154,10 @@ impl DockerSandbox {
 }
 
 async fn remove_container(docker: &Docker, id: &str) {
-    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
     if let Err(e) = docker.remove_container(id, Some(opts)).await {
         let gone = matches!(
             e,
@@ -280,9 +283,15 @@ impl DockerSession {
     async fn restart(&self) -> Result<()> {
         let _ = self
             .docker
-            .kill_container(&self.id, None::<bollard::query_parameters::KillContainerOptions>)
+            .kill_container(
+                &self.id,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
             .await;
-        self.docker.start_container(&self.id, None).await.map_err(engine_err)
+        self.docker
+            .start_container(&self.id, None)
+            .await
+            .map_err(engine_err)
     }
 
     async fn run_exec(
@@ -337,7 +346,11 @@ impl DockerSession {
                 }
             }
         }
-        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(engine_err)?;
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(engine_err)?;
         Ok(inspect.exit_code)
     }
 }

@@ -57,7 +57,15 @@ async fn run(cmd: &mut Command, what: &str) -> Result<()> {
         Ok(())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        let tail: String = err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String = err
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         Err(SandboxError::Spawn(format!("{what} failed: {tail}")))
     }
 }
@@ -89,7 +97,12 @@ async fn bootstrap(tar: &Path, work: &Path) -> Result<()> {
         )
         .await?;
         let res = run(
-            Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(tar).arg("."),
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(tar)
+                .arg("."),
             "tar",
         )
         .await;
@@ -131,13 +144,15 @@ async fn build_from(
         // The full reference goes in `repo` (Docker allows a tag there); Podman's
         // compatible API ignores a separate `tag`.
         .repo(image)
-        .changes(vec!["WORKDIR /workspace".into(), "CMD [\"sleep\", \"infinity\"]".into()])
+        .changes(vec![
+            "WORKDIR /workspace".into(),
+            "CMD [\"sleep\", \"infinity\"]".into(),
+        ])
         .build();
-    let mut progress = engine.client().create_image(
-        Some(opts),
-        Some(bollard::body_try_stream(stream)),
-        None,
-    );
+    let mut progress =
+        engine
+            .client()
+            .create_image(Some(opts), Some(bollard::body_try_stream(stream)), None);
     while let Some(item) = progress.next().await {
         let info = item.map_err(|e| SandboxError::Engine(format!("image import: {e}")))?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {

@@ -38,7 +38,9 @@ pub enum SandboxError {
         "no sandbox available: no Docker-compatible engine answered{detail} and bubblewrap is not installed; start Podman (podman system service) and set DOCKER_HOST, or apt-get install bubblewrap"
     )]
     NoBackend { detail: String },
-    #[error("container engine unavailable at {host}: {message}; start it or set DOCKER_HOST, or set SLIPWAY_SANDBOX=bwrap")]
+    #[error(
+        "container engine unavailable at {host}: {message}; start it or set DOCKER_HOST, or set SLIPWAY_SANDBOX=bwrap"
+    )]
     EngineUnavailable { host: String, message: String },
     #[error("sandbox image {0} is missing; build it with `slipway sandbox build`")]
     ImageMissing(String),
@@ -285,7 +287,10 @@ mod tests {
         let env = sandbox_env(&[]);
         assert!(!env.contains_key("GITHUB_TOKEN"));
         assert_eq!(env["HOME"], HOME);
-        assert!(env.keys().all(|k| !k.contains("TOKEN") && !k.contains("KEY")));
+        assert!(
+            env.keys()
+                .all(|k| !k.contains("TOKEN") && !k.contains("KEY"))
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub const RUN: &str = "run";
 pub const FINISH: &str = "finish";
 
 /// All built-in names, in the order they are offered.
-pub const NAMES: &[&str] = &[READ_FILE, LIST_DIR, SEARCH, EDIT_FILE, WRITE_FILE, RUN, FINISH];
+pub const NAMES: &[&str] = &[
+    READ_FILE, LIST_DIR, SEARCH, EDIT_FILE, WRITE_FILE, RUN, FINISH,
+];
 
 /// Most bytes `read_file` returns at once.
 const READ_CAP_BYTES: usize = 64 * 1024;
@@ -44,42 +46,63 @@ pub fn specs() -> Vec<ToolSpec> {
         input_schema: schema,
     };
     vec![
-        s(READ_FILE, "Read a text file of the repository. Lines are numbered from 1; give start_line and end_line to read part of a large file.",
-          json!({"type": "object", "properties": {
+        s(
+            READ_FILE,
+            "Read a text file of the repository. Lines are numbered from 1; give start_line and end_line to read part of a large file.",
+            json!({"type": "object", "properties": {
               "path": {"type": "string", "description": "Path relative to the repo root"},
               "start_line": {"type": "integer", "minimum": 1},
               "end_line": {"type": "integer", "minimum": 1}},
-              "required": ["path"], "additionalProperties": false})),
-        s(LIST_DIR, "List a directory of the repository; directories end with '/'.",
-          json!({"type": "object", "properties": {
+              "required": ["path"], "additionalProperties": false}),
+        ),
+        s(
+            LIST_DIR,
+            "List a directory of the repository; directories end with '/'.",
+            json!({"type": "object", "properties": {
               "path": {"type": "string", "description": "Directory relative to the repo root; '.' for the root"}},
-              "required": ["path"], "additionalProperties": false})),
-        s(SEARCH, "Search file contents with a regular expression (ripgrep semantics: .gitignore respected, hidden files skipped). Prints path:line:text.",
-          json!({"type": "object", "properties": {
+              "required": ["path"], "additionalProperties": false}),
+        ),
+        s(
+            SEARCH,
+            "Search file contents with a regular expression (ripgrep semantics: .gitignore respected, hidden files skipped). Prints path:line:text.",
+            json!({"type": "object", "properties": {
               "pattern": {"type": "string", "description": "Regular expression"},
               "path": {"type": "string", "description": "Directory or file to search; default the repo root"},
               "glob": {"type": "string", "description": "Only files matching this glob, e.g. '*.py'"}},
-              "required": ["pattern"], "additionalProperties": false})),
-        s(EDIT_FILE, "Replace old_text with new_text in a file. old_text must occur exactly once; include surrounding lines to make it unique.",
-          json!({"type": "object", "properties": {
+              "required": ["pattern"], "additionalProperties": false}),
+        ),
+        s(
+            EDIT_FILE,
+            "Replace old_text with new_text in a file. old_text must occur exactly once; include surrounding lines to make it unique.",
+            json!({"type": "object", "properties": {
               "path": {"type": "string"},
               "old_text": {"type": "string"},
               "new_text": {"type": "string"}},
-              "required": ["path", "old_text", "new_text"], "additionalProperties": false})),
-        s(WRITE_FILE, "Create or overwrite a file with the given content.",
-          json!({"type": "object", "properties": {
+              "required": ["path", "old_text", "new_text"], "additionalProperties": false}),
+        ),
+        s(
+            WRITE_FILE,
+            "Create or overwrite a file with the given content.",
+            json!({"type": "object", "properties": {
               "path": {"type": "string"},
               "content": {"type": "string"}},
-              "required": ["path", "content"], "additionalProperties": false})),
-        s(RUN, "Run a shell command in the sandbox. The working directory is the repo root. There is no network. Output is capped; the cap is stated when it applies.",
-          json!({"type": "object", "properties": {
+              "required": ["path", "content"], "additionalProperties": false}),
+        ),
+        s(
+            RUN,
+            "Run a shell command in the sandbox. The working directory is the repo root. There is no network. Output is capped; the cap is stated when it applies.",
+            json!({"type": "object", "properties": {
               "command": {"type": "string"},
               "timeout_s": {"type": "integer", "minimum": 1, "description": "Seconds before the command is killed (capped by the server)"}},
-              "required": ["command"], "additionalProperties": false})),
-        s(FINISH, "End your work with a short summary of what you changed and why. Call this once the change is complete.",
-          json!({"type": "object", "properties": {
+              "required": ["command"], "additionalProperties": false}),
+        ),
+        s(
+            FINISH,
+            "End your work with a short summary of what you changed and why. Call this once the change is complete.",
+            json!({"type": "object", "properties": {
               "summary": {"type": "string"}},
-              "required": ["summary"], "additionalProperties": false})),
+              "required": ["summary"], "additionalProperties": false}),
+        ),
     ]
 }
 
@@ -113,7 +136,11 @@ fn parse<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, ToolOutcome> {
 
 /// Runs built-in `name` with raw JSON `args`. `Err` only for sandbox failures, which stop the
 /// run.
-pub async fn call(ctx: &ToolContext<'_>, name: &str, args: &str) -> Result<ToolOutcome, SandboxError> {
+pub async fn call(
+    ctx: &ToolContext<'_>,
+    name: &str,
+    args: &str,
+) -> Result<ToolOutcome, SandboxError> {
     let outcome = match name {
         READ_FILE => read_file(ctx, args),
         LIST_DIR => list_dir(ctx, args),
@@ -142,7 +169,8 @@ fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let a: A = parse(args)?;
     let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
-    let bytes = std::fs::read(&full).map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
+    let bytes = std::fs::read(&full)
+        .map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
     if bytes.contains(&0) {
         return Err(ToolOutcome::Error(format!("{} is a binary file", a.path)));
     }
@@ -182,7 +210,8 @@ fn list_dir(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let a: A = parse(args)?;
     let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
-    let rd = std::fs::read_dir(&full).map_err(|e| ToolOutcome::Error(format!("cannot list {:?}: {e}", a.path)))?;
+    let rd = std::fs::read_dir(&full)
+        .map_err(|e| ToolOutcome::Error(format!("cannot list {:?}: {e}", a.path)))?;
     let mut names: Vec<String> = rd
         .filter_map(Result::ok)
         .map(|e| {
@@ -214,14 +243,19 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
         glob: Option<String>,
     }
     let a: A = parse(args)?;
-    let re = regex::Regex::new(&a.pattern).map_err(|e| ToolOutcome::Error(format!("invalid regular expression: {e}")))?;
-    let start = paths::resolve(ctx.root, a.path.as_deref().unwrap_or(""), Access::Read).map_err(path_err)?;
+    let re = regex::Regex::new(&a.pattern)
+        .map_err(|e| ToolOutcome::Error(format!("invalid regular expression: {e}")))?;
+    let start = paths::resolve(ctx.root, a.path.as_deref().unwrap_or(""), Access::Read)
+        .map_err(path_err)?;
     let mut walk = ignore::WalkBuilder::new(&start);
     walk.require_git(false);
     if let Some(g) = &a.glob {
         let mut ob = ignore::overrides::OverrideBuilder::new(&start);
-        ob.add(g).map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
-        let ov = ob.build().map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
+        ob.add(g)
+            .map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
+        let ov = ob
+            .build()
+            .map_err(|e| ToolOutcome::Error(format!("invalid glob: {e}")))?;
         walk.overrides(ov);
     }
     let mut out = String::new();
@@ -230,7 +264,9 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
         if bytes.contains(&0) {
             continue;
         }
@@ -240,7 +276,9 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
             if re.is_match(line) {
                 count += 1;
                 if count > SEARCH_MAX_MATCHES {
-                    out.push_str(&format!("[stopped after {SEARCH_MAX_MATCHES} matches; narrow the pattern or path]\n"));
+                    out.push_str(&format!(
+                        "[stopped after {SEARCH_MAX_MATCHES} matches; narrow the pattern or path]\n"
+                    ));
                     break 'files;
                 }
                 let line = crate::task::truncate_chars(line, SEARCH_LINE_CHARS);
@@ -263,10 +301,13 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let a: A = parse(args)?;
     if a.old_text.is_empty() {
-        return Err(ToolOutcome::Error("old_text is empty; use write_file to create a file".into()));
+        return Err(ToolOutcome::Error(
+            "old_text is empty; use write_file to create a file".into(),
+        ));
     }
     let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
-    let text = std::fs::read_to_string(&full).map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
     let n = text.matches(&a.old_text).count();
     match n {
         0 => Err(ToolOutcome::Error(format!(
@@ -275,7 +316,8 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         ))),
         1 => {
             let new = text.replacen(&a.old_text, &a.new_text, 1);
-            std::fs::write(&full, new).map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+            std::fs::write(&full, new)
+                .map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
             Ok(ToolOutcome::Output(format!("edited {}", a.path)))
         }
         n => Err(ToolOutcome::Error(format!(
@@ -297,10 +339,16 @@ fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
     }
     if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
     }
-    std::fs::write(&full, &a.content).map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
-    Ok(ToolOutcome::Output(format!("wrote {} ({} bytes)", a.path, a.content.len())))
+    std::fs::write(&full, &a.content)
+        .map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+    Ok(ToolOutcome::Output(format!(
+        "wrote {} ({} bytes)",
+        a.path,
+        a.content.len()
+    )))
 }
 
 async fn run(ctx: &ToolContext<'_>, args: &str) -> Result<ToolOutcome, SandboxError> {

@@ -104,17 +104,32 @@ mod tests {
     #[test]
     fn relative_paths_resolve_inside() {
         let (_d, r) = root();
-        assert_eq!(resolve(&r, "src/a.py", Access::Read).unwrap(), r.join("src/a.py"));
-        assert_eq!(resolve(&r, "./src/../src/new.py", Access::Write).unwrap(), r.join("src/new.py"));
+        assert_eq!(
+            resolve(&r, "src/a.py", Access::Read).unwrap(),
+            r.join("src/a.py")
+        );
+        assert_eq!(
+            resolve(&r, "./src/../src/new.py", Access::Write).unwrap(),
+            r.join("src/new.py")
+        );
         assert_eq!(resolve(&r, "", Access::Read).unwrap(), r);
     }
 
     #[test]
     fn escapes_are_refused() {
         let (_d, r) = root();
-        assert!(matches!(resolve(&r, "../../etc/passwd", Access::Read), Err(PathError::Escapes(_))));
-        assert!(matches!(resolve(&r, "src/../../x", Access::Write), Err(PathError::Escapes(_))));
-        assert!(matches!(resolve(&r, "/etc/passwd", Access::Read), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            resolve(&r, "../../etc/passwd", Access::Read),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            resolve(&r, "src/../../x", Access::Write),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            resolve(&r, "/etc/passwd", Access::Read),
+            Err(PathError::Absolute(_))
+        ));
     }
 
     #[test]
@@ -123,21 +138,39 @@ mod tests {
         std::os::unix::fs::symlink("/etc", r.join("etc_link")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", r.join("pw")).unwrap();
         std::os::unix::fs::symlink("/nonexistent/x", r.join("dangling")).unwrap();
-        assert!(matches!(resolve(&r, "etc_link/passwd", Access::Read), Err(PathError::Escapes(_))));
-        assert!(matches!(resolve(&r, "pw", Access::Write), Err(PathError::Escapes(_))));
-        assert!(matches!(resolve(&r, "etc_link/newfile", Access::Write), Err(PathError::Escapes(_))));
+        assert!(matches!(
+            resolve(&r, "etc_link/passwd", Access::Read),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            resolve(&r, "pw", Access::Write),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            resolve(&r, "etc_link/newfile", Access::Write),
+            Err(PathError::Escapes(_))
+        ));
         assert!(resolve(&r, "dangling", Access::Write).is_err());
         // A symlink that stays inside is fine.
         std::os::unix::fs::symlink(r.join("src"), r.join("src_link")).unwrap();
-        assert_eq!(resolve(&r, "src_link/a.py", Access::Read).unwrap(), r.join("src/a.py"));
+        assert_eq!(
+            resolve(&r, "src_link/a.py", Access::Read).unwrap(),
+            r.join("src/a.py")
+        );
     }
 
     #[test]
     fn git_internals_are_read_only() {
         let (_d, r) = root();
         assert!(resolve(&r, ".git/config", Access::Read).is_ok());
-        assert!(matches!(resolve(&r, ".git/hooks/pre-commit", Access::Write), Err(PathError::GitDir(_))));
+        assert!(matches!(
+            resolve(&r, ".git/hooks/pre-commit", Access::Write),
+            Err(PathError::GitDir(_))
+        ));
         std::os::unix::fs::symlink(r.join(".git"), r.join("g")).unwrap();
-        assert!(matches!(resolve(&r, "g/config", Access::Write), Err(PathError::GitDir(_))));
+        assert!(matches!(
+            resolve(&r, "g/config", Access::Write),
+            Err(PathError::GitDir(_))
+        ));
     }
 }

@@ -30,7 +30,10 @@ fn llm_env(fake: &FakeLlm) -> Vec<(&'static str, String)> {
         ("SLIPWAY_LLM_PROVIDER", "openai".into()),
         ("SLIPWAY_LLM_BASE_URL", format!("http://{}/v1", fake.addr)),
         ("SLIPWAY_LLM_MODEL", "scripted-model".into()),
-        ("SLIPWAY_LLM_API_KEY", "sk-live-do-not-leak-1234567890".into()),
+        (
+            "SLIPWAY_LLM_API_KEY",
+            "sk-live-do-not-leak-1234567890".into(),
+        ),
     ]
 }
 
@@ -52,22 +55,56 @@ async fn run_json_prints_the_report_and_exits_0_and_no_secret_reaches_the_sandbo
     let repo = tempfile::tempdir().unwrap();
     python_repo(repo.path());
     let mut env = llm_env(&fake);
-    env.push(("GITHUB_TOKEN", "ghp_faketoken1234567890abcdefABCDEF0000".into()));
+    env.push((
+        "GITHUB_TOKEN",
+        "ghp_faketoken1234567890abcdefABCDEF0000".into(),
+    ));
     env.push(("SLIPWAY_SANDBOX", "bwrap".into()));
     let repo_arg = repo.path().display().to_string();
-    let out = slipway(data.path(), &env_refs(&env), &["run", "--repo", &repo_arg, "--json", "fix", "add()", "in", "calc.py"]);
+    let out = slipway(
+        data.path(),
+        &env_refs(&env),
+        &[
+            "run", "--repo", &repo_arg, "--json", "fix", "add()", "in", "calc.py",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["task_id", "revision", "run_id", "repo", "base", "branch", "commit", "pr_url", "blueprint", "decision", "reasons", "classification", "gates", "tools", "fix_rounds", "agent", "timings_ms", "sandbox"] {
+    for key in [
+        "task_id",
+        "revision",
+        "run_id",
+        "repo",
+        "base",
+        "branch",
+        "commit",
+        "pr_url",
+        "blueprint",
+        "decision",
+        "reasons",
+        "classification",
+        "gates",
+        "tools",
+        "fix_rounds",
+        "agent",
+        "timings_ms",
+        "sandbox",
+    ] {
         assert!(report.get(key).is_some(), "missing {key}");
     }
     assert_eq!(report["decision"], "needs_approval");
     assert_eq!(report["sandbox"]["backend"], "bwrap");
-    assert!(stderr(&out).contains("implement"), "progress goes to stderr");
+    assert!(
+        stderr(&out).contains("implement"),
+        "progress goes to stderr"
+    );
     let branch = report["branch"].as_str().unwrap();
     let dump = sh(repo.path(), &format!("git show {branch}:env-dump.txt"));
     assert!(dump.contains("HOME=/home/sandbox"));
-    assert!(!dump.contains("ghp_faketoken") && !dump.contains("GITHUB_TOKEN"), "{dump}");
+    assert!(
+        !dump.contains("ghp_faketoken") && !dump.contains("GITHUB_TOKEN"),
+        "{dump}"
+    );
     assert!(!dump.contains("sk-live-do-not-leak"), "{dump}");
 
     // The store knows the task, and never holds the key.
@@ -77,8 +114,17 @@ async fn run_json_prints_the_report_and_exits_0_and_no_secret_reaches_the_sandbo
     let show = slipway(data.path(), &[], &["tasks", "show", task_id]);
     let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["runs"][0]["report"]["run_id"], report["run_id"]);
-    assert!(shown["audit"].as_array().unwrap().iter().any(|e| e["action"] == "decision"));
-    let store_bytes = sh(data.path(), "cat store/db store/snap.* 2>/dev/null | strings | grep -c sk-live-do-not-leak || true");
+    assert!(
+        shown["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "decision")
+    );
+    let store_bytes = sh(
+        data.path(),
+        "cat store/db store/snap.* 2>/dev/null | strings | grep -c sk-live-do-not-leak || true",
+    );
     assert_eq!(store_bytes.trim(), "0");
 }
 
@@ -92,23 +138,40 @@ async fn a_halted_run_exits_1() {
     let mut env = llm_env(&fake);
     env.push(("SLIPWAY_SANDBOX", "bwrap".into()));
     let repo_arg = repo.path().display().to_string();
-    let out = slipway(data.path(), &env_refs(&env), &["run", "--repo", &repo_arg, "--json", "do nothing"]);
+    let out = slipway(
+        data.path(),
+        &env_refs(&env),
+        &["run", "--repo", &repo_arg, "--json", "do nothing"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["decision"], "halt");
-    assert!(report["reasons"].to_string().contains("no change"), "{}", report["reasons"]);
+    assert!(
+        report["reasons"].to_string().contains("no change"),
+        "{}",
+        report["reasons"]
+    );
     assert_eq!(report["fix_rounds"], 2);
 }
 
 /// Bad input: exit 2, one clear line, and no task, worktree or container left behind.
 fn assert_rejected(data: &Path, out: &Output, needle: &str) {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
-    assert!(stderr(out).contains(needle), "expected {needle:?} in: {}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
     let worktrees = data.join("worktrees");
-    let left = std::fs::read_dir(&worktrees).map(|d| d.count()).unwrap_or(0);
+    let left = std::fs::read_dir(&worktrees)
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(left, 0, "worktrees left behind");
     let list = slipway(data, &[], &["tasks", "list"]);
-    assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty(), "a task was stored");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).trim().is_empty(),
+        "a task was stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,32 +185,77 @@ async fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
     let env = env_refs(&env);
     let repo_arg = repo.path().display().to_string();
 
-    let out = slipway(data.path(), &env, &["run", "--repo", "/nonexistent/repo", "fix it"]);
+    let out = slipway(
+        data.path(),
+        &env,
+        &["run", "--repo", "/nonexistent/repo", "fix it"],
+    );
     assert_rejected(data.path(), &out, "does not exist");
 
     let not_git = tempfile::tempdir().unwrap();
-    let out = slipway(data.path(), &env, &["run", "--repo", &not_git.path().display().to_string(), "fix it"]);
+    let out = slipway(
+        data.path(),
+        &env,
+        &[
+            "run",
+            "--repo",
+            &not_git.path().display().to_string(),
+            "fix it",
+        ],
+    );
     assert_rejected(data.path(), &out, "not a git repository");
 
     let empty = tempfile::tempdir().unwrap();
     sh(empty.path(), "git init -q -b main .");
-    let out = slipway(data.path(), &env, &["run", "--repo", &empty.path().display().to_string(), "fix it"]);
+    let out = slipway(
+        data.path(),
+        &env,
+        &[
+            "run",
+            "--repo",
+            &empty.path().display().to_string(),
+            "fix it",
+        ],
+    );
     assert_rejected(data.path(), &out, "is empty");
 
-    let out = slipway(data.path(), &env, &["run", "--repo", &repo_arg, "--base", "release-9", "fix it"]);
-    assert_rejected(data.path(), &out, "base branch \"release-9\" does not exist");
+    let out = slipway(
+        data.path(),
+        &env,
+        &["run", "--repo", &repo_arg, "--base", "release-9", "fix it"],
+    );
+    assert_rejected(
+        data.path(),
+        &out,
+        "base branch \"release-9\" does not exist",
+    );
     assert!(stderr(&out).contains("branches: main"));
 
     let out = slipway(data.path(), &env, &["run", "--repo", &repo_arg, "   "]);
     assert_rejected(data.path(), &out, "the task is empty");
 
-    let out = slipway(data.path(), &[("SLIPWAY_SANDBOX", "bwrap")], &["run", "--repo", &repo_arg, "fix it"]);
+    let out = slipway(
+        data.path(),
+        &[("SLIPWAY_SANDBOX", "bwrap")],
+        &["run", "--repo", &repo_arg, "fix it"],
+    );
     assert_rejected(data.path(), &out, "SLIPWAY_LLM_PROVIDER");
 
-    let out = slipway(data.path(), &[("SLIPWAY_LLM_PROVIDER", "anthropic"), ("SLIPWAY_LLM_MODEL", "m")], &["run", "--repo", &repo_arg, "fix it"]);
+    let out = slipway(
+        data.path(),
+        &[
+            ("SLIPWAY_LLM_PROVIDER", "anthropic"),
+            ("SLIPWAY_LLM_MODEL", "m"),
+        ],
+        &["run", "--repo", &repo_arg, "fix it"],
+    );
     assert_rejected(data.path(), &out, "SLIPWAY_LLM_API_KEY");
 
-    let out = slipway(data.path(), &env, &["run", "--repo", &repo_arg, "--blueprint", "nope", "fix it"]);
+    let out = slipway(
+        data.path(),
+        &env,
+        &["run", "--repo", &repo_arg, "--blueprint", "nope", "fix it"],
+    );
     assert_rejected(data.path(), &out, "unknown blueprint");
 
     assert!(fake.requests().is_empty(), "no model call for bad input");
@@ -159,9 +267,22 @@ async fn a_missing_image_is_named_with_the_command_that_builds_it() {
     let data = tempfile::tempdir().unwrap();
     let repo = tempfile::tempdir().unwrap();
     git_repo(repo.path(), &[("a.py", "x = 1\n")]);
-    std::fs::write(data.path().join("slipway.toml"), "[sandbox]\nbackend = \"docker\"\nimage = \"slipway-no-such-image:none\"\n").unwrap();
+    std::fs::write(
+        data.path().join("slipway.toml"),
+        "[sandbox]\nbackend = \"docker\"\nimage = \"slipway-no-such-image:none\"\n",
+    )
+    .unwrap();
     let env = llm_env(&fake);
-    let out = slipway(data.path(), &env_refs(&env), &["run", "--repo", &repo.path().display().to_string(), "fix it"]);
+    let out = slipway(
+        data.path(),
+        &env_refs(&env),
+        &[
+            "run",
+            "--repo",
+            &repo.path().display().to_string(),
+            "fix it",
+        ],
+    );
     assert_rejected(data.path(), &out, "slipway sandbox build");
 }
 
@@ -171,7 +292,11 @@ async fn an_unknown_config_key_is_named() {
     std::fs::write(data.path().join("slipway.toml"), "[agent]\nmax_stepz = 3\n").unwrap();
     let out = slipway(data.path(), &[], &["tasks", "list"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("max_stepz") && stderr(&out).contains("slipway.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_stepz") && stderr(&out).contains("slipway.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,10 @@ async fn start(backend: Backend, tweak: impl FnOnce(&mut SandboxConfig)) -> Boxe
     let ws = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     python_repo(ws.path());
-    let mut cfg = SandboxConfig { command_timeout_s: 30, ..Default::default() };
+    let mut cfg = SandboxConfig {
+        command_timeout_s: 30,
+        ..Default::default()
+    };
     tweak(&mut cfg);
     let run_id = slipway::task::new_id();
     let spec = SandboxSpec {
@@ -30,26 +33,47 @@ async fn start(backend: Backend, tweak: impl FnOnce(&mut SandboxConfig)) -> Boxe
         run_id: run_id.clone(),
     };
     let session = support::sandbox(backend).await.start(&spec).await.unwrap();
-    Boxed { session, _dirs: (ws, home), run_id }
+    Boxed {
+        session,
+        _dirs: (ws, home),
+        run_id,
+    }
 }
 
 async fn exec(b: &Boxed, cmd: &str) -> slipway::sandbox::ExecOutput {
-    b.session.exec(cmd, Duration::from_secs(30), &CancellationToken::new()).await.unwrap()
+    b.session
+        .exec(cmd, Duration::from_secs(30), &CancellationToken::new())
+        .await
+        .unwrap()
 }
 
 async fn no_host_secret_gets_in(backend: Backend) {
     let b = start(backend, |_| {}).await;
     let out = exec(&b, "env").await;
     assert!(out.success());
-    for key in ["GITHUB_TOKEN", "SLACK_BOT_TOKEN", "SLIPWAY_LLM_API_KEY", "DOCKER_HOST", "CARGO_HOME", "RUSTUP_HOME"] {
-        assert!(!out.output.contains(&format!("{key}=")), "{key} leaked:\n{}", out.output);
+    for key in [
+        "GITHUB_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "SLIPWAY_LLM_API_KEY",
+        "DOCKER_HOST",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+    ] {
+        assert!(
+            !out.output.contains(&format!("{key}=")),
+            "{key} leaked:\n{}",
+            out.output
+        );
     }
     assert!(out.output.contains("HOME=/home/sandbox"));
     // Host files are not there: a marker in a host temp dir, the engine socket, /root.
     let host = tempfile::tempdir().unwrap();
     let marker = host.path().join("host-secret.txt");
     std::fs::write(&marker, "HOST-ONLY-MARKER").unwrap();
-    let probe = format!("cat {} 2>&1; ls /root /run/podman 2>&1; echo END", marker.display());
+    let probe = format!(
+        "cat {} 2>&1; ls /root /run/podman 2>&1; echo END",
+        marker.display()
+    );
     let out = exec(&b, &probe).await;
     assert!(!out.output.contains("HOST-ONLY-MARKER"), "{}", out.output);
     assert!(!out.output.contains("podman.sock"), "{}", out.output);
@@ -65,20 +89,33 @@ async fn the_network_is_unreachable(backend: Backend) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let b = start(backend, |_| {}).await;
-    let ifaces = exec(&b, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '").await;
+    let ifaces = exec(
+        &b,
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '",
+    )
+    .await;
     assert_eq!(ifaces.output.trim(), "lo");
     let probe = format!(
         "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)\" 2>&1; echo rc=$?"
     );
     let out = exec(&b, &probe).await;
-    assert!(out.output.contains("rc=1") && out.output.contains("Connection refused"), "{}", out.output);
+    assert!(
+        out.output.contains("rc=1") && out.output.contains("Connection refused"),
+        "{}",
+        out.output
+    );
     b.session.close().await.unwrap();
     drop(listener);
 }
 
 async fn writes_outside_the_workspace_fail(backend: Backend) {
     let b = start(backend, |_| {}).await;
-    for path in ["/etc/slipway-test", "/usr/slipway-test", "/workspace/.git/hooks/pre-commit", "/slipway-test"] {
+    for path in [
+        "/etc/slipway-test",
+        "/usr/slipway-test",
+        "/workspace/.git/hooks/pre-commit",
+        "/slipway-test",
+    ] {
         let out = exec(&b, &format!("touch {path}")).await;
         assert!(!out.success(), "{path} was writable");
     }
@@ -91,7 +128,15 @@ async fn writes_outside_the_workspace_fail(backend: Backend) {
 
 async fn a_hung_command_is_killed_at_its_timeout(backend: Backend) {
     let b = start(backend, |_| {}).await;
-    let out = b.session.exec("sleep 600", Duration::from_secs(2), &CancellationToken::new()).await.unwrap();
+    let out = b
+        .session
+        .exec(
+            "sleep 600",
+            Duration::from_secs(2),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     assert!(out.timed_out, "{out:?}");
     assert!(!out.success());
     assert!(out.render(100).contains("timeout"));
@@ -102,7 +147,11 @@ async fn a_hung_command_is_killed_at_its_timeout(backend: Backend) {
 
 async fn a_flood_of_output_is_capped(backend: Backend) {
     let b = start(backend, |c| c.output_cap_bytes = 4096).await;
-    let out = exec(&b, "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo THE-END").await;
+    let out = exec(
+        &b,
+        "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo THE-END",
+    )
+    .await;
     assert!(out.success());
     assert!(out.omitted_bytes > 19_000_000, "{}", out.omitted_bytes);
     assert!(out.output.len() < 5000);
@@ -113,9 +162,17 @@ async fn a_flood_of_output_is_capped(backend: Backend) {
 
 async fn filling_the_disk_is_refused(backend: Backend) {
     let b = start(backend, |c| c.tmp_mb = 32).await;
-    let out = exec(&b, "dd if=/dev/zero of=/workspace/big bs=1M count=100 2>&1; echo rc=$?").await;
+    let out = exec(
+        &b,
+        "dd if=/dev/zero of=/workspace/big bs=1M count=100 2>&1; echo rc=$?",
+    )
+    .await;
     assert!(!out.output.contains("rc=0"), "{}", out.output);
-    let out = exec(&b, "dd if=/dev/zero of=/tmp/big bs=1M count=100 2>&1; echo rc=$?").await;
+    let out = exec(
+        &b,
+        "dd if=/dev/zero of=/tmp/big bs=1M count=100 2>&1; echo rc=$?",
+    )
+    .await;
     assert!(!out.output.contains("rc=0"), "{}", out.output);
     b.session.close().await.unwrap();
 }
@@ -128,8 +185,14 @@ async fn cancellation_stops_a_running_command(backend: Backend) -> String {
         tokio::time::sleep(Duration::from_millis(500)).await;
         c2.cancel();
     });
-    let r = b.session.exec("sleep 600", Duration::from_secs(600), &cancel).await;
-    assert!(matches!(r, Err(slipway::sandbox::SandboxError::Cancelled)), "{r:?}");
+    let r = b
+        .session
+        .exec("sleep 600", Duration::from_secs(600), &cancel)
+        .await;
+    assert!(
+        matches!(r, Err(slipway::sandbox::SandboxError::Cancelled)),
+        "{r:?}"
+    );
     b.session.close().await.unwrap();
     b.run_id.clone()
 }
@@ -199,12 +262,24 @@ async fn docker_survives_a_fork_bomb_under_its_pids_limit() {
     let b = start(Backend::Docker, |c| c.pids = 128).await;
     let out = b
         .session
-        .exec("bomb() { bomb | bomb & }; bomb; sleep 3; echo survived", Duration::from_secs(10), &CancellationToken::new())
+        .exec(
+            "bomb() { bomb | bomb & }; bomb; sleep 3; echo survived",
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert!(out.output.contains("survived") || out.timed_out, "{out:?}");
     // The container is still usable once the bomb is gone (restart or timeout).
-    let after = b.session.exec("echo alive", Duration::from_secs(30), &CancellationToken::new()).await.unwrap();
+    let after = b
+        .session
+        .exec(
+            "echo alive",
+            Duration::from_secs(30),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     assert!(after.output.contains("alive"), "{after:?}");
     b.session.close().await.unwrap();
 }

@@ -7,11 +7,20 @@ use slipway::agent::llm::{self, Block, CompletionRequest, LlmError, Message};
 use slipway::config::{LlmPrices, LlmProvider};
 
 fn prices() -> LlmPrices {
-    LlmPrices { retry_base_ms: 5, max_retries: 3, ..Default::default() }
+    LlmPrices {
+        retry_base_ms: 5,
+        max_retries: 3,
+        ..Default::default()
+    }
 }
 
 fn request() -> CompletionRequest {
-    CompletionRequest { system: "s".into(), messages: vec![Message::user_text("hi")], tools: vec![], max_tokens: 10 }
+    CompletionRequest {
+        system: "s".into(),
+        messages: vec![Message::user_text("hi")],
+        tools: vec![],
+        max_tokens: 10,
+    }
 }
 
 #[tokio::test]
@@ -37,7 +46,17 @@ async fn retries_give_up_with_the_last_status() {
     let fake = FakeLlm::start(vec![Turn::Status(503, Some(0)); 5]).await;
     let model = llm::from_config(&Ok(fake.endpoint(LlmProvider::Openai)), &prices()).unwrap();
     let e = model.complete(&request()).await.unwrap_err();
-    assert!(matches!(e, LlmError::RetriesExhausted { attempts: 4, status: 503, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LlmError::RetriesExhausted {
+                attempts: 4,
+                status: 503,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -47,7 +66,10 @@ async fn user_fixable_errors_name_the_variable() {
     let e = model.complete(&request()).await.unwrap_err().to_string();
     assert!(e.contains("SLIPWAY_LLM_API_KEY"), "{e}");
     let e = model.complete(&request()).await.unwrap_err().to_string();
-    assert!(e.contains("SLIPWAY_LLM_MODEL") && e.contains("scripted-model"), "{e}");
+    assert!(
+        e.contains("SLIPWAY_LLM_MODEL") && e.contains("scripted-model"),
+        "{e}"
+    );
 
     // Nothing listens on this port once the listener is dropped.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -55,9 +77,19 @@ async fn user_fixable_errors_name_the_variable() {
     drop(l);
     let mut ep = fake.endpoint(LlmProvider::Openai);
     ep.base_url = format!("http://127.0.0.1:{port}/v1");
-    let model = llm::from_config(&Ok(ep), &LlmPrices { max_retries: 0, ..prices() }).unwrap();
+    let model = llm::from_config(
+        &Ok(ep),
+        &LlmPrices {
+            max_retries: 0,
+            ..prices()
+        },
+    )
+    .unwrap();
     let e = model.complete(&request()).await.unwrap_err().to_string();
-    assert!(e.contains("SLIPWAY_LLM_BASE_URL") && e.contains("unreachable"), "{e}");
+    assert!(
+        e.contains("SLIPWAY_LLM_BASE_URL") && e.contains("unreachable"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,10 @@ use slipway::sandbox::Backend;
 use slipway::task::TaskState;
 
 fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
-    r.gates.iter().find(|g| g.name == name).unwrap_or_else(|| panic!("no {name} gate in {:?}", r.gates))
+    r.gates
+        .iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| panic!("no {name} gate in {:?}", r.gates))
 }
 
 async fn a_scripted_agent_fixes_the_bug(backend: Backend, provider: LlmProvider) {
@@ -37,12 +40,21 @@ async fn a_scripted_agent_fixes_the_bug(backend: Backend, provider: LlmProvider)
     assert!(branch.starts_with("slipway/"));
     assert!(sh(&repo, &format!("git show {branch}:calc.py")).contains("return a + b"));
     assert_eq!(sh(&repo, "git rev-parse main"), main_before);
-    assert_eq!(std::fs::read_to_string(repo.join("calc.py")).unwrap(), CALC_BUGGY);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("calc.py")).unwrap(),
+        CALC_BUGGY
+    );
     assert_eq!(sh(&repo, "git branch --show-current").trim(), "main");
-    let commit = sh(&repo, &format!("git log -1 --format='%an <%ae>%n%B' {branch}"));
+    let commit = sh(
+        &repo,
+        &format!("git log -1 --format='%an <%ae>%n%B' {branch}"),
+    );
     assert!(commit.contains("slipway[bot]"), "{commit}");
     assert!(commit.contains("Requested-by: U0ALICE"), "{commit}");
-    assert_eq!(sh(&repo, &format!("git rev-parse {branch}")).trim(), report.commit.clone().unwrap());
+    assert_eq!(
+        sh(&repo, &format!("git rev-parse {branch}")).trim(),
+        report.commit.clone().unwrap()
+    );
 
     // The model saw the repo's rules and a well-formed conversation in its own wire format.
     let reqs = h.fake.requests();
@@ -63,11 +75,32 @@ async fn a_scripted_agent_fixes_the_bug(backend: Backend, provider: LlmProvider)
     assert_eq!(stored.state, TaskState::Ready);
     let run = store.get_run(&report.run_id).unwrap().unwrap();
     let nodes: Vec<&str> = run.nodes.iter().map(|n| n.node.as_str()).collect();
-    assert_eq!(nodes, ["workspace", "sandbox", "prefetch", "implement", "checks", "commit", "gates", "publish"]);
+    assert_eq!(
+        nodes,
+        [
+            "workspace",
+            "sandbox",
+            "prefetch",
+            "implement",
+            "checks",
+            "commit",
+            "gates",
+            "publish"
+        ]
+    );
     assert_eq!(run.report.as_ref().unwrap(), &report);
     let transcript = store.transcript(&report.run_id).unwrap();
-    assert_eq!(transcript.iter().filter(|e| e.kind == "llm_request").count(), 4);
-    assert_eq!(transcript.iter().filter(|e| e.kind == "tool_call").count(), 4);
+    assert_eq!(
+        transcript
+            .iter()
+            .filter(|e| e.kind == "llm_request")
+            .count(),
+        4
+    );
+    assert_eq!(
+        transcript.iter().filter(|e| e.kind == "tool_call").count(),
+        4
+    );
     let audit = store.audit_log(Some(&task.id)).unwrap();
     assert!(audit.iter().any(|e| e.action == "push"));
     assert_eq!(audit.iter().filter(|e| e.action == "tool_call").count(), 4);
@@ -101,7 +134,10 @@ async fn a_scripted_agent_fixes_a_python_bug_under_bwrap_over_openai() {
 
 fn wrong_fix() -> Vec<Turn> {
     vec![
-        Turn::call("edit_file", json!({"path": "calc.py", "old_text": "return a - b", "new_text": "return a * b"})),
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "return a - b", "new_text": "return a * b"}),
+        ),
         Turn::call("finish", json!({"summary": "changed add"})),
     ]
 }
@@ -123,7 +159,10 @@ async fn a_failing_check_gets_a_fix_round_with_the_failure_output() {
     let fix_request = &h.fake.requests()[2];
     let text = fix_request.body.to_string();
     assert!(text.contains("fix round 1 of at most 2"), "{text}");
-    assert!(text.contains("AssertionError") && text.contains("test_add"), "{text}");
+    assert!(
+        text.contains("AssertionError") && text.contains("test_add"),
+        "{text}"
+    );
     assert!(h.fake.violations().is_empty());
 }
 
@@ -140,40 +179,71 @@ async fn a_third_failure_halts_after_two_fix_rounds_and_publishes_nothing() {
     assert_eq!(report.fix_rounds, 2);
     assert_eq!(report.decision, Decision::Halt);
     assert_eq!(gate(&report, "tests").status, GateStatus::Fail);
-    assert!(gate(&report, "tests").detail.contains("after 2 fix round(s)"));
-    assert!(report.reasons.iter().any(|r| r.contains("tests gate failed")));
+    assert!(
+        gate(&report, "tests")
+            .detail
+            .contains("after 2 fix round(s)")
+    );
+    assert!(
+        report
+            .reasons
+            .iter()
+            .any(|r| r.contains("tests gate failed"))
+    );
     assert_eq!(h.fake.remaining(), 0);
     // Halted work is not pushed; its diff is kept in the transcript.
     let branches = sh(&h.repo_path(), "git branch --list 'slipway/*'");
     assert!(branches.trim().is_empty(), "{branches}");
     let t = h.runner.store.transcript(&report.run_id).unwrap();
-    assert!(t.iter().any(|e| e.kind == "halted_diff" && e.body["diff"].as_str().unwrap().contains("a * b")));
-    assert_eq!(h.runner.store.get_task(&task.id).unwrap().unwrap().state, TaskState::Halted);
+    assert!(
+        t.iter()
+            .any(|e| e.kind == "halted_diff" && e.body["diff"].as_str().unwrap().contains("a * b"))
+    );
+    assert_eq!(
+        h.runner.store.get_task(&task.id).unwrap().unwrap().state,
+        TaskState::Halted
+    );
 }
 
 #[tokio::test]
 async fn a_model_that_loops_is_stopped_by_the_step_budget() {
-    let h = Harness::with(Backend::Bwrap, LlmProvider::Anthropic, vec![], |c| c.file.agent.max_steps = 5).await;
-    h.fake.repeat_forever(Turn::call("list_dir", json!({"path": "."})));
+    let h = Harness::with(Backend::Bwrap, LlmProvider::Anthropic, vec![], |c| {
+        c.file.agent.max_steps = 5
+    })
+    .await;
+    h.fake
+        .repeat_forever(Turn::call("list_dir", json!({"path": "."})));
     let mut task = h.task("do something forever");
     let report = h.run(&mut task).await.unwrap();
     assert_eq!(report.agent.steps, 5);
     assert_eq!(report.decision, Decision::Halt);
     assert_eq!(gate(&report, "agent").status, GateStatus::Fail);
-    assert!(report.reasons.iter().any(|r| r.contains("steps budget")), "{:?}", report.reasons);
+    assert!(
+        report.reasons.iter().any(|r| r.contains("steps budget")),
+        "{:?}",
+        report.reasons
+    );
     assert_eq!(h.fake.requests().len(), 5);
 }
 
 #[tokio::test]
 async fn a_model_that_burns_tokens_is_stopped_by_the_token_budget() {
-    let h = Harness::with(Backend::Bwrap, LlmProvider::Openai, vec![], |c| c.file.agent.max_tokens = 3000).await;
-    h.fake.repeat_forever(Turn::call("list_dir", json!({"path": "."})));
+    let h = Harness::with(Backend::Bwrap, LlmProvider::Openai, vec![], |c| {
+        c.file.agent.max_tokens = 3000
+    })
+    .await;
+    h.fake
+        .repeat_forever(Turn::call("list_dir", json!({"path": "."})));
     let mut task = h.task("loop");
     let report = h.run(&mut task).await.unwrap();
     // Each scripted turn costs 1100 tokens: three turns pass 3000.
     assert_eq!(report.agent.steps, 3);
     assert_eq!(report.decision, Decision::Halt);
-    assert!(gate(&report, "agent").detail.contains("tokens"), "{:?}", gate(&report, "agent"));
+    assert!(
+        gate(&report, "agent").detail.contains("tokens"),
+        "{:?}",
+        gate(&report, "agent")
+    );
 }
 
 #[tokio::test]
@@ -183,9 +253,18 @@ async fn bad_tool_calls_go_back_to_the_model_and_the_run_goes_on() {
         Turn::Tools(vec![("read_file".into(), "{\"path\": ".into())]),
         Turn::call("read_file", json!({"path": "../../etc/passwd"})),
         Turn::call("write_file", json!({"path": "/etc/evil", "content": "x"})),
-        Turn::call("write_file", json!({"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\ntouch /tmp/pwned\n"})),
-        Turn::call("edit_file", json!({"path": "calc.py", "old_text": "return", "new_text": "return"})),
-        Turn::call("edit_file", json!({"path": "calc.py", "old_text": "nope", "new_text": "x"})),
+        Turn::call(
+            "write_file",
+            json!({"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\ntouch /tmp/pwned\n"}),
+        ),
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "return", "new_text": "return"}),
+        ),
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "nope", "new_text": "x"}),
+        ),
         Turn::Text("thinking...".into()),
     ];
     script.extend(fix_script());
@@ -196,7 +275,10 @@ async fn bad_tool_calls_go_back_to_the_model_and_the_run_goes_on() {
     let reqs = h.fake.requests();
     let tool_reply = |i: usize| -> String {
         let msgs = reqs[i].body["messages"].as_array().unwrap();
-        msgs.last().unwrap()["content"].as_str().unwrap_or_default().to_string()
+        msgs.last().unwrap()["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
     assert!(tool_reply(1).contains("unknown tool \"delete_everything\""));
     assert!(tool_reply(2).contains("invalid arguments"));
@@ -214,7 +296,10 @@ async fn bad_tool_calls_go_back_to_the_model_and_the_run_goes_on() {
 async fn a_second_revision_adds_a_commit_to_the_same_branch() {
     let mut script = fix_script();
     script.extend([
-        Turn::call("write_file", json!({"path": "README.md", "content": "# calc\n\n`add(a, b)` adds.\n"})),
+        Turn::call(
+            "write_file",
+            json!({"path": "README.md", "content": "# calc\n\n`add(a, b)` adds.\n"}),
+        ),
         Turn::call("finish", json!({"summary": "documented add"})),
     ]);
     let h = Harness::new(Backend::Bwrap, LlmProvider::Anthropic, script).await;
@@ -237,7 +322,12 @@ async fn a_second_revision_adds_a_commit_to_the_same_branch() {
     assert!(sh(&repo, &format!("git show {}:calc.py", second.branch)).contains("a + b"));
     // The model saw the earlier revision's summary.
     let reqs = h.fake.requests();
-    assert!(reqs[4].body.to_string().contains("add() subtracted; it adds now."));
+    assert!(
+        reqs[4]
+            .body
+            .to_string()
+            .contains("add() subtracted; it adds now.")
+    );
     let stored = h.runner.store.get_task(&task.id).unwrap().unwrap();
     assert_eq!(stored.runs.len(), 2);
 }
@@ -264,13 +354,24 @@ async fn a_setup_step_runs_with_network_and_its_cache_reaches_the_offline_sandbo
     sh(&repo, "git add -A && git commit -qm setup");
     let mut task = h.task("add a note");
     let report = h.run(&mut task).await.unwrap();
-    assert_eq!(gate(&report, "setup").status, GateStatus::Pass, "{report:#?}");
+    assert_eq!(
+        gate(&report, "setup").status,
+        GateStatus::Pass,
+        "{report:#?}"
+    );
     let reqs = h.fake.requests();
     let seen = reqs[1].body.to_string();
     assert!(seen.contains("fetched-by-setup"), "{seen}");
     // Setup had a network; the agent's sandbox has loopback only.
     assert!(seen.contains("SETUP:eth0,lo,"), "{seen}");
     assert!(seen.contains("AGENT:lo,"), "{seen}");
-    let setup_entry = h.runner.store.transcript(&report.run_id).unwrap().into_iter().find(|e| e.kind == "setup").unwrap();
+    let setup_entry = h
+        .runner
+        .store
+        .transcript(&report.run_id)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "setup")
+        .unwrap();
     assert_eq!(setup_entry.body["command"], "sh .slipway/setup.sh");
 }

@@ -113,7 +113,13 @@ impl FakeLlm {
     }
 }
 
-fn next(inner: &Arc<Mutex<Inner>>, path: &str, headers: HeaderMap, body: Value, violations: Vec<String>) -> (Option<Turn>, u64) {
+fn next(
+    inner: &Arc<Mutex<Inner>>,
+    path: &str,
+    headers: HeaderMap,
+    body: Value,
+    violations: Vec<String>,
+) -> (Option<Turn>, u64) {
     let mut g = inner.lock().unwrap();
     g.requests.push(Recorded {
         path: path.to_string(),
@@ -133,13 +139,18 @@ fn error(status: u16, retry_after: Option<u32>) -> Response {
     )
         .into_response();
     if let Some(s) = retry_after {
-        resp.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
+        resp.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
     }
     resp
 }
 
 fn exhausted() -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "fake LLM script exhausted"}}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"message": "fake LLM script exhausted"}})),
+    )
+        .into_response()
 }
 
 /// Anthropic invariant: each assistant `tool_use` is answered by a `tool_result` with the
@@ -154,17 +165,33 @@ fn check_anthropic(body: &Value) -> Vec<String> {
         if m["role"] != "assistant" {
             continue;
         }
-        let ids: Vec<&str> = m["content"].as_array().into_iter().flatten().filter(|b| b["type"] == "tool_use").filter_map(|b| b["id"].as_str()).collect();
+        let ids: Vec<&str> = m["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == "tool_use")
+            .filter_map(|b| b["id"].as_str())
+            .collect();
         if ids.is_empty() {
             continue;
         }
         let Some(next) = msgs.get(i + 1) else {
-            v.push(format!("tool_use in message {i} has no following user message"));
+            v.push(format!(
+                "tool_use in message {i} has no following user message"
+            ));
             continue;
         };
-        let results: Vec<&str> = next["content"].as_array().into_iter().flatten().filter(|b| b["type"] == "tool_result").filter_map(|b| b["tool_use_id"].as_str()).collect();
+        let results: Vec<&str> = next["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == "tool_result")
+            .filter_map(|b| b["tool_use_id"].as_str())
+            .collect();
         if results != ids {
-            v.push(format!("message {i}: tool_use ids {ids:?} answered by {results:?}"));
+            v.push(format!(
+                "message {i}: tool_use ids {ids:?} answered by {results:?}"
+            ));
         }
     }
     v
@@ -179,7 +206,12 @@ fn check_openai(body: &Value) -> Vec<String> {
         v.push("first message is not the system prompt".into());
     }
     for (i, m) in msgs.iter().enumerate() {
-        let ids: Vec<&str> = m["tool_calls"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+        let ids: Vec<&str> = m["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
         for (j, id) in ids.iter().enumerate() {
             match msgs.get(i + 1 + j) {
                 Some(t) if t["role"] == "tool" && t["tool_call_id"] == *id => {}
@@ -190,7 +222,11 @@ fn check_openai(body: &Value) -> Vec<String> {
     v
 }
 
-async fn anthropic(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn anthropic(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let mut violations = check_anthropic(&body);
     if headers.get("anthropic-version").is_none() || headers.get("x-api-key").is_none() {
         violations.push("missing anthropic-version or x-api-key".into());
@@ -223,7 +259,11 @@ async fn anthropic(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, a
     }
 }
 
-async fn openai(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn openai(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let violations = check_openai(&body);
     let (turn, n) = next(&inner, "/v1/chat/completions", headers, body, violations);
     let usage = json!({"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100});

@@ -36,15 +36,28 @@ pub fn docker_host() -> String {
 
 /// Runs a command and panics with its output on failure.
 pub fn sh(dir: &Path, cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Creates a git repo at `dir` with `files` committed on `main`.
 pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).unwrap();
-    sh(dir, "git init -q -b main . && git config user.email t@example.com && git config user.name tester");
+    sh(
+        dir,
+        "git init -q -b main . && git config user.email t@example.com && git config user.name tester",
+    );
     for (path, content) in files {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -53,21 +66,35 @@ pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
     sh(dir, "git add -A && git commit -qm initial");
 }
 
-pub const CALC_BUGGY: &str = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n";
+pub const CALC_BUGGY: &str =
+    "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n";
 pub const TEST_CALC: &str = "import unittest\n\nfrom calc import add, mul\n\n\nclass CalcTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n    def test_mul(self):\n        self.assertEqual(mul(2, 3), 6)\n\n\nif __name__ == \"__main__\":\n    unittest.main()\n";
 
 /// A small Python repo whose `add` subtracts; `python3 -m unittest` fails on it.
 pub fn python_repo(dir: &Path) {
-    git_repo(dir, &[("calc.py", CALC_BUGGY), ("test_calc.py", TEST_CALC), ("AGENTS.md", "Keep functions pure.\n")]);
+    git_repo(
+        dir,
+        &[
+            ("calc.py", CALC_BUGGY),
+            ("test_calc.py", TEST_CALC),
+            ("AGENTS.md", "Keep functions pure.\n"),
+        ],
+    );
 }
 
 /// The scripted agent that fixes `add`.
 pub fn fix_script() -> Vec<Turn> {
     vec![
         Turn::call("read_file", json!({"path": "calc.py"})),
-        Turn::call("edit_file", json!({"path": "calc.py", "old_text": "return a - b", "new_text": "return a + b"})),
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "return a - b", "new_text": "return a + b"}),
+        ),
         Turn::call("run", json!({"command": "python3 -m unittest"})),
-        Turn::call("finish", json!({"summary": "add() subtracted; it adds now."})),
+        Turn::call(
+            "finish",
+            json!({"summary": "add() subtracted; it adds now."}),
+        ),
     ]
 }
 
@@ -86,7 +113,9 @@ pub async fn docker() -> DockerSandbox {
 pub async fn sandbox(backend: Backend) -> Arc<dyn Sandbox> {
     match backend {
         Backend::Docker => Arc::new(docker().await),
-        Backend::Bwrap => Arc::new(BwrapSandbox::detect().expect("bubblewrap is needed: apt-get install bubblewrap")),
+        Backend::Bwrap => Arc::new(
+            BwrapSandbox::detect().expect("bubblewrap is needed: apt-get install bubblewrap"),
+        ),
     }
 }
 
@@ -100,7 +129,12 @@ pub struct Harness {
 
 impl Harness {
     /// `configure` may adjust the config before the runner is built.
-    pub async fn with(backend: Backend, provider: LlmProvider, script: Vec<Turn>, configure: impl FnOnce(&mut Config)) -> Self {
+    pub async fn with(
+        backend: Backend,
+        provider: LlmProvider,
+        script: Vec<Turn>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let fake = FakeLlm::start(script).await;
         let data = tempfile::tempdir().unwrap();
         let repo_dir = tempfile::tempdir().unwrap();
@@ -120,7 +154,12 @@ impl Harness {
             llm,
             forge: Arc::new(LocalForge::new(workspaces)),
         };
-        Self { runner, fake, data, repo_dir }
+        Self {
+            runner,
+            fake,
+            data,
+            repo_dir,
+        }
     }
 
     pub async fn new(backend: Backend, provider: LlmProvider, script: Vec<Turn>) -> Self {
@@ -141,14 +180,20 @@ impl Harness {
     }
 
     pub async fn run(&self, task: &mut Task) -> Result<RunReport, RunError> {
-        self.runner.run(task, "code_change", CancellationToken::new(), None).await
+        self.runner
+            .run(task, "code_change", CancellationToken::new(), None)
+            .await
     }
 
     /// Entries under the data dir's `worktrees/` and `homes/` (should be none after a run).
     pub fn leftovers(&self) -> Vec<PathBuf> {
         ["worktrees", "homes"]
             .iter()
-            .flat_map(|d| std::fs::read_dir(self.data.path().join(d)).into_iter().flatten())
+            .flat_map(|d| {
+                std::fs::read_dir(self.data.path().join(d))
+                    .into_iter()
+                    .flatten()
+            })
             .filter_map(Result::ok)
             .map(|e| e.path())
             .collect()
@@ -163,7 +208,12 @@ pub async fn containers_of(run_id: &str) -> Vec<String> {
     let label = format!("slipway.run={run_id}");
     let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
     d.client()
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
         .unwrap()
         .into_iter()

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Block, Completion, CompletionRequest, HttpCore, Llm, LlmError, Role, StopReason, Usage};
+use super::{
+    Block, Completion, CompletionRequest, HttpCore, Llm, LlmError, Role, StopReason, Usage,
+};
 
 /// The Messages API version header slipway speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -93,7 +95,10 @@ pub fn parse_response(v: &Value) -> Result<Completion, LlmError> {
             Some("tool_use") => content.push(Block::ToolUse {
                 id: b["id"].as_str().unwrap_or_default().to_string(),
                 name: b["name"].as_str().unwrap_or_default().to_string(),
-                arguments: b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                arguments: b
+                    .get("input")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "{}".into()),
             }),
             // thinking and other block types carry nothing slipway acts on.
             _ => {}
@@ -108,7 +113,9 @@ pub fn parse_response(v: &Value) -> Result<Completion, LlmError> {
     let usage = Usage {
         input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0)
             + v["usage"]["cache_read_input_tokens"].as_u64().unwrap_or(0)
-            + v["usage"]["cache_creation_input_tokens"].as_u64().unwrap_or(0),
+            + v["usage"]["cache_creation_input_tokens"]
+                .as_u64()
+                .unwrap_or(0),
         output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
     };
     Ok(Completion {
@@ -186,6 +193,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.stop_reason, StopReason::ToolUse);
         assert_eq!(c.usage.input_tokens, 10);
-        assert!(matches!(&c.content[1], Block::ToolUse { arguments, .. } if arguments.contains("summary")));
+        assert!(
+            matches!(&c.content[1], Block::ToolUse { arguments, .. } if arguments.contains("summary"))
+        );
     }
 }

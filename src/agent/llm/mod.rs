@@ -255,8 +255,9 @@ impl HttpCore {
                 detail: e.to_string(),
             })?;
             if (200..300).contains(&status) {
-                return serde_json::from_str(&text)
-                    .map_err(|e| LlmError::Decode(format!("{e}: {}", crate::task::truncate_chars(&text, 300))));
+                return serde_json::from_str(&text).map_err(|e| {
+                    LlmError::Decode(format!("{e}: {}", crate::task::truncate_chars(&text, 300)))
+                });
             }
             let retryable = status == 429 || status == 529 || (500..600).contains(&status);
             let body = crate::task::truncate_chars(&text, 500);
@@ -269,7 +270,12 @@ impl HttpCore {
                     });
                 }
                 let wait = self.backoff(attempt, retry_after);
-                tracing::warn!(attempt, status, wait_ms = wait.as_millis() as u64, "model endpoint busy; retrying");
+                tracing::warn!(
+                    attempt,
+                    status,
+                    wait_ms = wait.as_millis() as u64,
+                    "model endpoint busy; retrying"
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -299,7 +305,9 @@ impl HttpCore {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after.unwrap_or_else(|| self.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1)).min(64))
+        retry_after.unwrap_or_else(|| {
+            self.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1)).min(64)
+        })
     }
 }
 
@@ -322,9 +330,12 @@ mod tests {
 
     #[test]
     fn an_unconfigured_model_names_the_variable() {
-        let e = from_config(&Err("set SLIPWAY_LLM_PROVIDER".into()), &LlmPrices::default())
-            .err()
-            .unwrap();
+        let e = from_config(
+            &Err("set SLIPWAY_LLM_PROVIDER".into()),
+            &LlmPrices::default(),
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("SLIPWAY_LLM_PROVIDER"));
     }
 }

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Block, Completion, CompletionRequest, HttpCore, Llm, LlmError, Role, StopReason, Usage};
+use super::{
+    Block, Completion, CompletionRequest, HttpCore, Llm, LlmError, Role, StopReason, Usage,
+};
 
 pub struct OpenAi {
     http: HttpCore,
@@ -129,7 +131,10 @@ pub fn parse_response(v: &Value) -> Result<Completion, LlmError> {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("call_{i}")),
-                name: c["function"]["name"].as_str().unwrap_or_default().to_string(),
+                name: c["function"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 arguments,
             });
         }
@@ -205,7 +210,10 @@ mod tests {
         };
         let b = request_body("gpt", &req);
         assert_eq!(b["messages"][0]["role"], "system");
-        assert_eq!(b["messages"][2]["tool_calls"][0]["function"]["arguments"], "{not json");
+        assert_eq!(
+            b["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            "{not json"
+        );
         assert_eq!(b["messages"][3]["role"], "tool");
         assert!(b.get("tools").is_none());
         let c = parse_response(&json!({
