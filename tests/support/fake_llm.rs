@@ -38,6 +38,8 @@ impl Turn {
 /// A recorded request.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// When the request arrived.
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
@@ -122,6 +124,7 @@ fn next(
 ) -> (Option<Turn>, u64) {
     let mut g = inner.lock().unwrap();
     g.requests.push(Recorded {
+        at: std::time::Instant::now(),
         path: path.to_string(),
         headers,
         body,

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepares this machine for slipway's tests (and for `slipway run` with the docker backend):
+#   - installs git, Podman (with runc), bubblewrap and mmdebstrap from Debian when missing;
+#   - starts Podman's Docker-compatible API socket at /run/podman/podman.sock (runc runtime:
+#     crun fails on hosts with hybrid cgroups);
+#   - builds the default sandbox image slipway-sandbox:local when it is absent.
+# Idempotent; needs root (apt-get, the rootful socket).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v podman >/dev/null || missing+=(podman)
+[ -x /usr/sbin/runc ] || missing+=(runc)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v prlimit >/dev/null || missing+=(util-linux)
+command -v strings >/dev/null || missing+=(binutils)
+command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+sock=/run/podman/podman.sock
+if ! curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
+  mkdir -p /run/podman
+  nohup podman --runtime /usr/sbin/runc system service --time=0 "unix://$sock" \
+    >/tmp/slipway-podman-service.log 2>&1 &
+  for _ in $(seq 1 50); do
+    curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null || {
+    echo "the Podman API socket did not come up; see /tmp/slipway-podman-service.log" >&2
+    exit 1
+  }
+fi
+export DOCKER_HOST="unix://$sock"
+
+if ! curl -fsS --unix-socket "$sock" http://d/images/slipway-sandbox:local/json >/dev/null 2>&1; then
+  echo "building the sandbox image (about a minute)…"
+  cargo run --quiet -- sandbox build
+fi
+echo "test environment ready: DOCKER_HOST=$DOCKER_HOST, image slipway-sandbox:local"
