@@ -238,15 +238,7 @@ impl AgentNode<'_> {
                 .collect();
             if calls.is_empty() {
                 idle += 1;
-                let text: String = completion
-                    .content
-                    .iter()
-                    .filter_map(|b| match b {
-                        Block::Text { text } => Some(text.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = llm::text_of(&completion.content);
                 if idle >= MAX_IDLE_TURNS {
                     return Ok(AgentEnd::Stopped { text });
                 }

@@ -312,3 +312,66 @@ async fn doctor_reports_each_dependency() {
     }
     assert!(err.contains("docker (slipway-sandbox:local)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_mid_run_the_store_reopens_and_the_container_is_reaped() {
+    let fake = FakeLlm::start(vec![Turn::call("run", json!({"command": "sleep 120"}))]).await;
+    fake.repeat_forever(Turn::call("finish", json!({"summary": "x"})));
+    let data = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    python_repo(repo.path());
+    let mut env = llm_env(&fake);
+    env.push(("SLIPWAY_SANDBOX", "docker".into()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.args([
+        "run",
+        "--repo",
+        &repo.path().display().to_string(),
+        "fix add()",
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("SLIPWAY_DATA_DIR", data.path())
+    .env("DOCKER_HOST", docker_host())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .current_dir(data.path());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Wait until the agent's `sleep 120` is running in the container.
+    for _ in 0..300 {
+        if fake.requests().len() >= 2 {
+            break;
+        }
+        if fake.requests().len() == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "the run should be inside its `run` call"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let list = slipway(data.path(), &[], &["tasks", "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let tasks: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(tasks[0]["state"], "running");
+    let run_id = tasks[0]["runs"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        crate::support::containers_of(&run_id).await.len(),
+        1,
+        "the killed run's container is still there"
+    );
+
+    // The next slipway that connects to the engine removes containers of dead processes.
+    let doctor = slipway(data.path(), &env_refs(&llm_env(&fake)), &["doctor"]);
+    assert_eq!(doctor.status.code(), Some(0), "{}", stderr(&doctor));
+    assert!(crate::support::containers_of(&run_id).await.is_empty());
+}

@@ -204,19 +204,25 @@ impl Harness {
 pub async fn containers_of(run_id: &str) -> Vec<String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     use std::collections::HashMap;
-    let d = docker().await;
+    // A raw client: `DockerSandbox::connect` would reap orphans and hide what we look for.
+    let host = docker_host();
+    let path = host.trim_start_matches("unix://");
+    let d = bollard::Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
     let label = format!("slipway.run={run_id}");
     let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
-    d.client()
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
+    d.list_containers(Some(
+        ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build(),
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .filter_map(|c| c.id)
+    .collect()
 }

@@ -54,6 +54,18 @@ pub struct Message {
     pub content: Vec<Block>,
 }
 
+/// The text blocks of `blocks`, joined by newlines (tool blocks are skipped).
+pub fn text_of(blocks: &[Block]) -> String {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Message {
     pub fn user_text(text: impl Into<String>) -> Self {
         Self {

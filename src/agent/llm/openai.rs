@@ -25,15 +25,7 @@ pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
     for m in &req.messages {
         match m.role {
             Role::Assistant => {
-                let text: String = m
-                    .content
-                    .iter()
-                    .filter_map(|b| match b {
-                        Block::Text { text } => Some(text.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = super::text_of(&m.content);
                 let calls: Vec<Value> = m
                     .content
                     .iter()
