@@ -375,3 +375,41 @@ async fn a_setup_step_runs_with_network_and_its_cache_reaches_the_offline_sandbo
         .unwrap();
     assert_eq!(setup_entry.body["command"], "sh .slipway/setup.sh");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_its_sandbox_and_reports_it() {
+    let h = Harness::new(
+        Backend::Docker,
+        LlmProvider::Anthropic,
+        vec![Turn::call("run", json!({"command": "sleep 300"}))],
+    )
+    .await;
+    let mut task = h.task("take forever");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let trigger = cancel.clone();
+    let fake = h.fake.clone();
+    tokio::spawn(async move {
+        while fake.requests().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        trigger.cancel();
+    });
+    let report = h
+        .runner
+        .run(&mut task, "code_change", cancel, None)
+        .await
+        .unwrap();
+    assert_eq!(report.decision, Decision::Halt);
+    assert!(
+        report.reasons[0].contains("cancelled"),
+        "{:?}",
+        report.reasons
+    );
+    let stored = h.runner.store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Cancelled);
+    let run = h.runner.store.get_run(&report.run_id).unwrap().unwrap();
+    assert_eq!(run.state, slipway::store::RunState::Cancelled);
+    assert!(support::containers_of(&report.run_id).await.is_empty());
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+}
