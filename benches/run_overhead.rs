@@ -34,6 +34,7 @@ fn exec_true(c: &mut Criterion) {
         let session = rt.block_on(async {
             let spec = SandboxSpec {
                 workspace: ws.path().to_path_buf(),
+                git_dir: ws.path().join(".git"),
                 home: home.path().to_path_buf(),
                 policy: SandboxPolicy::for_run(&SandboxConfig::default(), NetworkAccess::None),
                 run_id: format!("bench-{}", backend.as_str()),

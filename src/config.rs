@@ -23,7 +23,7 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid value {value:?} for {name}: {expected}")]
+    #[error("invalid value{} for {name}: {expected}", if value.is_empty() { String::new() } else { format!(" {value:?}") })]
     Invalid {
         name: String,
         value: String,
@@ -135,6 +135,10 @@ pub struct PolicyConfig {
     pub max_lines: usize,
     /// Classifications that may merge without approval when every gate passes.
     pub auto_merge: Vec<String>,
+    /// Gates that must pass (not warn, not skip) before anything auto-merges.
+    pub required_gates: Vec<String>,
+    /// Command prefixes the agent's `run` tool refuses (beside the built-in denials).
+    pub denied_commands: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -149,6 +153,8 @@ impl Default for PolicyConfig {
             max_files: 15,
             max_lines: 500,
             auto_merge: Vec::new(),
+            required_gates: vec!["tests".into()],
+            denied_commands: Vec::new(),
         }
     }
 }
@@ -421,8 +427,13 @@ impl Config {
         })
     }
 
-    /// Combines a parsed file with the environment.
+    /// Combines a parsed file with the environment, validating the policy.
     pub fn from_parts(mut file: FileConfig, env: &Env) -> Result<Self> {
+        crate::gates::policy::validate_server("slipway.toml", &file.policy).map_err(|e| ConfigError::Invalid {
+            name: e.key.clone(),
+            value: String::new(),
+            expected: e.message.clone(),
+        })?;
         if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
             file.sandbox.backend = choice.parse()?;
         }
@@ -478,6 +489,11 @@ impl Config {
     /// The per-command timeout.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.file.sandbox.command_timeout_s)
+    }
+
+    /// The merge method of the `[[repos]]` entry named `repo`, else the default (squash).
+    pub fn merge_method(&self, repo: &str) -> MergeMethod {
+        self.file.repos.iter().find(|r| r.name == repo).map(|r| r.merge_method).unwrap_or_default()
     }
 
     /// Whether credential variable `name` is set.

@@ -15,7 +15,7 @@ use crate::agent::llm::{Llm, LlmError};
 use crate::blueprint::{RunEvent, code_change};
 use crate::config::Config;
 use crate::forge::{Forge, ForgeError};
-use crate::gates::checks::RepoPolicyError;
+use crate::gates::policy::PolicyError;
 use crate::report::RunReport;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::{Store, StoreError};
@@ -29,8 +29,8 @@ pub enum RunError {
     EmptyTask,
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
-    #[error(transparent)]
-    RepoPolicy(#[from] RepoPolicyError),
+    #[error("{0}; fix the file in the repo")]
+    RepoPolicy(#[from] PolicyError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]

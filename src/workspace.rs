@@ -1,10 +1,12 @@
 //! Workspaces: a bare mirror cache per repo, and a fresh clone per run on the task's branch.
 //!
-//! Owns every git command slipway runs on the host. The sandbox mounts a run's clone at
-//! `/workspace` with its `.git` read-only, so the agent cannot plant hooks or config that
-//! the host's git would later execute; host git runs with hooks and fsmonitor disabled as a
-//! second wall. No credential is ever written into a clone's config: clones have no remote
-//! at all, and pushes name their destination on the command line.
+//! Owns every git command slipway runs on the host. A run's git directory lives outside its
+//! work tree (`$SLIPWAY_DATA_DIR/gitdirs/<run>`); host git always names it with `--git-dir`,
+//! so nothing the agent writes into the work tree can become git config, hooks or attributes
+//! drivers that host git would execute. The sandbox sees it read-only at `/workspace/.git`.
+//! Host git also ignores global and system config, and runs with hooks and fsmonitor off.
+//! No credential is ever written into a clone's config: clones have no remote at all, and
+//! pushes name their destination on the command line.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
+use crate::config::MergeMethod;
 use crate::task::RepoRef;
 
 /// Workspace failures. The first four are the user's to fix; the message says how.
@@ -37,6 +40,24 @@ pub enum WorkspaceError {
         code: Option<i32>,
         stderr: String,
     },
+    #[error("{branch} moved: it is at {actual}, not the tested {tested}; nothing was merged")]
+    HeadMoved {
+        branch: String,
+        tested: String,
+        actual: String,
+    },
+    #[error("{branch} does not merge cleanly into {base}: {detail}")]
+    Conflict {
+        branch: String,
+        base: String,
+        detail: String,
+    },
+    #[error("cannot update {base} in {repo}: {detail}")]
+    BaseRejected {
+        repo: String,
+        base: String,
+        detail: String,
+    },
     #[error("workspace I/O failed at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,8 +70,10 @@ pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;
 /// One run's clone.
 #[derive(Debug, Clone)]
 pub struct Worktree {
-    /// Host path of the clone (mounted at `/workspace` in the sandbox).
+    /// Host path of the work tree (mounted at `/workspace` in the sandbox).
     pub path: PathBuf,
+    /// Host path of its git directory, outside the work tree.
+    pub git_dir: PathBuf,
     pub branch: String,
     pub base: String,
     /// The base commit the diff is measured against.
@@ -78,6 +101,7 @@ const RUN_EXCLUDES: &str =
 pub struct Workspaces {
     mirrors: PathBuf,
     worktrees: PathBuf,
+    gitdirs: PathBuf,
     /// One lock per mirror: two runs on the same repo must not fetch into it at once.
     locks: Arc<std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
 }
@@ -87,6 +111,7 @@ impl Workspaces {
         Self {
             mirrors: data_dir.join("mirrors"),
             worktrees: data_dir.join("worktrees"),
+            gitdirs: data_dir.join("gitdirs"),
             locks: Arc::default(),
         }
     }
@@ -142,6 +167,7 @@ impl Workspaces {
                     "clone",
                     "--mirror",
                     "--quiet",
+                    "--",
                     &repo.source,
                     &tmp.display().to_string(),
                 ],
@@ -189,62 +215,67 @@ impl Workspaces {
         let branch_exists = heads.contains(&branch);
         let start = if branch_exists { branch } else { &repo.base };
         mkdir(&self.worktrees)?;
-        let path = self.worktrees.join(run_id);
-        let made = self
-            .clone_into(&mirror, start, branch, branch_exists, &path)
-            .await;
-        match made {
-            Ok(()) => {}
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&path);
-                return Err(e);
-            }
-        }
-        let base_sha = git(
-            &mirror,
-            &["rev-parse", &format!("refs/heads/{}^{{commit}}", repo.base)],
-        )
-        .await?
-        .trim()
-        .to_string();
-        let start_sha = git(&path, &["rev-parse", "HEAD"]).await?.trim().to_string();
-        Ok(Worktree {
-            path,
+        mkdir(&self.gitdirs)?;
+        let wt = Worktree {
+            path: self.worktrees.join(run_id),
+            git_dir: self.gitdirs.join(run_id),
             branch: branch.to_string(),
             base: repo.base.clone(),
-            base_sha,
-            start_sha,
-        })
+            base_sha: String::new(),
+            start_sha: String::new(),
+        };
+        let made = async {
+            self.clone_into(&mirror, start, branch_exists, &wt).await?;
+            let base_ref = format!("refs/heads/{}^{{commit}}", repo.base);
+            let base_sha = git(&mirror, &["rev-parse", &base_ref]).await?.trim().to_string();
+            let start_sha = wt_git(&wt, &["rev-parse", "HEAD"]).await?.trim().to_string();
+            Ok::<_, WorkspaceError>((base_sha, start_sha))
+        }
+        .await;
+        match made {
+            Ok((base_sha, start_sha)) => Ok(Worktree {
+                base_sha,
+                start_sha,
+                ..wt
+            }),
+            Err(e) => {
+                self.remove(&wt);
+                Err(e)
+            }
+        }
     }
 
-    async fn clone_into(
-        &self,
-        mirror: &Path,
-        start: &str,
-        branch: &str,
-        branch_exists: bool,
-        path: &Path,
-    ) -> Result<()> {
-        // --no-hardlinks: the sandbox may write into the clone's files; hardlinked objects
-        // would let it corrupt the shared mirror.
+    async fn clone_into(&self, mirror: &Path, start: &str, branch_exists: bool, wt: &Worktree) -> Result<()> {
+        // --no-hardlinks: the sandbox may write into the work tree; objects hardlinked with
+        // the shared mirror must not be reachable from there.
         git(
             &self.worktrees,
             &[
                 "clone",
                 "--quiet",
                 "--no-hardlinks",
+                "--separate-git-dir",
+                &wt.git_dir.display().to_string(),
                 "--branch",
                 start,
+                "--",
                 &mirror.display().to_string(),
-                &path.display().to_string(),
+                &wt.path.display().to_string(),
             ],
         )
         .await?;
+        // The work tree's `.git` pointer file goes: host git names the git dir explicitly and
+        // the sandbox gets it mounted read-only in its place.
+        let pointer = wt.path.join(".git");
+        std::fs::remove_file(&pointer).map_err(|source| WorkspaceError::Io { path: pointer, source })?;
         if !branch_exists {
-            git(path, &["checkout", "--quiet", "-b", branch]).await?;
+            wt_git(wt, &["checkout", "--quiet", "-b", &wt.branch]).await?;
         }
-        git(path, &["remote", "remove", "origin"]).await?;
-        let exclude = path.join(".git/info/exclude");
+        wt_git(wt, &["remote", "remove", "origin"]).await?;
+        let exclude = wt.git_dir.join("info/exclude");
+        if let Some(dir) = exclude.parent() {
+            mkdir(dir)?;
+        }
         let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
         text.push_str(RUN_EXCLUDES);
         std::fs::write(&exclude, text).map_err(|source| WorkspaceError::Io {
@@ -262,8 +293,8 @@ impl Workspaces {
         body: &str,
         trailers: &[(&str, &str)],
     ) -> Result<Option<String>> {
-        git(&wt.path, &["add", "--all"]).await?;
-        let staged = git(&wt.path, &["diff", "--cached", "--name-only"]).await?;
+        wt_git(wt, &["add", "--all"]).await?;
+        let staged = wt_git(wt, &["diff", "--cached", "--name-only"]).await?;
         if staged.trim().is_empty() {
             return Ok(None);
         }
@@ -271,8 +302,8 @@ impl Workspaces {
         for (k, v) in trailers {
             message.push_str(&format!("{k}: {v}\n"));
         }
-        git_with_input(
-            &wt.path,
+        wt_git_with_input(
+            wt,
             &[
                 "-c",
                 "user.name=slipway[bot]",
@@ -289,7 +320,7 @@ impl Workspaces {
         )
         .await?;
         Ok(Some(
-            git(&wt.path, &["rev-parse", "HEAD"])
+            wt_git(wt, &["rev-parse", "HEAD"])
                 .await?
                 .trim()
                 .to_string(),
@@ -299,22 +330,21 @@ impl Workspaces {
     /// Files changed between the base and HEAD (call after [`Workspaces::commit`]).
     pub async fn changes(&self, wt: &Worktree) -> Result<Vec<FileChange>> {
         let range = format!("{}..HEAD", wt.base_sha);
-        let out = git(&wt.path, &["diff", "--numstat", "--no-renames", &range]).await?;
+        let out = wt_git(wt, &["diff", "--numstat", "--no-renames", &range]).await?;
         Ok(parse_numstat(&out))
     }
 
     /// The unified diff between the base and HEAD (call after [`Workspaces::commit`]).
     pub async fn diff(&self, wt: &Worktree) -> Result<String> {
         let range = format!("{}..HEAD", wt.base_sha);
-        git(&wt.path, &["diff", "--no-renames", "--no-color", &range]).await
+        wt_git(wt, &["diff", "--no-renames", "--no-color", &range]).await
     }
 
     /// True when the diff between the base and HEAD is only whitespace.
     pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
         let range = format!("{}..HEAD", wt.base_sha);
-        let strict = git(&wt.path, &["diff", "--numstat", &range]).await?;
-        let loose = git(
-            &wt.path,
+        let strict = wt_git(wt, &["diff", "--numstat", &range]).await?;
+        let loose = wt_git(wt,
             &[
                 "diff",
                 "--numstat",
@@ -330,11 +360,11 @@ impl Workspaces {
     /// Pushes the branch to `destination` (a path or URL given on the command line, never
     /// stored in config).
     pub async fn push(&self, wt: &Worktree, destination: &str) -> Result<()> {
-        git(
-            &wt.path,
+        wt_git(wt,
             &[
                 "push",
                 "--quiet",
+                "--",
                 destination,
                 &format!("HEAD:refs/heads/{}", wt.branch),
             ],
@@ -343,11 +373,102 @@ impl Workspaces {
         .map(|_| ())
     }
 
-    /// Deletes a run's clone.
+    /// Deletes a run's work tree and git directory.
     pub fn remove(&self, wt: &Worktree) {
-        if let Err(e) = std::fs::remove_dir_all(&wt.path) {
-            tracing::warn!(path = %wt.path.display(), error = %e, "could not remove worktree");
+        for dir in [&wt.path, &wt.git_dir] {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %dir.display(), error = %e, "could not remove run directory");
+            }
         }
+    }
+
+    /// Merges `branch` into `repo.base` in the source repo with `method`, only if the branch
+    /// is still at `tested` (the commit the gates passed). Works in a fresh clone of the
+    /// mirror, pushes the base fast-forward only, and returns the new base commit.
+    pub async fn merge_into_base(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        tested: &str,
+        method: MergeMethod,
+        message: &str,
+    ) -> Result<String> {
+        let mirror = self.refresh_mirror(repo).await?;
+        let actual = git(&mirror, &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")]).await?.trim().to_string();
+        if actual != tested {
+            return Err(WorkspaceError::HeadMoved {
+                branch: branch.into(),
+                tested: tested.into(),
+                actual,
+            });
+        }
+        mkdir(&self.worktrees)?;
+        let dir = self.worktrees.join(format!("merge-{}", crate::task::new_id()));
+        let result = self.merge_in(&mirror, &dir, repo, branch, tested, method, message).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn merge_in(
+        &self,
+        mirror: &Path,
+        dir: &Path,
+        repo: &RepoRef,
+        branch: &str,
+        tested: &str,
+        method: MergeMethod,
+        message: &str,
+    ) -> Result<String> {
+        let dir_s = dir.display().to_string();
+        git(&self.worktrees, &["clone", "--quiet", "--branch", &repo.base, "--", &mirror.display().to_string(), &dir_s]).await?;
+        let conflict = |e: WorkspaceError| match e {
+            WorkspaceError::Git { stderr, .. } => WorkspaceError::Conflict {
+                branch: branch.into(),
+                base: repo.base.clone(),
+                detail: crate::task::truncate_chars(&stderr, 300),
+            },
+            other => other,
+        };
+        let ident = ["-c", "user.name=slipway[bot]", "-c", "user.email=slipway-bot@users.noreply.local", "-c", "commit.gpgsign=false"];
+        let with_ident = |args: &[&str]| -> Vec<String> { ident.iter().chain(args.iter()).map(|s| s.to_string()).collect() };
+        let run = |args: Vec<String>| async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            git(dir, &refs).await
+        };
+        match method {
+            MergeMethod::Squash => {
+                run(with_ident(&["merge", "--squash", "--quiet", tested])).await.map_err(conflict)?;
+                run(with_ident(&["commit", "--quiet", "--no-verify", "-m", message])).await?;
+            }
+            MergeMethod::Merge => {
+                run(with_ident(&["merge", "--no-ff", "--quiet", "--no-verify", "-m", message, tested])).await.map_err(conflict)?;
+            }
+            MergeMethod::Rebase => {
+                run(with_ident(&["checkout", "--quiet", "-B", "slipway-rebase", tested])).await?;
+                run(with_ident(&["rebase", "--quiet", &repo.base])).await.map_err(conflict)?;
+                run(with_ident(&["checkout", "--quiet", &repo.base])).await?;
+                run(with_ident(&["merge", "--ff-only", "--quiet", "slipway-rebase"])).await?;
+            }
+        }
+        let sha = git(dir, &["rev-parse", "HEAD"]).await?.trim().to_string();
+        git(dir, &["push", "--quiet", "--", &repo.source, &format!("HEAD:refs/heads/{}", repo.base)])
+            .await
+            .map_err(|e| match e {
+                WorkspaceError::Git { stderr, .. } => WorkspaceError::BaseRejected {
+                    repo: repo.source.clone(),
+                    base: repo.base.clone(),
+                    detail: if stderr.contains("checked out") {
+                        format!("{} is checked out there; serve local-forge repos as bare repositories (git clone --bare)", repo.base)
+                    } else {
+                        crate::task::truncate_chars(&stderr, 300)
+                    },
+                },
+                other => other,
+            })?;
+        Ok(sha)
     }
 }
 
@@ -419,6 +540,8 @@ fn git_command(dir: &Path, args: &[&str]) -> Command {
         .args(GIT_SAFETY)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
@@ -470,8 +593,21 @@ pub async fn git(dir: &Path, args: &[&str]) -> Result<String> {
     finish(&mut git_command(dir, args), args, None).await
 }
 
-async fn git_with_input(dir: &Path, args: &[&str], input: &str) -> Result<String> {
-    finish(&mut git_command(dir, args), args, Some(input)).await
+/// `git --git-dir=<git_dir> --work-tree=<path> args` for a run's clone.
+async fn wt_git(wt: &Worktree, args: &[&str]) -> Result<String> {
+    let mut cmd = git_command(&wt.path, &[]);
+    cmd.arg(format!("--git-dir={}", wt.git_dir.display()))
+        .arg(format!("--work-tree={}", wt.path.display()))
+        .args(args);
+    finish(&mut cmd, args, None).await
+}
+
+async fn wt_git_with_input(wt: &Worktree, args: &[&str], input: &str) -> Result<String> {
+    let mut cmd = git_command(&wt.path, &[]);
+    cmd.arg(format!("--git-dir={}", wt.git_dir.display()))
+        .arg(format!("--work-tree={}", wt.path.display()))
+        .args(args);
+    finish(&mut cmd, args, Some(input)).await
 }
 
 #[cfg(test)]

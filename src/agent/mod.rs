@@ -109,6 +109,8 @@ pub enum AgentEnd {
     Stopped {
         text: String,
     },
+    /// The agent broke a rule that ends the run (e.g. editing `.slipway/**`).
+    PolicyViolation { reason: String },
 }
 
 /// One tool call, for reports and PR bodies.
@@ -250,6 +252,7 @@ impl AgentNode<'_> {
             idle = 0;
             let mut results = Vec::new();
             let mut finished = None;
+            let mut violation: Option<String> = None;
             for (id, name, arguments) in calls {
                 let t = Instant::now();
                 let outcome = if self.tools.iter().any(|t| t.name == name) {
@@ -268,6 +271,19 @@ impl AgentNode<'_> {
                     ToolOutcome::Finish(s) => {
                         finished = Some(s.clone());
                         ("finished".to_string(), false)
+                    }
+                    ToolOutcome::Denied(reason) => {
+                        self.log
+                            .audit("tool_denied", "agent", json!({"tool": name, "arguments": crate::task::truncate_chars(&arguments, 2000), "reason": reason}))
+                            .await?;
+                        (reason.clone(), true)
+                    }
+                    ToolOutcome::Halt(reason) => {
+                        self.log
+                            .audit("policy_violation", "agent", json!({"tool": name, "arguments": crate::task::truncate_chars(&arguments, 2000), "reason": reason}))
+                            .await?;
+                        violation = Some(reason.clone());
+                        (format!("{reason}. The run is halted."), true)
                     }
                 };
                 conv.tool_calls.push(ToolCallRecord {
@@ -300,6 +316,9 @@ impl AgentNode<'_> {
                 role: Role::User,
                 content: results,
             });
+            if let Some(reason) = violation {
+                return Ok(AgentEnd::PolicyViolation { reason });
+            }
             if let Some(summary) = finished {
                 return Ok(AgentEnd::Finished { summary });
             }

@@ -16,7 +16,9 @@ use super::{NodeKind, RunEvent, Tracker};
 use crate::agent::llm::cost_usd;
 use crate::agent::{AgentEnd, AgentError, AgentNode, Budget, Conversation, prompt};
 use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
-use crate::gates::{self, Evidence, classify};
+use crate::gates::policy::{self, EffectivePolicy, RepoPolicy};
+use crate::gates::{self, Evidence, classify, sandboxed, secrets};
+use crate::tools::guard::CommandGuard;
 use crate::report::{
     AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings,
 };
@@ -78,18 +80,20 @@ pub async fn run(
             .workspaces
             .prepare(&task.repo, &task.branch, &run_id)
             .await?;
-        let checks = checks::detect(&wt.path);
-        let checks = match checks {
-            Ok(c) => c,
+        // The repo's policy, read before the agent runs (and `.slipway/**` can never be
+        // published by an agent, so later revisions see only what people committed).
+        let repo_policy = match RepoPolicy::load(&wt.path) {
+            Ok(p) => p,
             Err(e) => {
                 runner.workspaces.remove(&wt);
                 return Err(RunError::from(e));
             }
         };
-        Ok::<_, RunError>((wt, checks))
+        let checks = checks::detect(&wt.path, repo_policy.as_ref());
+        Ok::<_, RunError>((wt, checks, repo_policy))
     }
     .await;
-    let (wt, check_cmds) = match prepared {
+    let (wt, check_cmds, repo_policy) = match prepared {
         Ok(v) => v,
         Err(e) => {
             tracker
@@ -130,12 +134,19 @@ pub async fn run(
         .await?;
 
     let home = runner.cfg.data_dir.join("homes").join(&run_id);
+    let policy = policy::effective(&runner.cfg.file.policy, repo_policy.as_ref());
+    let coverage_cmd = repo_policy.as_ref().and_then(|p| p.checks.as_ref()).and_then(|c| c.coverage.clone());
+    let guard = CommandGuard::new(&policy.denied_commands);
     let mut flow = Flow {
         runner,
         cancel,
         wt,
         home,
         check_cmds,
+        policy,
+        coverage_cmd,
+        guard,
+        merged: false,
         timings: Timings {
             workspace: workspace_ms,
             ..Timings::default()
@@ -160,6 +171,7 @@ pub async fn run(
             tracker.record.summary = summary;
             task.state = match report.decision {
                 Decision::Halt => TaskState::Halted,
+                _ if flow.merged => TaskState::Merged,
                 _ => TaskState::Ready,
             };
             let mut report = report;
@@ -292,6 +304,16 @@ impl From<crate::workspace::WorkspaceError> for FlowError {
     }
 }
 
+/// What the sandboxed part of a run produced.
+struct Sandboxed {
+    end: AgentEnd,
+    results: Vec<CheckResult>,
+    changes: Vec<crate::workspace::FileChange>,
+    whitespace_only: bool,
+    dependencies: Option<Gate>,
+    coverage: Option<Gate>,
+}
+
 /// State of one run after the workspace exists.
 struct Flow<'a> {
     runner: &'a Runner,
@@ -299,6 +321,13 @@ struct Flow<'a> {
     wt: Worktree,
     home: std::path::PathBuf,
     check_cmds: Vec<CheckCommand>,
+    /// Server policy tightened by the repo's.
+    policy: EffectivePolicy,
+    /// The repo's coverage command, when it has one.
+    coverage_cmd: Option<String>,
+    guard: CommandGuard,
+    /// Whether an auto-merge went through.
+    merged: bool,
     timings: Timings,
     fix_rounds: u32,
     tools: Vec<String>,
@@ -313,6 +342,7 @@ impl Flow<'_> {
     fn spec(&self, network: NetworkAccess, run_id: &str) -> SandboxSpec {
         SandboxSpec {
             workspace: self.wt.path.clone(),
+            git_dir: self.wt.git_dir.clone(),
             home: self.home.clone(),
             policy: SandboxPolicy::for_run(&self.runner.cfg.file.sandbox, network),
             run_id: run_id.to_string(),
@@ -424,67 +454,42 @@ impl Flow<'_> {
         self.timings.sandbox = t_sandbox.elapsed().as_millis() as u64;
 
         let result = self
-            .agent_and_checks(task, tracker, session.as_ref(), previous_summary)
+            .in_sandbox(task, tracker, session.as_ref(), previous_summary, &run_id)
             .await;
         // The sandbox goes whatever happened; a cancelled exec already removed it.
         if let Err(e) = session.close().await {
             tracing::warn!(error = %e, "could not close sandbox");
         }
-        let (end, results) = result?;
-
-        // commit
-        let node = tracker.start("commit", NodeKind::Deterministic).await;
+        let Sandboxed { end, results, changes, whitespace_only, dependencies, coverage } = result?;
         let rev = task.current();
-        let subject = if rev.number == 1 {
-            task.title()
-        } else {
-            format!("{} (revision {})", task.title(), rev.number)
-        };
-        let body = match &end {
-            AgentEnd::Finished { summary } => summary.clone(),
-            AgentEnd::Budget { kind } => format!("Unfinished: {}", self.budget.describe(*kind)),
-            AgentEnd::Stopped { text } => format!("Unfinished: the agent stopped. {text}"),
-        };
-        let rev_s = rev.number.to_string();
-        let trailers = [
-            ("Requested-by", task.requester.as_str()),
-            ("Slipway-Task", task.id.as_str()),
-            ("Slipway-Run", run_id.as_str()),
-            ("Slipway-Revision", rev_s.as_str()),
-        ];
-        self.commit = self
-            .runner
-            .workspaces
-            .commit(&self.wt, &subject, &body, &trailers)
-            .await?;
-        let changes = self.runner.workspaces.changes(&self.wt).await?;
-        let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
-        tracker
-            .finish(
-                node,
-                true,
-                match &self.commit {
-                    Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
-                    None => "nothing to commit".into(),
-                },
-            )
-            .await?;
 
         // gates
         let node = tracker.start("gates", NodeKind::Deterministic).await;
         let mut gates = self.extra_gates.clone();
-        let policy = &cfg.file.policy;
+        let diff = self.runner.workspaces.diff(&self.wt).await?;
+        let findings = secrets::Scanner::new().scan_diff(&diff);
+        let added_lines = changes.iter().map(|c| c.added).sum();
+        if !findings.is_empty() {
+            tracker
+                .log
+                .audit("secret_found", "slipway", json!({"findings": findings.iter().map(|f| json!({"rule": f.rule, "path": f.path, "line": f.line})).collect::<Vec<_>>()}))
+                .await?;
+        }
         gates.extend(gates::evaluate(&Evidence {
             checks: &results,
             commands: &self.check_cmds,
             changes: &changes,
             agent_end: &end,
             fix_rounds: self.fix_rounds,
-            max_fix_rounds: MAX_FIX_ROUNDS,
-            policy,
+            policy: &self.policy,
+            secrets: &findings,
+            added_lines,
+            dependencies,
+            coverage,
+            ci: None,
         }));
         let classified = classify::classify(&changes, whitespace_only);
-        let (decision, mut reasons) = gates::decide(classified.class, &gates, policy);
+        let (decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
         reasons.push(format!(
             "classified {}: {}",
             classified.class.as_str(),
@@ -521,6 +526,28 @@ impl Flow<'_> {
                 .await?;
         }
 
+        // auto_merge: the forge merges the tested commit without a reaction.
+        if decision == Decision::AutoMerge
+            && let Some(tested) = self.commit.clone()
+        {
+            let node = tracker.start("merge", NodeKind::Deterministic).await;
+            let method = self.runner.cfg.merge_method(&task.repo.name);
+            match self.runner.forge.merge(task, &tested, method).await {
+                Ok(m) => {
+                    self.merged = true;
+                    reasons.push(format!("merged automatically into {} as {}", task.repo.base, &m.sha[..m.sha.len().min(12)]));
+                    tracker.log.audit("merge", "slipway", json!({"decision": "auto_merge", "tested": tested, "merge_commit": m.sha, "method": method})).await?;
+                    tracker.finish(node, true, m.sha).await?;
+                }
+                Err(e) => {
+                    // The change stays published; a person can merge it.
+                    reasons.push(format!("auto-merge failed, so it waits for an approval: {e}"));
+                    tracker.log.audit("merge_failed", "slipway", json!({"error": e.to_string()})).await?;
+                    tracker.finish(node, false, e.to_string()).await?;
+                }
+            }
+        }
+
         let report = RunReport {
             task_id: task.id.clone(),
             revision: rev.number,
@@ -548,6 +575,75 @@ impl Flow<'_> {
         Ok((report, summary))
     }
 
+    /// Everything that needs the offline sandbox: a coverage baseline, the agent and its
+    /// checks, the commit, and the gates that run the repo's own tools.
+    async fn in_sandbox(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        session: &dyn Session,
+        previous_summary: Option<String>,
+        run_id: &str,
+    ) -> Result<Sandboxed, FlowError> {
+        let cfg = &self.runner.cfg;
+        let timeout = cfg.command_timeout();
+        let baseline = match &self.coverage_cmd {
+            Some(cmd) => Some(sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?),
+            None => None,
+        };
+        let (end, results) = self.agent_and_checks(task, tracker, session, previous_summary).await?;
+
+        let node = tracker.start("commit", NodeKind::Deterministic).await;
+        let rev = task.current();
+        let subject = if rev.number == 1 {
+            task.title()
+        } else {
+            format!("{} (revision {})", task.title(), rev.number)
+        };
+        let body = match &end {
+            AgentEnd::Finished { summary } => summary.clone(),
+            AgentEnd::Budget { kind } => format!("Unfinished: {}", self.budget.describe(*kind)),
+            AgentEnd::Stopped { text } => format!("Unfinished: the agent stopped. {text}"),
+            AgentEnd::PolicyViolation { reason } => format!("Halted: {reason}"),
+        };
+        let rev_s = rev.number.to_string();
+        let trailers = [
+            ("Requested-by", task.requester.as_str()),
+            ("Slipway-Task", task.id.as_str()),
+            ("Slipway-Run", run_id),
+            ("Slipway-Revision", rev_s.as_str()),
+        ];
+        self.commit = self.runner.workspaces.commit(&self.wt, &subject, &body, &trailers).await?;
+        let changes = self.runner.workspaces.changes(&self.wt).await?;
+        let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
+        let detail = match &self.commit {
+            Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
+            None => "nothing to commit".into(),
+        };
+        tracker.finish(node, true, detail).await?;
+
+        let node = tracker.start("sandbox_gates", NodeKind::Deterministic).await;
+        let t = Instant::now();
+        let dependencies = sandboxed::dependencies(session, &changes, timeout, &self.cancel).await?;
+        let coverage = match (&self.coverage_cmd, baseline) {
+            (Some(cmd), Some(before)) => {
+                let after = sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?;
+                Some(sandboxed::coverage_gate(before, after))
+            }
+            _ => None,
+        };
+        self.timings.checks += t.elapsed().as_millis() as u64;
+        let detail: Vec<String> = [&dependencies, &coverage]
+            .into_iter()
+            .flatten()
+            .map(|g| format!("{} {:?}", g.name, g.status).to_lowercase())
+            .collect();
+        tracker
+            .finish(node, true, if detail.is_empty() { "nothing to check".into() } else { detail.join(", ") })
+            .await?;
+        Ok(Sandboxed { end, results, changes, whitespace_only, dependencies, coverage })
+    }
+
     /// prefetch → implement → checks ⇄ fix.
     async fn agent_and_checks(
         &mut self,
@@ -560,6 +656,7 @@ impl Flow<'_> {
         let cfg = &runner.cfg;
         let cancel = self.cancel.clone();
         let log = tracker.log.clone();
+        let guard = self.guard.clone();
         let node = tracker.start("prefetch", NodeKind::Deterministic).await;
         let specs = crate::tools::prefetch(cfg.file.prefetch.k);
         self.tools = specs.iter().map(|s| s.name.clone()).collect();
@@ -579,6 +676,7 @@ impl Flow<'_> {
                 cancel: &cancel,
                 max_timeout: cfg.command_timeout(),
                 output_cap: cfg.file.sandbox.output_cap_bytes,
+                guard: &guard,
             },
             log: &log,
             max_output_tokens: cfg.file.agent.max_output_tokens,
@@ -712,5 +810,6 @@ fn end_detail(e: &AgentEnd, budget: &Budget) -> String {
         AgentEnd::Finished { summary } => crate::task::truncate_chars(summary, 200),
         AgentEnd::Budget { kind } => budget.describe(*kind),
         AgentEnd::Stopped { .. } => "the agent stopped without calling finish".into(),
+        AgentEnd::PolicyViolation { reason } => reason.clone(),
     }
 }

@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 
-use super::{Forge, ForgeError, Publication};
+use super::{Forge, ForgeError, Merged, Publication};
+use crate::config::MergeMethod;
 use crate::task::Task;
 use crate::workspace::{Workspaces, Worktree};
 
@@ -37,5 +38,21 @@ impl Forge for LocalForge {
             pr_url: None,
             location: format!("{} (branch {})", task.repo.source, wt.branch),
         })
+    }
+
+    async fn merge(&self, task: &Task, tested: &str, method: MergeMethod) -> Result<Merged, ForgeError> {
+        if !is_local(&task.repo.source) {
+            return Err(ForgeError::NotLocal(task.repo.source.clone()));
+        }
+        let message = format!(
+            "{}\n\nMerged by slipway from {} (tested {}).\n\nRequested-by: {}\nSlipway-Task: {}\n",
+            task.title(),
+            task.branch,
+            tested,
+            task.requester,
+            task.id
+        );
+        let sha = self.workspaces.merge_into_base(&task.repo, &task.branch, tested, method, &message).await?;
+        Ok(Merged { sha })
     }
 }

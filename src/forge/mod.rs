@@ -8,14 +8,15 @@ pub mod local;
 
 use async_trait::async_trait;
 
+use crate::config::MergeMethod;
 use crate::task::Task;
 use crate::workspace::{WorkspaceError, Worktree};
 
 /// Forge failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
-    #[error("push failed: {0}")]
-    Push(#[from] WorkspaceError),
+    #[error(transparent)]
+    Git(#[from] WorkspaceError),
     #[error(
         "the local forge can only publish to a local path or file:// URL, not {0}; set forge = \"github\" for this repo"
     )]
@@ -31,6 +32,13 @@ pub struct Publication {
     pub location: String,
 }
 
+/// A merge that went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The base branch's new commit.
+    pub sha: String,
+}
+
 /// A forge backend.
 #[async_trait]
 pub trait Forge: Send + Sync {
@@ -38,4 +46,6 @@ pub trait Forge: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Pushes the task's branch (and opens or updates its PR where the forge has PRs).
     async fn publish(&self, wt: &Worktree, task: &Task) -> Result<Publication, ForgeError>;
+    /// Merges the task's branch into its base, only while the branch is still at `tested`.
+    async fn merge(&self, task: &Task, tested: &str, method: MergeMethod) -> Result<Merged, ForgeError>;
 }

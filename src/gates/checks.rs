@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::policy::{REPO_POLICY_PATH, RepoPolicy};
 use crate::sandbox::{SandboxError, Session};
 
 /// Exit status of a shell whose command was not found.
@@ -66,51 +67,29 @@ pub struct CheckResult {
     pub duration_ms: u64,
 }
 
-/// `[checks]` of a repo's `.slipway/policy.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RepoChecks {
-    pub test: Option<String>,
-    pub lint: Option<String>,
-    pub format: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RepoPolicyChecksOnly {
-    #[serde(default)]
-    checks: Option<RepoChecks>,
-}
-
-/// A repo policy file that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid .slipway/policy.toml: {0}; fix the file in the repo")]
-pub struct RepoPolicyError(pub String);
-
-/// The checks for the repo at `root`.
-pub fn detect(root: &Path) -> Result<Vec<CheckCommand>, RepoPolicyError> {
-    let policy = root.join(".slipway/policy.toml");
-    if let Ok(text) = std::fs::read_to_string(&policy) {
-        let parsed: RepoPolicyChecksOnly = toml::from_str(&text)
-            .map_err(|e| RepoPolicyError(e.to_string().trim().replace('\n', " ")))?;
-        if let Some(c) = parsed.checks {
-            let src = ".slipway/policy.toml";
-            let mut out = Vec::new();
-            for (kind, cmd) in [
-                (CheckKind::Format, c.format),
-                (CheckKind::Lint, c.lint),
-                (CheckKind::Tests, c.test),
-            ] {
-                if let Some(command) = cmd.filter(|c| !c.trim().is_empty()) {
-                    out.push(CheckCommand {
-                        kind,
-                        command,
-                        source: src.into(),
-                    });
-                }
-            }
-            return Ok(out);
-        }
+/// The checks for the repo at `root`: its policy's `[checks]` when it has one, else detected
+/// from its files.
+pub fn detect(root: &Path, repo: Option<&RepoPolicy>) -> Vec<CheckCommand> {
+    if let Some(c) = repo.and_then(|r| r.checks.as_ref())
+        && (c.test.is_some() || c.lint.is_some() || c.format.is_some())
+    {
+        let src = REPO_POLICY_PATH;
+        return [
+            (CheckKind::Format, &c.format),
+            (CheckKind::Lint, &c.lint),
+            (CheckKind::Tests, &c.test),
+        ]
+        .into_iter()
+        .filter_map(|(kind, cmd)| {
+            cmd.as_ref().filter(|c| !c.trim().is_empty()).map(|command| CheckCommand {
+                kind,
+                command: command.clone(),
+                source: src.into(),
+            })
+        })
+        .collect();
     }
-    Ok(detect_from_files(root))
+    detect_from_files(root)
 }
 
 fn cmd(kind: CheckKind, command: &str, file: &str) -> CheckCommand {
@@ -277,50 +256,30 @@ mod tests {
     fn detection_follows_the_contract() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
-        assert!(detect(p).unwrap().is_empty());
+        let detect = |p: &Path| detect(p, RepoPolicy::load(p).unwrap().as_ref());
+        assert!(detect(p).is_empty());
         std::fs::write(p.join("calc.py"), "").unwrap();
-        assert_eq!(detect(p).unwrap()[0].command, "python3 -m unittest");
+        assert_eq!(detect(p)[0].command, "python3 -m unittest");
         std::fs::write(p.join("pyproject.toml"), "").unwrap();
-        assert_eq!(detect(p).unwrap()[0].command, "python3 -m pytest -q");
+        assert_eq!(detect(p)[0].command, "python3 -m pytest -q");
         std::fs::write(p.join("package.json"), r#"{"scripts":{"test":"echo \"Error: no test specified\" && exit 1","lint":"eslint ."}}"#).unwrap();
-        let c = detect(p).unwrap();
+        let c = detect(p);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].command, "npm run lint");
         std::fs::write(p.join("Cargo.toml"), "").unwrap();
-        let c = detect(p).unwrap();
-        assert_eq!(
-            c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(),
-            ["cargo fmt --check", "cargo clippy", "cargo test"]
-        );
+        let c = detect(p);
+        assert_eq!(c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(), ["cargo fmt --check", "cargo clippy", "cargo test"]);
         std::fs::create_dir_all(p.join(".slipway")).unwrap();
-        std::fs::write(
-            p.join(".slipway/policy.toml"),
-            "[checks]\ntest = \"make check\"\n",
-        )
-        .unwrap();
-        let c = detect(p).unwrap();
-        assert_eq!(
-            c,
-            vec![CheckCommand {
-                kind: CheckKind::Tests,
-                command: "make check".into(),
-                source: ".slipway/policy.toml".into()
-            }]
-        );
-        std::fs::write(p.join(".slipway/policy.toml"), "[checks\n").unwrap();
-        assert!(
-            detect(p)
-                .unwrap_err()
-                .to_string()
-                .contains(".slipway/policy.toml")
-        );
+        std::fs::write(p.join(".slipway/policy.toml"), "[checks]\ntest = \"make check\"\n").unwrap();
+        let c = detect(p);
+        assert_eq!(c, vec![CheckCommand { kind: CheckKind::Tests, command: "make check".into(), source: ".slipway/policy.toml".into() }]);
     }
 
     #[test]
     fn makefile_targets_are_found() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("Makefile"), "lint:\n\ttrue\ntest:\n\ttrue\n").unwrap();
-        let c = detect(d.path()).unwrap();
+        let c = detect(d.path(), None);
         assert_eq!(
             c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(),
             ["make lint", "make test"]

@@ -49,9 +49,12 @@ impl BwrapSandbox {
         let bwrap = which("bwrap").ok_or_else(|| SandboxError::NoBackend {
             detail: String::new(),
         })?;
+        let prlimit = which("prlimit").ok_or_else(|| SandboxError::NoBackend {
+            detail: " (bubblewrap is installed but prlimit, from util-linux, is not: it sets the sandbox limits)".into(),
+        })?;
         Ok(Self {
             bwrap,
-            prlimit: which("prlimit"),
+            prlimit: Some(prlimit),
         })
     }
 }
@@ -71,15 +74,13 @@ impl Sandbox for BwrapSandbox {
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
-        if !spec.workspace.join(".git").exists() {
-            return Err(SandboxError::Spawn(format!(
-                "{} is not a clone",
-                spec.workspace.display()
-            )));
+        if !spec.git_dir.join("HEAD").exists() {
+            return Err(SandboxError::Spawn(format!("{} is not a git directory", spec.git_dir.display())));
         }
         let session = BwrapSession {
             sandbox: self.clone(),
             workspace: spec.workspace.clone(),
+            git_dir: spec.git_dir.clone(),
             home: spec.home.clone(),
             policy: spec.policy.clone(),
             children: Mutex::new(Vec::new()),
@@ -102,6 +103,7 @@ impl Sandbox for BwrapSandbox {
 pub struct BwrapSession {
     sandbox: BwrapSandbox,
     workspace: PathBuf,
+    git_dir: PathBuf,
     home: PathBuf,
     policy: SandboxPolicy,
     /// PIDs of running bwrap processes, killed on close.
@@ -125,6 +127,7 @@ impl BwrapSession {
                     .arg(&self.sandbox.bwrap);
                 c
             }
+            // `detect` refuses to build a sandbox without prlimit.
             None => Command::new(&self.sandbox.bwrap),
         };
         let ws = self.workspace.display().to_string();
@@ -156,7 +159,7 @@ impl BwrapSession {
         cmd.args(["--bind", &ws, WORKSPACE]);
         cmd.args([
             "--ro-bind",
-            &format!("{ws}/.git"),
+            &self.git_dir.display().to_string(),
             &format!("{WORKSPACE}/.git"),
         ]);
         // bwrap's own root is a tmpfs; make it read-only once every mount is in place.

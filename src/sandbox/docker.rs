@@ -31,6 +31,26 @@ use super::{
 /// Sockets tried, in order, when `DOCKER_HOST` is unset.
 const DEFAULT_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/podman/podman.sock"];
 
+/// Runs one command (`$2`) under `timeout` (`$1` seconds, then SIGKILL 5 s later), then
+/// kills every process left in the container except init (PID 1), the container's main
+/// process (the oldest other one) and itself, and exits with the command's status. So no
+/// background process outlives its command: nothing the agent started is running while the
+/// host reads or writes the clone, and a `cmd &` cannot hold the output stream open.
+const EXEC_WRAPPER: &str = r#"timeout -k 5 "$1" sh -c "$2"; rc=$?
+self=$$; main=; oldest=
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}; [ "$p" = 1 ] && continue; [ "$p" = "$self" ] && continue
+  read -r line < "$d/stat" 2>/dev/null || continue
+  rest=${line##*) }; set -- $rest; start=${20}
+  if [ -z "$oldest" ] || [ "$start" -lt "$oldest" ]; then oldest=$start; main=$p; fi
+done
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  case "$p" in 1|"$self"|"$main") continue ;; esac
+  kill -9 "$p" 2>/dev/null
+done
+exit $rc"#;
+
 /// Extra time past a command's timeout before the container itself is killed (the in-box
 /// `timeout -k 5` should have ended the command long before).
 const KILL_GRACE: Duration = Duration::from_secs(15);
@@ -204,7 +224,7 @@ impl Sandbox for DockerSandbox {
         let host_config = HostConfig {
             binds: Some(vec![
                 format!("{ws}:{WORKSPACE}:rw"),
-                format!("{ws}/.git:{WORKSPACE}/.git:ro"),
+                format!("{}:{WORKSPACE}/.git:ro", spec.git_dir.display()),
                 format!("{}:{HOME}:rw", spec.home.display()),
             ]),
             network_mode: Some(if offline { "none" } else { "bridge" }.to_string()),
@@ -219,6 +239,8 @@ impl Sandbox for DockerSandbox {
             memory_swap: Some(memory),
             nano_cpus: Some((lim.cpus * 1e9) as i64),
             pids_limit: Some(i64::from(lim.pids)),
+            // An init (catatonit under Podman, tini under Docker) reaps killed processes.
+            init: Some(true),
             ulimits: Some(vec![
                 ulimit("nofile", 4096),
                 ulimit("nproc", i64::from(lim.pids).max(64)),
@@ -302,12 +324,11 @@ impl DockerSession {
     ) -> Result<Option<i64>> {
         let secs = timeout.as_secs().max(1).to_string();
         let cmd = vec![
-            "timeout".to_string(),
-            "-k".into(),
-            "5".into(),
-            secs,
-            "sh".into(),
+            "sh".to_string(),
             "-c".into(),
+            EXEC_WRAPPER.into(),
+            "slipway-exec".into(),
+            secs,
             command.to_string(),
         ];
         let exec = self
@@ -346,12 +367,15 @@ impl DockerSession {
                 }
             }
         }
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(engine_err)?;
-        Ok(inspect.exit_code)
+        // The stream can end a moment before the engine records the exit: poll briefly.
+        for _ in 0..50 {
+            let inspect = self.docker.inspect_exec(&exec.id).await.map_err(engine_err)?;
+            if inspect.running != Some(true) {
+                return Ok(inspect.exit_code);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
     }
 }
 

@@ -4,8 +4,10 @@
 //! - network: none, except for the setup step ([`NetworkAccess::Setup`]);
 //! - environment: built from scratch by [`sandbox_env`]; no host variable is inherited, so no
 //!   host secret gets in;
-//! - the run's clone read-write at `/workspace` with its `.git` read-only; everything else
-//!   read-only; `/tmp` a tmpfs;
+//! - the run's work tree read-write at `/workspace`, its git directory read-only at
+//!   `/workspace/.git`; everything else read-only; `/tmp` a tmpfs;
+//! - every process a command starts ends with it (no background process outlives its
+//!   command, so nothing the agent runs is alive while the host reads or writes the clone);
 //! - memory, CPU and process limits; a per-command timeout and an output cap.
 //!
 //! Backends: [`docker::DockerSandbox`] (bollard, any Docker-compatible engine, Podman
@@ -165,6 +167,8 @@ pub struct SandboxSpec {
     /// Host path of the run's clone, mounted at [`WORKSPACE`].
     pub workspace: PathBuf,
     pub policy: SandboxPolicy,
+    /// Host path of the clone's git directory, mounted read-only at `/workspace/.git`.
+    pub git_dir: PathBuf,
     /// Host path of the run's home directory, mounted read-write at [`HOME`]; shared by the
     /// setup sandbox and the offline one.
     pub home: PathBuf,

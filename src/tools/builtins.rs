@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{CommandGuard, Verdict};
 use super::paths::{self, Access};
 use crate::agent::llm::ToolSpec;
 use crate::sandbox::{SandboxError, Session};
@@ -115,6 +116,10 @@ pub enum ToolOutcome {
     Error(String),
     /// `finish` was called with this summary.
     Finish(String),
+    /// Refused by the command guard; told to the model like an error, and audited.
+    Denied(String),
+    /// A policy violation that ends the run (editing `.slipway/**`).
+    Halt(String),
 }
 
 /// What a tool call may use.
@@ -127,6 +132,8 @@ pub struct ToolContext<'a> {
     pub max_timeout: Duration,
     /// The output cap, stated to the model when it applies.
     pub output_cap: usize,
+    /// Checks every `run` command before it reaches the sandbox.
+    pub guard: &'a CommandGuard,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, ToolOutcome> {
@@ -158,6 +165,18 @@ type Step = Result<ToolOutcome, ToolOutcome>;
 
 fn path_err(e: paths::PathError) -> ToolOutcome {
     ToolOutcome::Error(e.to_string())
+}
+
+/// Resolves a path for writing; slipway's own policy files (`.slipway/**`) end the run.
+fn writable(root: &Path, path: &str) -> Result<std::path::PathBuf, ToolOutcome> {
+    let full = paths::resolve(root, path, Access::Write).map_err(path_err)?;
+    let inside = full.strip_prefix(root).unwrap_or(&full);
+    if inside.components().next() == Some(std::path::Component::Normal(".slipway".as_ref())) {
+        return Err(ToolOutcome::Halt(format!(
+            "the agent tried to modify {path}: slipway's policy files (.slipway/**) may not be edited by the agent"
+        )));
+    }
+    Ok(full)
 }
 
 fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
@@ -334,7 +353,7 @@ fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         content: String,
     }
     let a: A = parse(args)?;
-    let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
+    let full = writable(ctx.root, &a.path)?;
     if full.is_dir() {
         return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
     }
@@ -363,6 +382,9 @@ async fn run(ctx: &ToolContext<'_>, args: &str) -> Result<ToolOutcome, SandboxEr
     };
     if a.command.trim().is_empty() {
         return Ok(ToolOutcome::Error("command is empty".into()));
+    }
+    if let Verdict::Deny(reason) = ctx.guard.check(&a.command) {
+        return Ok(ToolOutcome::Denied(reason));
     }
     let timeout = a
         .timeout_s

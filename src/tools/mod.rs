@@ -2,6 +2,7 @@
 //! which ≤ k tools a run is offered. (The MCP tool registry plugs in here.)
 
 pub mod builtins;
+pub mod guard;
 pub mod paths;
 
 use crate::agent::llm::ToolSpec;

@@ -28,6 +28,7 @@ async fn start(backend: Backend, tweak: impl FnOnce(&mut SandboxConfig)) -> Boxe
     let run_id = slipway::task::new_id();
     let spec = SandboxSpec {
         workspace: ws.path().to_path_buf(),
+        git_dir: ws.path().join(".git"),
         home: home.path().to_path_buf(),
         policy: SandboxPolicy::for_run(&cfg, NetworkAccess::None),
         run_id: run_id.clone(),

@@ -84,6 +84,7 @@ async fn a_scripted_agent_fixes_the_bug(backend: Backend, provider: LlmProvider)
             "implement",
             "checks",
             "commit",
+            "sandbox_gates",
             "gates",
             "publish"
         ]
