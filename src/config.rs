@@ -429,22 +429,35 @@ impl Config {
 
     /// Combines a parsed file with the environment, validating the policy.
     pub fn from_parts(mut file: FileConfig, env: &Env) -> Result<Self> {
-        crate::gates::policy::validate_server("slipway.toml", &file.policy).map_err(|e| ConfigError::Invalid {
-            name: e.key.clone(),
-            value: String::new(),
-            expected: e.message.clone(),
+        crate::gates::policy::validate_server("slipway.toml", &file.policy).map_err(|e| {
+            ConfigError::Invalid {
+                name: e.key.clone(),
+                value: String::new(),
+                expected: e.message.clone(),
+            }
         })?;
         if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
             file.sandbox.backend = choice.parse()?;
         }
-        if file.prefetch.k == 0 {
+        // Absolute from here on: git runs in other directories, and engines need absolute
+        // bind-mount sources.
+        let data_dir = std::path::absolute(env.get("SLIPWAY_DATA_DIR").unwrap_or("./.slipway"))
+            .map_err(|e| ConfigError::Invalid {
+                name: "SLIPWAY_DATA_DIR".into(),
+                value: env.get("SLIPWAY_DATA_DIR").unwrap_or("./.slipway").into(),
+                expected: format!("a usable path ({e})"),
+            })?;
+        if file.prefetch.k < crate::tools::REQUIRED.len() {
             return Err(ConfigError::Invalid {
                 name: "[prefetch] k".into(),
-                value: "0".into(),
-                expected: "at least 1".into(),
+                value: file.prefetch.k.to_string(),
+                expected: format!(
+                    "at least {}: every run needs {}",
+                    crate::tools::REQUIRED.len(),
+                    crate::tools::REQUIRED.join(", ")
+                ),
             });
         }
-        let data_dir = PathBuf::from(env.get("SLIPWAY_DATA_DIR").unwrap_or("./.slipway"));
         let llm = llm_endpoint(env)?;
         let secret_values = SecretValues(
             SECRET_VARS
@@ -493,7 +506,12 @@ impl Config {
 
     /// The merge method of the `[[repos]]` entry named `repo`, else the default (squash).
     pub fn merge_method(&self, repo: &str) -> MergeMethod {
-        self.file.repos.iter().find(|r| r.name == repo).map(|r| r.merge_method).unwrap_or_default()
+        self.file
+            .repos
+            .iter()
+            .find(|r| r.name == repo)
+            .map(|r| r.merge_method)
+            .unwrap_or_default()
     }
 
     /// Whether credential variable `name` is set.
@@ -579,7 +597,7 @@ mod tests {
         assert_eq!(c.file.prefetch.k, 15);
         assert_eq!(c.file.sandbox.image, "slipway-sandbox:local");
         assert_eq!(c.file.agent.max_steps, 40);
-        assert_eq!(c.data_dir, PathBuf::from("./.slipway"));
+        assert!(c.data_dir.is_absolute() && c.data_dir.ends_with(".slipway"));
         assert!(c.llm.unwrap_err().contains("SLIPWAY_LLM_PROVIDER"));
     }
 

@@ -295,11 +295,23 @@ impl RunLog {
         if self.secrets.is_empty() {
             return v;
         }
+        // Compare against the JSON text, so a secret is looked for both as is and
+        // JSON-escaped (a PEM key's newlines become `\n` there).
         let text = v.to_string();
-        if self.secrets.iter().any(|s| text.contains(s.as_str())) {
+        let forms: Vec<String> = self
+            .secrets
+            .iter()
+            .flat_map(|s| {
+                let escaped = serde_json::to_string(s).unwrap_or_default();
+                let escaped = escaped.trim_matches('"').to_string();
+                [s.clone(), escaped]
+            })
+            .filter(|f| !f.is_empty())
+            .collect();
+        if forms.iter().any(|f| text.contains(f.as_str())) {
             let mut t = text;
-            for s in &self.secrets {
-                t = t.replace(s.as_str(), "<redacted>");
+            for f in &forms {
+                t = t.replace(f.as_str(), "<redacted>");
             }
             v = serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t));
         }

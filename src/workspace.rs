@@ -227,8 +227,14 @@ impl Workspaces {
         let made = async {
             self.clone_into(&mirror, start, branch_exists, &wt).await?;
             let base_ref = format!("refs/heads/{}^{{commit}}", repo.base);
-            let base_sha = git(&mirror, &["rev-parse", &base_ref]).await?.trim().to_string();
-            let start_sha = wt_git(&wt, &["rev-parse", "HEAD"]).await?.trim().to_string();
+            let base_sha = git(&mirror, &["rev-parse", &base_ref])
+                .await?
+                .trim()
+                .to_string();
+            let start_sha = wt_git(&wt, &["rev-parse", "HEAD"])
+                .await?
+                .trim()
+                .to_string();
             Ok::<_, WorkspaceError>((base_sha, start_sha))
         }
         .await;
@@ -245,7 +251,13 @@ impl Workspaces {
         }
     }
 
-    async fn clone_into(&self, mirror: &Path, start: &str, branch_exists: bool, wt: &Worktree) -> Result<()> {
+    async fn clone_into(
+        &self,
+        mirror: &Path,
+        start: &str,
+        branch_exists: bool,
+        wt: &Worktree,
+    ) -> Result<()> {
         // --no-hardlinks: the sandbox may write into the work tree; objects hardlinked with
         // the shared mirror must not be reachable from there.
         git(
@@ -267,7 +279,10 @@ impl Workspaces {
         // The work tree's `.git` pointer file goes: host git names the git dir explicitly and
         // the sandbox gets it mounted read-only in its place.
         let pointer = wt.path.join(".git");
-        std::fs::remove_file(&pointer).map_err(|source| WorkspaceError::Io { path: pointer, source })?;
+        std::fs::remove_file(&pointer).map_err(|source| WorkspaceError::Io {
+            path: pointer,
+            source,
+        })?;
         if !branch_exists {
             wt_git(wt, &["checkout", "--quiet", "-b", &wt.branch]).await?;
         }
@@ -320,10 +335,7 @@ impl Workspaces {
         )
         .await?;
         Ok(Some(
-            wt_git(wt, &["rev-parse", "HEAD"])
-                .await?
-                .trim()
-                .to_string(),
+            wt_git(wt, &["rev-parse", "HEAD"]).await?.trim().to_string(),
         ))
     }
 
@@ -344,7 +356,8 @@ impl Workspaces {
     pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
         let range = format!("{}..HEAD", wt.base_sha);
         let strict = wt_git(wt, &["diff", "--numstat", &range]).await?;
-        let loose = wt_git(wt,
+        let loose = wt_git(
+            wt,
             &[
                 "diff",
                 "--numstat",
@@ -360,7 +373,8 @@ impl Workspaces {
     /// Pushes the branch to `destination` (a path or URL given on the command line, never
     /// stored in config).
     pub async fn push(&self, wt: &Worktree, destination: &str) -> Result<()> {
-        wt_git(wt,
+        wt_git(
+            wt,
             &[
                 "push",
                 "--quiet",
@@ -396,7 +410,13 @@ impl Workspaces {
         message: &str,
     ) -> Result<String> {
         let mirror = self.refresh_mirror(repo).await?;
-        let actual = git(&mirror, &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")]).await?.trim().to_string();
+        let actual = git(
+            &mirror,
+            &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")],
+        )
+        .await?
+        .trim()
+        .to_string();
         if actual != tested {
             return Err(WorkspaceError::HeadMoved {
                 branch: branch.into(),
@@ -405,8 +425,12 @@ impl Workspaces {
             });
         }
         mkdir(&self.worktrees)?;
-        let dir = self.worktrees.join(format!("merge-{}", crate::task::new_id()));
-        let result = self.merge_in(&mirror, &dir, repo, branch, tested, method, message).await;
+        let dir = self
+            .worktrees
+            .join(format!("merge-{}", crate::task::new_id()));
+        let result = self
+            .merge_in(&mirror, &dir, repo, branch, tested, method, message)
+            .await;
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
@@ -423,7 +447,19 @@ impl Workspaces {
         message: &str,
     ) -> Result<String> {
         let dir_s = dir.display().to_string();
-        git(&self.worktrees, &["clone", "--quiet", "--branch", &repo.base, "--", &mirror.display().to_string(), &dir_s]).await?;
+        git(
+            &self.worktrees,
+            &[
+                "clone",
+                "--quiet",
+                "--branch",
+                &repo.base,
+                "--",
+                &mirror.display().to_string(),
+                &dir_s,
+            ],
+        )
+        .await?;
         let conflict = |e: WorkspaceError| match e {
             WorkspaceError::Git { stderr, .. } => WorkspaceError::Conflict {
                 branch: branch.into(),
@@ -432,25 +468,72 @@ impl Workspaces {
             },
             other => other,
         };
-        let ident = ["-c", "user.name=slipway[bot]", "-c", "user.email=slipway-bot@users.noreply.local", "-c", "commit.gpgsign=false"];
-        let with_ident = |args: &[&str]| -> Vec<String> { ident.iter().chain(args.iter()).map(|s| s.to_string()).collect() };
+        let ident = [
+            "-c",
+            "user.name=slipway[bot]",
+            "-c",
+            "user.email=slipway-bot@users.noreply.local",
+            "-c",
+            "commit.gpgsign=false",
+        ];
+        let with_ident = |args: &[&str]| -> Vec<String> {
+            ident
+                .iter()
+                .chain(args.iter())
+                .map(|s| s.to_string())
+                .collect()
+        };
         let run = |args: Vec<String>| async move {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             git(dir, &refs).await
         };
         match method {
             MergeMethod::Squash => {
-                run(with_ident(&["merge", "--squash", "--quiet", tested])).await.map_err(conflict)?;
-                run(with_ident(&["commit", "--quiet", "--no-verify", "-m", message])).await?;
+                run(with_ident(&["merge", "--squash", "--quiet", tested]))
+                    .await
+                    .map_err(conflict)?;
+                run(with_ident(&[
+                    "commit",
+                    "--quiet",
+                    "--no-verify",
+                    "-m",
+                    message,
+                ]))
+                .await?;
             }
             MergeMethod::Merge => {
-                run(with_ident(&["merge", "--no-ff", "--quiet", "--no-verify", "-m", message, tested])).await.map_err(conflict)?;
+                run(with_ident(&[
+                    "merge",
+                    "--no-ff",
+                    "--quiet",
+                    "--no-verify",
+                    "-m",
+                    message,
+                    tested,
+                ]))
+                .await
+                .map_err(conflict)?;
             }
             MergeMethod::Rebase => {
-                run(with_ident(&["checkout", "--quiet", "-B", "slipway-rebase", tested])).await?;
-                run(with_ident(&["rebase", "--quiet", &repo.base])).await.map_err(conflict)?;
+                run(with_ident(&[
+                    "checkout",
+                    "--quiet",
+                    "-B",
+                    "slipway-rebase",
+                    tested,
+                ]))
+                .await?;
+                run(with_ident(&["rebase", "--quiet", &repo.base]))
+                    .await
+                    .map_err(conflict)?;
                 run(with_ident(&["checkout", "--quiet", &repo.base])).await?;
-                run(with_ident(&["merge", "--ff-only", "--quiet", "slipway-rebase"])).await?;
+                run(with_ident(&[
+                    "merge",
+                    "--ff-only",
+                    "--quiet",
+                    "slipway-rebase",
+                ]))
+                .await?;
             }
         }
         let sha = git(dir, &["rev-parse", "HEAD"]).await?.trim().to_string();

@@ -110,7 +110,9 @@ pub enum AgentEnd {
         text: String,
     },
     /// The agent broke a rule that ends the run (e.g. editing `.slipway/**`).
-    PolicyViolation { reason: String },
+    PolicyViolation {
+        reason: String,
+    },
 }
 
 /// One tool call, for reports and PR bodies.

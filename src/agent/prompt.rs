@@ -18,19 +18,33 @@ const RULES_CAP: usize = 48 * 1024;
 
 /// The repo's agent rules, each under a heading naming its file; empty when there are none.
 pub fn repo_rules(root: &Path) -> String {
-    let mut files = vec![root.join("AGENTS.md"), root.join("CLAUDE.md")];
-    if let Ok(rd) = std::fs::read_dir(root.join(".cursor/rules")) {
+    use crate::tools::paths::{Access, resolve};
+    // Every path goes through the tools' confinement: a rules file or directory that is a
+    // symlink out of the repo (`.cursor/rules -> /proc/self`) is skipped.
+    let mut files: Vec<std::path::PathBuf> = ["AGENTS.md", "CLAUDE.md"]
+        .iter()
+        .filter_map(|f| resolve(root, f, Access::Read).ok())
+        .collect();
+    if let Ok(dir) = resolve(root, ".cursor/rules", Access::Read)
+        && let Ok(rd) = std::fs::read_dir(&dir)
+    {
         let mut rules: Vec<_> = rd
             .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
+            .filter_map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned();
+                resolve(root, &rel, Access::Read).ok()
+            })
             .collect();
         rules.sort();
         files.extend(rules);
     }
     let mut out = String::new();
     for f in files {
-        // Only regular files inside the repo (a symlink could point at a host file).
         let Ok(meta) = std::fs::symlink_metadata(&f) else {
             continue;
         };
@@ -112,13 +126,20 @@ mod tests {
         std::fs::create_dir_all(d.path().join(".cursor/rules")).unwrap();
         std::fs::write(d.path().join(".cursor/rules/style.mdc"), "No globals.").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", d.path().join("CLAUDE.md")).unwrap();
-        let s = system(d.path());
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let s = system(&root);
         assert!(
             s.contains("Use tabs.")
                 && s.contains("No globals.")
                 && s.contains(".cursor/rules/style.mdc")
         );
         assert!(!s.contains("### CLAUDE.md"));
+        // A rules directory that links out of the repo is not read.
+        let e = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(e.path()).unwrap();
+        std::fs::create_dir_all(root.join(".cursor")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join(".cursor/rules")).unwrap();
+        assert!(!system(&root).contains("###"));
     }
 
     #[test]

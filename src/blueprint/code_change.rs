@@ -18,7 +18,6 @@ use crate::agent::{AgentEnd, AgentError, AgentNode, Budget, Conversation, prompt
 use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
 use crate::gates::policy::{self, EffectivePolicy, RepoPolicy};
 use crate::gates::{self, Evidence, classify, sandboxed, secrets};
-use crate::tools::guard::CommandGuard;
 use crate::report::{
     AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings,
 };
@@ -27,6 +26,7 @@ use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
 use crate::store::{RunLog, RunRecord, RunState};
 use crate::task::{Task, TaskState, new_id, now_ms};
 use crate::tools::builtins::ToolContext;
+use crate::tools::guard::CommandGuard;
 use crate::workspace::Worktree;
 
 /// The blueprint's name (the report's `blueprint`).
@@ -134,8 +134,17 @@ pub async fn run(
         .await?;
 
     let home = runner.cfg.data_dir.join("homes").join(&run_id);
+    // From here every exit, `?` included, removes the run's directories.
+    let dirs = RunDirs {
+        workspaces: runner.workspaces.clone(),
+        wt: wt.clone(),
+        home: home.clone(),
+    };
     let policy = policy::effective(&runner.cfg.file.policy, repo_policy.as_ref());
-    let coverage_cmd = repo_policy.as_ref().and_then(|p| p.checks.as_ref()).and_then(|c| c.coverage.clone());
+    let coverage_cmd = repo_policy
+        .as_ref()
+        .and_then(|p| p.checks.as_ref())
+        .and_then(|c| c.coverage.clone());
     let guard = CommandGuard::new(&policy.denied_commands);
     let mut flow = Flow {
         runner,
@@ -229,12 +238,7 @@ pub async fn run(
         task.pr_url = r.pr_url.clone().or(task.pr_url.take());
     }
     runner.store.put_task(task).await?;
-    runner.workspaces.remove(&flow.wt);
-    if let Err(e) = std::fs::remove_dir_all(&flow.home)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %flow.home.display(), error = %e, "could not remove sandbox home");
-    }
+    drop(dirs);
     match &result {
         Ok(r) => {
             tracker
@@ -252,6 +256,24 @@ pub async fn run(
         }
     }
     result
+}
+
+/// A run's host directories (work tree, git dir, sandbox home), removed on drop.
+struct RunDirs {
+    workspaces: crate::workspace::Workspaces,
+    wt: Worktree,
+    home: std::path::PathBuf,
+}
+
+impl Drop for RunDirs {
+    fn drop(&mut self) {
+        self.workspaces.remove(&self.wt);
+        if let Err(e) = std::fs::remove_dir_all(&self.home)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.home.display(), error = %e, "could not remove sandbox home");
+        }
+    }
 }
 
 /// The summary of the task's latest run that has one.
@@ -460,7 +482,14 @@ impl Flow<'_> {
         if let Err(e) = session.close().await {
             tracing::warn!(error = %e, "could not close sandbox");
         }
-        let Sandboxed { end, results, changes, whitespace_only, dependencies, coverage } = result?;
+        let Sandboxed {
+            end,
+            results,
+            changes,
+            whitespace_only,
+            dependencies,
+            coverage,
+        } = result?;
         let rev = task.current();
 
         // gates
@@ -535,14 +564,23 @@ impl Flow<'_> {
             match self.runner.forge.merge(task, &tested, method).await {
                 Ok(m) => {
                     self.merged = true;
-                    reasons.push(format!("merged automatically into {} as {}", task.repo.base, &m.sha[..m.sha.len().min(12)]));
+                    reasons.push(format!(
+                        "merged automatically into {} as {}",
+                        task.repo.base,
+                        &m.sha[..m.sha.len().min(12)]
+                    ));
                     tracker.log.audit("merge", "slipway", json!({"decision": "auto_merge", "tested": tested, "merge_commit": m.sha, "method": method})).await?;
                     tracker.finish(node, true, m.sha).await?;
                 }
                 Err(e) => {
                     // The change stays published; a person can merge it.
-                    reasons.push(format!("auto-merge failed, so it waits for an approval: {e}"));
-                    tracker.log.audit("merge_failed", "slipway", json!({"error": e.to_string()})).await?;
+                    reasons.push(format!(
+                        "auto-merge failed, so it waits for an approval: {e}"
+                    ));
+                    tracker
+                        .log
+                        .audit("merge_failed", "slipway", json!({"error": e.to_string()}))
+                        .await?;
                     tracker.finish(node, false, e.to_string()).await?;
                 }
             }
@@ -588,10 +626,14 @@ impl Flow<'_> {
         let cfg = &self.runner.cfg;
         let timeout = cfg.command_timeout();
         let baseline = match &self.coverage_cmd {
-            Some(cmd) => Some(sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?),
+            Some(cmd) => {
+                Some(sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?)
+            }
             None => None,
         };
-        let (end, results) = self.agent_and_checks(task, tracker, session, previous_summary).await?;
+        let (end, results) = self
+            .agent_and_checks(task, tracker, session, previous_summary)
+            .await?;
 
         let node = tracker.start("commit", NodeKind::Deterministic).await;
         let rev = task.current();
@@ -613,7 +655,11 @@ impl Flow<'_> {
             ("Slipway-Run", run_id),
             ("Slipway-Revision", rev_s.as_str()),
         ];
-        self.commit = self.runner.workspaces.commit(&self.wt, &subject, &body, &trailers).await?;
+        self.commit = self
+            .runner
+            .workspaces
+            .commit(&self.wt, &subject, &body, &trailers)
+            .await?;
         let changes = self.runner.workspaces.changes(&self.wt).await?;
         let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
         let detail = match &self.commit {
@@ -622,12 +668,16 @@ impl Flow<'_> {
         };
         tracker.finish(node, true, detail).await?;
 
-        let node = tracker.start("sandbox_gates", NodeKind::Deterministic).await;
+        let node = tracker
+            .start("sandbox_gates", NodeKind::Deterministic)
+            .await;
         let t = Instant::now();
-        let dependencies = sandboxed::dependencies(session, &changes, timeout, &self.cancel).await?;
+        let dependencies =
+            sandboxed::dependencies(session, &changes, timeout, &self.cancel).await?;
         let coverage = match (&self.coverage_cmd, baseline) {
             (Some(cmd), Some(before)) => {
-                let after = sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?;
+                let after =
+                    sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?;
                 Some(sandboxed::coverage_gate(before, after))
             }
             _ => None,
@@ -639,9 +689,24 @@ impl Flow<'_> {
             .map(|g| format!("{} {:?}", g.name, g.status).to_lowercase())
             .collect();
         tracker
-            .finish(node, true, if detail.is_empty() { "nothing to check".into() } else { detail.join(", ") })
+            .finish(
+                node,
+                true,
+                if detail.is_empty() {
+                    "nothing to check".into()
+                } else {
+                    detail.join(", ")
+                },
+            )
             .await?;
-        Ok(Sandboxed { end, results, changes, whitespace_only, dependencies, coverage })
+        Ok(Sandboxed {
+            end,
+            results,
+            changes,
+            whitespace_only,
+            dependencies,
+            coverage,
+        })
     }
 
     /// prefetch → implement → checks ⇄ fix.

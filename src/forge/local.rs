@@ -40,7 +40,12 @@ impl Forge for LocalForge {
         })
     }
 
-    async fn merge(&self, task: &Task, tested: &str, method: MergeMethod) -> Result<Merged, ForgeError> {
+    async fn merge(
+        &self,
+        task: &Task,
+        tested: &str,
+        method: MergeMethod,
+    ) -> Result<Merged, ForgeError> {
         if !is_local(&task.repo.source) {
             return Err(ForgeError::NotLocal(task.repo.source.clone()));
         }
@@ -52,7 +57,10 @@ impl Forge for LocalForge {
             task.requester,
             task.id
         );
-        let sha = self.workspaces.merge_into_base(&task.repo, &task.branch, tested, method, &message).await?;
+        let sha = self
+            .workspaces
+            .merge_into_base(&task.repo, &task.branch, tested, method, &message)
+            .await?;
         Ok(Merged { sha })
     }
 }

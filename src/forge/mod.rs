@@ -47,5 +47,10 @@ pub trait Forge: Send + Sync {
     /// Pushes the task's branch (and opens or updates its PR where the forge has PRs).
     async fn publish(&self, wt: &Worktree, task: &Task) -> Result<Publication, ForgeError>;
     /// Merges the task's branch into its base, only while the branch is still at `tested`.
-    async fn merge(&self, task: &Task, tested: &str, method: MergeMethod) -> Result<Merged, ForgeError>;
+    async fn merge(
+        &self,
+        task: &Task,
+        tested: &str,
+        method: MergeMethod,
+    ) -> Result<Merged, ForgeError>;
 }

@@ -81,11 +81,13 @@ pub fn detect(root: &Path, repo: Option<&RepoPolicy>) -> Vec<CheckCommand> {
         ]
         .into_iter()
         .filter_map(|(kind, cmd)| {
-            cmd.as_ref().filter(|c| !c.trim().is_empty()).map(|command| CheckCommand {
-                kind,
-                command: command.clone(),
-                source: src.into(),
-            })
+            cmd.as_ref()
+                .filter(|c| !c.trim().is_empty())
+                .map(|command| CheckCommand {
+                    kind,
+                    command: command.clone(),
+                    source: src.into(),
+                })
         })
         .collect();
     }
@@ -268,11 +270,25 @@ mod tests {
         assert_eq!(c[0].command, "npm run lint");
         std::fs::write(p.join("Cargo.toml"), "").unwrap();
         let c = detect(p);
-        assert_eq!(c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(), ["cargo fmt --check", "cargo clippy", "cargo test"]);
+        assert_eq!(
+            c.iter().map(|c| c.command.as_str()).collect::<Vec<_>>(),
+            ["cargo fmt --check", "cargo clippy", "cargo test"]
+        );
         std::fs::create_dir_all(p.join(".slipway")).unwrap();
-        std::fs::write(p.join(".slipway/policy.toml"), "[checks]\ntest = \"make check\"\n").unwrap();
+        std::fs::write(
+            p.join(".slipway/policy.toml"),
+            "[checks]\ntest = \"make check\"\n",
+        )
+        .unwrap();
         let c = detect(p);
-        assert_eq!(c, vec![CheckCommand { kind: CheckKind::Tests, command: "make check".into(), source: ".slipway/policy.toml".into() }]);
+        assert_eq!(
+            c,
+            vec![CheckCommand {
+                kind: CheckKind::Tests,
+                command: "make check".into(),
+                source: ".slipway/policy.toml".into()
+            }]
+        );
     }
 
     #[test]

@@ -14,7 +14,19 @@ use crate::report::Classification;
 
 /// Gates a policy may require by name.
 pub const KNOWN_GATES: &[&str] = &[
-    "agent", "setup", "format", "lint", "tests", "diff", "scope", "forbidden_paths", "secrets", "dependencies", "coverage", "ci", "policy",
+    "agent",
+    "setup",
+    "format",
+    "lint",
+    "tests",
+    "diff",
+    "scope",
+    "forbidden_paths",
+    "secrets",
+    "dependencies",
+    "coverage",
+    "ci",
+    "policy",
 ];
 
 /// Paths no change may touch, whatever the config says: slipway's own policy files.
@@ -70,10 +82,14 @@ impl RepoPolicy {
             message,
         };
         if !meta.is_file() {
-            return Err(err("(file)", "must be a regular file, not a link or directory".into()));
+            return Err(err(
+                "(file)",
+                "must be a regular file, not a link or directory".into(),
+            ));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| err("(file)", e.to_string()))?;
-        let p: RepoPolicy = toml::from_str(&text).map_err(|e| err("(syntax)", e.message().to_string()))?;
+        let p: RepoPolicy =
+            toml::from_str(&text).map_err(|e| err("(syntax)", e.message().to_string()))?;
         validate_globs(REPO_POLICY_PATH, "forbidden_paths", &p.forbidden_paths)?;
         validate_globs(REPO_POLICY_PATH, "review_paths", &p.review_paths)?;
         if let Some(classes) = &p.auto_merge {
@@ -171,9 +187,19 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
 /// Server policy tightened by the repo's. Classes in `server.auto_merge` were validated at
 /// load; an unparsable one is dropped (fail closed: it can only remove auto-merges).
 pub fn effective(server: &PolicyConfig, repo: Option<&RepoPolicy>) -> EffectivePolicy {
-    let server_classes: Vec<Classification> = server.auto_merge.iter().filter_map(|c| parse_class(c)).collect();
+    let server_classes: Vec<Classification> = server
+        .auto_merge
+        .iter()
+        .filter_map(|c| parse_class(c))
+        .collect();
     let mut p = EffectivePolicy {
-        forbidden_paths: union(&server.forbidden_paths, &ALWAYS_FORBIDDEN.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        forbidden_paths: union(
+            &server.forbidden_paths,
+            &ALWAYS_FORBIDDEN
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ),
         review_paths: server.review_paths.clone(),
         max_files: server.max_files,
         max_lines: server.max_lines,
@@ -187,15 +213,36 @@ pub fn effective(server: &PolicyConfig, repo: Option<&RepoPolicy>) -> EffectiveP
     let mut ignored = Vec::new();
     let added = |what: &str, extra: &[String], base: &[String]| -> Option<String> {
         let new: Vec<&String> = extra.iter().filter(|x| !base.contains(x)).collect();
-        (!new.is_empty()).then(|| format!("repo policy adds {what}: {}", new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+        (!new.is_empty()).then(|| {
+            format!(
+                "repo policy adds {what}: {}",
+                new.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     };
-    p.notes.extend(added("forbidden_paths", &r.forbidden_paths, &p.forbidden_paths));
+    p.notes.extend(added(
+        "forbidden_paths",
+        &r.forbidden_paths,
+        &p.forbidden_paths,
+    ));
     p.forbidden_paths = union(&p.forbidden_paths, &r.forbidden_paths);
-    p.notes.extend(added("review_paths", &r.review_paths, &p.review_paths));
+    p.notes
+        .extend(added("review_paths", &r.review_paths, &p.review_paths));
     p.review_paths = union(&p.review_paths, &r.review_paths);
-    p.notes.extend(added("required_gates", &r.required_gates, &p.required_gates));
+    p.notes.extend(added(
+        "required_gates",
+        &r.required_gates,
+        &p.required_gates,
+    ));
     p.required_gates = union(&p.required_gates, &r.required_gates);
-    p.notes.extend(added("denied_commands", &r.denied_commands, &p.denied_commands));
+    p.notes.extend(added(
+        "denied_commands",
+        &r.denied_commands,
+        &p.denied_commands,
+    ));
     p.denied_commands = union(&p.denied_commands, &r.denied_commands);
     for (key, repo_value, server_value, slot) in [
         ("max_files", r.max_files, server.max_files, &mut p.max_files),
@@ -206,24 +253,40 @@ pub fn effective(server: &PolicyConfig, repo: Option<&RepoPolicy>) -> EffectiveP
                 *slot = v;
                 p.notes.push(format!("repo policy lowers {key} to {v}"));
             }
-            Some(v) if v > server_value => ignored.push(format!("{key} = {v} (server allows {server_value})")),
+            Some(v) if v > server_value => {
+                ignored.push(format!("{key} = {v} (server allows {server_value})"))
+            }
             _ => {}
         }
     }
     if let Some(classes) = &r.auto_merge {
         let wanted: Vec<Classification> = classes.iter().filter_map(|c| parse_class(c)).collect();
-        let extra: Vec<&str> = wanted.iter().filter(|c| !server_classes.contains(c)).map(|c| c.as_str()).collect();
+        let extra: Vec<&str> = wanted
+            .iter()
+            .filter(|c| !server_classes.contains(c))
+            .map(|c| c.as_str())
+            .collect();
         if !extra.is_empty() {
-            ignored.push(format!("auto_merge of {} (server does not allow it)", extra.join(", ")));
+            ignored.push(format!(
+                "auto_merge of {} (server does not allow it)",
+                extra.join(", ")
+            ));
         }
-        p.auto_merge = server_classes.iter().copied().filter(|c| wanted.contains(c)).collect();
+        p.auto_merge = server_classes
+            .iter()
+            .copied()
+            .filter(|c| wanted.contains(c))
+            .collect();
         if p.auto_merge.len() < server_classes.len() {
             p.notes.push("repo policy narrows auto_merge".into());
         }
     }
     if !ignored.is_empty() {
         p.loosening_ignored = true;
-        p.notes.push(format!("repo policy tried to loosen server policy; ignored: {}", ignored.join("; ")));
+        p.notes.push(format!(
+            "repo policy tried to loosen server policy; ignored: {}",
+            ignored.join("; ")
+        ));
     }
     p
 }
@@ -256,13 +319,19 @@ mod tests {
         assert!(p.forbidden_paths.contains(&".slipway/**".to_string()));
         assert!(p.loosening_ignored);
         let note = p.notes.iter().find(|n| n.contains("ignored")).unwrap();
-        assert!(note.contains("max_files = 40") && note.contains("auto_merge of feature"), "{note}");
+        assert!(
+            note.contains("max_files = 40") && note.contains("auto_merge of feature"),
+            "{note}"
+        );
     }
 
     #[test]
     fn without_a_repo_policy_the_server_policy_applies() {
         let p = effective(&server(), None);
-        assert_eq!(p.auto_merge, vec![Classification::Docs, Classification::Tests]);
+        assert_eq!(
+            p.auto_merge,
+            vec![Classification::Docs, Classification::Tests]
+        );
         assert!(p.notes.is_empty());
     }
 
@@ -273,15 +342,47 @@ mod tests {
         let write = |t: &str| std::fs::write(d.path().join(REPO_POLICY_PATH), t).unwrap();
         write("auto_merge = [\"everything\"]\n");
         let e = RepoPolicy::load(d.path()).unwrap_err().to_string();
-        assert!(e.contains(".slipway/policy.toml") && e.contains("auto_merge") && e.contains("everything"), "{e}");
+        assert!(
+            e.contains(".slipway/policy.toml")
+                && e.contains("auto_merge")
+                && e.contains("everything"),
+            "{e}"
+        );
         write("forbidden_paths = [\"a/[\"]\n");
-        assert!(RepoPolicy::load(d.path()).unwrap_err().to_string().contains("forbidden_paths"));
+        assert!(
+            RepoPolicy::load(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("forbidden_paths")
+        );
         write("max_filez = 3\n");
-        assert!(RepoPolicy::load(d.path()).unwrap_err().to_string().contains("max_filez"));
+        assert!(
+            RepoPolicy::load(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("max_filez")
+        );
         write("[checks]\ntest = \"make t\"\n");
-        assert_eq!(RepoPolicy::load(d.path()).unwrap().unwrap().checks.unwrap().test.as_deref(), Some("make t"));
-        let bad = PolicyConfig { required_gates: vec!["vibes".into()], ..Default::default() };
-        let e = validate_server("slipway.toml", &bad).unwrap_err().to_string();
-        assert!(e.contains("slipway.toml") && e.contains("[policy] required_gates"), "{e}");
+        assert_eq!(
+            RepoPolicy::load(d.path())
+                .unwrap()
+                .unwrap()
+                .checks
+                .unwrap()
+                .test
+                .as_deref(),
+            Some("make t")
+        );
+        let bad = PolicyConfig {
+            required_gates: vec!["vibes".into()],
+            ..Default::default()
+        };
+        let e = validate_server("slipway.toml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("slipway.toml") && e.contains("[policy] required_gates"),
+            "{e}"
+        );
     }
 }

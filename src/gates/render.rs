@@ -9,7 +9,9 @@ use crate::report::{Decision, GateStatus, RunReport};
 
 fn decision_line(d: Decision) -> &'static str {
     match d {
-        Decision::AutoMerge => "Auto-merge: every required gate passed and policy allows this class",
+        Decision::AutoMerge => {
+            "Auto-merge: every required gate passed and policy allows this class"
+        }
         Decision::NeedsApproval => "Needs approval: react ✅ on the report to merge",
         Decision::Halt => "Halted: not published for merge",
     }
@@ -40,7 +42,12 @@ fn cell(s: &str) -> String {
 
 /// The PR body: summary, decision and reasons, the gate table, cost and timings, and the
 /// tools and tool calls collapsed. `summary` is the agent's; `thread_url` the Slack thread.
-pub fn markdown(r: &RunReport, summary: Option<&str>, thread_url: Option<&str>, tool_calls: &[(String, bool)]) -> String {
+pub fn markdown(
+    r: &RunReport,
+    summary: Option<&str>,
+    thread_url: Option<&str>,
+    tool_calls: &[(String, bool)],
+) -> String {
     let mut md = String::new();
     if let Some(s) = summary {
         md.push_str(&format!("{}\n\n", s.trim()));
@@ -60,7 +67,13 @@ pub fn markdown(r: &RunReport, summary: Option<&str>, thread_url: Option<&str>, 
     }
     md.push_str("\n| gate | status | detail |\n|---|---|---|\n");
     for g in &r.gates {
-        md.push_str(&format!("| {} | {} {} | {} |\n", g.name, gate_mark(g.status), status_word(g.status), cell(&g.detail)));
+        md.push_str(&format!(
+            "| {} | {} {} | {} |\n",
+            g.name,
+            gate_mark(g.status),
+            status_word(g.status),
+            cell(&g.detail)
+        ));
     }
     md.push_str(&format!(
         "\nAgent: {} steps, {} input / {} output tokens, ${:.4}. Time: {} ms total ({} ms agent, {} ms checks). Sandbox: {} (`{}`), network off.\n",
@@ -77,24 +90,52 @@ pub fn markdown(r: &RunReport, summary: Option<&str>, thread_url: Option<&str>, 
     md.push_str(&format!(
         "\n<details><summary>Tools offered ({})</summary>\n\n{}\n</details>\n",
         r.tools.len(),
-        r.tools.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        r.tools
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     if !tool_calls.is_empty() {
-        md.push_str(&format!("\n<details><summary>Tool calls ({})</summary>\n\n", tool_calls.len()));
+        md.push_str(&format!(
+            "\n<details><summary>Tool calls ({})</summary>\n\n",
+            tool_calls.len()
+        ));
         for (i, (name, ok)) in tool_calls.iter().enumerate() {
-            md.push_str(&format!("{}. `{name}`{}\n", i + 1, if *ok { "" } else { " (error)" }));
+            md.push_str(&format!(
+                "{}. `{name}`{}\n",
+                i + 1,
+                if *ok { "" } else { " (error)" }
+            ));
         }
         md.push_str("</details>\n");
     }
-    md.push_str(&format!("\n<sub>slipway run `{}` · task `{}` · `{}`</sub>\n", r.run_id, r.task_id, r.blueprint));
+    md.push_str(&format!(
+        "\n<sub>slipway run `{}` · task `{}` · `{}`</sub>\n",
+        r.run_id, r.task_id, r.blueprint
+    ));
     md
 }
 
 /// Plain text for Slack's `text` fallback and terminals.
 pub fn plain_text(r: &RunReport) -> String {
-    let failing: Vec<&str> = r.gates.iter().filter(|g| g.status == GateStatus::Fail).map(|g| g.name.as_str()).collect();
-    let link = r.pr_url.clone().unwrap_or_else(|| format!("branch {}", r.branch));
-    let mut t = format!("{} · {} · {} · ${:.2}", r.decision, r.classification.as_str(), link, r.agent.cost_usd);
+    let failing: Vec<&str> = r
+        .gates
+        .iter()
+        .filter(|g| g.status == GateStatus::Fail)
+        .map(|g| g.name.as_str())
+        .collect();
+    let link = r
+        .pr_url
+        .clone()
+        .unwrap_or_else(|| format!("branch {}", r.branch));
+    let mut t = format!(
+        "{} · {} · {} · ${:.2}",
+        r.decision,
+        r.classification.as_str(),
+        link,
+        r.agent.cost_usd
+    );
     if !failing.is_empty() {
         t.push_str(&format!(" · failed: {}", failing.join(", ")));
     }
@@ -111,10 +152,22 @@ pub fn block_kit(r: &RunReport) -> Value {
     let gates: String = r
         .gates
         .iter()
-        .map(|g| format!("{} *{}* {}", gate_mark(g.status), g.name, crate::task::truncate_chars(&g.detail, 140)))
+        .map(|g| {
+            format!(
+                "{} *{}* {}",
+                gate_mark(g.status),
+                g.name,
+                crate::task::truncate_chars(&g.detail, 140)
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
-    let reasons: String = r.reasons.iter().map(|x| format!("• {x}")).collect::<Vec<_>>().join("\n");
+    let reasons: String = r
+        .reasons
+        .iter()
+        .map(|x| format!("• {x}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let tools = r.tools.join(", ");
     json!({
         "text": plain_text(r),
@@ -156,22 +209,59 @@ mod tests {
             classification: Classification::Security,
             gates: vec![
                 Gate::new("tests", GateStatus::Pass, "`python3 -m unittest` passed"),
-                Gate::new("scope", GateStatus::Warn, "touches review-required path(s): src/auth/login.py"),
-                Gate::new("secrets", GateStatus::Pass, "no credentials in 3 added lines"),
+                Gate::new(
+                    "scope",
+                    GateStatus::Warn,
+                    "touches review-required path(s): src/auth/login.py",
+                ),
+                Gate::new(
+                    "secrets",
+                    GateStatus::Pass,
+                    "no credentials in 3 added lines",
+                ),
                 Gate::new("coverage", GateStatus::Skip, "no coverage command | none"),
             ],
-            tools: vec!["read_file".into(), "edit_file".into(), "run".into(), "finish".into()],
+            tools: vec![
+                "read_file".into(),
+                "edit_file".into(),
+                "run".into(),
+                "finish".into(),
+            ],
             fix_rounds: 1,
-            agent: AgentTotals { steps: 6, input_tokens: 12000, output_tokens: 800, cost_usd: 0.048 },
-            timings_ms: Timings { workspace: 30, sandbox: 90, agent: 4000, checks: 600, total: 4800 },
-            sandbox: SandboxInfo { backend: "docker".into(), image: "slipway-sandbox:local".into(), network: false },
+            agent: AgentTotals {
+                steps: 6,
+                input_tokens: 12000,
+                output_tokens: 800,
+                cost_usd: 0.048,
+            },
+            timings_ms: Timings {
+                workspace: 30,
+                sandbox: 90,
+                agent: 4000,
+                checks: 600,
+                total: 4800,
+            },
+            sandbox: SandboxInfo {
+                backend: "docker".into(),
+                image: "slipway-sandbox:local".into(),
+                network: false,
+            },
         }
     }
 
     #[test]
     fn the_pr_body_snapshot() {
-        let calls = vec![("read_file".to_string(), true), ("edit_file".to_string(), false), ("finish".to_string(), true)];
-        insta::assert_snapshot!(markdown(&report(), Some("Fixed the `and`/`or` slip in login."), Some("https://acme.slack.com/archives/C0DEV/p1700000000000100"), &calls));
+        let calls = vec![
+            ("read_file".to_string(), true),
+            ("edit_file".to_string(), false),
+            ("finish".to_string(), true),
+        ];
+        insta::assert_snapshot!(markdown(
+            &report(),
+            Some("Fixed the `and`/`or` slip in login."),
+            Some("https://acme.slack.com/archives/C0DEV/p1700000000000100"),
+            &calls
+        ));
     }
 
     #[test]

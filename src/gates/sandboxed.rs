@@ -16,9 +16,25 @@ const COMMAND_NOT_FOUND: i64 = 127;
 /// (file name patterns, check command) per ecosystem. The commands resolve offline: the
 /// sandbox has no network.
 const RESOLVERS: &[(&[&str], &str)] = &[
-    (&["Cargo.toml", "Cargo.lock"], "cargo metadata --offline --locked --format-version 1 >/dev/null"),
-    (&["package.json", "package-lock.json"], "npm ci --dry-run --offline --no-audit --no-fund"),
-    (&["requirements.txt", "requirements-dev.txt", "pyproject.toml", "setup.cfg", "poetry.lock", "Pipfile.lock"], "python3 -m pip check"),
+    (
+        &["Cargo.toml", "Cargo.lock"],
+        "cargo metadata --offline --locked --format-version 1 >/dev/null",
+    ),
+    (
+        &["package.json", "package-lock.json"],
+        "npm ci --dry-run --offline --no-audit --no-fund",
+    ),
+    (
+        &[
+            "requirements.txt",
+            "requirements-dev.txt",
+            "pyproject.toml",
+            "setup.cfg",
+            "poetry.lock",
+            "Pipfile.lock",
+        ],
+        "python3 -m pip check",
+    ),
     (&["go.mod", "go.sum"], "go mod verify"),
 ];
 
@@ -52,20 +68,45 @@ pub async fn dependencies(
         let out = session.exec(cmd, timeout, cancel).await?;
         if out.success() {
             passed.push(cmd);
-        } else if out.exit_code == Some(COMMAND_NOT_FOUND) || out.output.contains("No module named pip") {
+        } else if out.exit_code == Some(COMMAND_NOT_FOUND)
+            || out.output.contains("No module named pip")
+        {
             unavailable.push(cmd);
         } else {
-            let tail: String = out.output.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" ⏎ ");
-            return Ok(Some(Gate::new("dependencies", GateStatus::Fail, format!("`{cmd}` failed: {}", crate::task::truncate_chars(&tail, 300)))));
+            let tail: String = out
+                .output
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" ⏎ ");
+            return Ok(Some(Gate::new(
+                "dependencies",
+                GateStatus::Fail,
+                format!(
+                    "`{cmd}` failed: {}",
+                    crate::task::truncate_chars(&tail, 300)
+                ),
+            )));
         }
     }
     Ok(Some(if unavailable.is_empty() {
-        Gate::new("dependencies", GateStatus::Pass, format!("{} resolved", passed.join(", ")))
+        Gate::new(
+            "dependencies",
+            GateStatus::Pass,
+            format!("{} resolved", passed.join(", ")),
+        )
     } else {
         Gate::new(
             "dependencies",
             GateStatus::Warn,
-            format!("could not check: {} (tool not in the sandbox image)", unavailable.join(", ")),
+            format!(
+                "could not check: {} (tool not in the sandbox image)",
+                unavailable.join(", ")
+            ),
         )
     }))
 }
@@ -73,7 +114,10 @@ pub async fn dependencies(
 /// The last percentage (`NN%` or `NN.N%`) a coverage command printed.
 pub fn parse_percent(output: &str) -> Option<f64> {
     let re = regex::Regex::new(r"(\d{1,3}(?:\.\d+)?)\s*%").ok()?;
-    re.captures_iter(output).filter_map(|c| c[1].parse::<f64>().ok()).filter(|p| *p <= 100.0).last()
+    re.captures_iter(output)
+        .filter_map(|c| c[1].parse::<f64>().ok())
+        .filter(|p| *p <= 100.0)
+        .last()
 }
 
 /// Runs the coverage command; the percentage, or why there is none.
@@ -85,7 +129,10 @@ pub async fn coverage_percent(
 ) -> Result<Result<f64, String>, SandboxError> {
     let out = session.exec(command, timeout, cancel).await?;
     if !out.success() {
-        return Ok(Err(format!("`{command}` failed (exit {})", out.exit_code.unwrap_or(-1))));
+        return Ok(Err(format!(
+            "`{command}` failed (exit {})",
+            out.exit_code.unwrap_or(-1)
+        )));
     }
     Ok(parse_percent(&out.output).ok_or_else(|| format!("`{command}` printed no percentage")))
 }
@@ -93,9 +140,21 @@ pub async fn coverage_percent(
 /// The `coverage` gate from a before and after measurement: a drop warns (a person decides).
 pub fn coverage_gate(before: Result<f64, String>, after: Result<f64, String>) -> Gate {
     match (before, after) {
-        (Ok(b), Ok(a)) if a + 0.005 < b => Gate::new("coverage", GateStatus::Warn, format!("coverage dropped from {b:.2}% to {a:.2}%")),
-        (Ok(b), Ok(a)) => Gate::new("coverage", GateStatus::Pass, format!("coverage {b:.2}% → {a:.2}%")),
-        (Err(e), _) | (_, Err(e)) => Gate::new("coverage", GateStatus::Warn, format!("coverage could not be measured: {e}")),
+        (Ok(b), Ok(a)) if a + 0.005 < b => Gate::new(
+            "coverage",
+            GateStatus::Warn,
+            format!("coverage dropped from {b:.2}% to {a:.2}%"),
+        ),
+        (Ok(b), Ok(a)) => Gate::new(
+            "coverage",
+            GateStatus::Pass,
+            format!("coverage {b:.2}% → {a:.2}%"),
+        ),
+        (Err(e), _) | (_, Err(e)) => Gate::new(
+            "coverage",
+            GateStatus::Warn,
+            format!("coverage could not be measured: {e}"),
+        ),
     }
 }
 
@@ -105,18 +164,35 @@ mod tests {
 
     #[test]
     fn manifests_pick_their_resolver() {
-        let ch = |p: &str| FileChange { path: p.into(), added: 1, deleted: 1, binary: false };
-        assert_eq!(resolver_commands(&[ch("sub/Cargo.lock")]), vec![RESOLVERS[0].1]);
-        assert_eq!(resolver_commands(&[ch("requirements.txt"), ch("go.sum")]), vec![RESOLVERS[2].1, RESOLVERS[3].1]);
+        let ch = |p: &str| FileChange {
+            path: p.into(),
+            added: 1,
+            deleted: 1,
+            binary: false,
+        };
+        assert_eq!(
+            resolver_commands(&[ch("sub/Cargo.lock")]),
+            vec![RESOLVERS[0].1]
+        );
+        assert_eq!(
+            resolver_commands(&[ch("requirements.txt"), ch("go.sum")]),
+            vec![RESOLVERS[2].1, RESOLVERS[3].1]
+        );
         assert!(resolver_commands(&[ch("src/main.rs")]).is_empty());
     }
 
     #[test]
     fn coverage_reads_the_last_percentage_and_warns_on_a_drop() {
-        assert_eq!(parse_percent("a.py 50%\nTOTAL   120   30   75.5%\n"), Some(75.5));
+        assert_eq!(
+            parse_percent("a.py 50%\nTOTAL   120   30   75.5%\n"),
+            Some(75.5)
+        );
         assert_eq!(parse_percent("no numbers"), None);
         assert_eq!(coverage_gate(Ok(80.0), Ok(79.0)).status, GateStatus::Warn);
         assert_eq!(coverage_gate(Ok(80.0), Ok(80.0)).status, GateStatus::Pass);
-        assert_eq!(coverage_gate(Err("x".into()), Ok(80.0)).status, GateStatus::Warn);
+        assert_eq!(
+            coverage_gate(Err("x".into()), Ok(80.0)).status,
+            GateStatus::Warn
+        );
     }
 }

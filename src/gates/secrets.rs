@@ -16,19 +16,71 @@ struct Rule {
 }
 
 const RULES: &[Rule] = &[
-    Rule { id: "aws-access-key-id", pattern: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b", group: 1 },
-    Rule { id: "aws-secret-access-key", pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#, group: 1 },
-    Rule { id: "github-token", pattern: r"\b((?:ghp|gho|ghu|ghs|ghr)_[0-9A-Za-z]{36})\b", group: 1 },
-    Rule { id: "github-fine-grained-token", pattern: r"\b(github_pat_[0-9A-Za-z_]{82})\b", group: 1 },
-    Rule { id: "slack-token", pattern: r"\b(xox[baprs]-[0-9A-Za-z-]{10,})", group: 1 },
-    Rule { id: "slack-app-token", pattern: r"\b(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)", group: 1 },
-    Rule { id: "slack-webhook", pattern: r"(https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,})", group: 1 },
-    Rule { id: "private-key", pattern: r"(-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)", group: 1 },
-    Rule { id: "google-api-key", pattern: r"\b(AIza[0-9A-Za-z_-]{35})\b", group: 1 },
-    Rule { id: "stripe-secret-key", pattern: r"\b((?:sk|rk)_live_[0-9A-Za-z]{24,})\b", group: 1 },
-    Rule { id: "anthropic-api-key", pattern: r"\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})", group: 1 },
-    Rule { id: "openai-api-key", pattern: r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,})", group: 1 },
-    Rule { id: "jwt", pattern: r"\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})", group: 1 },
+    Rule {
+        id: "aws-access-key-id",
+        pattern: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+        group: 1,
+    },
+    Rule {
+        id: "aws-secret-access-key",
+        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#,
+        group: 1,
+    },
+    Rule {
+        id: "github-token",
+        pattern: r"\b((?:ghp|gho|ghu|ghs|ghr)_[0-9A-Za-z]{36})\b",
+        group: 1,
+    },
+    Rule {
+        id: "github-fine-grained-token",
+        pattern: r"\b(github_pat_[0-9A-Za-z_]{82})\b",
+        group: 1,
+    },
+    Rule {
+        id: "slack-token",
+        pattern: r"\b(xox[baprs]-[0-9A-Za-z-]{10,})",
+        group: 1,
+    },
+    Rule {
+        id: "slack-app-token",
+        pattern: r"\b(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
+        group: 1,
+    },
+    Rule {
+        id: "slack-webhook",
+        pattern: r"(https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,})",
+        group: 1,
+    },
+    Rule {
+        id: "private-key",
+        pattern: r"(-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)",
+        group: 1,
+    },
+    Rule {
+        id: "google-api-key",
+        pattern: r"\b(AIza[0-9A-Za-z_-]{35})\b",
+        group: 1,
+    },
+    Rule {
+        id: "stripe-secret-key",
+        pattern: r"\b((?:sk|rk)_live_[0-9A-Za-z]{24,})\b",
+        group: 1,
+    },
+    Rule {
+        id: "anthropic-api-key",
+        pattern: r"\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})",
+        group: 1,
+    },
+    Rule {
+        id: "openai-api-key",
+        pattern: r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,})",
+        group: 1,
+    },
+    Rule {
+        id: "jwt",
+        pattern: r"\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
+        group: 1,
+    },
     Rule {
         id: "generic-secret",
         pattern: r#"(?i)(?:secret|token|passwd|password|api_?key|access_?key|private_?key|client_?secret|auth)[A-Za-z0-9_]*['"]?\s*[:=]{1,2}\s*['"]([^'"\s]{16,})['"]"#,
@@ -41,7 +93,20 @@ const RULES: &[Rule] = &[
 const GENERIC_MIN_ENTROPY: f64 = 3.5;
 
 /// Values that are obviously not secrets.
-const PLACEHOLDERS: &[&str] = &["example", "xxxx", "changeme", "your_", "your-", "<", "${", "{{", "dummy", "placeholder", "redacted", "test"];
+const PLACEHOLDERS: &[&str] = &[
+    "example",
+    "xxxx",
+    "changeme",
+    "your_",
+    "your-",
+    "<",
+    "${",
+    "{{",
+    "dummy",
+    "placeholder",
+    "redacted",
+    "test",
+];
 
 /// A credential found in an added line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +133,8 @@ impl Scanner {
             .iter()
             .filter_map(|r| Regex::new(r.pattern).ok().map(|re| (r.id, re, r.group)))
             .collect();
-        let set = RegexSet::new(rules.iter().map(|(_, re, _)| re.as_str())).unwrap_or_else(|_| RegexSet::empty());
+        let set = RegexSet::new(rules.iter().map(|(_, re, _)| re.as_str()))
+            .unwrap_or_else(|_| RegexSet::empty());
         Self { set, rules }
     }
 
@@ -86,7 +152,9 @@ impl Scanner {
                 let value = m.as_str();
                 if *id == "generic-secret" {
                     let lower = value.to_ascii_lowercase();
-                    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) || entropy(value) < GENERIC_MIN_ENTROPY {
+                    if PLACEHOLDERS.iter().any(|p| lower.contains(p))
+                        || entropy(value) < GENERIC_MIN_ENTROPY
+                    {
                         continue;
                     }
                 }
@@ -94,8 +162,14 @@ impl Scanner {
             }
         }
         // One finding per value: a vendor rule beats the generic one.
-        let specific: Vec<&str> = out.iter().filter(|(id, _)| *id != "generic-secret").map(|(_, v)| *v).collect();
-        out.retain(|(id, v)| *id != "generic-secret" || !specific.iter().any(|s| s.contains(v) || v.contains(s)));
+        let specific: Vec<&str> = out
+            .iter()
+            .filter(|(id, _)| *id != "generic-secret")
+            .map(|(_, v)| *v)
+            .collect();
+        out.retain(|(id, v)| {
+            *id != "generic-secret" || !specific.iter().any(|s| s.contains(v) || v.contains(s))
+        });
         out
     }
 
@@ -179,8 +253,14 @@ mod tests {
         let s = Scanner::new();
         let cases = [
             ("aws-access-key-id", "key = AKIAIOSFODNN7EXAMPLQ"),
-            ("aws-secret-access-key", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKZ"),
-            ("github-token", "token: ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+            (
+                "aws-secret-access-key",
+                "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKZ",
+            ),
+            (
+                "github-token",
+                "token: ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+            ),
             ("slack-token", "SLACK=xoxb-1234567890-abcdefghij"),
             ("private-key", "-----BEGIN RSA PRIVATE KEY-----"),
             ("google-api-key", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
@@ -188,16 +268,30 @@ mod tests {
         ];
         for (rule, line) in cases {
             let hits = s.scan_line(line);
-            assert!(hits.iter().any(|(r, _)| *r == rule), "{rule} not found in {line:?}: {hits:?}");
+            assert!(
+                hits.iter().any(|(r, _)| *r == rule),
+                "{rule} not found in {line:?}: {hits:?}"
+            );
         }
     }
 
     #[test]
     fn generic_secrets_need_entropy_and_no_placeholder() {
         let s = Scanner::new();
-        assert!(!s.scan_line(r#"password = "q8Zr3vLm0xT7pW2sK9nB""#).is_empty());
-        assert!(s.scan_line(r#"password = "correcthorsebattery""#).is_empty(), "low entropy");
-        assert!(s.scan_line(r#"api_key = "your_api_key_goes_here_1234""#).is_empty(), "placeholder");
+        assert!(
+            !s.scan_line(r#"password = "q8Zr3vLm0xT7pW2sK9nB""#)
+                .is_empty()
+        );
+        assert!(
+            s.scan_line(r#"password = "correcthorsebattery""#)
+                .is_empty(),
+            "low entropy"
+        );
+        assert!(
+            s.scan_line(r#"api_key = "your_api_key_goes_here_1234""#)
+                .is_empty(),
+            "placeholder"
+        );
         assert!(s.scan_line("let total = add(a, b);").is_empty());
     }
 

@@ -75,7 +75,10 @@ impl Sandbox for BwrapSandbox {
 
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
         if !spec.git_dir.join("HEAD").exists() {
-            return Err(SandboxError::Spawn(format!("{} is not a git directory", spec.git_dir.display())));
+            return Err(SandboxError::Spawn(format!(
+                "{} is not a git directory",
+                spec.git_dir.display()
+            )));
         }
         let session = BwrapSession {
             sandbox: self.clone(),

@@ -107,7 +107,10 @@ impl DockerSandbox {
             image: image.to_string(),
             host,
         };
-        if let Err(e) = me.reap_orphans().await {
+        // Liveness is judged from this machine's /proc, so only a local engine is swept.
+        if me.host.starts_with("unix://")
+            && let Err(e) = me.reap_orphans().await
+        {
             tracing::warn!(error = %e, "could not list old sandbox containers");
         }
         Ok(me)
@@ -369,7 +372,11 @@ impl DockerSession {
         }
         // The stream can end a moment before the engine records the exit: poll briefly.
         for _ in 0..50 {
-            let inspect = self.docker.inspect_exec(&exec.id).await.map_err(engine_err)?;
+            let inspect = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(engine_err)?;
             if inspect.running != Some(true) {
                 return Ok(inspect.exit_code);
             }

@@ -195,6 +195,9 @@ fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
+    if a.end_line == Some(0) {
+        return Err(ToolOutcome::Error("end_line counts from 1".into()));
+    }
     let start = a.start_line.unwrap_or(1).max(1);
     let end = a.end_line.unwrap_or(lines.len()).min(lines.len());
     if start > end.max(1) && !lines.is_empty() {
@@ -205,7 +208,17 @@ fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let mut out = String::new();
     for (i, l) in lines.iter().enumerate().take(end).skip(start - 1) {
-        let line = format!("{:>5}\t{l}\n", i + 1);
+        let mut line = format!("{:>5}\t{l}\n", i + 1);
+        if out.is_empty() && line.len() > READ_CAP_BYTES {
+            // One line larger than the cap: show its start rather than nothing.
+            line = format!(
+                "{:>5}\t{}… [line truncated at {READ_CAP_BYTES} bytes]\n",
+                i + 1,
+                crate::task::truncate_chars(l, READ_CAP_BYTES / 2)
+            );
+            out.push_str(&line);
+            continue;
+        }
         if out.len() + line.len() > READ_CAP_BYTES {
             out.push_str(&format!(
                 "[truncated at {READ_CAP_BYTES} bytes: read on from start_line {}]\n",
@@ -327,7 +340,7 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
     let text = std::fs::read_to_string(&full)
         .map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
-    let n = text.matches(&a.old_text).count();
+    let n = count_overlapping(&text, &a.old_text);
     match n {
         0 => Err(ToolOutcome::Error(format!(
             "old_text does not occur in {}; read the file and copy the exact text, whitespace included",
@@ -344,6 +357,19 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
             a.path
         ))),
     }
+}
+
+/// Occurrences of `needle` in `hay`, overlapping ones included ("aa" is in "aaa" twice), so
+/// an ambiguous edit is refused rather than applied to the first match.
+fn count_overlapping(hay: &str, needle: &str) -> usize {
+    let mut count = 0;
+    let mut start = 0;
+    while let Some(i) = hay[start..].find(needle) {
+        count += 1;
+        let step = hay[start + i..].chars().next().map_or(1, char::len_utf8);
+        start += i + step;
+    }
+    count
 }
 
 fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
@@ -403,4 +429,15 @@ fn finish(args: &str) -> Step {
     }
     let a: A = parse(args)?;
     Ok(ToolOutcome::Finish(a.summary))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn overlapping_matches_count() {
+        assert_eq!(super::count_overlapping("aaa", "aa"), 2);
+        assert_eq!(super::count_overlapping("a-b a-b", "a-b"), 2);
+        assert_eq!(super::count_overlapping("ünï ünï", "ï ü"), 1);
+        assert_eq!(super::count_overlapping("x", "y"), 0);
+    }
 }

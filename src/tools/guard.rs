@@ -18,16 +18,25 @@ pub enum Verdict {
 
 /// Programs that talk to the network.
 const NETWORK_TOOLS: &[&str] = &[
-    "curl", "wget", "nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "rsync", "telnet", "ftp", "nmap", "ping", "dig", "nslookup",
+    "curl", "wget", "nc", "ncat", "netcat", "socat", "ssh", "scp", "sftp", "rsync", "telnet",
+    "ftp", "nmap", "ping", "dig", "nslookup",
 ];
 /// Programs that change identity.
 const PRIVILEGE_TOOLS: &[&str] = &["sudo", "su", "doas", "pkexec"];
 /// Wrappers whose argument is another command.
-const WRAPPERS: &[&str] = &["env", "command", "exec", "nohup", "nice", "time", "xargs", "stdbuf"];
+const WRAPPERS: &[&str] = &[
+    "env", "command", "exec", "nohup", "nice", "time", "xargs", "stdbuf",
+];
 /// git subcommands that only the harness runs.
 const GIT_HARNESS_ONLY: &[(&str, &str)] = &[
-    ("push", "slipway pushes the branch itself after the gates pass"),
-    ("remote", "the clone has no remotes; slipway publishes the branch itself"),
+    (
+        "push",
+        "slipway pushes the branch itself after the gates pass",
+    ),
+    (
+        "remote",
+        "the clone has no remotes; slipway publishes the branch itself",
+    ),
     ("clone", "there is no network in the sandbox"),
     ("fetch", "there is no network in the sandbox"),
     ("pull", "there is no network in the sandbox"),
@@ -49,14 +58,23 @@ fn normalise(s: &str) -> String {
 impl CommandGuard {
     pub fn new(denied_commands: &[String]) -> Self {
         Self {
-            denied: denied_commands.iter().map(|d| normalise(d)).filter(|d| !d.is_empty()).collect(),
+            denied: denied_commands
+                .iter()
+                .map(|d| normalise(d))
+                .filter(|d| !d.is_empty())
+                .collect(),
         }
     }
 
     /// Checks a whole shell command.
     pub fn check(&self, command: &str) -> Verdict {
-        if command.contains(".git/hooks") || command.contains("core.hooksPath") || command.contains("core.hookspath") {
-            return deny("writing git hooks is not allowed: host git never runs them, and .git is read-only in the sandbox");
+        if command.contains(".git/hooks")
+            || command.contains("core.hooksPath")
+            || command.contains("core.hookspath")
+        {
+            return deny(
+                "writing git hooks is not allowed: host git never runs them, and .git is read-only in the sandbox",
+            );
         }
         for segment in segments(command) {
             if let Verdict::Deny(r) = self.check_segment(&segment, 0) {
@@ -67,7 +85,8 @@ impl CommandGuard {
     }
 
     fn check_segment(&self, segment: &str, depth: usize) -> Verdict {
-        let words = shlex::split(segment).unwrap_or_else(|| segment.split_whitespace().map(str::to_owned).collect());
+        let words = shlex::split(segment)
+            .unwrap_or_else(|| segment.split_whitespace().map(str::to_owned).collect());
         let mut i = 0;
         // Skip `VAR=value` prefixes and wrappers (with `timeout N` and `nice -n N` forms).
         while i < words.len() {
@@ -77,7 +96,10 @@ impl CommandGuard {
                 i += 1;
             } else if base == "timeout" {
                 i += 1;
-                while i < words.len() && (words[i].starts_with('-') || words[i].chars().next().is_some_and(|c| c.is_ascii_digit())) {
+                while i < words.len()
+                    && (words[i].starts_with('-')
+                        || words[i].chars().next().is_some_and(|c| c.is_ascii_digit()))
+                {
                     i += 1;
                 }
             } else if WRAPPERS.contains(&base) {
@@ -89,7 +111,9 @@ impl CommandGuard {
                 break;
             }
         }
-        let Some(program) = words.get(i) else { return Verdict::Allow };
+        let Some(program) = words.get(i) else {
+            return Verdict::Allow;
+        };
         let rest = &words[i + 1..];
         let base = program.rsplit('/').next().unwrap_or(program);
         let joined = normalise(&words[i..].join(" "));
@@ -99,10 +123,14 @@ impl CommandGuard {
             }
         }
         if PRIVILEGE_TOOLS.contains(&base) {
-            return deny(&format!("`{base}` is not allowed: commands run without extra privileges"));
+            return deny(&format!(
+                "`{base}` is not allowed: commands run without extra privileges"
+            ));
         }
         if NETWORK_TOOLS.contains(&base) {
-            return deny(&format!("`{base}` is a network tool: the sandbox has no network"));
+            return deny(&format!(
+                "`{base}` is a network tool: the sandbox has no network"
+            ));
         }
         if matches!(base, "sh" | "bash" | "dash" | "zsh") && depth < 3 {
             if let Some(pos) = rest.iter().position(|w| w == "-c")
@@ -124,7 +152,9 @@ impl CommandGuard {
 }
 
 fn deny(reason: &str) -> Verdict {
-    Verdict::Deny(format!("refused by policy: {reason}. The sandbox has no network or credentials in any case."))
+    Verdict::Deny(format!(
+        "refused by policy: {reason}. The sandbox has no network or credentials in any case."
+    ))
 }
 
 fn check_git(args: &[String]) -> Verdict {
@@ -137,15 +167,29 @@ fn check_git(args: &[String]) -> Verdict {
             _ => break,
         }
     }
-    let global: Vec<&str> = args[..i.min(args.len())].iter().map(String::as_str).collect();
-    if global.iter().any(|a| a.to_ascii_lowercase().contains("credential")) {
+    let global: Vec<&str> = args[..i.min(args.len())]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    if global
+        .iter()
+        .any(|a| a.to_ascii_lowercase().contains("credential"))
+    {
         return deny("git credential settings are not allowed");
     }
-    let Some(sub) = args.get(i) else { return Verdict::Allow };
+    let Some(sub) = args.get(i) else {
+        return Verdict::Allow;
+    };
     if let Some((_, why)) = GIT_HARNESS_ONLY.iter().find(|(s, _)| s == sub) {
         return deny(&format!("`git {sub}` is not allowed: {why}"));
     }
-    if sub == "config" && args[i + 1..].iter().any(|a| a.to_ascii_lowercase().contains("credential") || a.contains("url.") || a.contains("remote.")) {
+    if sub == "config"
+        && args[i + 1..].iter().any(|a| {
+            a.to_ascii_lowercase().contains("credential")
+                || a.contains("url.")
+                || a.contains("remote.")
+        })
+    {
         return deny("`git config` of credentials, remotes or URL rewrites is not allowed");
     }
     if sub == "credential" || sub.starts_with("credential-") {
@@ -176,7 +220,9 @@ fn segments(command: &str) -> Vec<String> {
                 quote = Some(c);
                 cur.push(c);
             }
-            (None, ';' | '\n' | '|' | '&' | '(' | ')' | '`' | '{' | '}') => out.push(std::mem::take(&mut cur)),
+            (None, ';' | '\n' | '|' | '&' | '(' | ')' | '`' | '{' | '}') => {
+                out.push(std::mem::take(&mut cur))
+            }
             (None, '$') if chars.peek() == Some(&'(') => {
                 chars.next();
                 out.push(std::mem::take(&mut cur));
@@ -185,7 +231,10 @@ fn segments(command: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,7 +242,10 @@ mod tests {
     use super::*;
 
     fn denied(cmd: &str) -> bool {
-        matches!(CommandGuard::new(&["make deploy".into()]).check(cmd), Verdict::Deny(_))
+        matches!(
+            CommandGuard::new(&["make deploy".into()]).check(cmd),
+            Verdict::Deny(_)
+        )
     }
 
     #[test]
@@ -242,7 +294,9 @@ mod tests {
 
     #[test]
     fn the_reason_is_told() {
-        let Verdict::Deny(r) = CommandGuard::default().check("git push") else { panic!() };
+        let Verdict::Deny(r) = CommandGuard::default().check("git push") else {
+            panic!()
+        };
         assert!(r.contains("slipway pushes the branch itself"), "{r}");
     }
 }

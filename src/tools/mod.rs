@@ -21,6 +21,7 @@ pub const REQUIRED: &[&str] = &[
 pub fn prefetch(k: usize) -> Vec<ToolSpec> {
     let mut specs = builtins::specs();
     specs.sort_by_key(|s| !REQUIRED.contains(&s.name.as_str()));
+    // Config validation keeps k ≥ REQUIRED.len(), so this never cuts a required tool.
     specs.truncate(k.max(REQUIRED.len()));
     // Keep the contract's order for the model.
     specs.sort_by_key(|s| builtins::NAMES.iter().position(|n| *n == s.name));

@@ -375,3 +375,29 @@ async fn after_kill_9_mid_run_the_store_reopens_and_the_container_is_reaped() {
     assert_eq!(doctor.status.code(), Some(0), "{}", stderr(&doctor));
     assert!(crate::support::containers_of(&run_id).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_relative_data_dir_works() {
+    let fake = FakeLlm::start(fix_script()).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    python_repo(repo.path());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.args([
+        "run",
+        "--repo",
+        &repo.path().display().to_string(),
+        "fix add()",
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("SLIPWAY_SANDBOX", "bwrap")
+    .current_dir(cwd.path());
+    for (k, v) in llm_env(&fake) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(cwd.path().join(".slipway/store").is_dir());
+    assert!(cwd.path().join(".slipway/mirrors").is_dir());
+}

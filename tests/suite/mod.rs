@@ -1,4 +1,5 @@
 mod cli;
+mod gates;
 mod isolation;
 mod llm;
 mod one_shot;

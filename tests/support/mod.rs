@@ -185,9 +185,9 @@ impl Harness {
             .await
     }
 
-    /// Entries under the data dir's `worktrees/` and `homes/` (should be none after a run).
+    /// Entries under the data dir's `worktrees/`, `gitdirs/` and `homes/` (none after a run).
     pub fn leftovers(&self) -> Vec<PathBuf> {
-        ["worktrees", "homes"]
+        ["worktrees", "gitdirs", "homes"]
             .iter()
             .flat_map(|d| {
                 std::fs::read_dir(self.data.path().join(d))

@@ -27,9 +27,10 @@ pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
         .messages
         .iter()
         .map(|m| {
-            let content: Vec<Value> = m
+            let mut content: Vec<Value> = m
                 .content
                 .iter()
+                .filter(|b| !matches!(b, Block::Text { text } if text.is_empty()))
                 .map(|b| match b {
                     Block::Text { text } => json!({"type": "text", "text": text}),
                     Block::ToolUse {
@@ -56,6 +57,10 @@ pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
                     }),
                 })
                 .collect();
+            // The API refuses a message with no content blocks.
+            if content.is_empty() {
+                content.push(json!({"type": "text", "text": "(no content)"}));
+            }
             let role = match m.role {
                 Role::User => "user",
                 Role::Assistant => "assistant",
@@ -89,9 +94,15 @@ pub fn parse_response(v: &Value) -> Result<Completion, LlmError> {
     let mut content = Vec::new();
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") => content.push(Block::Text {
-                text: b["text"].as_str().unwrap_or_default().to_string(),
-            }),
+            // Empty text blocks are dropped: the API refuses them when they are sent back.
+            Some("text") => {
+                let text = b["text"].as_str().unwrap_or_default();
+                if !text.is_empty() {
+                    content.push(Block::Text {
+                        text: text.to_string(),
+                    });
+                }
+            }
             Some("tool_use") => content.push(Block::ToolUse {
                 id: b["id"].as_str().unwrap_or_default().to_string(),
                 name: b["name"].as_str().unwrap_or_default().to_string(),

@@ -271,7 +271,7 @@ impl HttpCore {
                     LlmError::Decode(format!("{e}: {}", crate::task::truncate_chars(&text, 300)))
                 });
             }
-            let retryable = status == 429 || status == 529 || (500..600).contains(&status);
+            let retryable = matches!(status, 408 | 429 | 529) || (500..600).contains(&status);
             let body = crate::task::truncate_chars(&text, 500);
             if retryable {
                 if attempt > self.max_retries {

@@ -19,8 +19,10 @@ impl OpenAi {
     }
 }
 
-/// The request body for `req` and `model`.
-pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
+/// The request body for `req` and `model`. `completion_tokens_field`: send the reply limit as
+/// `max_completion_tokens` (api.openai.com, which rejects `max_tokens` for newer models)
+/// rather than `max_tokens` (what compatible servers accept).
+pub fn request_body(model: &str, req: &CompletionRequest, completion_tokens_field: bool) -> Value {
     let mut messages = vec![json!({"role": "system", "content": req.system})];
     for m in &req.messages {
         match m.role {
@@ -42,7 +44,13 @@ pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
                         _ => None,
                     })
                     .collect();
-                let mut msg = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
+                // `content` may be null only beside tool calls; an empty turn sends "".
+                let content = if text.is_empty() && !calls.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(text)
+                };
+                let mut msg = json!({"role": "assistant", "content": content});
                 if !calls.is_empty() {
                     msg["tool_calls"] = Value::Array(calls);
                 }
@@ -84,11 +92,13 @@ pub fn request_body(model: &str, req: &CompletionRequest) -> Value {
             }})
         })
         .collect();
-    let mut body = json!({
-        "model": model,
-        "messages": messages,
-        "max_tokens": req.max_tokens,
-    });
+    let mut body = json!({"model": model, "messages": messages});
+    let field = if completion_tokens_field {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    body[field] = json!(req.max_tokens);
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools);
     }
@@ -163,7 +173,11 @@ impl Llm for OpenAi {
         }
         let v = self
             .http
-            .post_json(&url, &headers, &request_body(&ep.model, req))
+            .post_json(
+                &url,
+                &headers,
+                &request_body(&ep.model, req, ep.base_url.contains("api.openai.com")),
+            )
             .await?;
         parse_response(&v)
     }
@@ -200,7 +214,9 @@ mod tests {
             tools: vec![],
             max_tokens: 10,
         };
-        let b = request_body("gpt", &req);
+        let b = request_body("gpt", &req, false);
+        assert_eq!(b["max_tokens"], 10);
+        assert_eq!(request_body("gpt", &req, true)["max_completion_tokens"], 10);
         assert_eq!(b["messages"][0]["role"], "system");
         assert_eq!(
             b["messages"][2]["tool_calls"][0]["function"]["arguments"],
