@@ -51,7 +51,7 @@ fn bare_fixed_repo(h: &Harness, extra: &[(&str, &str)]) -> (tempfile::TempDir, P
     (bare, path)
 }
 
-fn task_on(source: &PathBuf, text: &str) -> Task {
+fn task_on(source: &std::path::Path, text: &str) -> Task {
     let repo = RepoRef {
         name: "acme/calc".into(),
         source: source.display().to_string(),
