@@ -29,7 +29,9 @@ fn synthetic_diff(mb: usize) -> String {
             if n % 5000 == 0 {
                 d.push_str("+GITHUB = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n");
             } else if i % 3 == 0 {
-                d.push_str(&format!("-    total = compute_total(order, discount={i}, currency='EUR')\n"));
+                d.push_str(&format!(
+                    "-    total = compute_total(order, discount={i}, currency='EUR')\n"
+                ));
             } else {
                 d.push_str(&format!("+    result_{i} = self.client.fetch(url=f'{{base}}/items/{n}', timeout=30, retries=3)\n"));
             }
@@ -44,28 +46,50 @@ fn secrets(c: &mut Criterion) {
     let mut g = c.benchmark_group("secrets");
     g.throughput(Throughput::Bytes(diff.len() as u64));
     g.sample_size(10);
-    g.bench_function("scan_diff_20MB", |b| b.iter(|| assert!(!scanner.scan_diff(&diff).is_empty())));
+    g.bench_function("scan_diff_20MB", |b| {
+        b.iter(|| assert!(!scanner.scan_diff(&diff).is_empty()))
+    });
     g.finish();
 }
 
 fn sh(dir: &std::path::Path, cmd: &str) {
-    let ok = std::process::Command::new("sh").arg("-c").arg(cmd).current_dir(dir).status().unwrap().success();
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "{cmd}");
 }
 
 fn host_side_gates(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let src = tempfile::tempdir().unwrap();
-    sh(src.path(), "git init -q -b main . && mkdir -p pkg && for i in $(seq 1 3000); do printf 'def f%s(x):\\n    return x + %s\\n' $i $i > pkg/m$i.py; done && git add -A && git -c user.name=b -c user.email=b@x commit -qm init");
+    sh(
+        src.path(),
+        "git init -q -b main . && mkdir -p pkg && for i in $(seq 1 3000); do printf 'def f%s(x):\\n    return x + %s\\n' $i $i > pkg/m$i.py; done && git add -A && git -c user.name=b -c user.email=b@x commit -qm init",
+    );
     let data = tempfile::tempdir().unwrap();
     let ws = Workspaces::new(data.path());
-    let repo = RepoRef { name: "bench/medium".into(), source: src.path().display().to_string(), base: "main".into() };
-    let wt = rt.block_on(ws.prepare(&repo, "slipway/bench", "bench")).unwrap();
-    sh(&wt.path, "for i in $(seq 1 60); do printf 'def g(x):\\n    return x * 2\\n' >> pkg/m$i.py; done");
+    let repo = RepoRef {
+        name: "bench/medium".into(),
+        source: src.path().display().to_string(),
+        base: "main".into(),
+    };
+    let wt = rt
+        .block_on(ws.prepare(&repo, "slipway/bench", "bench"))
+        .unwrap();
+    sh(
+        &wt.path,
+        "for i in $(seq 1 60); do printf 'def g(x):\\n    return x * 2\\n' >> pkg/m$i.py; done",
+    );
     rt.block_on(ws.commit(&wt, "bench", "bench", &[])).unwrap();
     let scanner = Scanner::new();
     let policy = policy::effective(&PolicyConfig::default(), None);
-    let end = AgentEnd::Finished { summary: "s".into() };
+    let end = AgentEnd::Finished {
+        summary: "s".into(),
+    };
     c.bench_function("gates/host_side_3000_files_60_changed", |b| {
         b.to_async(&rt).iter(|| async {
             let changes = ws.changes(&wt).await.unwrap();

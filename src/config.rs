@@ -287,6 +287,8 @@ pub struct PrefetchConfig {
     pub k: usize,
     /// Catalog globs, relative to the working directory.
     pub catalogs: Vec<String>,
+    /// Offer tools marked `destructiveHint: true` (withheld by default).
+    pub allow_destructive: bool,
 }
 
 impl Default for PrefetchConfig {
@@ -294,6 +296,7 @@ impl Default for PrefetchConfig {
         Self {
             k: 15,
             catalogs: vec!["prompts/tools/*.json".into()],
+            allow_destructive: false,
         }
     }
 }

@@ -64,6 +64,11 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         task: Vec<String>,
     },
+    /// The tool registry and prefetch.
+    Tools {
+        #[command(subcommand)]
+        action: ToolsAction,
+    },
     /// Stored tasks.
     Tasks {
         #[command(subcommand)]
@@ -75,6 +80,39 @@ enum Command {
     Sandbox {
         #[command(subcommand)]
         action: SandboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsAction {
+    /// Every known tool: built-ins, catalogs and live MCP servers.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Catalog files or globs instead of [prefetch] catalogs.
+        #[arg(long = "catalog")]
+        catalogs: Vec<String>,
+    },
+    /// The tools prefetch picks for a task, with scores and the evidence behind each.
+    Explain {
+        #[arg(long = "catalog")]
+        catalogs: Vec<String>,
+        #[arg(long)]
+        k: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, num_args = 1..)]
+        task: Vec<String>,
+    },
+    /// recall@k, completeness, MRR and nDCG@k of prefetch on a labelled JSONL file.
+    Eval {
+        file: PathBuf,
+        #[arg(long = "catalog")]
+        catalogs: Vec<String>,
+        #[arg(long)]
+        k: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -134,6 +172,7 @@ fn main() -> ExitCode {
     let requester = env.get("USER").unwrap_or("cli").to_string();
     let result = rt.block_on(async move {
         match cli.command {
+            Command::Tools { action } => cmd_tools(cfg, action).await,
             Command::Run {
                 repo,
                 base,
@@ -229,6 +268,10 @@ async fn cmd_run(
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open(&cfg.data_dir.join("store"))?;
     let workspaces = Workspaces::new(&cfg.data_dir);
+    let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
+    for p in &registry.problems {
+        tracing::warn!(problem = %p, "tool registry");
+    }
     let runner = Runner {
         cfg: cfg.clone(),
         store,
@@ -236,6 +279,8 @@ async fn cmd_run(
         sandbox,
         llm,
         forge: Arc::new(LocalForge::new(workspaces)),
+        registry: Arc::new(registry),
+        mcp: mcp.clone(),
     };
     let repo = RepoRef { name, source, base };
     let mut task = Task::new(repo, requester, Origin::Cli, text);
@@ -251,6 +296,7 @@ async fn cmd_run(
     let printer = tokio::spawn(print_progress(rx));
     let result = runner.run(&mut task, blueprint, cancel, Some(tx)).await;
     let _ = printer.await;
+    mcp.close().await;
     match result {
         Ok(report) => {
             if json {
@@ -342,6 +388,124 @@ fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> 
             let audit = store.audit_log(Some(&id))?;
             let v = serde_json::json!({"task": task, "runs": runs, "audit": audit});
             println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn cmd_tools(cfg: Arc<Config>, action: ToolsAction) -> anyhow::Result<ExitCode> {
+    use slipway::tools::{builtins, eval, prefetch};
+    match action {
+        ToolsAction::List { json, catalogs } => {
+            let (reg, hub) = slipway::tools::load_registry(&cfg, &catalogs, true).await;
+            hub.close().await;
+            for p in &reg.problems {
+                eprintln!("warning: {p}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(reg.entries())?);
+            } else {
+                for e in reg.entries() {
+                    let mut flags = Vec::new();
+                    if e.read_only == Some(true) {
+                        flags.push("read-only");
+                    }
+                    if e.is_destructive() {
+                        flags.push("destructive");
+                    }
+                    let first = e.description.lines().next().unwrap_or("");
+                    println!(
+                        "{:<48} {:<28} {:<22} {}",
+                        e.name,
+                        e.server.as_deref().unwrap_or("(built-in)"),
+                        flags.join(","),
+                        slipway::task::truncate_chars(first, 80)
+                    );
+                }
+                eprintln!(
+                    "{} tools from {} servers",
+                    reg.entries().len(),
+                    reg.servers().len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsAction::Explain {
+            catalogs,
+            k,
+            json,
+            task,
+        } => {
+            let (reg, hub) = slipway::tools::load_registry(&cfg, &catalogs, true).await;
+            hub.close().await;
+            let text = task.join(" ");
+            let signals = std::env::current_dir()
+                .map(|d| prefetch::RepoSignals::from_dir(&d))
+                .unwrap_or_default();
+            let index = prefetch::Index::new(&reg);
+            let sel = index.select(&prefetch::Request {
+                task: &text,
+                repo: Some(&signals),
+                k: k.unwrap_or(cfg.file.prefetch.k),
+                always: builtins::NAMES,
+                allow_destructive: cfg.file.prefetch.allow_destructive,
+                ..Default::default()
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sel)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (i, p) in sel.picks.iter().enumerate() {
+                println!(
+                    "{:>2}. {:<44} {:>7.2}  {}",
+                    i + 1,
+                    p.name,
+                    p.score,
+                    p.server.as_deref().unwrap_or("(built-in)")
+                );
+                for e in &p.evidence {
+                    println!("      · {e}");
+                }
+            }
+            for (name, why) in &sel.withheld {
+                println!("    withheld {name}: {why}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsAction::Eval {
+            file,
+            catalogs,
+            k,
+            json,
+        } => {
+            let cases = match eval::read_cases(&file) {
+                Ok(c) => c,
+                Err(e) => return usage(e),
+            };
+            let (reg, _) = slipway::tools::load_registry(&cfg, &catalogs, false).await;
+            for p in &reg.problems {
+                eprintln!("warning: {p}");
+            }
+            let m = eval::evaluate(
+                &reg,
+                &cases,
+                k.unwrap_or(cfg.file.prefetch.k),
+                builtins::NAMES,
+            );
+            if json {
+                println!("{}", serde_json::to_string(&m)?);
+            } else {
+                println!(
+                    "k={} queries={} recall={:.4} completeness={:.4} mrr={:.4} ndcg={:.4} ({} tools)",
+                    m.k,
+                    m.queries,
+                    m.recall,
+                    m.completeness,
+                    m.mrr,
+                    m.ndcg,
+                    reg.entries().len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -75,6 +75,10 @@ pub struct Runner {
     pub sandbox: Arc<dyn Sandbox>,
     pub llm: Arc<dyn Llm>,
     pub forge: Arc<dyn Forge>,
+    /// Built-ins, catalogs and host-side MCP servers, discovered at start-up.
+    pub registry: Arc<crate::tools::registry::Registry>,
+    /// Connections to the host-side MCP servers.
+    pub mcp: crate::tools::mcp::McpHub,
 }
 
 impl Runner {

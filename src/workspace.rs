@@ -52,6 +52,8 @@ pub enum WorkspaceError {
         base: String,
         detail: String,
     },
+    #[error("{base} moved to {tip} since the change was tested; rerun to test it on the new base")]
+    BaseMoved { base: String, tip: String },
     #[error("cannot update {base} in {repo}: {detail}")]
     BaseRejected {
         repo: String,
@@ -339,35 +341,97 @@ impl Workspaces {
         ))
     }
 
-    /// Files changed between the base and HEAD (call after [`Workspaces::commit`]).
-    pub async fn changes(&self, wt: &Worktree) -> Result<Vec<FileChange>> {
-        let range = format!("{}..HEAD", wt.base_sha);
-        let out = wt_git(wt, &["diff", "--numstat", "--no-renames", &range]).await?;
-        Ok(parse_numstat(&out))
-    }
-
-    /// The unified diff between the base and HEAD (call after [`Workspaces::commit`]).
+    /// The unified diff of what the branch adds to the base (`base...HEAD`: from their merge
+    /// base, so base commits made since are not shown as reverted). Call after
+    /// [`Workspaces::commit`]. Forced to text (`--text`, no external drivers, no textconv)
+    /// and with paths unquoted, so neither a `.gitattributes` `-diff` nor an unusual file
+    /// name can hide a line from the gates.
     pub async fn diff(&self, wt: &Worktree) -> Result<String> {
-        let range = format!("{}..HEAD", wt.base_sha);
-        wt_git(wt, &["diff", "--no-renames", "--no-color", &range]).await
-    }
-
-    /// True when the diff between the base and HEAD is only whitespace.
-    pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
-        let range = format!("{}..HEAD", wt.base_sha);
-        let strict = wt_git(wt, &["diff", "--numstat", &range]).await?;
-        let loose = wt_git(
+        let range = format!("{}...HEAD", wt.base_sha);
+        wt_git(
             wt,
             &[
+                "-c",
+                "core.quotePath=false",
                 "diff",
-                "--numstat",
-                "--ignore-all-space",
-                "--ignore-blank-lines",
+                "--text",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--no-renames",
+                "--no-color",
                 &range,
             ],
         )
+        .await
+    }
+
+    /// Files changed between the base and HEAD, counted from [`Workspaces::diff`].
+    pub async fn changes(&self, wt: &Worktree) -> Result<Vec<FileChange>> {
+        Ok(changes_from_diff(&self.diff(wt).await?))
+    }
+
+    /// True when the change is only formatting: nothing but end-of-line whitespace and blank
+    /// lines, or, when no indentation-sensitive file (Python, YAML, Makefile) is touched, no
+    /// whitespace at all.
+    pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
+        let range = format!("{}...HEAD", wt.base_sha);
+        let base = [
+            "-c",
+            "core.quotePath=false",
+            "diff",
+            "--text",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--numstat",
+            "-z",
+        ];
+        let strict = wt_git(wt, &[&base[..], &[range.as_str()]].concat()).await?;
+        if strict.trim_matches('\0').is_empty() {
+            return Ok(false);
+        }
+        let only_zero = |out: &str| {
+            out.split('\0')
+                .filter(|r| !r.is_empty())
+                .all(|r| r.starts_with("0\t0\t") || !r.contains('\t'))
+        };
+        let eol = wt_git(
+            wt,
+            &[
+                &base[..],
+                &[
+                    "--ignore-space-at-eol",
+                    "--ignore-blank-lines",
+                    "--ignore-cr-at-eol",
+                    &range,
+                ],
+            ]
+            .concat(),
+        )
         .await?;
-        Ok(!strict.trim().is_empty() && loose.lines().all(|l| l.starts_with("0\t0\t")))
+        if only_zero(&eol) {
+            return Ok(true);
+        }
+        let sensitive = changes_from_diff(&self.diff(wt).await?).iter().any(|c| {
+            let name = c.path.rsplit('/').next().unwrap_or(&c.path);
+            name.ends_with(".py")
+                || name.ends_with(".yaml")
+                || name.ends_with(".yml")
+                || name == "Makefile"
+                || name.ends_with(".mk")
+        });
+        if sensitive {
+            return Ok(false);
+        }
+        let all = wt_git(
+            wt,
+            &[
+                &base[..],
+                &["--ignore-all-space", "--ignore-blank-lines", &range],
+            ]
+            .concat(),
+        )
+        .await?;
+        Ok(only_zero(&all))
     }
 
     /// Pushes the branch to `destination` (a path or URL given on the command line, never
@@ -422,6 +486,22 @@ impl Workspaces {
                 branch: branch.into(),
                 tested: tested.into(),
                 actual,
+            });
+        }
+        // Only a change tested on top of the current base merges: if the base moved since,
+        // the merged result was never tested.
+        let base_ref = format!("refs/heads/{}^{{commit}}", repo.base);
+        let base_tip = git(&mirror, &["rev-parse", &base_ref])
+            .await?
+            .trim()
+            .to_string();
+        if git(&mirror, &["merge-base", "--is-ancestor", &base_tip, tested])
+            .await
+            .is_err()
+        {
+            return Err(WorkspaceError::BaseMoved {
+                base: repo.base.clone(),
+                tip: base_tip,
             });
         }
         mkdir(&self.worktrees)?;
@@ -591,20 +671,95 @@ pub fn repo_name_from_url(url: &str) -> String {
     }
 }
 
-fn parse_numstat(out: &str) -> Vec<FileChange> {
-    out.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, '\t');
-            let (a, d, p) = (it.next()?, it.next()?, it.next()?);
-            let binary = a == "-";
-            Some(FileChange {
-                path: p.to_string(),
-                added: a.parse().unwrap_or(0),
-                deleted: d.parse().unwrap_or(0),
-                binary,
-            })
-        })
-        .collect()
+/// Undoes git's C-style quoting of a path (`"a\\303\\251.txt"` → `aé.txt`).
+pub fn unquote_path(p: &str) -> String {
+    let Some(inner) = p.strip_prefix('"').and_then(|q| q.strip_suffix('"')) else {
+        return p.to_string();
+    };
+    let mut bytes = Vec::new();
+    let mut it = inner.bytes().peekable();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match it.next() {
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'r') => bytes.push(b'\r'),
+            Some(d @ b'0'..=b'7') => {
+                let mut v = u32::from(d - b'0');
+                for _ in 0..2 {
+                    if let Some(&n @ b'0'..=b'7') = it.peek() {
+                        v = v * 8 + u32::from(n - b'0');
+                        it.next();
+                    }
+                }
+                bytes.push(v as u8);
+            }
+            Some(other) => bytes.push(other),
+            None => {}
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Per-file added and deleted lines of a unified diff (`git diff --text` output).
+pub fn changes_from_diff(diff: &str) -> Vec<FileChange> {
+    let mut out: Vec<FileChange> = Vec::new();
+    let mut in_header = false;
+    let mut old_path: Option<String> = None;
+    for line in diff.lines() {
+        if line.starts_with("diff --git ") {
+            in_header = true;
+            old_path = None;
+            continue;
+        }
+        if in_header {
+            if let Some(p) = line.strip_prefix("--- ") {
+                old_path = (p != "/dev/null")
+                    .then(|| unquote_path(p).trim_start_matches("a/").to_string());
+            } else if let Some(p) = line.strip_prefix("+++ ") {
+                let path = if p == "/dev/null" {
+                    old_path.clone().unwrap_or_default()
+                } else {
+                    unquote_path(p).trim_start_matches("b/").to_string()
+                };
+                out.push(FileChange {
+                    path,
+                    added: 0,
+                    deleted: 0,
+                    binary: false,
+                });
+            } else if line.starts_with("Binary files ") {
+                // Only without --text; kept for completeness.
+                if let Some(rest) = line.strip_prefix("Binary files ") {
+                    let path = rest
+                        .rsplit(" and ")
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches(" differ");
+                    out.push(FileChange {
+                        path: unquote_path(path).trim_start_matches("b/").to_string(),
+                        added: 0,
+                        deleted: 0,
+                        binary: true,
+                    });
+                }
+            } else if line.starts_with("@@") {
+                in_header = false;
+            }
+            continue;
+        }
+        if let Some(last) = out.last_mut() {
+            if line.starts_with('+') {
+                last.added += 1;
+            } else if line.starts_with('-') {
+                last.deleted += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Base arguments for every host git command: no hooks, no fsmonitor, no prompts.
@@ -711,9 +866,15 @@ mod tests {
     }
 
     #[test]
-    fn numstat_parses_binary_and_text() {
-        let c = parse_numstat("3\t1\ta.py\n-\t-\timg.png\n");
-        assert_eq!(c[0].added, 3);
-        assert!(c[1].binary);
+    fn changes_count_from_the_diff_with_unusual_names() {
+        let diff = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1,2 +1,3 @@\n-x\n+y\n+++z\n ctx\ndiff --git \"a/.github/workflows/\\303\\251.yml\" \"b/.github/workflows/\\303\\251.yml\"\nnew file mode 100644\n--- /dev/null\n+++ \"b/.github/workflows/\\303\\251.yml\"\n@@ -0,0 +1 @@\n+on: push\ndiff --git a/gone.txt b/gone.txt\ndeleted file mode 100644\n--- a/gone.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n";
+        let c = changes_from_diff(diff);
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            (c[0].path.as_str(), c[0].added, c[0].deleted),
+            ("a.py", 2, 1)
+        );
+        assert_eq!(c[1].path, ".github/workflows/é.yml");
+        assert_eq!((c[2].path.as_str(), c[2].deleted), ("gone.txt", 1));
     }
 }

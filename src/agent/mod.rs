@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::sandbox::SandboxError;
 use crate::store::{RunLog, StoreError};
-use crate::tools::builtins::{self, ToolContext, ToolOutcome};
+use crate::tools::builtins::{ToolContext, ToolOutcome};
 use llm::{Block, CompletionRequest, Llm, LlmError, Message, Role, ToolSpec, Usage};
 
 /// Most bytes of one tool result sent back to the model (the `run` tool caps its own
@@ -258,7 +258,7 @@ impl AgentNode<'_> {
             for (id, name, arguments) in calls {
                 let t = Instant::now();
                 let outcome = if self.tools.iter().any(|t| t.name == name) {
-                    builtins::call(&self.ctx, &name, &arguments).await?
+                    crate::tools::dispatch(&self.ctx, &name, &arguments).await?
                 } else {
                     let offered: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
                     ToolOutcome::Error(format!(

@@ -27,7 +27,11 @@ use crate::store::{RunLog, RunRecord, RunState};
 use crate::task::{Task, TaskState, new_id, now_ms};
 use crate::tools::builtins::ToolContext;
 use crate::tools::guard::CommandGuard;
+use crate::tools::mcp::{self, McpHub};
+use crate::tools::prefetch::{Index, RepoSignals, Request};
+use crate::tools::registry::ToolEntry;
 use crate::workspace::Worktree;
+use std::sync::Arc;
 
 /// The blueprint's name (the report's `blueprint`).
 pub const NAME: &str = "code_change";
@@ -156,6 +160,7 @@ pub async fn run(
         coverage_cmd,
         guard,
         merged: false,
+        mcp_session: None,
         timings: Timings {
             workspace: workspace_ms,
             ..Timings::default()
@@ -350,6 +355,8 @@ struct Flow<'a> {
     guard: CommandGuard,
     /// Whether an auto-merge went through.
     merged: bool,
+    /// The docker sidecar that runs this run's sandboxed MCP servers.
+    mcp_session: Option<Box<dyn Session>>,
     timings: Timings,
     fix_rounds: u32,
     tools: Vec<String>,
@@ -482,6 +489,11 @@ impl Flow<'_> {
         if let Err(e) = session.close().await {
             tracing::warn!(error = %e, "could not close sandbox");
         }
+        if let Some(side) = self.mcp_session.take()
+            && let Err(e) = side.close().await
+        {
+            tracing::warn!(error = %e, "could not close the MCP sidecar");
+        }
         let Sandboxed {
             end,
             results,
@@ -518,7 +530,7 @@ impl Flow<'_> {
             ci: None,
         }));
         let classified = classify::classify(&changes, whitespace_only);
-        let (decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
+        let (mut decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
         reasons.push(format!(
             "classified {}: {}",
             classified.class.as_str(),
@@ -573,7 +585,8 @@ impl Flow<'_> {
                     tracker.finish(node, true, m.sha).await?;
                 }
                 Err(e) => {
-                    // The change stays published; a person can merge it.
+                    // The change stays published; a person decides.
+                    decision = Decision::NeedsApproval;
                     reasons.push(format!(
                         "auto-merge failed, so it waits for an approval: {e}"
                     ));
@@ -723,9 +736,9 @@ impl Flow<'_> {
         let log = tracker.log.clone();
         let guard = self.guard.clone();
         let node = tracker.start("prefetch", NodeKind::Deterministic).await;
-        let specs = crate::tools::prefetch(cfg.file.prefetch.k);
+        let (specs, routes, hub, prefetch_detail) = self.prefetch(task, tracker, session).await?;
         self.tools = specs.iter().map(|s| s.name.clone()).collect();
-        tracker.finish(node, true, self.tools.join(", ")).await?;
+        tracker.finish(node, true, prefetch_detail).await?;
 
         let root = std::fs::canonicalize(&self.wt.path).map_err(|e| {
             RunError::Sandbox(crate::sandbox::SandboxError::Spawn(format!(
@@ -742,6 +755,8 @@ impl Flow<'_> {
                 max_timeout: cfg.command_timeout(),
                 output_cap: cfg.file.sandbox.output_cap_bytes,
                 guard: &guard,
+                mcp: Some(&hub),
+                routes: &routes,
             },
             log: &log,
             max_output_tokens: cfg.file.agent.max_output_tokens,
@@ -787,7 +802,95 @@ impl Flow<'_> {
             end_v = end?;
             results = self.checks(tracker, session).await?;
         }
+        hub.close().await;
         Ok((end_v, results))
+    }
+
+    /// The prefetch node: start this run's sandboxed MCP servers, then rank the registry.
+    /// Returns the specs offered, their routes, the run's MCP hub and a one-line summary.
+    async fn prefetch(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        session: &dyn Session,
+    ) -> Result<
+        (
+            Vec<crate::agent::llm::ToolSpec>,
+            crate::tools::Routes,
+            McpHub,
+            String,
+        ),
+        FlowError,
+    > {
+        let runner = self.runner;
+        let cfg = &runner.cfg;
+        let hub = runner.mcp.fork().await;
+        let sandboxed: Vec<_> = cfg
+            .file
+            .mcp_servers
+            .iter()
+            .filter(|c| !mcp::runs_on_host(c))
+            .cloned()
+            .collect();
+        let mut registry = runner.registry.clone();
+        if !sandboxed.is_empty() {
+            // Docker: a sidecar container under the same policy, because every command in the
+            // agent's container ends the processes it leaves behind. bwrap: its own namespace.
+            let host: &dyn Session = if runner.sandbox.backend() == crate::sandbox::Backend::Docker
+            {
+                let side = runner
+                    .sandbox
+                    .start(&self.spec(NetworkAccess::None, &tracker.record.run_id))
+                    .await?;
+                self.mcp_session = Some(side);
+                self.mcp_session.as_deref().unwrap_or(session)
+            } else {
+                session
+            };
+            let (tools, problems) = hub.connect_sandboxed(host, &sandboxed).await;
+            for p in &problems {
+                tracing::warn!(problem = %p, "MCP server");
+            }
+            registry = Arc::new(runner.registry.extended(tools, problems));
+        }
+        let live = hub.servers().await;
+        let callable = |e: &ToolEntry| e.server.as_ref().is_none_or(|s| live.contains(s));
+        let rev = task.current();
+        let mut context = rev.context.join("\n");
+        context.push('\n');
+        context.push_str(&rev.links.join("\n"));
+        let signals = RepoSignals::from_dir(&self.wt.path);
+        let index = Index::new(&registry);
+        let selection = index.select(&Request {
+            task: &rev.instructions,
+            context: &context,
+            repo: Some(&signals),
+            k: cfg.file.prefetch.k,
+            always: crate::tools::builtins::NAMES,
+            allow_destructive: cfg.file.prefetch.allow_destructive,
+            callable: Some(&callable),
+        });
+        tracker
+            .log
+            .transcript("prefetch", 0, json!({"picks": selection.picks, "withheld": selection.withheld, "problems": registry.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()}))
+            .await?;
+        let mut specs = Vec::new();
+        let mut routes = crate::tools::Routes::new();
+        for p in &selection.picks {
+            if let Some(e) = registry.get(&p.name) {
+                specs.push(crate::tools::spec_of(e));
+                if let Some(server) = &e.server {
+                    routes.insert(e.name.clone(), (server.clone(), e.original.clone()));
+                }
+            }
+        }
+        let detail = format!(
+            "{} tools ({} MCP) of {} known",
+            specs.len(),
+            routes.len(),
+            registry.entries().len()
+        );
+        Ok((specs, routes, hub, detail))
     }
 
     async fn checks(

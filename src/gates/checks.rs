@@ -181,7 +181,10 @@ pub fn detect_setup(root: &Path) -> Option<CheckCommand> {
             source: file.to_string(),
         })
     };
-    if has(".slipway/setup.sh") {
+    let slipway_dir_ok = std::fs::symlink_metadata(root.join(".slipway")).is_ok_and(|m| m.is_dir());
+    let script_ok =
+        std::fs::symlink_metadata(root.join(".slipway/setup.sh")).is_ok_and(|m| m.is_file());
+    if slipway_dir_ok && script_ok {
         return setup("sh .slipway/setup.sh", ".slipway/setup.sh");
     }
     if has("requirements.txt") {
@@ -191,7 +194,12 @@ pub fn detect_setup(root: &Path) -> Option<CheckCommand> {
         );
     }
     if has("package-lock.json") {
-        return setup("npm ci --no-audit --no-fund", "package-lock.json");
+        // --ignore-scripts: install scripts are code an earlier revision could have changed,
+        // and setup has network.
+        return setup(
+            "npm ci --ignore-scripts --no-audit --no-fund",
+            "package-lock.json",
+        );
     }
     if has("Cargo.toml") {
         return setup("cargo fetch", "Cargo.toml");
@@ -216,7 +224,7 @@ pub async fn run_all(
         let r = session.exec(&c.command, timeout, cancel).await?;
         let status = if r.success() {
             CheckStatus::Pass
-        } else if r.exit_code == Some(COMMAND_NOT_FOUND) {
+        } else if r.exit_code == Some(COMMAND_NOT_FOUND) && not_found(&c.command, &r.output) {
             CheckStatus::Unavailable
         } else {
             CheckStatus::Fail
@@ -231,6 +239,15 @@ pub async fn run_all(
         });
     }
     Ok(out)
+}
+
+/// Whether the shell said the command's own program was not found (exit 127 alone could be
+/// a test suite's own status).
+pub fn not_found(command: &str, output: &str) -> bool {
+    let program = command.split_whitespace().next().unwrap_or("");
+    output
+        .lines()
+        .any(|l| l.contains(program) && (l.contains("not found") || l.contains("No such file")))
 }
 
 /// The failing checks as text for a fix round: command and output of each.

@@ -29,8 +29,18 @@ pub const KNOWN_GATES: &[&str] = &[
     "policy",
 ];
 
-/// Paths no change may touch, whatever the config says: slipway's own policy files.
-pub const ALWAYS_FORBIDDEN: &[&str] = &[".slipway/**"];
+/// Paths no change may touch, whatever the config says: slipway's own policy files (and a
+/// `.slipway` that is itself a file or symlink, which `.slipway/**` does not match).
+pub const ALWAYS_FORBIDDEN: &[&str] = &[".slipway", ".slipway/**"];
+
+/// Paths whose change always needs a person: the instructions agents read.
+pub const ALWAYS_REVIEW: &[&str] = &[
+    "AGENTS.md",
+    "**/AGENTS.md",
+    "CLAUDE.md",
+    "**/CLAUDE.md",
+    ".cursor/**",
+];
 
 /// A policy problem, naming where and what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -72,6 +82,13 @@ pub const REPO_POLICY_PATH: &str = ".slipway/policy.toml";
 impl RepoPolicy {
     /// Reads and validates `root/.slipway/policy.toml`; `Ok(None)` when there is none.
     pub fn load(root: &Path) -> Result<Option<Self>, PolicyError> {
+        if std::fs::symlink_metadata(root.join(".slipway")).is_ok_and(|m| !m.is_dir()) {
+            return Err(PolicyError {
+                file: ".slipway".into(),
+                key: "(file)".into(),
+                message: "must be a directory, not a link or a file".into(),
+            });
+        }
         let path = root.join(REPO_POLICY_PATH);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             return Ok(None);
@@ -200,7 +217,13 @@ pub fn effective(server: &PolicyConfig, repo: Option<&RepoPolicy>) -> EffectiveP
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         ),
-        review_paths: server.review_paths.clone(),
+        review_paths: union(
+            &server.review_paths,
+            &ALWAYS_REVIEW
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ),
         max_files: server.max_files,
         max_lines: server.max_lines,
         auto_merge: server_classes.clone(),

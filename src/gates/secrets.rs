@@ -83,7 +83,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "generic-secret",
-        pattern: r#"(?i)(?:secret|token|passwd|password|api_?key|access_?key|private_?key|client_?secret|auth)[A-Za-z0-9_]*['"]?\s*[:=]{1,2}\s*['"]([^'"\s]{16,})['"]"#,
+        pattern: r#"(?i)(?:secret|token|passwd|password|api_?key|access_?key|private_?key|client_?secret|auth)[A-Za-z0-9_]*['"]?\s*[:=]{1,2}\s*['"]?([^'"\s,;]{16,})"#,
         group: 1,
     },
 ];
@@ -173,17 +173,21 @@ impl Scanner {
         out
     }
 
-    /// Scans the added lines of a unified diff (`git diff` output).
+    /// Scans the added lines of a unified diff (`git diff` output). File headers are only
+    /// read between a `diff --git` line and the first hunk, so an added line that starts
+    /// with `++ ` is content, not a header.
     pub fn scan_diff(&self, diff: &str) -> Vec<Finding> {
         let mut findings = Vec::new();
         let mut path = String::new();
         let mut new_line = 0usize;
+        let mut in_header = false;
         for line in diff.lines() {
-            if let Some(p) = line.strip_prefix("+++ ") {
-                path = p.strip_prefix("b/").unwrap_or(p).to_string();
+            if line.starts_with("diff --git ") {
+                in_header = true;
                 continue;
             }
             if line.starts_with("@@") {
+                in_header = false;
                 // @@ -a,b +c,d @@: the next added line is line c.
                 new_line = line
                     .split_whitespace()
@@ -191,6 +195,14 @@ impl Scanner {
                     .and_then(|t| t.split(',').next())
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(1);
+                continue;
+            }
+            if in_header || (path.is_empty() && line.starts_with("+++ ")) {
+                if let Some(p) = line.strip_prefix("+++ ") {
+                    path = crate::workspace::unquote_path(p)
+                        .trim_start_matches("b/")
+                        .to_string();
+                }
                 continue;
             }
             if let Some(added) = line.strip_prefix('+') {
@@ -293,6 +305,16 @@ mod tests {
             "placeholder"
         );
         assert!(s.scan_line("let total = add(a, b);").is_empty());
+    }
+
+    #[test]
+    fn unquoted_env_values_and_added_plus_lines_are_scanned() {
+        let s = Scanner::new();
+        assert!(!s.scan_line("DB_PASSWORD=q8Zr3vLm0xT7pW2sK9nB").is_empty());
+        let diff = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -0,0 +1,2 @@\n+++ token = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n+y\n";
+        let f = s.scan_diff(diff);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].path.as_str(), f[0].line), ("x", 1));
     }
 
     #[test]

@@ -114,7 +114,14 @@ pub struct BwrapSession {
 }
 
 impl BwrapSession {
+    /// bwrap running `sh -c command`.
     fn command(&self, command: &str) -> Command {
+        let argv = ["/bin/sh".to_string(), "-c".to_string(), command.to_string()];
+        self.command_argv(&argv)
+    }
+
+    /// bwrap running `argv` directly.
+    fn command_argv(&self, argv: &[String]) -> Command {
         let lim = &self.policy.limits;
         let mut cmd = match &self.sandbox.prlimit {
             Some(prlimit) => {
@@ -171,7 +178,7 @@ impl BwrapSession {
         for (k, v) in &self.policy.env {
             cmd.args(["--setenv", k, v]);
         }
-        cmd.args(["--", "/bin/sh", "-c", command]);
+        cmd.arg("--").args(argv);
         cmd.env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -251,6 +258,28 @@ impl Session for BwrapSession {
             omitted_bytes,
             timed_out,
             duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    async fn spawn_stdio(&self, argv: &[String]) -> Result<super::StdioProcess> {
+        let mut cmd = self.command_argv(argv);
+        cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+            return Err(SandboxError::Spawn("bwrap: no stdio pipes".into()));
+        };
+        if let Some(pid) = child.id() {
+            self.children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(pid);
+        }
+        Ok(super::StdioProcess {
+            stdout: Box::new(stdout),
+            stdin: Box::new(stdin),
+            guard: Box::new(std::sync::Mutex::new(child)),
         })
     }
 

@@ -33,21 +33,31 @@ const DEFAULT_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/podman/podman.s
 
 /// Runs one command (`$2`) under `timeout` (`$1` seconds, then SIGKILL 5 s later), then
 /// kills every process left in the container except init (PID 1), the container's main
-/// process (the oldest other one) and itself, and exits with the command's status. So no
+/// process (the oldest other one) and itself (stop, then kill, repeated until a pass finds
+/// none, for processes that fork meanwhile), and exits with the command's status. So no
 /// background process outlives its command: nothing the agent started is running while the
 /// host reads or writes the clone, and a `cmd &` cannot hold the output stream open.
 const EXEC_WRAPPER: &str = r#"timeout -k 5 "$1" sh -c "$2"; rc=$?
+set -f
 self=$$; main=; oldest=
 for d in /proc/[0-9]*; do
   p=${d#/proc/}; [ "$p" = 1 ] && continue; [ "$p" = "$self" ] && continue
-  read -r line < "$d/stat" 2>/dev/null || continue
+  { read -r line < "$d/stat"; } 2>/dev/null || continue
   rest=${line##*) }; set -- $rest; start=${20}
-  if [ -z "$oldest" ] || [ "$start" -lt "$oldest" ]; then oldest=$start; main=$p; fi
+  if [ -z "$oldest" ] || [ "$start" -lt "$oldest" ] 2>/dev/null; then oldest=$start; main=$p; fi
 done
-for d in /proc/[0-9]*; do
-  p=${d#/proc/}
-  case "$p" in 1|"$self"|"$main") continue ;; esac
-  kill -9 "$p" 2>/dev/null
+# Processes may fork while we scan: stop everything, then kill, until a pass finds none.
+for pass in 1 2 3 4 5 6 7 8; do
+  left=
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case "$p" in 1|"$self"|"$main") continue ;; esac
+    [ -r "$d/stat" ] || continue
+    left="$left $p"
+  done
+  [ -z "$left" ] && break
+  kill -STOP $left 2>/dev/null
+  kill -9 $left 2>/dev/null
 done
 exit $rc"#;
 
@@ -444,6 +454,54 @@ impl Session for DockerSession {
             omitted_bytes,
             timed_out,
             duration_ms: elapsed.as_millis() as u64,
+        })
+    }
+
+    async fn spawn_stdio(&self, argv: &[String]) -> Result<super::StdioProcess> {
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(false),
+                    cmd: Some(argv.to_vec()),
+                    working_dir: Some(WORKSPACE.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_err)?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await
+            .map_err(engine_err)?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(SandboxError::Engine("exec did not attach".into()));
+        };
+        let stdout = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(message))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            }
+        });
+        let reader = tokio_util::io::StreamReader::new(Box::pin(stdout));
+        Ok(super::StdioProcess {
+            stdout: Box::new(reader),
+            stdin: Box::new(input),
+            guard: Box::new(()),
         })
     }
 

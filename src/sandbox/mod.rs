@@ -223,6 +223,15 @@ impl ExecOutput {
     }
 }
 
+/// A long-running process in a sandbox with its stdio piped (an MCP server). Its stderr is
+/// discarded. Dropping it ends the process (bwrap) or leaves it to the sandbox's close
+/// (docker).
+pub struct StdioProcess {
+    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pub stdin: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
 /// A sandbox backend.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
@@ -248,6 +257,9 @@ pub trait Session: Send + Sync {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput>;
+    /// Starts `argv` (no shell) with stdio piped, under the same policy, with no timeout: for
+    /// MCP servers that live as long as the run.
+    async fn spawn_stdio(&self, argv: &[String]) -> Result<StdioProcess>;
     /// Stops and removes everything the sandbox started.
     async fn close(&self) -> Result<()>;
 }

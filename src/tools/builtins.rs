@@ -134,6 +134,9 @@ pub struct ToolContext<'a> {
     pub output_cap: usize,
     /// Checks every `run` command before it reaches the sandbox.
     pub guard: &'a CommandGuard,
+    /// Live MCP servers and where each offered MCP tool goes.
+    pub mcp: Option<&'a super::mcp::McpHub>,
+    pub routes: &'a super::Routes,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, ToolOutcome> {

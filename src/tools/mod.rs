@@ -2,10 +2,51 @@
 //! which ≤ k tools a run is offered. (The MCP tool registry plugs in here.)
 
 pub mod builtins;
+pub mod eval;
 pub mod guard;
+pub mod mcp;
 pub mod paths;
+pub mod prefetch;
+pub mod registry;
+pub mod text;
+
+use std::collections::HashMap;
 
 use crate::agent::llm::ToolSpec;
+use crate::sandbox::SandboxError;
+use builtins::{ToolContext, ToolOutcome};
+use registry::ToolEntry;
+
+/// Where a non-built-in tool's calls go: exposed name → (server, name on the server).
+pub type Routes = HashMap<String, (String, String)>;
+
+/// The model-facing spec of a registry entry.
+pub fn spec_of(e: &ToolEntry) -> ToolSpec {
+    ToolSpec {
+        name: e.name.clone(),
+        description: e.description.clone(),
+        input_schema: e.input_schema.clone(),
+    }
+}
+
+/// Runs one tool call: built-ins here, MCP tools through their server. `Err` only for
+/// sandbox failures, which stop the run.
+pub async fn dispatch(
+    ctx: &ToolContext<'_>,
+    name: &str,
+    args: &str,
+) -> Result<ToolOutcome, SandboxError> {
+    if builtins::NAMES.contains(&name) {
+        return builtins::call(ctx, name, args).await;
+    }
+    match (ctx.mcp, ctx.routes.get(name)) {
+        (Some(hub), Some((server, tool))) => Ok(match hub.call(server, tool, args).await {
+            Ok(text) => ToolOutcome::Output(text),
+            Err(e) => ToolOutcome::Error(e),
+        }),
+        _ => Ok(ToolOutcome::Error(format!("unknown tool {name:?}"))),
+    }
+}
 
 /// Built-ins every `code_change` run needs, whatever k is: without them the agent can
 /// neither change code nor end.
@@ -16,24 +57,27 @@ pub const REQUIRED: &[&str] = &[
     builtins::RUN,
 ];
 
-/// The tools offered to one run, at most `k` (contract: default 15, built-ins included).
-/// Today the candidates are the built-ins; required ones come first when k is smaller.
-pub fn prefetch(k: usize) -> Vec<ToolSpec> {
-    let mut specs = builtins::specs();
-    specs.sort_by_key(|s| !REQUIRED.contains(&s.name.as_str()));
-    // Config validation keeps k ≥ REQUIRED.len(), so this never cuts a required tool.
-    specs.truncate(k.max(REQUIRED.len()));
-    // Keep the contract's order for the model.
-    specs.sort_by_key(|s| builtins::NAMES.iter().position(|n| *n == s.name));
-    specs
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn prefetch_never_drops_required_tools() {
-        let names: Vec<String> = super::prefetch(2).into_iter().map(|s| s.name).collect();
-        assert_eq!(names, ["read_file", "edit_file", "run", "finish"]);
-        assert_eq!(super::prefetch(15).len(), 7);
-    }
+/// The registry a process starts with: built-ins, the catalogs (`catalog_globs`, or the
+/// config's `[prefetch] catalogs` when empty) and the host-side MCP servers, connected.
+pub async fn load_registry(
+    cfg: &crate::config::Config,
+    catalog_globs: &[String],
+    connect_live: bool,
+) -> (registry::Registry, mcp::McpHub) {
+    let mut problems = Vec::new();
+    let globs = if catalog_globs.is_empty() {
+        &cfg.file.prefetch.catalogs
+    } else {
+        catalog_globs
+    };
+    let files = registry::expand_globs(globs, &mut problems);
+    let (hub, live, live_problems) = if connect_live {
+        mcp::McpHub::connect_host(&cfg.file.mcp_servers).await
+    } else {
+        (mcp::McpHub::default(), Vec::new(), Vec::new())
+    };
+    let mut reg = registry::Registry::load(&files, live);
+    problems.extend(live_problems);
+    reg.problems.splice(0..0, problems);
+    (reg, hub)
 }

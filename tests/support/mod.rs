@@ -146,6 +146,7 @@ impl Harness {
         let store = Store::open(&data.path().join("store")).unwrap();
         let workspaces = Workspaces::new(data.path());
         let llm = slipway::agent::llm::from_config(&cfg.llm, &cfg.file.llm).unwrap();
+        let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
         let runner = Runner {
             cfg,
             store,
@@ -153,6 +154,8 @@ impl Harness {
             sandbox: sandbox(backend).await,
             llm,
             forge: Arc::new(LocalForge::new(workspaces)),
+            registry: Arc::new(registry),
+            mcp,
         };
         Self {
             runner,
