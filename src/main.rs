@@ -495,6 +495,14 @@ async fn cmd_tools(cfg: Arc<Config>, action: ToolsAction) -> anyhow::Result<Exit
             if json {
                 println!("{}", serde_json::to_string(&m)?);
             } else {
+                let k = m.k;
+                let with = eval::mean_prefetch_tokens(&reg, &cases, k, builtins::NAMES);
+                let all = eval::definition_tokens(&reg, None);
+                eprintln!(
+                    "tool definitions per request (characters ÷ 4): {with} tokens with prefetch at k={k}, {all} with all {} tools ({:.0}% fewer)",
+                    reg.entries().len(),
+                    100.0 * (1.0 - with as f64 / all.max(1) as f64)
+                );
                 println!(
                     "k={} queries={} recall={:.4} completeness={:.4} mrr={:.4} ndcg={:.4} ({} tools)",
                     m.k,

@@ -289,6 +289,7 @@ impl Session for BwrapSession {
         for pid in pids {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
                 .status()
                 .await;
         }

@@ -149,6 +149,47 @@ pub fn evaluate(registry: &Registry, cases: &[Case], k: usize, always: &[&str]) 
     }
 }
 
+/// Estimated tokens of the tool definitions sent to the model (name, description and JSON
+/// schema), as characters ÷ 4: for `names`, or for every tool when `names` is `None`.
+pub fn definition_tokens(registry: &Registry, names: Option<&[String]>) -> usize {
+    registry
+        .entries()
+        .iter()
+        .filter(|e| names.is_none_or(|n| n.contains(&e.name)))
+        .map(|e| {
+            serde_json::to_string(&super::spec_of(e))
+                .map(|s| s.chars().count())
+                .unwrap_or(0)
+        })
+        .sum::<usize>()
+        / 4
+}
+
+/// Mean estimated definition tokens per query with prefetch at `k`.
+pub fn mean_prefetch_tokens(
+    registry: &Registry,
+    cases: &[Case],
+    k: usize,
+    always: &[&str],
+) -> usize {
+    let index = Index::new(registry);
+    let total: usize = cases
+        .iter()
+        .map(|c| {
+            let names = index
+                .select(&Request {
+                    task: &c.query,
+                    k,
+                    always,
+                    ..Default::default()
+                })
+                .names();
+            definition_tokens(registry, Some(&names))
+        })
+        .sum();
+    total / cases.len().max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

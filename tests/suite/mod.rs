@@ -3,3 +3,4 @@ mod gates;
 mod isolation;
 mod llm;
 mod one_shot;
+mod tools;
