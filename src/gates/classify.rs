@@ -86,11 +86,24 @@ const DOCS: &[&str] = &[
     "**/*.md",
     "**/*.rst",
     "**/*.adoc",
-    "**/*.txt",
     "docs/**",
     "doc/**",
     "**/LICENSE*",
     "**/CHANGELOG*",
+];
+/// Lockfiles: pinned resolutions (a manifest without one may change scripts or config).
+const LOCKFILES: &[&str] = &[
+    "**/Cargo.lock",
+    "**/package-lock.json",
+    "**/yarn.lock",
+    "**/pnpm-lock.yaml",
+    "**/requirements*.txt",
+    "**/poetry.lock",
+    "**/Pipfile.lock",
+    "**/uv.lock",
+    "**/go.sum",
+    "**/Gemfile.lock",
+    "**/composer.lock",
 ];
 const TESTS: &[&str] = &[
     "tests/**",
@@ -142,10 +155,16 @@ pub fn classify(changes: &[FileChange], whitespace_only: bool) -> Classified {
             format!("{p} is CI or infrastructure"),
         );
     }
-    if all(&set(MANIFESTS)) {
+    if all(&set(MANIFESTS)) && any(&set(LOCKFILES)).is_some() {
         return c(
             Classification::DependencyUpdate,
             "only manifests and lockfiles changed".into(),
+        );
+    }
+    if all(&set(MANIFESTS)) {
+        return c(
+            Classification::Config,
+            "manifests changed without a lockfile: scripts or settings, not only versions".into(),
         );
     }
     if all(&set(DOCS)) {
@@ -198,6 +217,34 @@ mod tests {
             deleted,
             binary: false,
         }
+    }
+
+    #[test]
+    fn manifests_without_a_lockfile_are_config_and_txt_is_not_docs() {
+        assert_eq!(
+            classify(&[ch("package.json", 1, 1)], false).class,
+            Classification::Config
+        );
+        assert_eq!(
+            classify(
+                &[ch("package.json", 1, 1), ch("package-lock.json", 9, 9)],
+                false
+            )
+            .class,
+            Classification::DependencyUpdate
+        );
+        assert_ne!(
+            classify(
+                &[ch("requirements.txt", 1, 1), ch("README.md", 1, 0)],
+                false
+            )
+            .class,
+            Classification::Docs
+        );
+        assert_ne!(
+            classify(&[ch("CMakeLists.txt", 1, 1)], false).class,
+            Classification::Docs
+        );
     }
 
     #[test]

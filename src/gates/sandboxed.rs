@@ -68,7 +68,8 @@ pub async fn dependencies(
         let out = session.exec(cmd, timeout, cancel).await?;
         if out.success() {
             passed.push(cmd);
-        } else if out.exit_code == Some(COMMAND_NOT_FOUND)
+        } else if (out.exit_code == Some(COMMAND_NOT_FOUND)
+            && super::checks::not_found(cmd, &out.output))
             || out.output.contains("No module named pip")
         {
             unavailable.push(cmd);

@@ -23,7 +23,22 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "aws-secret-access-key",
-        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#,
+        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        group: 1,
+    },
+    Rule {
+        id: "gitlab-token",
+        pattern: r"\b(glpat-[0-9A-Za-z_-]{20,})",
+        group: 1,
+    },
+    Rule {
+        id: "npm-token",
+        pattern: r"\b(npm_[A-Za-z0-9]{36})\b",
+        group: 1,
+    },
+    Rule {
+        id: "google-oauth-secret",
+        pattern: r"\b(GOCSPX-[A-Za-z0-9_-]{28})",
         group: 1,
     },
     Rule {
@@ -38,7 +53,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "slack-token",
-        pattern: r"\b(xox[baprs]-[0-9A-Za-z-]{10,})",
+        pattern: r"\b(xox[abeprs]-[0-9A-Za-z-]{10,})",
         group: 1,
     },
     Rule {
@@ -277,6 +292,15 @@ mod tests {
             ("private-key", "-----BEGIN RSA PRIVATE KEY-----"),
             ("google-api-key", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
             ("stripe-secret-key", "sk_live_abcdefghijklmnopqrstuvwx"),
+            ("gitlab-token", "GITLAB=glpat-abcdefghij0123456789"),
+            (
+                "npm-token",
+                "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            ),
+            (
+                "aws-secret-access-key",
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLE+/",
+            ),
         ];
         for (rule, line) in cases {
             let hits = s.scan_line(line);

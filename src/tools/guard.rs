@@ -25,7 +25,18 @@ const NETWORK_TOOLS: &[&str] = &[
 const PRIVILEGE_TOOLS: &[&str] = &["sudo", "su", "doas", "pkexec"];
 /// Wrappers whose argument is another command.
 const WRAPPERS: &[&str] = &[
-    "env", "command", "exec", "nohup", "nice", "time", "xargs", "stdbuf",
+    "env", "command", "exec", "nohup", "nice", "time", "xargs", "stdbuf", "setsid", "busybox",
+    "chroot", "unshare", "ionice", "taskset", "flock",
+];
+/// Options of wrappers that take a value (`nice -n 5`, `timeout -s KILL`, `env -u NAME`).
+const OPTIONS_WITH_VALUE: &[&str] = &[
+    "-n",
+    "-s",
+    "-k",
+    "-u",
+    "--signal",
+    "--kill-after",
+    "--unset",
 ];
 /// git subcommands that only the harness runs.
 const GIT_HARNESS_ONLY: &[(&str, &str)] = &[
@@ -94,19 +105,30 @@ impl CommandGuard {
             let base = w.rsplit('/').next().unwrap_or(w);
             if w.contains('=') && !w.starts_with('-') && !w.starts_with('=') {
                 i += 1;
-            } else if base == "timeout" {
+            } else if base == "timeout" || WRAPPERS.contains(&base) {
+                let is_timeout = base == "timeout";
                 i += 1;
-                while i < words.len()
-                    && (words[i].starts_with('-')
-                        || words[i].chars().next().is_some_and(|c| c.is_ascii_digit()))
-                {
-                    i += 1;
+                while i < words.len() {
+                    let w = words[i].as_str();
+                    if OPTIONS_WITH_VALUE.contains(&w) {
+                        i += 2;
+                    } else if w.starts_with('-')
+                        || (w.contains('=') && !w.starts_with('='))
+                        || (is_timeout && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                    {
+                        i += 1;
+                    } else {
+                        break;
+                    }
                 }
-            } else if WRAPPERS.contains(&base) {
-                i += 1;
-                while i < words.len() && words[i].starts_with('-') {
-                    i += 1;
-                }
+            } else if base == "eval" {
+                // eval's words are a command again.
+                let rest = words[i + 1..].join(" ");
+                return segments(&rest)
+                    .iter()
+                    .map(|s| self.check_segment(s, depth + 1))
+                    .find(|v| *v != Verdict::Allow)
+                    .unwrap_or(Verdict::Allow);
             } else {
                 break;
             }
@@ -116,7 +138,13 @@ impl CommandGuard {
         };
         let rest = &words[i + 1..];
         let base = program.rsplit('/').next().unwrap_or(program);
-        let joined = normalise(&words[i..].join(" "));
+        // Configured denials compare the program by its base name (`/usr/bin/make` is `make`).
+        let joined = normalise(
+            &std::iter::once(base)
+                .chain(words[i + 1..].iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
         for d in &self.denied {
             if joined == *d || joined.starts_with(&format!("{d} ")) {
                 return deny(&format!("`{d}` is denied by policy (denied_commands)"));
@@ -133,8 +161,10 @@ impl CommandGuard {
             ));
         }
         if matches!(base, "sh" | "bash" | "dash" | "zsh") && depth < 3 {
-            if let Some(pos) = rest.iter().position(|w| w == "-c")
-                && let Some(script) = rest.get(pos + 1)
+            // `-c`, or a short-option cluster holding it (`-ec`, `-xc`).
+            if let Some(pos) = rest.iter().position(|w| {
+                w == "-c" || (w.starts_with('-') && !w.starts_with("--") && w.contains('c'))
+            }) && let Some(script) = rest.get(pos + 1)
             {
                 for s in segments(script) {
                     if let Verdict::Deny(r) = self.check_segment(&s, depth + 1) {
@@ -176,6 +206,12 @@ fn check_git(args: &[String]) -> Verdict {
         .any(|a| a.to_ascii_lowercase().contains("credential"))
     {
         return deny("git credential settings are not allowed");
+    }
+    if global
+        .iter()
+        .any(|a| a.to_ascii_lowercase().starts_with("alias."))
+    {
+        return deny("git aliases on the command line are not allowed (they can hide a push)");
     }
     let Some(sub) = args.get(i) else {
         return Verdict::Allow;
@@ -270,6 +306,15 @@ mod tests {
             "make deploy",
             "make  deploy PROD=1",
             "env -i curl x",
+            "bash -ec 'git push'",
+            "nice -n 5 curl x",
+            "timeout -s KILL 5 curl x",
+            "env -u HOME curl x",
+            "setsid wget x",
+            "eval 'git push origin main'",
+            "busybox wget x",
+            "git -c alias.p=push p",
+            "/usr/bin/make deploy",
         ] {
             assert!(denied(cmd), "{cmd} should be denied");
         }

@@ -619,5 +619,15 @@ mod tests {
             empty.names(),
             vec!["finish".to_string(), "read_file".to_string()]
         );
+        // A huge task is cut to its first query terms, not refused.
+        let huge = format!(
+            "open a pull request {}",
+            "lorem ipsum dolor ".repeat(100_000)
+        );
+        assert!(
+            select(&huge, false)
+                .names()
+                .contains(&"create_pull_request".to_string())
+        );
     }
 }
