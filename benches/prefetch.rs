@@ -34,6 +34,7 @@ fn registry_of(target: usize) -> Registry {
             servers.push(ServerTools {
                 server: format!("{}-{copy}", s.server),
                 source: ToolSource::Live,
+                host_side: false,
                 tools: s.tools[..take].to_vec(),
             });
             count += take;

@@ -312,6 +312,10 @@ pub struct McpServerConfig {
     pub url: Option<String>,
     #[serde(default)]
     pub host_side: bool,
+    /// Host variables passed to a host-side stdio server (its environment is otherwise only
+    /// PATH, HOME and LANG).
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// The file as written; every key optional.
@@ -377,6 +381,19 @@ pub struct Config {
     pub secret_values: SecretValues,
     /// Names of credential variables that are set (values never kept here), for `doctor`.
     pub credentials_present: Vec<&'static str>,
+    /// PATH, HOME, LANG and the variables `[[mcp_servers]] env` names: all a host-side MCP
+    /// server may receive. Its `Debug` prints names only.
+    pub mcp_env: McpEnv,
+}
+
+/// Environment passed to host-side MCP servers.
+#[derive(Clone, Default)]
+pub struct McpEnv(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for McpEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 /// Secret values known to this process. Its `Debug` prints only a count.
@@ -450,14 +467,14 @@ impl Config {
                 value: env.get("SLIPWAY_DATA_DIR").unwrap_or("./.slipway").into(),
                 expected: format!("a usable path ({e})"),
             })?;
-        if file.prefetch.k < crate::tools::REQUIRED.len() {
+        if file.prefetch.k < crate::tools::builtins::NAMES.len() {
             return Err(ConfigError::Invalid {
                 name: "[prefetch] k".into(),
                 value: file.prefetch.k.to_string(),
                 expected: format!(
                     "at least {}: every run needs {}",
-                    crate::tools::REQUIRED.len(),
-                    crate::tools::REQUIRED.join(", ")
+                    crate::tools::builtins::NAMES.len(),
+                    crate::tools::builtins::NAMES.join(", ")
                 ),
             });
         }
@@ -476,6 +493,14 @@ impl Config {
             .copied()
             .filter(|v| env.get(v).is_some())
             .collect();
+        let mcp_env = McpEnv(
+            ["PATH", "HOME", "LANG"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(file.mcp_servers.iter().flat_map(|m| m.env.iter().cloned()))
+                .filter_map(|k| env.get(&k).map(|v| (k.clone(), v.to_string())))
+                .collect(),
+        );
         Ok(Self {
             file,
             data_dir,
@@ -483,6 +508,7 @@ impl Config {
             docker_host: env.get("DOCKER_HOST").map(str::to_owned),
             secret_values,
             credentials_present,
+            mcp_env,
         })
     }
 
@@ -499,6 +525,7 @@ impl Config {
             docker_host: None,
             secret_values: SecretValues::default(),
             credentials_present: Vec::new(),
+            mcp_env: McpEnv::default(),
         }
     }
 

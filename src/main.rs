@@ -395,6 +395,18 @@ fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> 
 
 async fn cmd_tools(cfg: Arc<Config>, action: ToolsAction) -> anyhow::Result<ExitCode> {
     use slipway::tools::{builtins, eval, prefetch};
+    let k_given = match &action {
+        ToolsAction::Explain { k, .. } | ToolsAction::Eval { k, .. } => *k,
+        ToolsAction::List { .. } => None,
+    };
+    if let Some(k) = k_given
+        && k < builtins::NAMES.len()
+    {
+        return usage(format!(
+            "--k {k} is too small: the {} built-ins are always offered",
+            builtins::NAMES.len()
+        ));
+    }
     match action {
         ToolsAction::List { json, catalogs } => {
             let (reg, hub) = slipway::tools::load_registry(&cfg, &catalogs, true).await;

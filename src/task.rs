@@ -164,6 +164,22 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// `s` cut to at most `cap` bytes on a character boundary, with a note saying so.
+pub fn cap_bytes(s: &str, cap: usize) -> String {
+    if s.len() <= cap {
+        return s.to_string();
+    }
+    let mut end = cap;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[result capped at {cap} bytes of {}]",
+        &s[..end],
+        s.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +195,13 @@ mod tests {
             "slipway/abcdef12-n-code"
         );
         assert_eq!(branch_name("abcdef123456", "🚀✨"), "slipway/abcdef12");
+    }
+
+    #[test]
+    fn capping_keeps_whole_characters_and_says_so() {
+        assert_eq!(cap_bytes("héllo", 10), "héllo");
+        let c = cap_bytes("héllo", 2);
+        assert!(c.starts_with("h\n[result capped at 2 bytes of 6]"), "{c}");
     }
 
     #[test]

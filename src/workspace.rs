@@ -319,23 +319,12 @@ impl Workspaces {
         for (k, v) in trailers {
             message.push_str(&format!("{k}: {v}\n"));
         }
-        wt_git_with_input(
-            wt,
-            &[
-                "-c",
-                "user.name=slipway[bot]",
-                "-c",
-                "user.email=slipway-bot@users.noreply.local",
-                "-c",
-                "commit.gpgsign=false",
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "--file=-",
-            ],
-            &message,
-        )
-        .await?;
+        let args: Vec<&str> = BOT_IDENT
+            .iter()
+            .copied()
+            .chain(["commit", "--quiet", "--no-verify", "--file=-"])
+            .collect();
+        wt_git_with_input(wt, &args, &message).await?;
         Ok(Some(
             wt_git(wt, &["rev-parse", "HEAD"]).await?.trim().to_string(),
         ))
@@ -548,14 +537,7 @@ impl Workspaces {
             },
             other => other,
         };
-        let ident = [
-            "-c",
-            "user.name=slipway[bot]",
-            "-c",
-            "user.email=slipway-bot@users.noreply.local",
-            "-c",
-            "commit.gpgsign=false",
-        ];
+        let ident = BOT_IDENT;
         let with_ident = |args: &[&str]| -> Vec<String> {
             ident
                 .iter()
@@ -761,6 +743,16 @@ pub fn changes_from_diff(diff: &str) -> Vec<FileChange> {
     }
     out
 }
+
+/// Commits are authored by the bot (the requester goes in a trailer), never signed.
+const BOT_IDENT: [&str; 6] = [
+    "-c",
+    "user.name=slipway[bot]",
+    "-c",
+    "user.email=slipway-bot@users.noreply.local",
+    "-c",
+    "commit.gpgsign=false",
+];
 
 /// Base arguments for every host git command: no hooks, no fsmonitor, no prompts.
 const GIT_SAFETY: &[&str] = &[

@@ -268,7 +268,7 @@ impl AgentNode<'_> {
                 };
                 let duration_ms = t.elapsed().as_millis() as u64;
                 let (content, is_error) = match &outcome {
-                    ToolOutcome::Output(s) => (cap(s), false),
+                    ToolOutcome::Output(s) => (crate::task::cap_bytes(s, TOOL_RESULT_CAP), false),
                     ToolOutcome::Error(s) => (s.clone(), true),
                     ToolOutcome::Finish(s) => {
                         finished = Some(s.clone());
@@ -326,19 +326,4 @@ impl AgentNode<'_> {
             }
         }
     }
-}
-
-fn cap(s: &str) -> String {
-    if s.len() <= TOOL_RESULT_CAP {
-        return s.to_string();
-    }
-    let mut end = TOOL_RESULT_CAP;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[result capped at {TOOL_RESULT_CAP} bytes of {}]",
-        &s[..end],
-        s.len()
-    )
 }

@@ -313,6 +313,37 @@ pub struct DockerSession {
 }
 
 impl DockerSession {
+    /// Creates and starts an attached exec of `cmd` in `/workspace`: with stdin for a
+    /// long-running stdio process, else with stdout and stderr interleaved.
+    async fn attach(&self, cmd: Vec<String>, stdin: bool) -> Result<(String, StartExecResults)> {
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                ExecConfig {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(!stdin),
+                    cmd: Some(cmd),
+                    working_dir: Some(WORKSPACE.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_err)?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(64 * 1024),
+        };
+        let started = self
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(engine_err)?;
+        Ok((exec.id, started))
+    }
+
     /// Kills every process in the container and starts it again. `/workspace` and the home
     /// are bind mounts and survive; `/tmp` is fresh.
     async fn restart(&self) -> Result<()> {
@@ -344,32 +375,7 @@ impl DockerSession {
             secs,
             command.to_string(),
         ];
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                ExecConfig {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd),
-                    working_dir: Some(WORKSPACE.into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine_err)?;
-        let started = self
-            .docker
-            .start_exec(
-                &exec.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: Some(64 * 1024),
-                }),
-            )
-            .await
-            .map_err(engine_err)?;
+        let (exec_id, started) = self.attach(cmd, false).await?;
         if let StartExecResults::Attached { mut output, .. } = started {
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(engine_err)? {
@@ -384,7 +390,7 @@ impl DockerSession {
         for _ in 0..50 {
             let inspect = self
                 .docker
-                .inspect_exec(&exec.id)
+                .inspect_exec(&exec_id)
                 .await
                 .map_err(engine_err)?;
             if inspect.running != Some(true) {
@@ -458,33 +464,7 @@ impl Session for DockerSession {
     }
 
     async fn spawn_stdio(&self, argv: &[String]) -> Result<super::StdioProcess> {
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                ExecConfig {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(false),
-                    cmd: Some(argv.to_vec()),
-                    working_dir: Some(WORKSPACE.into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine_err)?;
-        let started = self
-            .docker
-            .start_exec(
-                &exec.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: Some(64 * 1024),
-                }),
-            )
-            .await
-            .map_err(engine_err)?;
+        let (_, started) = self.attach(argv.to_vec(), true).await?;
         let StartExecResults::Attached { output, input } = started else {
             return Err(SandboxError::Engine("exec did not attach".into()));
         };

@@ -71,6 +71,8 @@ pub struct Metrics {
 }
 
 /// Whether picked tool `picked` (exposed name, name on its server) satisfies gold `gold`.
+/// A namespaced gold also matches a tool exposed bare (unique in the loaded set) whose
+/// exposed name is `server__original`; the eval passes that as the exposed name.
 fn matches(gold: &str, picked: (&str, &str)) -> bool {
     gold == picked.0 || (!gold.contains("__") && gold == picked.1)
 }
@@ -124,11 +126,17 @@ pub fn evaluate(registry: &Registry, cases: &[Case], k: usize, always: &[&str]) 
             .picks
             .iter()
             .map(|p| {
-                let original = registry
-                    .get(&p.name)
+                let e = registry.get(&p.name);
+                let original = e
                     .map(|e| e.original.clone())
                     .unwrap_or_else(|| p.name.clone());
-                (p.name.clone(), original)
+                // Compare namespaced gold with the qualified name, whether or not the tool
+                // had to be namespaced in this registry.
+                let qualified = match e.and_then(|e| e.server.as_ref()) {
+                    Some(server) => format!("{server}__{original}"),
+                    None => p.name.clone(),
+                };
+                (qualified, original)
             })
             .collect();
         let (recall, complete, rr, ndcg) = score_one(&case.tools, &ranked, k);

@@ -47,14 +47,23 @@ pub struct McpHub {
     owned: Arc<Mutex<Vec<Client>>>,
     /// Keeps sandboxed server processes alive as long as the hub.
     guards: Arc<std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>>,
+    /// Servers whose transport failed, shared with every fork so later runs skip them.
+    dead: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Secret values redacted from every result before the model sees it.
+    secrets: Arc<Vec<String>>,
 }
 
 impl McpHub {
     /// Connects the host-side and URL servers of `cfgs`; returns their tools and problems.
     pub async fn connect_host(
         cfgs: &[McpServerConfig],
+        env: &std::collections::BTreeMap<String, String>,
+        secrets: Vec<String>,
     ) -> (Self, Vec<ServerTools>, Vec<CatalogProblem>) {
-        let hub = Self::default();
+        let hub = Self {
+            secrets: Arc::new(secrets),
+            ..Self::default()
+        };
         let mut tools = Vec::new();
         let mut problems = Vec::new();
         for cfg in cfgs.iter().filter(|c| runs_on_host(c)) {
@@ -69,9 +78,24 @@ impl McpHub {
                         .map(|r| r.map_err(|e| e.to_string()))
                 }
                 (None, Some((program, args))) => {
+                    // A cleared environment: only PATH, HOME, LANG and the variables this server's
+                    // `env` names reach it (slipway's own tokens never do).
                     let mut cmd = tokio::process::Command::new(program);
-                    cmd.args(args).stderr(std::process::Stdio::null());
-                    match rmcp::transport::TokioChildProcess::new(cmd) {
+                    cmd.args(args).env_clear();
+                    for var in ["PATH", "HOME", "LANG"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .chain(cfg.env.iter().cloned())
+                    {
+                        if let Some(v) = env.get(&var) {
+                            cmd.env(&var, v);
+                        }
+                    }
+                    let spawned = rmcp::transport::TokioChildProcess::builder(cmd)
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .map(|(t, _)| t);
+                    match spawned {
                         Ok(t) => tokio::time::timeout(INIT_TIMEOUT, ().serve(t))
                             .await
                             .map(|r| r.map_err(|e| e.to_string())),
@@ -80,7 +104,8 @@ impl McpHub {
                 }
                 (None, None) => Ok(Err("neither `command` nor `url` is set".into())),
             };
-            hub.admit(&name, connected, &mut tools, &mut problems).await;
+            hub.admit(&name, connected, true, &mut tools, &mut problems)
+                .await;
         }
         (hub, tools, problems)
     }
@@ -93,6 +118,16 @@ impl McpHub {
     ) -> (Vec<ServerTools>, Vec<CatalogProblem>) {
         let mut tools = Vec::new();
         let mut problems = Vec::new();
+        for cfg in cfgs
+            .iter()
+            .filter(|c| !runs_on_host(c) && c.command.is_empty())
+        {
+            problems.push(CatalogProblem {
+                file: format!("[[mcp_servers]] {}", cfg.name),
+                entry: None,
+                message: "neither `command` nor `url` is set; skipped".into(),
+            });
+        }
         for cfg in cfgs
             .iter()
             .filter(|c| !runs_on_host(c) && !c.command.is_empty())
@@ -114,7 +149,7 @@ impl McpHub {
                 }
                 Err(e) => Ok(Err(e.to_string())),
             };
-            self.admit(&name, connected, &mut tools, &mut problems)
+            self.admit(&name, connected, false, &mut tools, &mut problems)
                 .await;
         }
         (tools, problems)
@@ -124,6 +159,7 @@ impl McpHub {
         &self,
         name: &str,
         connected: Result<Result<Client, String>, tokio::time::error::Elapsed>,
+        host_side: bool,
         tools: &mut Vec<ServerTools>,
         problems: &mut Vec<CatalogProblem>,
     ) {
@@ -162,6 +198,7 @@ impl McpHub {
                     server: name.to_string(),
                     source: ToolSource::Live,
                     tools: raw,
+                    host_side,
                 });
                 self.peers
                     .lock()
@@ -179,13 +216,22 @@ impl McpHub {
         let peers = self.peers.lock().await.clone();
         Self {
             peers: Arc::new(Mutex::new(peers)),
+            dead: self.dead.clone(),
+            secrets: self.secrets.clone(),
             ..Self::default()
         }
     }
 
     /// Names of connected servers.
     pub async fn servers(&self) -> Vec<String> {
-        self.peers.lock().await.keys().cloned().collect()
+        let dead = self.dead.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.peers
+            .lock()
+            .await
+            .keys()
+            .filter(|k| !dead.contains(*k))
+            .cloned()
+            .collect()
     }
 
     /// Calls `tool` (its name on the server) with raw JSON `args`. `Ok` is the text for the
@@ -216,6 +262,10 @@ impl McpHub {
             Ok(Err(e)) => {
                 // A transport failure means the server is gone: drop it so later calls fail fast.
                 self.peers.lock().await.remove(server);
+                self.dead
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(server.to_string());
                 return Err(format!(
                     "MCP server {server} failed: {e}; it is unavailable for the rest of this run"
                 ));
@@ -235,19 +285,10 @@ impl McpHub {
         {
             text = s.to_string();
         }
-        let capped = if text.len() > RESULT_CAP {
-            let mut end = RESULT_CAP;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!(
-                "{}\n[result capped at {RESULT_CAP} bytes of {}]",
-                &text[..end],
-                text.len()
-            )
-        } else {
-            text
-        };
+        for s in self.secrets.iter().filter(|s| !s.is_empty()) {
+            text = text.replace(s.as_str(), "<redacted>");
+        }
+        let capped = crate::task::cap_bytes(&text, RESULT_CAP);
         if result.is_error == Some(true) {
             Err(capped)
         } else {

@@ -48,15 +48,6 @@ pub async fn dispatch(
     }
 }
 
-/// Built-ins every `code_change` run needs, whatever k is: without them the agent can
-/// neither change code nor end.
-pub const REQUIRED: &[&str] = &[
-    builtins::FINISH,
-    builtins::READ_FILE,
-    builtins::EDIT_FILE,
-    builtins::RUN,
-];
-
 /// The registry a process starts with: built-ins, the catalogs (`catalog_globs`, or the
 /// config's `[prefetch] catalogs` when empty) and the host-side MCP servers, connected.
 pub async fn load_registry(
@@ -71,8 +62,22 @@ pub async fn load_registry(
         catalog_globs
     };
     let files = registry::expand_globs(globs, &mut problems);
+    // A catalog glob that matches nothing is worth a warning, except the default one
+    // (`prompts/tools/*.json`) on a checkout that ships no catalogs.
+    if files.is_empty() && *globs != crate::config::PrefetchConfig::default().catalogs {
+        problems.push(registry::CatalogProblem {
+            file: globs.join(", "),
+            entry: None,
+            message: "no catalog file matches".into(),
+        });
+    }
     let (hub, live, live_problems) = if connect_live {
-        mcp::McpHub::connect_host(&cfg.file.mcp_servers).await
+        mcp::McpHub::connect_host(
+            &cfg.file.mcp_servers,
+            &cfg.mcp_env.0,
+            cfg.secret_values.0.clone(),
+        )
+        .await
     } else {
         (mcp::McpHub::default(), Vec::new(), Vec::new())
     };

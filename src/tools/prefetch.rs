@@ -68,8 +68,6 @@ const GENERIC_SERVER_WORDS: &[&str] = &[
     "dependencies",
     "components",
     "design",
-    "ant",
-    "genie",
 ];
 
 /// What the repo looks like, for repo signals.
@@ -123,6 +121,9 @@ impl RepoSignals {
                 out.push((format!("repo has {f}"), "sqlite"));
             }
         }
+        // One hint per ecosystem.
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|(_, w)| seen.insert(*w));
         out
     }
 }
@@ -252,7 +253,10 @@ impl<'r> Index<'r> {
             for t in tf.keys() {
                 *df.entry(t.clone()).or_default() += 1;
             }
-            let len = tf.values().sum();
+            // Summed in a fixed order, so the length (and every score) is the same on every run.
+            let mut weights: Vec<f64> = tf.values().copied().collect();
+            weights.sort_by(f64::total_cmp);
+            let len = weights.iter().sum();
             docs.push(Doc { tf, len });
         }
         for s in registry.servers() {
@@ -327,7 +331,8 @@ impl<'r> Index<'r> {
             .collect();
         // Explicit mentions.
         for (i, e) in entries.iter().enumerate() {
-            let named = query_words.contains(&e.name.to_lowercase())
+            let named = ((e.name.contains('_') || e.name.contains('-'))
+                && query_words.contains(&e.name.to_lowercase()))
                 || (e.original.contains('_') && query_words.contains(&e.original.to_lowercase()));
             if named {
                 scores[i].0 += TOOL_MENTION;
@@ -423,12 +428,13 @@ impl<'r> Index<'r> {
                     .push((e.name.clone(), "no live server provides it".into()));
                 continue;
             }
-            if e.is_destructive() && !req.allow_destructive {
-                sel.withheld.push((
-                    e.name.clone(),
+            if e.withheld_by_default() && !req.allow_destructive {
+                let why = if e.is_destructive() {
                     "destructive (destructiveHint) and policy does not allow destructive tools"
-                        .into(),
-                ));
+                } else {
+                    "host-side and not marked readOnlyHint: it may write with credentials; allow with [prefetch] allow_destructive"
+                };
+                sel.withheld.push((e.name.clone(), why.into()));
                 continue;
             }
             let named = scores[i].1.iter().any(|x| x.contains("named in the task"));
@@ -469,17 +475,18 @@ impl<'r> Index<'r> {
 
 /// Same tool on two servers: the same name, or nearly the same description words.
 fn near_duplicate(a: &ToolEntry, b: &ToolEntry) -> bool {
-    if a.original == b.original {
-        return true;
-    }
-    let ta: std::collections::HashSet<String> = terms(&a.description).into_iter().collect();
-    let tb: std::collections::HashSet<String> = terms(&b.description).into_iter().collect();
-    if ta.len() < 4 || tb.len() < 4 {
-        return false;
+    let ta: std::collections::BTreeSet<String> = terms(&a.description).into_iter().collect();
+    let tb: std::collections::BTreeSet<String> = terms(&b.description).into_iter().collect();
+    if ta.is_empty() || tb.is_empty() {
+        return a.original == b.original && ta.is_empty() && tb.is_empty();
     }
     let inter = ta.intersection(&tb).count() as f64;
     let union = ta.union(&tb).count() as f64;
-    inter / union >= 0.8
+    let similarity = inter / union;
+    // The same name only makes a duplicate when the descriptions agree too: GitHub's and
+    // Buildkite's `get_job_logs` are different products.
+    (a.original == b.original && similarity >= 0.5)
+        || (ta.len() >= 4 && tb.len() >= 4 && similarity >= 0.8)
 }
 
 #[cfg(test)]
@@ -505,6 +512,7 @@ mod tests {
                 ServerTools {
                     server: "github".into(),
                     source: ToolSource::Live,
+                    host_side: false,
                     tools: vec![
                         raw(
                             "create_pull_request",
@@ -520,6 +528,7 @@ mod tests {
                 ServerTools {
                     server: "sentry-remote".into(),
                     source: ToolSource::Live,
+                    host_side: false,
                     tools: vec![raw(
                         "get_issue_details",
                         "Get details of a Sentry error issue with its stack trace",
@@ -528,11 +537,13 @@ mod tests {
                 ServerTools {
                     server: "fs-one".into(),
                     source: ToolSource::Live,
+                    host_side: false,
                     tools: vec![raw("move_file", "Move or rename a file in the file system")],
                 },
                 ServerTools {
                     server: "fs-two".into(),
                     source: ToolSource::Live,
+                    host_side: false,
                     tools: vec![raw("move_file", "Move or rename a file in the file system")],
                 },
             ],

@@ -18,6 +18,10 @@ use super::builtins;
 /// Longest tool name the model APIs accept (Anthropic and OpenAI: 64 characters of
 /// `[a-zA-Z0-9_-]`).
 pub const MAX_NAME: usize = 64;
+/// Largest tool description accepted, bytes (every offered tool's text goes to the model).
+pub const MAX_DESCRIPTION: usize = 8 * 1024;
+/// Largest input schema accepted, bytes of JSON.
+pub const MAX_SCHEMA: usize = 32 * 1024;
 
 /// Where an entry came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +50,8 @@ pub struct ToolEntry {
     pub read_only: Option<bool>,
     pub destructive: Option<bool>,
     pub source: ToolSource,
+    /// Served from the host (a host-side or URL server): may have network and credentials.
+    pub host_side: bool,
 }
 
 impl ToolEntry {
@@ -54,6 +60,15 @@ impl ToolEntry {
     /// destructive).
     pub fn is_destructive(&self) -> bool {
         self.destructive == Some(true) && self.read_only != Some(true)
+    }
+
+    /// Whether policy withholds it unless destructive tools are allowed. A host-side tool
+    /// reaches the network with credentials, so there the MCP defaults apply: anything not
+    /// marked `readOnlyHint: true` may be destructive (it could push, merge or delete, which
+    /// the agent never does). Elsewhere (catalogs, sandboxed servers) only an explicit
+    /// `destructiveHint: true` counts.
+    pub fn withheld_by_default(&self) -> bool {
+        self.is_destructive() || (self.host_side && self.read_only != Some(true))
     }
 }
 
@@ -100,6 +115,8 @@ pub struct ServerTools {
     pub server: String,
     pub source: ToolSource,
     pub tools: Vec<RawTool>,
+    /// Reached from the host.
+    pub host_side: bool,
 }
 
 /// `[A-Za-z0-9_-]` only, so `server__tool` is a valid tool name.
@@ -204,6 +221,7 @@ pub fn read_catalog(path: &Path, problems: &mut Vec<CatalogProblem>) -> Option<S
             file: path.to_path_buf(),
         },
         tools,
+        host_side: false,
     })
 }
 
@@ -311,6 +329,7 @@ impl Registry {
                 read_only: None,
                 destructive: None,
                 source: ToolSource::Builtin,
+                host_side: false,
             })
             .collect();
         // How many servers offer each name; built-in names count as taken.
@@ -322,8 +341,33 @@ impl Registry {
         }
         let mut taken: std::collections::HashSet<String> =
             entries.iter().map(|e| e.name.clone()).collect();
+        let mut seen_servers: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for s in &servers {
+            if !seen_servers.insert(s.server.as_str()) {
+                problems.push(CatalogProblem {
+                    file: s.server.clone(),
+                    entry: None,
+                    message: "another catalog or server has the same name; skipped (rename one)"
+                        .into(),
+                });
+                continue;
+            }
             for t in &s.tools {
+                let schema_len = t.input_schema.to_string().len();
+                if t.description.len() > MAX_DESCRIPTION
+                    || schema_len > MAX_SCHEMA
+                    || t.name.contains("__")
+                {
+                    problems.push(CatalogProblem {
+                        file: s.server.clone(),
+                        entry: Some(t.name.clone()),
+                        message: format!(
+                            "skipped: description {} bytes (max {MAX_DESCRIPTION}), schema {schema_len} bytes (max {MAX_SCHEMA}), or a name with `__` (reserved for namespacing)",
+                            t.description.len()
+                        ),
+                    });
+                    continue;
+                }
                 let collides = owners.get(t.name.as_str()).copied().unwrap_or(0) > 1
                     || builtins::NAMES.contains(&t.name.as_str());
                 let name = if collides {
@@ -360,6 +404,7 @@ impl Registry {
                     read_only: t.read_only,
                     destructive: t.destructive,
                     source: s.source.clone(),
+                    host_side: s.host_side,
                 });
             }
         }

@@ -59,6 +59,7 @@ fn tracker(command: Vec<String>, host_side: bool) -> McpServerConfig {
         command,
         url: None,
         host_side,
+        env: vec![],
     }
 }
 
@@ -82,6 +83,10 @@ async fn a_stdio_mcp_server_is_discovered_offered_and_called() {
     assert!(
         !report.tools.contains(&"drop_database".to_string()),
         "destructive tools are withheld by default"
+    );
+    assert!(
+        !report.tools.contains(&"close_ticket".to_string()),
+        "a host-side tool not marked read-only is withheld by default"
     );
     // The model was offered the tool with its schema, and got the server's answer back.
     let reqs = h.fake.requests();
@@ -113,6 +118,10 @@ async fn a_stdio_mcp_server_is_discovered_offered_and_called() {
     let withheld = prefetch.body["withheld"].to_string();
     assert!(
         withheld.contains("drop_database") && withheld.contains("destructive"),
+        "{withheld}"
+    );
+    assert!(
+        withheld.contains("close_ticket") && withheld.contains("readOnlyHint"),
         "{withheld}"
     );
 }
@@ -321,6 +330,7 @@ async fn a_streamable_http_mcp_server_is_discovered_and_called() {
         command: vec![],
         url: Some(url),
         host_side: false,
+        env: vec![],
     }];
     let (reg, hub) = slipway::tools::load_registry(&cfg, &[], true).await;
     assert!(reg.problems.is_empty(), "{:?}", reg.problems);

@@ -26,8 +26,9 @@ TOOLS = [
         "inputSchema": {"type": "object", "properties": {}},
         "annotations": {"destructiveHint": True},
     },
-    {"name": "crash", "description": "Crash the ticket tracker server (test helper)", "inputSchema": {"type": "object", "properties": {}}},
-    {"name": "whoami", "description": "Report the ticket tracker server's environment and network reachability", "inputSchema": {"type": "object", "properties": {"port": {"type": "integer"}}}},
+    {"name": "crash", "description": "Crash the ticket tracker server (test helper)", "inputSchema": {"type": "object", "properties": {}}, "annotations": {"readOnlyHint": True}},
+    {"name": "whoami", "description": "Report the ticket tracker server's environment and network reachability", "inputSchema": {"type": "object", "properties": {"port": {"type": "integer"}}}, "annotations": {"readOnlyHint": True}},
+    {"name": "close_ticket", "description": "Close a ticket in the tracker", "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}}}},
 ]
 
 
