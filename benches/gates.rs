@@ -109,7 +109,7 @@ fn host_side_gates(c: &mut Criterion) {
                 coverage: None,
                 ci: None,
             });
-            let class = classify::classify(&changes, ws_only);
+            let class = classify::classify(&changes, ws_only, &diff);
             let (d, _) = gates::decide(class.class, &gates, &policy);
             assert_eq!(changes.len(), 60);
             d

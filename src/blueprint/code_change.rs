@@ -529,7 +529,7 @@ impl Flow<'_> {
             coverage,
             ci: None,
         }));
-        let classified = classify::classify(&changes, whitespace_only);
+        let classified = classify::classify(&changes, whitespace_only, &diff);
         let (mut decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
         reasons.push(format!(
             "classified {}: {}",

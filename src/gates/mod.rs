@@ -534,7 +534,7 @@ mod tests {
                 coverage: None,
                 ci: None,
             });
-            let class = classify::classify(&c.changes, false).class;
+            let class = classify::classify(&c.changes, false, "").class;
             assert_eq!(class, c.want_class, "{}", c.name);
             let (d, reasons) = decide(class, &gates, &policy);
             assert_eq!(d, c.want, "{}: {reasons:?}", c.name);

@@ -28,6 +28,10 @@ use super::{
     SandboxSpec, Session, WORKSPACE,
 };
 
+/// How long the engine may take to answer the version negotiation and the ping (a busy
+/// engine on a loaded host can take seconds).
+const ENGINE_ANSWER: Duration = Duration::from_secs(10);
+
 /// Sockets tried, in order, when `DOCKER_HOST` is unset.
 const DEFAULT_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/podman/podman.sock"];
 
@@ -79,7 +83,7 @@ fn engine_err(e: bollard::errors::Error) -> SandboxError {
 
 impl DockerSandbox {
     /// Connects to `docker_host` (`unix://…`, `tcp://…`, `http://…`), or the default sockets.
-    /// Negotiates the API version (Podman 4.3 speaks 1.41), pings within 3 s, and removes
+    /// Negotiates the API version (Podman 4.3 speaks 1.41), pings within 10 s, and removes
     /// orphaned containers of dead slipway processes.
     pub async fn connect(docker_host: Option<&str>, image: &str) -> Result<Self> {
         let host = match docker_host {
@@ -104,13 +108,13 @@ impl DockerSandbox {
             Docker::connect_with_http(&http, 120, bollard::API_DEFAULT_VERSION)
         }
         .map_err(|e| unavailable(e.to_string()))?;
-        let docker = tokio::time::timeout(Duration::from_secs(3), docker.negotiate_version())
+        let docker = tokio::time::timeout(ENGINE_ANSWER, docker.negotiate_version())
             .await
-            .map_err(|_| unavailable("no answer within 3 s".into()))?
+            .map_err(|_| unavailable("no answer within 10 s".into()))?
             .map_err(|e| unavailable(e.to_string()))?;
-        tokio::time::timeout(Duration::from_secs(3), docker.ping())
+        tokio::time::timeout(ENGINE_ANSWER, docker.ping())
             .await
-            .map_err(|_| unavailable("no answer within 3 s".into()))?
+            .map_err(|_| unavailable("no answer within 10 s".into()))?
             .map_err(|e| unavailable(e.to_string()))?;
         let me = Self {
             docker,
