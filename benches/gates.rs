@@ -105,6 +105,7 @@ fn host_side_gates(c: &mut Criterion) {
                 policy: &policy,
                 secrets: &findings,
                 added_lines: changes.iter().map(|c| c.added).sum(),
+                committed: true,
                 dependencies: None,
                 coverage: None,
                 ci: None,

@@ -330,6 +330,27 @@ pub struct FileConfig {
     pub llm: LlmPrices,
     pub prefetch: PrefetchConfig,
     pub mcp_servers: Vec<McpServerConfig>,
+    /// (added) `[queue]`: how many runs go at once.
+    pub queue: QueueConfig,
+}
+
+/// `[queue]` (added): bounded concurrency of runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Runs at once (each holds a sandbox).
+    pub concurrency: usize,
+    /// How long a seen Slack event is remembered for deduplication, seconds.
+    pub dedupe_ttl_s: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            dedupe_ttl_s: 24 * 3600,
+        }
+    }
 }
 
 /// LLM wire format (`SLIPWAY_LLM_PROVIDER`).

@@ -10,6 +10,7 @@ pub mod config;
 pub mod doctor;
 pub mod forge;
 pub mod gates;
+pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod sandbox;

@@ -113,6 +113,21 @@ pub struct Store {
     runs: sled::Tree,
     transcripts: sled::Tree,
     audit: sled::Tree,
+    /// Queued work, keyed by a monotonic id (so iteration is FIFO).
+    queue: sled::Tree,
+    /// Seen event keys → expiry (unix ms), for deduplication.
+    dedupe: sled::Tree,
+}
+
+/// One queued revision run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub task_id: String,
+    pub revision: u32,
+    pub enqueued_ms: u64,
+    /// Reruns after an interruption (a restart mid-run); rerun at most once.
+    #[serde(default)]
+    pub reruns: u32,
 }
 
 impl Store {
@@ -131,6 +146,8 @@ impl Store {
             runs: db.open_tree("runs")?,
             transcripts: db.open_tree("transcripts")?,
             audit: db.open_tree("audit")?,
+            queue: db.open_tree("queue")?,
+            dedupe: db.open_tree("dedupe")?,
             db,
         })
     }
@@ -186,6 +203,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Changes a stored task atomically: `change` runs on the freshest copy (maybe more than
+    /// once, so it must only set fields), then the result is stored and flushed. For a task
+    /// that is not stored yet, `change` runs on `fallback`. Concurrent writers (a run saving
+    /// its state, a refinement appending a revision) never lose each other's changes.
+    pub async fn update_task(&self, fallback: &Task, change: impl Fn(&mut Task)) -> Result<Task> {
+        loop {
+            let current = self.tasks.get(fallback.id.as_bytes())?;
+            let mut task = match &current {
+                Some(bytes) => Self::decode::<Task>(&format!("task {}", fallback.id), bytes)?,
+                None => fallback.clone(),
+            };
+            change(&mut task);
+            let swapped = self.tasks.compare_and_swap(
+                fallback.id.as_bytes(),
+                current,
+                Some(Self::encode(&task)),
+            )?;
+            if swapped.is_ok() {
+                self.flush().await?;
+                return Ok(task);
+            }
+        }
+    }
+
     /// Removes a task that never ran (used to leave nothing behind when a run cannot start).
     pub async fn remove_task(&self, id: &str) -> Result<()> {
         self.tasks.remove(id.as_bytes())?;
@@ -234,6 +275,74 @@ impl Store {
         let id = self.db.generate_id()?;
         self.audit.insert(id.to_be_bytes(), Self::encode(&event))?;
         self.flush().await
+    }
+
+    /// Appends `item` to the queue, then flushes. Returns its key.
+    pub async fn enqueue(&self, item: &QueueItem) -> Result<u64> {
+        let id = self.db.generate_id()?;
+        self.queue.insert(id.to_be_bytes(), Self::encode(item))?;
+        self.flush().await?;
+        Ok(id)
+    }
+
+    /// The queue, oldest first.
+    pub fn queued(&self) -> Result<Vec<(u64, QueueItem)>> {
+        self.queue
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let mut key = [0u8; 8];
+                key.copy_from_slice(&k[..8.min(k.len())]);
+                Ok((u64::from_be_bytes(key), Self::decode("queue item", &v)?))
+            })
+            .collect()
+    }
+
+    /// Removes a queue entry (its run finished), then flushes.
+    pub async fn dequeue(&self, key: u64) -> Result<()> {
+        self.queue.remove(key.to_be_bytes())?;
+        self.flush().await
+    }
+
+    /// Records `key` as seen until `now_ms + ttl_ms`. Returns true the first time (or after
+    /// the earlier record expired), false for a duplicate. Atomic: two deliveries racing each
+    /// other see one `true`.
+    pub async fn first_sighting(&self, key: &str, ttl_ms: u64, now_ms: u64) -> Result<bool> {
+        let expiry = (now_ms + ttl_ms).to_be_bytes();
+        loop {
+            let current = self.dedupe.get(key.as_bytes())?;
+            let live = current.as_ref().is_some_and(|v| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v[..8.min(v.len())]);
+                u64::from_be_bytes(b) > now_ms
+            });
+            if live {
+                return Ok(false);
+            }
+            let swapped =
+                self.dedupe
+                    .compare_and_swap(key.as_bytes(), current, Some(&expiry[..]))?;
+            if swapped.is_ok() {
+                self.flush().await?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Drops expired dedupe records; returns how many.
+    pub async fn sweep_dedupe(&self, now_ms: u64) -> Result<usize> {
+        let mut removed = 0;
+        for kv in self.dedupe.iter() {
+            let (k, v) = kv?;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[..8.min(v.len())]);
+            if u64::from_be_bytes(b) <= now_ms {
+                self.dedupe.remove(k)?;
+                removed += 1;
+            }
+        }
+        self.flush().await?;
+        Ok(removed)
     }
 
     /// Convenience for [`Store::audit`] with the current time.
@@ -400,6 +509,63 @@ mod tests {
         assert_eq!(s.audit_log(Some(&t.id)).unwrap().len(), 1);
         assert_eq!(s.transcript("run1").unwrap()[0].body["a"], 1);
         assert!(s.transcript("run").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_fifo_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = |t: &str| QueueItem {
+            task_id: t.into(),
+            revision: 1,
+            enqueued_ms: 0,
+            reruns: 0,
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.enqueue(&item("a")).await.unwrap();
+            let b = s.enqueue(&item("b")).await.unwrap();
+            s.enqueue(&item("c")).await.unwrap();
+            s.dequeue(b).await.unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let ids: Vec<String> = s
+            .queued()
+            .unwrap()
+            .into_iter()
+            .map(|(_, i)| i.task_id)
+            .collect();
+        assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn dedupe_sees_each_key_once_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.first_sighting("Ev01", 1000, 10).await.unwrap());
+        assert!(!s.first_sighting("Ev01", 1000, 500).await.unwrap());
+        assert!(
+            s.first_sighting("C0DEV/1700000000.000100", 1000, 500)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.first_sighting("Ev01", 1000, 2000).await.unwrap(),
+            "expired records count as new"
+        );
+        assert_eq!(s.sweep_dedupe(10_000).await.unwrap(), 2);
+        // Concurrent deliveries of one event: exactly one wins.
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.first_sighting("Ev02", 1000, 20_000).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for h in handles {
+            wins += usize::from(h.await.unwrap());
+        }
+        assert_eq!(wins, 1);
     }
 
     #[tokio::test]

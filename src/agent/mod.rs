@@ -256,6 +256,16 @@ impl AgentNode<'_> {
             let mut finished = None;
             let mut violation: Option<String> = None;
             for (id, name, arguments) in calls {
+                if violation.is_some() {
+                    // The run is halted: the remaining calls of this turn do not run, but each
+                    // still gets a result (the APIs require one per call).
+                    results.push(Block::ToolResult {
+                        tool_use_id: id,
+                        content: "not run: the run is halted".into(),
+                        is_error: true,
+                    });
+                    continue;
+                }
                 let t = Instant::now();
                 let outcome = if self.tools.iter().any(|t| t.name == name) {
                     crate::tools::dispatch(&self.ctx, &name, &arguments).await?

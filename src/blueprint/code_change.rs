@@ -122,10 +122,22 @@ pub async fn run(
         .await?;
 
     let previous_summary = previous_summary(runner, task);
-    task.state = TaskState::Running;
-    task.runs.push(run_id.clone());
-    task.updated_ms = now_ms();
-    runner.store.put_task(task).await?;
+    // Only the fields this run owns are written; revisions added meanwhile are kept (and
+    // revisions the caller added in memory are stored: the longer list wins).
+    let revisions = task.revisions.clone();
+    *task = runner
+        .store
+        .update_task(task, |t| {
+            if revisions.len() > t.revisions.len() {
+                t.revisions = revisions.clone();
+            }
+            t.state = TaskState::Running;
+            if !t.runs.contains(&run_id) {
+                t.runs.push(run_id.clone());
+            }
+            t.updated_ms = now_ms();
+        })
+        .await?;
     tracker.persist = true;
     runner.store.put_run(&tracker.record).await?;
     tracker
@@ -238,11 +250,20 @@ pub async fn run(
             Ok(report)
         }
     };
-    task.updated_ms = now_ms();
-    if let Ok(r) = &result {
-        task.pr_url = r.pr_url.clone().or(task.pr_url.take());
-    }
-    runner.store.put_task(task).await?;
+    let (state, pr_url) = (
+        task.state,
+        result.as_ref().ok().and_then(|r| r.pr_url.clone()),
+    );
+    *task = runner
+        .store
+        .update_task(task, |t| {
+            t.state = state;
+            if pr_url.is_some() {
+                t.pr_url = pr_url.clone();
+            }
+            t.updated_ms = now_ms();
+        })
+        .await?;
     drop(dirs);
     match &result {
         Ok(r) => {
@@ -282,11 +303,18 @@ impl Drop for RunDirs {
 }
 
 /// The summary of the task's latest run that has one.
+/// The summary of the task's latest run that published a change (a halted run's change is
+/// not on the branch, so the model must not be told it is).
 fn previous_summary(runner: &Runner, task: &Task) -> Option<String> {
     task.runs
         .iter()
         .rev()
         .filter_map(|id| runner.store.get_run(id).ok().flatten())
+        .filter(|r| {
+            r.report
+                .as_ref()
+                .is_some_and(|rep| rep.commit.is_some() && rep.decision != Decision::Halt)
+        })
         .find_map(|r| r.summary)
 }
 
@@ -525,6 +553,7 @@ impl Flow<'_> {
             policy: &self.policy,
             secrets: &findings,
             added_lines,
+            committed: self.commit.is_some(),
             dependencies,
             coverage,
             ci: None,
@@ -541,6 +570,9 @@ impl Flow<'_> {
             .await?;
 
         // publish: only a change that may go on leaves slipway's data dir.
+        if self.cancel.is_cancelled() {
+            return Err(FlowError::Cancelled);
+        }
         if decision != Decision::Halt && self.commit.is_some() {
             let node = tracker.start("publish", NodeKind::Deterministic).await;
             match self.runner.forge.publish(&self.wt, task).await {
@@ -568,6 +600,9 @@ impl Flow<'_> {
         }
 
         // auto_merge: the forge merges the tested commit without a reaction.
+        if self.cancel.is_cancelled() {
+            return Err(FlowError::Cancelled);
+        }
         if decision == Decision::AutoMerge
             && let Some(tested) = self.commit.clone()
         {
@@ -763,6 +798,9 @@ impl Flow<'_> {
         };
         let mut conv = Conversation::new(prompt::system(&root));
 
+        // The agent's wall-clock budget starts now, not before setup.
+        self.budget.deadline =
+            Instant::now() + Duration::from_secs(cfg.file.agent.max_minutes * 60);
         let node = tracker.start("implement", NodeKind::Agent).await;
         let t = Instant::now();
         let first = prompt::task(task.current(), previous_summary.as_deref());

@@ -35,6 +35,9 @@ pub struct Evidence<'a> {
     pub secrets: &'a [Finding],
     /// Lines the change adds (the secrets gate's evidence).
     pub added_lines: usize,
+    /// Whether this run made a commit (a later revision with no new commit changed nothing,
+    /// even though the branch differs from the base).
+    pub committed: bool,
     /// Gates computed in the sandbox or by the forge; `None` means not applicable here.
     pub dependencies: Option<Gate>,
     pub coverage: Option<Gate>,
@@ -79,6 +82,12 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let deleted: usize = ev.changes.iter().map(|c| c.deleted).sum();
     gates.push(if files == 0 {
         Gate::new("diff", GateStatus::Fail, "the agent made no change")
+    } else if !ev.committed {
+        Gate::new(
+            "diff",
+            GateStatus::Fail,
+            "this revision made no change (the branch holds only earlier revisions' work)",
+        )
     } else {
         Gate::new(
             "diff",
@@ -530,6 +539,7 @@ mod tests {
                 policy: &policy,
                 secrets: &findings,
                 added_lines: 2,
+                committed: true,
                 dependencies: None,
                 coverage: None,
                 ci: None,
@@ -564,6 +574,7 @@ mod tests {
             policy: &p,
             secrets: &[],
             added_lines: 100,
+            committed: true,
             dependencies: None,
             coverage: None,
             ci: None,

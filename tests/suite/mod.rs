@@ -3,4 +3,5 @@ mod gates;
 mod isolation;
 mod llm;
 mod one_shot;
+mod queue;
 mod tools;

@@ -205,6 +205,11 @@ impl Harness {
 
 /// Names of containers labelled with `run_id`, running or not.
 pub async fn containers_of(run_id: &str) -> Vec<String> {
+    containers_labelled(&format!("slipway.run={run_id}")).await
+}
+
+/// Names of containers carrying `label` (`key=value`), running or not.
+pub async fn containers_labelled(label: &str) -> Vec<String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     use std::collections::HashMap;
     // A raw client: `DockerSandbox::connect` would reap orphans and hide what we look for.
@@ -215,8 +220,7 @@ pub async fn containers_of(run_id: &str) -> Vec<String> {
         .negotiate_version()
         .await
         .unwrap();
-    let label = format!("slipway.run={run_id}");
-    let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
+    let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
     d.list_containers(Some(
         ListContainersOptionsBuilder::new()
             .all(true)
