@@ -87,14 +87,18 @@ impl Queue {
         task.state = TaskState::Queued;
         task.updated_ms = now_ms();
         store.put_task(task).await?;
-        let key = store
-            .enqueue(&QueueItem {
-                task_id: task.id.clone(),
-                revision: task.current().number,
-                enqueued_ms: now_ms(),
-                reruns: 0,
-            })
-            .await?;
+        self.enqueue_current(task).await
+    }
+
+    /// Queues the task's current revision and wakes the dispatcher.
+    async fn enqueue_current(&self, task: &Task) -> Result<u64, StoreError> {
+        let item = QueueItem {
+            task_id: task.id.clone(),
+            revision: task.current().number,
+            enqueued_ms: now_ms(),
+            reruns: 0,
+        };
+        let key = self.inner.runner.store.enqueue(&item).await?;
         self.inner.wake.notify_one();
         Ok(key)
     }
@@ -127,15 +131,7 @@ impl Queue {
                 t.updated_ms = now_ms();
             })
             .await?;
-        store
-            .enqueue(&QueueItem {
-                task_id: task.id.clone(),
-                revision: task.current().number,
-                enqueued_ms: now_ms(),
-                reruns: 0,
-            })
-            .await?;
-        self.inner.wake.notify_one();
+        self.enqueue_current(&task).await?;
         Ok(Some(task))
     }
 
