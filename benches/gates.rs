@@ -92,9 +92,9 @@ fn host_side_gates(c: &mut Criterion) {
     };
     c.bench_function("gates/host_side_3000_files_60_changed", |b| {
         b.to_async(&rt).iter(|| async {
-            let changes = ws.changes(&wt).await.unwrap();
-            let ws_only = ws.whitespace_only(&wt).await.unwrap();
             let diff = ws.diff(&wt).await.unwrap();
+            let changes = slipway::workspace::changes_from_diff(&diff);
+            let ws_only = ws.whitespace_only(&wt, &changes).await.unwrap();
             let findings = scanner.scan_diff(&diff);
             let gates = gates::evaluate(&Evidence {
                 checks: &[],

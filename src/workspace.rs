@@ -337,21 +337,12 @@ impl Workspaces {
     /// name can hide a line from the gates.
     pub async fn diff(&self, wt: &Worktree) -> Result<String> {
         let range = format!("{}...HEAD", wt.base_sha);
-        wt_git(
-            wt,
-            &[
-                "-c",
-                "core.quotePath=false",
-                "diff",
-                "--text",
-                "--no-ext-diff",
-                "--no-textconv",
-                "--no-renames",
-                "--no-color",
-                &range,
-            ],
-        )
-        .await
+        let args: Vec<&str> = GATE_DIFF
+            .iter()
+            .copied()
+            .chain(["--no-renames", "--no-color", range.as_str()])
+            .collect();
+        wt_git(wt, &args).await
     }
 
     /// Files changed between the base and HEAD, counted from [`Workspaces::diff`].
@@ -362,18 +353,13 @@ impl Workspaces {
     /// True when the change is only formatting: nothing but end-of-line whitespace and blank
     /// lines, or, when no indentation-sensitive file (Python, YAML, Makefile) is touched, no
     /// whitespace at all.
-    pub async fn whitespace_only(&self, wt: &Worktree) -> Result<bool> {
+    pub async fn whitespace_only(&self, wt: &Worktree, changes: &[FileChange]) -> Result<bool> {
         let range = format!("{}...HEAD", wt.base_sha);
-        let base = [
-            "-c",
-            "core.quotePath=false",
-            "diff",
-            "--text",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--numstat",
-            "-z",
-        ];
+        let base: Vec<&str> = GATE_DIFF
+            .iter()
+            .copied()
+            .chain(["--numstat", "-z"])
+            .collect();
         let strict = wt_git(wt, &[&base[..], &[range.as_str()]].concat()).await?;
         if strict.trim_matches('\0').is_empty() {
             return Ok(false);
@@ -400,7 +386,7 @@ impl Workspaces {
         if only_zero(&eol) {
             return Ok(true);
         }
-        let sensitive = changes_from_diff(&self.diff(wt).await?).iter().any(|c| {
+        let sensitive = changes.iter().any(|c| {
             let name = c.path.rsplit('/').next().unwrap_or(&c.path);
             name.ends_with(".py")
                 || name.ends_with(".yaml")
@@ -743,6 +729,17 @@ pub fn changes_from_diff(diff: &str) -> Vec<FileChange> {
     }
     out
 }
+
+/// How the gates read a diff: as text (no `.gitattributes -diff`, no external diff drivers
+/// or textconv) with paths unquoted.
+const GATE_DIFF: [&str; 6] = [
+    "-c",
+    "core.quotePath=false",
+    "diff",
+    "--text",
+    "--no-ext-diff",
+    "--no-textconv",
+];
 
 /// Commits are authored by the bot (the requester goes in a trailer), never signed.
 const BOT_IDENT: [&str; 6] = [

@@ -363,6 +363,8 @@ impl From<crate::workspace::WorkspaceError> for FlowError {
 struct Sandboxed {
     end: AgentEnd,
     results: Vec<CheckResult>,
+    /// The unified diff the gates judge, computed once per run.
+    diff: String,
     changes: Vec<crate::workspace::FileChange>,
     whitespace_only: bool,
     dependencies: Option<Gate>,
@@ -525,6 +527,7 @@ impl Flow<'_> {
         let Sandboxed {
             end,
             results,
+            diff,
             changes,
             whitespace_only,
             dependencies,
@@ -535,7 +538,6 @@ impl Flow<'_> {
         // gates
         let node = tracker.start("gates", NodeKind::Deterministic).await;
         let mut gates = self.extra_gates.clone();
-        let diff = self.runner.workspaces.diff(&self.wt).await?;
         let findings = secrets::Scanner::new().scan_diff(&diff);
         let added_lines = changes.iter().map(|c| c.added).sum();
         if !findings.is_empty() {
@@ -588,7 +590,6 @@ impl Flow<'_> {
             }
         } else if self.commit.is_some() {
             // Keep the halted diff for the audit trail; the branch is not published.
-            let diff = self.runner.workspaces.diff(&self.wt).await?;
             tracker
                 .log
                 .transcript(
@@ -708,8 +709,13 @@ impl Flow<'_> {
             .workspaces
             .commit(&self.wt, &subject, &body, &trailers)
             .await?;
-        let changes = self.runner.workspaces.changes(&self.wt).await?;
-        let whitespace_only = self.runner.workspaces.whitespace_only(&self.wt).await?;
+        let diff = self.runner.workspaces.diff(&self.wt).await?;
+        let changes = crate::workspace::changes_from_diff(&diff);
+        let whitespace_only = self
+            .runner
+            .workspaces
+            .whitespace_only(&self.wt, &changes)
+            .await?;
         let detail = match &self.commit {
             Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
             None => "nothing to commit".into(),
@@ -750,6 +756,7 @@ impl Flow<'_> {
         Ok(Sandboxed {
             end,
             results,
+            diff,
             changes,
             whitespace_only,
             dependencies,
