@@ -98,7 +98,7 @@ pub enum MergeMethod {
 }
 
 /// One `[[repos]]` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
     /// `owner/name` on the forge.

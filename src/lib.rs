@@ -14,6 +14,7 @@ pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
+pub mod slack;
 pub mod store;
 pub mod task;
 pub mod tls;
