@@ -108,6 +108,13 @@ pub async fn run(
             return Err(e);
         }
     };
+    // From here every exit, `?` included, removes the run's directories.
+    let home = runner.cfg.data_dir.join("homes").join(&run_id);
+    let dirs = RunDirs {
+        workspaces: runner.workspaces.clone(),
+        wt: wt.clone(),
+        home: home.clone(),
+    };
     let setup_cmd = checks::detect_setup(&wt.path);
     let workspace_ms = tracker
         .finish(
@@ -149,13 +156,6 @@ pub async fn run(
         )
         .await?;
 
-    let home = runner.cfg.data_dir.join("homes").join(&run_id);
-    // From here every exit, `?` included, removes the run's directories.
-    let dirs = RunDirs {
-        workspaces: runner.workspaces.clone(),
-        wt: wt.clone(),
-        home: home.clone(),
-    };
     let policy = policy::effective(&runner.cfg.file.policy, repo_policy.as_ref());
     let coverage_cmd = repo_policy
         .as_ref()
