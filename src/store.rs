@@ -227,12 +227,6 @@ impl Store {
         }
     }
 
-    /// Removes a task that never ran (used to leave nothing behind when a run cannot start).
-    pub async fn remove_task(&self, id: &str) -> Result<()> {
-        self.tasks.remove(id.as_bytes())?;
-        self.flush().await
-    }
-
     /// Inserts or replaces a run, then flushes.
     pub async fn put_run(&self, run: &RunRecord) -> Result<()> {
         self.runs.insert(run.run_id.as_bytes(), Self::encode(run))?;

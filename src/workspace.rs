@@ -77,7 +77,6 @@ pub struct Worktree {
     /// Host path of its git directory, outside the work tree.
     pub git_dir: PathBuf,
     pub branch: String,
-    pub base: String,
     /// The base commit the diff is measured against.
     pub base_sha: String,
     /// HEAD when the run started (the base, or the branch tip of the previous revision).
@@ -222,7 +221,6 @@ impl Workspaces {
             path: self.worktrees.join(run_id),
             git_dir: self.gitdirs.join(run_id),
             branch: branch.to_string(),
-            base: repo.base.clone(),
             base_sha: String::new(),
             start_sha: String::new(),
         };
@@ -343,11 +341,6 @@ impl Workspaces {
             .chain(["--no-renames", "--no-color", range.as_str()])
             .collect();
         wt_git(wt, &args).await
-    }
-
-    /// Files changed between the base and HEAD, counted from [`Workspaces::diff`].
-    pub async fn changes(&self, wt: &Worktree) -> Result<Vec<FileChange>> {
-        Ok(changes_from_diff(&self.diff(wt).await?))
     }
 
     /// True when the change is only formatting: nothing but end-of-line whitespace and blank

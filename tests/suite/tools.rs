@@ -63,15 +63,20 @@ fn tracker(command: Vec<String>, host_side: bool) -> McpServerConfig {
     }
 }
 
+/// A bwrap harness with tests/support/mcp_server.py configured as a host-side server.
+async fn host_tracker_harness(script: Vec<Turn>) -> Harness {
+    let cmd = vec!["python3".to_string(), server_script().display().to_string()];
+    Harness::with(Backend::Bwrap, LlmProvider::Anthropic, script, |c| {
+        c.file.mcp_servers = vec![tracker(cmd, true)]
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_stdio_mcp_server_is_discovered_offered_and_called() {
     let mut script = vec![Turn::call("lookup_ticket", json!({"id": "CALC-42"}))];
     script.extend(fix_script());
-    let cmd = vec!["python3".to_string(), server_script().display().to_string()];
-    let h = Harness::with(Backend::Bwrap, LlmProvider::Anthropic, script, |c| {
-        c.file.mcp_servers = vec![tracker(cmd, true)]
-    })
-    .await;
+    let h = host_tracker_harness(script).await;
     let mut task = h.task("fix the bug from ticket CALC-42 in the tracker");
     let report = h.run(&mut task).await.unwrap();
     assert_eq!(report.decision, Decision::NeedsApproval, "{report:#?}");
@@ -184,11 +189,7 @@ async fn a_crashing_server_gives_a_tool_error_and_the_run_goes_on() {
         Turn::call("lookup_ticket", json!({"id": "X-1"})),
     ];
     script.extend(fix_script());
-    let cmd = vec!["python3".to_string(), server_script().display().to_string()];
-    let h = Harness::with(Backend::Bwrap, LlmProvider::Anthropic, script, |c| {
-        c.file.mcp_servers = vec![tracker(cmd, true)]
-    })
-    .await;
+    let h = host_tracker_harness(script).await;
     let mut task = h.task("crash the ticket tracker, then look up ticket X-1, then fix add()");
     let report = h.run(&mut task).await.unwrap();
     assert_eq!(report.decision, Decision::NeedsApproval, "{report:#?}");
