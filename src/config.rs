@@ -405,6 +405,43 @@ pub struct Config {
     /// PATH, HOME, LANG and the variables `[[mcp_servers]] env` names: all a host-side MCP
     /// server may receive. Its `Debug` prints names only.
     pub mcp_env: McpEnv,
+    /// Slack endpoints and tokens (`SLACK_API_URL`, `SLACK_APP_TOKEN`, `SLACK_BOT_TOKEN`).
+    pub slack: SlackEndpoint,
+}
+
+/// Where Slack is and the tokens to reach it. Its `Debug` never prints a token.
+#[derive(Clone)]
+pub struct SlackEndpoint {
+    /// Web API base, with a trailing slash (`SLACK_API_URL`; default `https://slack.com/api/`).
+    /// `apps.connections.open` goes through it too.
+    pub api_url: String,
+    /// `xapp-…`, app-level token with `connections:write` (Socket Mode).
+    pub app_token: Option<String>,
+    /// `xoxb-…`, the bot token for Web API calls.
+    pub bot_token: Option<String>,
+}
+
+impl Default for SlackEndpoint {
+    fn default() -> Self {
+        Self {
+            api_url: DEFAULT_SLACK_API_URL.into(),
+            app_token: None,
+            bot_token: None,
+        }
+    }
+}
+
+/// Slack's Web API base (`DESIGN.md` §3, `SLACK_API_URL`).
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
+
+impl std::fmt::Debug for SlackEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackEndpoint")
+            .field("api_url", &self.api_url)
+            .field("app_token", &self.app_token.as_ref().map(|_| "<redacted>"))
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Environment passed to host-side MCP servers.
@@ -530,6 +567,7 @@ impl Config {
             secret_values,
             credentials_present,
             mcp_env,
+            slack: slack_endpoint(env)?,
         })
     }
 
@@ -547,6 +585,7 @@ impl Config {
             secret_values: SecretValues::default(),
             credentials_present: Vec::new(),
             mcp_env: McpEnv::default(),
+            slack: SlackEndpoint::default(),
         }
     }
 
@@ -580,6 +619,38 @@ impl Config {
         }
         out
     }
+}
+
+/// Reads `SLACK_*`. The API URL must be http(s); a missing trailing slash is added.
+fn slack_endpoint(env: &Env) -> Result<SlackEndpoint> {
+    let raw = env.get("SLACK_API_URL").unwrap_or(DEFAULT_SLACK_API_URL);
+    if !(raw.starts_with("https://") || raw.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            name: "SLACK_API_URL".into(),
+            value: raw.into(),
+            expected: "an http(s) URL such as https://slack.com/api/".into(),
+        });
+    }
+    let api_url = if raw.ends_with('/') {
+        raw.to_string()
+    } else {
+        format!("{raw}/")
+    };
+    let token = |name: &str, prefix: &str| -> Result<Option<String>> {
+        match env.get(name) {
+            Some(t) if !t.starts_with(prefix) => Err(ConfigError::Invalid {
+                name: name.into(),
+                value: String::new(),
+                expected: format!("a token starting with {prefix}"),
+            }),
+            other => Ok(other.map(str::to_owned)),
+        }
+    };
+    Ok(SlackEndpoint {
+        api_url,
+        app_token: token("SLACK_APP_TOKEN", "xapp-")?,
+        bot_token: token("SLACK_BOT_TOKEN", "xox")?,
+    })
 }
 
 /// Reads `SLIPWAY_LLM_*`. `Ok(Err(msg))` means "not configured", which only matters for

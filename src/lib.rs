@@ -19,4 +19,5 @@ pub mod store;
 pub mod task;
 pub mod tls;
 pub mod tools;
+pub mod web;
 pub mod workspace;

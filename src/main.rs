@@ -47,6 +47,15 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The Slack bot (Socket Mode) plus health and metrics on --listen.
+    Serve {
+        /// Address of the web server (health, metrics).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Seconds to let running runs checkpoint on SIGTERM before exiting.
+        #[arg(long, default_value_t = 60)]
+        grace_s: u64,
+    },
     /// Run one task, no Slack.
     Run {
         /// Local path or clone URL, or the name of a [[repos]] entry.
@@ -173,6 +182,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Tools { action } => cmd_tools(cfg, action).await,
+            Command::Serve { listen, grace_s } => cmd_serve(cfg, listen, grace_s).await,
             Command::Run {
                 repo,
                 base,
@@ -247,41 +257,11 @@ async fn cmd_run(
     let base = base
         .or_else(|| configured.map(|r| r.base.clone()))
         .unwrap_or_else(|| "main".into());
-    let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
-        Ok(l) => l,
-        Err(e) => return usage(e),
+    let runner = match build_runner(&cfg).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
-    let sandbox = match sandbox::select(
-        cfg.file.sandbox.backend,
-        &cfg.file.sandbox,
-        cfg.docker_host.as_deref(),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => return usage(e),
-    };
-    if let Err(e) = sandbox.preflight().await {
-        return usage(e);
-    }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = Store::open(&cfg.data_dir.join("store"))?;
-    let workspaces = Workspaces::new(&cfg.data_dir);
-    let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
-    for p in &registry.problems {
-        tracing::warn!(problem = %p, "tool registry");
-    }
-    let runner = Runner {
-        cfg: cfg.clone(),
-        store,
-        workspaces: workspaces.clone(),
-        sandbox,
-        llm,
-        forge: Arc::new(LocalForge::new(workspaces)),
-        registry: Arc::new(registry),
-        mcp: mcp.clone(),
-    };
+    let mcp = runner.mcp.clone();
     let repo = RepoRef { name, source, base };
     let mut task = Task::new(repo, requester, Origin::Cli, text);
     let cancel = CancellationToken::new();
@@ -313,6 +293,105 @@ async fn cmd_run(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The services of a run, built once: model, sandbox (checked), store, registry, forge.
+/// `Ok(Err(code))` is a usage error already printed.
+async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, ExitCode>> {
+    let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
+        Ok(l) => l,
+        Err(e) => return usage(e).map(Err),
+    };
+    let sandbox = match sandbox::select(
+        cfg.file.sandbox.backend,
+        &cfg.file.sandbox,
+        cfg.docker_host.as_deref(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return usage(e).map(Err),
+    };
+    if let Err(e) = sandbox.preflight().await {
+        return usage(e).map(Err);
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir.join("store"))?;
+    let workspaces = Workspaces::new(&cfg.data_dir);
+    let (registry, mcp) = slipway::tools::load_registry(cfg, &[], true).await;
+    for p in &registry.problems {
+        tracing::warn!(problem = %p, "tool registry");
+    }
+    Ok(Ok(Runner {
+        cfg: cfg.clone(),
+        store,
+        workspaces: workspaces.clone(),
+        sandbox,
+        llm,
+        forge: Arc::new(LocalForge::new(workspaces)),
+        registry: Arc::new(registry),
+        mcp,
+    }))
+}
+
+/// `slipway serve`: the Slack bot until SIGTERM or Ctrl-C, then a graceful stop.
+async fn cmd_serve(
+    cfg: Arc<Config>,
+    listen: std::net::SocketAddr,
+    grace_s: u64,
+) -> anyhow::Result<ExitCode> {
+    if cfg.slack.app_token.is_none() || cfg.slack.bot_token.is_none() {
+        return usage(
+            "`slipway serve` needs SLACK_APP_TOKEN (xapp-…) and SLACK_BOT_TOKEN (xoxb-…); see README \"Install in Slack\"",
+        );
+    }
+    if let Some(r) = cfg.file.repos.iter().find(|r| r.forge == ForgeKind::Github) {
+        tracing::warn!(
+            repo = r.name,
+            "forge = \"github\" is not available in this build; tasks for it are refused in their threads"
+        );
+    }
+    let runner = match build_runner(&cfg).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let mcp = runner.mcp.clone();
+    let mut service = match slipway::slack::serve::Service::start(cfg.clone(), runner).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("slipway: cannot start the Slack bot: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let web = tokio::spawn(slipway::web::serve(
+        listener,
+        slipway::web::WebState {
+            queue: service.queue.clone(),
+            stats: service.stats.clone(),
+            bot: service.bot.clone(),
+        },
+    ));
+    tracing::info!(%listen, "slipway serve is up");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let code = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); 0 }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); 0 }
+        end = service.socket_ended() => match end {
+            Ok(e) => { tracing::error!(end = ?e, "Socket Mode ended; stopping"); 1 }
+            Err(e) => { eprintln!("slipway: Socket Mode stopped: {e} ({})", e.advice()); 1 }
+        },
+    };
+    service
+        .shutdown(std::time::Duration::from_secs(grace_s))
+        .await;
+    web.abort();
+    mcp.close().await;
+    Ok(ExitCode::from(code))
 }
 
 /// Renders run events on stderr, one line each.

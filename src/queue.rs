@@ -114,12 +114,7 @@ impl Queue {
         let Some(stored) = store.get_task(task_id)? else {
             return Ok(None);
         };
-        let running = self
-            .inner
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(task_id);
+        let running = self.is_running(task_id);
         let task = store
             .update_task(&stored, |t| {
                 let mut r = revision.clone();
@@ -133,6 +128,62 @@ impl Queue {
             .await?;
         self.enqueue_current(&task).await?;
         Ok(Some(task))
+    }
+
+    /// Queues the task's current revision again (🔁 in Slack). `None` when the task is not
+    /// stored.
+    pub async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+        let store = &self.inner.runner.store;
+        let Some(stored) = store.get_task(task_id)? else {
+            return Ok(None);
+        };
+        let task = store
+            .update_task(&stored, |t| {
+                t.state = TaskState::Queued;
+                t.updated_ms = now_ms();
+            })
+            .await?;
+        self.enqueue_current(&task).await?;
+        Ok(Some(task))
+    }
+
+    /// Whether the task has a run in progress.
+    pub fn is_running(&self, task_id: &str) -> bool {
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(task_id)
+    }
+
+    /// True once [`Queue::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Waits until no run is active, at most `limit`; true when idle.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let busy = !self
+                .inner
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if !busy && self.inner.events.is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The runner's services (store, forge, config) for front ends.
+    pub fn runner(&self) -> &Runner {
+        &self.inner.runner
     }
 
     /// Cancels the task's running run; false when it is not running.

@@ -117,6 +117,8 @@ pub struct Store {
     queue: sled::Tree,
     /// Seen event keys → expiry (unix ms), for deduplication.
     dedupe: sled::Tree,
+    /// Front-end bindings (Slack threads and messages ↔ tasks), keyed by the front end.
+    bindings: sled::Tree,
 }
 
 /// One queued revision run.
@@ -148,6 +150,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             queue: db.open_tree("queue")?,
             dedupe: db.open_tree("dedupe")?,
+            bindings: db.open_tree("bindings")?,
             db,
         })
     }
@@ -321,6 +324,21 @@ impl Store {
                 return Ok(true);
             }
         }
+    }
+
+    /// Stores a front end's binding under `key` (e.g. a Slack thread → its task), then
+    /// flushes.
+    pub async fn put_binding<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.bindings.insert(key.as_bytes(), Self::encode(value))?;
+        self.flush().await
+    }
+
+    /// The binding under `key`.
+    pub fn binding<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.bindings
+            .get(key.as_bytes())?
+            .map(|b| Self::decode(&format!("binding {key}"), &b))
+            .transpose()
     }
 
     /// Drops expired dedupe records; returns how many.

@@ -24,6 +24,12 @@ pub fn authorize(
     if decision == Decision::Halt {
         return Approval::Refuse("this change halted on its gates, so it cannot be merged; reply in the thread to refine it".into());
     }
+    // The requester hears the rule that applies to them, approver or not.
+    if reactor == requester && !slack.allow_self_approval {
+        return Approval::Refuse(
+            "the requester cannot approve their own change; ask an approver".into(),
+        );
+    }
     let approver = slack
         .approvers
         .iter()
@@ -32,11 +38,6 @@ pub fn authorize(
         return Approval::Refuse(format!(
             "only approvers can merge (<@{reactor}> is not in [slack] approvers)"
         ));
-    }
-    if reactor == requester && !slack.allow_self_approval {
-        return Approval::Refuse(
-            "the requester cannot approve their own change; ask another approver".into(),
-        );
     }
     Approval::Merge
 }

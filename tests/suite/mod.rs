@@ -4,4 +4,5 @@ mod isolation;
 mod llm;
 mod one_shot;
 mod queue;
+mod slack;
 mod tools;

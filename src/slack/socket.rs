@@ -1,0 +1,372 @@
+//! Socket Mode: one websocket to Slack, every envelope acked the moment it arrives, then
+//! handed on. The connection URL comes from `apps.connections.open` through slack-morphism's
+//! Web API client ([`WebApi::open_socket_url`]); the websocket itself runs on
+//! tokio-tungstenite.
+//!
+//! Why not slack-morphism's Socket Mode listener: it reconnects on every `disconnect` frame,
+//! `link_disabled` included (a loop the issue forbids), it hides `retry_attempt`, and it acks
+//! only after the callback returns. The protocol facts this follows
+//! (`shared/fixtures/slack/socket_mode.md`):
+//! - ack `{"envelope_id": …}` within 3 s, or Slack redelivers with `retry_attempt` 1, 2, 3;
+//! - each URL is single-use: every reconnect calls `apps.connections.open` again;
+//! - `disconnect` `warning` (closes in about 10 s) and `refresh_requested`: reconnect now;
+//!   `link_disabled`: Socket Mode was turned off, so stop and say so, never loop;
+//! - a half-open socket shows only as silence: ping every [`PING_EVERY`] and reconnect after
+//!   [`SILENCE_LIMIT`] without any frame or pong.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{SlackError, WebApi};
+
+/// Ping interval (slack-morphism and Slack's SDKs use 15 s too).
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// Silence after which the socket counts as dead.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// Longest wait between failed connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Ack latencies kept for percentiles (the newest ones).
+const LATENCY_WINDOW: usize = 10_000;
+
+/// One `events_api` envelope, acked already.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub envelope_id: String,
+    /// 0 for the first delivery; 1, 2, 3 for Slack's redeliveries.
+    pub retry_attempt: u64,
+    /// `timeout` and the like, empty on the first delivery.
+    pub retry_reason: String,
+    /// The event callback (`{"type": "event_callback", "event_id", "event": {…}}`).
+    pub payload: Value,
+    /// When the frame was read off the socket.
+    pub received: Instant,
+}
+
+/// Why the listener stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketEnd {
+    /// The shutdown token fired.
+    Shutdown,
+    /// Slack sent `disconnect` `link_disabled`: Socket Mode is off for the app.
+    LinkDisabled,
+}
+
+/// Counters for health and measurement. Shared with the web server.
+#[derive(Debug, Default)]
+pub struct SocketStats {
+    pub connected: AtomicBool,
+    /// Successful connections (the first and every reconnect).
+    pub connects: AtomicU64,
+    /// Envelopes acked.
+    pub acks: AtomicU64,
+    /// Frame read → ack written, µs, the newest [`LATENCY_WINDOW`].
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+impl SocketStats {
+    fn record(&self, us: u64) {
+        self.acks.fetch_add(1, Ordering::Relaxed);
+        let mut l = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() == LATENCY_WINDOW {
+            l.remove(0);
+        }
+        l.push(us);
+    }
+
+    /// `(p50, p99)` of the ack latency, µs; `None` before the first ack.
+    pub fn ack_latency_us(&self) -> Option<(u64, u64)> {
+        let mut l = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_unstable();
+        let at = |q: f64| l[((l.len() as f64 * q).ceil() as usize).clamp(1, l.len()) - 1];
+        Some((at(0.50), at(0.99)))
+    }
+}
+
+/// A frame from Slack, as far as slipway cares.
+#[derive(Debug, PartialEq)]
+enum Frame {
+    Hello,
+    Disconnect(String),
+    /// An envelope: its id (to ack), type, retry and payload.
+    Envelope {
+        id: String,
+        kind: String,
+        retry_attempt: u64,
+        retry_reason: String,
+        payload: Value,
+    },
+    Other(String),
+}
+
+fn parse(text: &str) -> Frame {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Frame::Other("not JSON".into());
+    };
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let Some(id) = v.get("envelope_id").and_then(Value::as_str) {
+        return Frame::Envelope {
+            id: id.to_string(),
+            kind,
+            retry_attempt: v.get("retry_attempt").and_then(Value::as_u64).unwrap_or(0),
+            retry_reason: v
+                .get("retry_reason")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            payload: v.get("payload").cloned().unwrap_or(Value::Null),
+        };
+    }
+    match kind.as_str() {
+        "hello" => Frame::Hello,
+        "disconnect" => Frame::Disconnect(
+            v.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => Frame::Other(kind),
+    }
+}
+
+/// Errors that end the listener: the app-level token is missing, wrong or revoked.
+fn fatal(e: &SlackError) -> bool {
+    matches!(e, SlackError::MissingToken(_))
+        || matches!(
+            e.code(),
+            Some(
+                "invalid_auth"
+                    | "not_authed"
+                    | "not_allowed_token_type"
+                    | "token_revoked"
+                    | "account_inactive"
+            )
+        )
+}
+
+/// How one connection ended.
+enum Ended {
+    Reconnect(&'static str),
+    Stop(SocketEnd),
+}
+
+/// Runs Socket Mode until `shutdown` fires or Slack disables the link. Every `events_api`
+/// envelope is acked at once and then sent to `out`; other envelope types (`interactive`,
+/// `slash_commands`) are acked and dropped with a log line. Reconnects with backoff (1 s
+/// doubling to 30 s) on network failures. Errors: a missing, wrong or revoked app token.
+pub async fn listen(
+    api: &WebApi,
+    out: mpsc::Sender<Envelope>,
+    shutdown: CancellationToken,
+    stats: Arc<SocketStats>,
+) -> Result<SocketEnd, SlackError> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(SocketEnd::Shutdown);
+        }
+        let url = match api.open_socket_url().await {
+            Ok(u) => u,
+            Err(e) if fatal(&e) => {
+                tracing::error!(error = %e, advice = e.advice(), "Socket Mode cannot connect");
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "apps.connections.open failed");
+                if wait(&shutdown, backoff).await {
+                    return Ok(SocketEnd::Shutdown);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => ws,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "Socket Mode websocket did not open");
+                if wait(&shutdown, backoff).await {
+                    return Ok(SocketEnd::Shutdown);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        let ended = serve_connection(ws, &out, &shutdown, &stats, &mut backoff).await;
+        stats.connected.store(false, Ordering::Relaxed);
+        match ended {
+            Ended::Stop(end) => return Ok(end),
+            Ended::Reconnect(why) => tracing::info!(reason = why, "Socket Mode reconnecting"),
+        }
+    }
+}
+
+/// Sleeps `d` unless shutdown comes first; true on shutdown.
+async fn wait(shutdown: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+async fn serve_connection<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    out: &mpsc::Sender<Envelope>,
+    shutdown: &CancellationToken,
+    stats: &SocketStats,
+    backoff: &mut Duration,
+) -> Ended
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut heard = Instant::now();
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return Ended::Stop(SocketEnd::Shutdown);
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > SILENCE_LIMIT {
+                    return Ended::Reconnect("no frame or pong within the silence limit");
+                }
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ended::Reconnect("ping failed");
+                }
+                continue;
+            }
+            m = ws.next() => m,
+        };
+        let received = Instant::now();
+        heard = received;
+        let text = match msg {
+            None => return Ended::Reconnect("socket closed"),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Socket Mode read failed");
+                return Ended::Reconnect("read error");
+            }
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) => return Ended::Reconnect("closed by Slack"),
+            Some(Ok(_)) => continue,
+        };
+        match parse(text.as_str()) {
+            Frame::Hello => {
+                stats.connected.store(true, Ordering::Relaxed);
+                *backoff = Duration::from_secs(1);
+                tracing::info!("Socket Mode connected");
+            }
+            Frame::Disconnect(reason) => match reason.as_str() {
+                "link_disabled" => {
+                    tracing::error!(
+                        "Slack disabled Socket Mode for this app (disconnect: link_disabled); not reconnecting. Turn Socket Mode on in the app settings and restart slipway"
+                    );
+                    let _ = ws.close(None).await;
+                    return Ended::Stop(SocketEnd::LinkDisabled);
+                }
+                _ => {
+                    let _ = ws.close(None).await;
+                    return Ended::Reconnect(if reason == "warning" {
+                        "disconnect warning"
+                    } else {
+                        "disconnect refresh_requested"
+                    });
+                }
+            },
+            Frame::Envelope {
+                id,
+                kind,
+                retry_attempt,
+                retry_reason,
+                payload,
+            } => {
+                // Ack first: the work behind it may take minutes, Slack waits 3 s.
+                let ack = json!({ "envelope_id": id }).to_string();
+                if ws.send(Message::Text(ack.into())).await.is_err() {
+                    return Ended::Reconnect("ack failed");
+                }
+                stats.record(received.elapsed().as_micros() as u64);
+                if kind != "events_api" {
+                    tracing::info!(kind, "Socket Mode envelope of a type slipway does not use");
+                    continue;
+                }
+                let env = Envelope {
+                    envelope_id: id,
+                    retry_attempt,
+                    retry_reason,
+                    payload,
+                    received,
+                };
+                if out.send(env).await.is_err() {
+                    return Ended::Stop(SocketEnd::Shutdown);
+                }
+            }
+            Frame::Other(kind) => tracing::debug!(kind, "Socket Mode frame ignored"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slacks_documented_frames_parse() {
+        assert_eq!(
+            parse(
+                r#"{"type":"hello","num_connections":1,"debug_info":{"host":"applink-xxxxx","build_number":10,"approximate_connection_time":18060},"connection_info":{"app_id":"A0APP"}}"#
+            ),
+            Frame::Hello
+        );
+        for reason in ["warning", "refresh_requested", "link_disabled"] {
+            assert_eq!(
+                parse(&format!(
+                    r#"{{"type":"disconnect","reason":"{reason}","debug_info":{{"host":"applink-xxxxx"}}}}"#
+                )),
+                Frame::Disconnect(reason.into())
+            );
+        }
+        let env = parse(
+            r#"{"envelope_id":"dbdd0ef3-1543-4f94-bfb4-133d0e6c1545","type":"events_api","accepts_response_payload":false,"retry_attempt":2,"retry_reason":"timeout","payload":{"type":"event_callback","event_id":"Ev01"}}"#,
+        );
+        assert!(
+            matches!(&env, Frame::Envelope { id, kind, retry_attempt: 2, retry_reason, payload } if id == "dbdd0ef3-1543-4f94-bfb4-133d0e6c1545" && kind == "events_api" && retry_reason == "timeout" && payload["event_id"] == "Ev01"),
+            "{env:?}"
+        );
+        assert_eq!(
+            parse(r#"{"type":"brand_new"}"#),
+            Frame::Other("brand_new".into())
+        );
+        assert_eq!(parse("garbage"), Frame::Other("not JSON".into()));
+    }
+
+    #[test]
+    fn percentiles_come_from_the_recorded_acks() {
+        let s = SocketStats::default();
+        assert_eq!(s.ack_latency_us(), None);
+        for us in 1..=100 {
+            s.record(us);
+        }
+        assert_eq!(s.ack_latency_us(), Some((50, 99)));
+        assert_eq!(s.acks.load(Ordering::Relaxed), 100);
+    }
+}
