@@ -37,11 +37,8 @@ pub async fn run(cfg: &Config) -> ExitCode {
     ));
     lines.push(("sandbox", sandbox_status(cfg).await));
     lines.push(("llm", llm_status(cfg).await));
-    let slack = match (
-        cfg.has_credential("SLACK_APP_TOKEN"),
-        cfg.has_credential("SLACK_BOT_TOKEN"),
-    ) {
-        (true, true) => Status::Ok("SLACK_APP_TOKEN and SLACK_BOT_TOKEN set".into()),
+    let slack = match (&cfg.slack.app_token, &cfg.slack.bot_token) {
+        (Some(_), Some(_)) => slack_status(cfg).await,
         _ => Status::Optional(
             "not configured (set SLACK_APP_TOKEN and SLACK_BOT_TOKEN for `slipway serve`)".into(),
         ),
@@ -116,6 +113,28 @@ async fn llm_status(cfg: &Config) -> Status {
         Err(e) => Status::Problem(format!(
             "{} is unreachable: {e}; check SLIPWAY_LLM_BASE_URL",
             ep.base_url
+        )),
+    }
+}
+
+/// `auth.test` with the bot token, and `apps.connections.open` with the app token (the URL it
+/// returns is single-use and simply expires unused).
+async fn slack_status(cfg: &Config) -> Status {
+    let api = match crate::slack::api::WebApi::new(&cfg.slack) {
+        Ok(a) => a,
+        Err(e) => return Status::Problem(format!("{e}; {}", e.advice())),
+    };
+    let me = match api.auth_test().await {
+        Ok(me) => me,
+        Err(e) => return Status::Problem(format!("{e}; {}", e.advice())),
+    };
+    match api.open_socket_url().await {
+        Ok(_) => Status::Ok(format!(
+            "bot <@{}> reachable at {}; Socket Mode open",
+            me.user_id, cfg.slack.api_url
+        )),
+        Err(e) => Status::Problem(format!(
+            "the bot token works, but Socket Mode does not: {e}; turn Socket Mode on and give SLACK_APP_TOKEN connections:write"
         )),
     }
 }

@@ -384,9 +384,14 @@ impl Queue {
         let store = &self.inner.runner.store;
         if let Err(e) = result {
             // Failed before anything was stored: say so, keep the task (state failed).
-            task.state = TaskState::Failed;
-            task.updated_ms = now_ms();
-            if let Err(se) = store.put_task(&task).await {
+            // Only the state: a refinement stored meanwhile must survive.
+            let saved = store
+                .update_task(&task, |t| {
+                    t.state = TaskState::Failed;
+                    t.updated_ms = now_ms();
+                })
+                .await;
+            if let Err(se) = saved {
                 tracing::error!(error = %se, task_id, "could not store a failed task");
             }
             self.emit(QueueEvent::Failed {
@@ -397,8 +402,10 @@ impl Queue {
         if self.inner.shutdown.is_cancelled() {
             // Stopped by a shutdown: the item stays queued and the task counts as interrupted,
             // so the next start reports it and reruns it once.
-            task.state = TaskState::Running;
-            if let Err(e) = store.put_task(&task).await {
+            let saved = store
+                .update_task(&task, |t| t.state = TaskState::Running)
+                .await;
+            if let Err(e) = saved {
                 tracing::error!(error = %e, task_id, "could not checkpoint an interrupted task");
             }
         } else if let Err(e) = store.dequeue(key).await {

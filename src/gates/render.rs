@@ -169,6 +169,15 @@ pub fn block_kit(r: &RunReport) -> Value {
         .collect::<Vec<_>>()
         .join("\n");
     let tools = r.tools.join(", ");
+    // Slack rejects a section with empty text (`invalid_blocks`).
+    let or_dash = |s: String| {
+        if s.trim().is_empty() {
+            "—".to_string()
+        } else {
+            s
+        }
+    };
+    let (reasons, gates) = (or_dash(reasons), or_dash(gates));
     json!({
         "text": plain_text(r),
         "blocks": [

@@ -51,6 +51,9 @@ pub struct SlackThread {
     pub thread_ts: String,
     /// The status message of the current (or last) run.
     pub status: Option<StatusMessage>,
+    /// A status message posted for a queued revision; the run that starts next takes it.
+    #[serde(default)]
+    pub pending: Option<StatusMessage>,
 }
 
 /// One run's status message, edited in place.
@@ -103,9 +106,20 @@ struct Inner {
     me: BotIdentity,
     /// Mention received → 👀 added, ms, for measurement.
     seen_latency_ms: Mutex<Vec<u64>>,
-    /// Serialises egress per process, so status edits keep their order.
+    /// Serialises egress per process, so status edits keep their order; binding writes take
+    /// it too.
     egress: tokio::sync::Mutex<()>,
+    /// One handler at a time per thread (`channel/thread_ts`): a reply waits for the mention
+    /// that creates its task.
+    threads: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One merge at a time: two ✅ at once merge once.
+    merging: tokio::sync::Mutex<()>,
 }
+
+/// Thread locks kept before unused ones are pruned.
+const THREAD_LOCKS: usize = 10_000;
+/// Mention → 👀 latencies kept.
+const SEEN_WINDOW: usize = 10_000;
 
 /// The Slack bot. Cheap to clone.
 #[derive(Clone)]
@@ -132,6 +146,8 @@ impl Bot {
                 me,
                 seen_latency_ms: Mutex::default(),
                 egress: tokio::sync::Mutex::new(()),
+                threads: Mutex::default(),
+                merging: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -143,6 +159,18 @@ impl Bot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Holds the thread's lock for the duration of one handler.
+    async fn lock_thread(&self, key: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.inner.threads.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > THREAD_LOCKS {
+                map.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            map.entry(key).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Waits for the egress message in flight, if any.
@@ -199,6 +227,15 @@ impl Bot {
             tracing::debug!(key, "Slack message already handled");
             return Ok(());
         }
+        let _thread = match &ingress {
+            Ingress::Mention {
+                channel, thread_ts, ..
+            }
+            | Ingress::ThreadReply {
+                channel, thread_ts, ..
+            } => Some(self.lock_thread(format!("{channel}/{thread_ts}")).await),
+            _ => None,
+        };
         match ingress {
             Ingress::Mention {
                 channel,
@@ -231,7 +268,9 @@ impl Bot {
 
     /// Posts in a thread; a failure is logged (there is nowhere else to say it).
     async fn say(&self, channel: &str, thread_ts: &str, text: &str) -> Option<String> {
-        match self.inner.api.post(channel, thread_ts, text, None).await {
+        // Errors quoted into the thread must not carry a secret (a token in a URL, say).
+        let text = self.inner.cfg.redact(text);
+        match self.inner.api.post(channel, thread_ts, &text, None).await {
             Ok(ts) => Some(ts),
             Err(e) => {
                 tracing::error!(error = %e, advice = e.advice(), channel, "could not post in the thread");
@@ -281,12 +320,17 @@ impl Bot {
         received: Instant,
     ) -> Result<(), BotError> {
         match self.inner.api.react(channel, ts, SEEN).await {
-            Ok(()) => self
-                .inner
-                .seen_latency_ms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(received.elapsed().as_millis() as u64),
+            Ok(()) => {
+                let mut seen = self
+                    .inner
+                    .seen_latency_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if seen.len() == SEEN_WINDOW {
+                    seen.remove(0);
+                }
+                seen.push(received.elapsed().as_millis() as u64);
+            }
             Err(e) => tracing::warn!(error = %e, advice = e.advice(), "could not add 👀"),
         }
         let existing = self.task_for_thread(channel, thread_ts)?;
@@ -505,6 +549,7 @@ impl Bot {
             channel: channel.into(),
             thread_ts: thread_ts.into(),
             status: None,
+            pending: None,
         };
         store.put_binding(&task_key(&task.id), &bound).await?;
         store
@@ -526,15 +571,24 @@ impl Bot {
         );
         if let Some(status_ts) = self.say(channel, thread_ts, &status_text).await {
             self.bind_status(channel, &status_ts, &task.id).await?;
-            bound.status = Some(StatusMessage {
+            bound.pending = Some(StatusMessage {
                 ts: status_ts,
                 revision: 1,
                 started_ms: now_ms(),
                 ..Default::default()
             });
+            let _order = self.inner.egress.lock().await;
             store.put_binding(&task_key(&task.id), &bound).await?;
         }
-        self.inner.queue.submit(&mut task).await?;
+        if let Err(e) = self.inner.queue.submit(&mut task).await {
+            self.say(
+                channel,
+                thread_ts,
+                &format!("❌ I could not queue this task: {e}. Nothing will run; mention me again in a minute, or ask an operator to check slipway's store."),
+            )
+            .await;
+            return Err(e.into());
+        }
         self.audit(
             Some(&task.id),
             "slack_task_created",
@@ -648,23 +702,26 @@ impl Bot {
         revision: u32,
         text: &str,
     ) -> Result<(), BotError> {
+        let Some(ts) = self.say(channel, thread_ts, text).await else {
+            return Ok(());
+        };
+        self.bind_status(channel, &ts, task_id).await?;
+        let _order = self.inner.egress.lock().await;
         let store = &self.inner.store;
         let mut bound: SlackThread = store.binding(&task_key(task_id))?.unwrap_or(SlackThread {
             task_id: task_id.into(),
             channel: channel.into(),
             thread_ts: thread_ts.into(),
             status: None,
+            pending: None,
         });
-        if let Some(ts) = self.say(channel, thread_ts, text).await {
-            self.bind_status(channel, &ts, task_id).await?;
-            bound.status = Some(StatusMessage {
-                ts,
-                revision,
-                started_ms: now_ms(),
-                ..Default::default()
-            });
-            store.put_binding(&task_key(task_id), &bound).await?;
-        }
+        bound.pending = Some(StatusMessage {
+            ts,
+            revision,
+            started_ms: now_ms(),
+            ..Default::default()
+        });
+        store.put_binding(&task_key(task_id), &bound).await?;
         Ok(())
     }
 
@@ -764,14 +821,33 @@ impl Bot {
             )
             .await;
         };
-        if task.state == TaskState::Merged {
-            refuse("it is merged already.".into()).await;
+        // One merge at a time, on the freshest copy of the task.
+        let _merging = self.inner.merging.lock().await;
+        let Some(task) = &self.inner.store.get_task(&task.id)? else {
             return Ok(());
-        }
-        if matches!(task.state, TaskState::Queued | TaskState::Running)
-            || self.inner.queue.is_running(&task.id)
-        {
-            refuse("a run of this task is queued or in progress; react ✅ on its report when it is done.".into()).await;
+        };
+        let queued = self
+            .inner
+            .store
+            .queued()?
+            .iter()
+            .any(|(_, i)| i.task_id == task.id);
+        let blocked = match task.state {
+            TaskState::Merged => Some("it is merged already."),
+            TaskState::Cancelled => Some("the task was closed; react 🔁 to run it again first."),
+            TaskState::Failed => Some(
+                "the last run failed, so there is no tested change; reply in the thread to try again.",
+            ),
+            _ if queued || self.inner.queue.is_running(&task.id) => Some(
+                "a run of this task is queued or in progress; react ✅ on its report when it is done.",
+            ),
+            TaskState::Ready | TaskState::Halted => None,
+            TaskState::Queued | TaskState::Running => Some(
+                "a run of this task is queued or in progress; react ✅ on its report when it is done.",
+            ),
+        };
+        if let Some(why) = blocked {
+            refuse(why.into()).await;
             return Ok(());
         }
         let latest = self.latest_report(task)?;
@@ -788,7 +864,9 @@ impl Bot {
                 .await;
             return Ok(());
         }
-        if msg.commit.as_deref() != Some(commit.as_str()) {
+        if msg.commit.as_deref() != Some(commit.as_str())
+            || report.revision != task.current().number
+        {
             refuse("this report is not the latest one; react ✅ on the newest report.".into())
                 .await;
             return Ok(());
@@ -1023,12 +1101,8 @@ impl Bot {
                 RunEvent::RunStarted {
                     run_id, revision, ..
                 } => {
-                    let reuse = bound
-                        .status
-                        .as_ref()
-                        .is_some_and(|s| !s.done && s.run_id.is_none());
-                    let ts = match bound.status.as_ref().filter(|_| reuse) {
-                        Some(s) => s.ts.clone(),
+                    let ts = match bound.pending.take() {
+                        Some(s) => s.ts,
                         None => match self.say(&channel, &thread_ts, "⏳ Starting…").await {
                             Some(ts) => {
                                 self.bind_status(&channel, &ts, &task_id).await?;
@@ -1090,6 +1164,13 @@ impl Bot {
                     self.edit_status(&channel, &bound, &headline).await;
                     self.post_report(&channel, &thread_ts, &task_id, &report)
                         .await?;
+                }
+                RunEvent::RunFailed { .. } if self.inner.queue.is_shutting_down() => {
+                    if let Some(s) = bound.status.as_mut() {
+                        s.done = true;
+                    }
+                    self.edit_status(&channel, &bound, "paused: slipway is restarting")
+                        .await;
                 }
                 RunEvent::RunFailed { error } => {
                     if let Some(s) = bound.status.as_mut() {
@@ -1229,11 +1310,9 @@ fn instruction_without_repo(text: &str, repo: &str) -> String {
     without
         .split_whitespace()
         .filter(|w| {
-            !matches!(
-                w.to_lowercase()
-                    .trim_matches(|c: char| !c.is_alphanumeric()),
-                "" | "in" | "on" | "for" | "repo"
-            )
+            let core = w.to_lowercase();
+            let core = core.trim_matches(|c: char| c.is_ascii_punctuation());
+            !matches!(core, "" | "in" | "on" | "for" | "repo")
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -57,7 +57,8 @@ pub enum Ingress {
 impl Ingress {
     /// The key that makes a redelivered or doubled event a duplicate: `(channel, ts)` for
     /// messages (so `app_mention` and `message` of one mention collide), and the reaction
-    /// itself for reactions. `None` for ignored events.
+    /// with its `event_ts` for reactions (so removing and re-adding a ✅ counts again).
+    /// `None` for ignored events.
     pub fn dedupe_key(&self) -> Option<String> {
         match self {
             Self::Mention { channel, ts, .. } | Self::ThreadReply { channel, ts, .. } => {
@@ -68,8 +69,10 @@ impl Ingress {
                 item_ts,
                 user,
                 reaction,
-                ..
-            } => Some(format!("reaction/{channel}/{item_ts}/{user}/{reaction}")),
+                event_ts,
+            } => Some(format!(
+                "reaction/{channel}/{item_ts}/{user}/{reaction}/{event_ts}"
+            )),
             Self::Ignore(_) => None,
         }
     }

@@ -211,10 +211,17 @@ pub async fn listen(
         };
         stats.connects.fetch_add(1, Ordering::Relaxed);
         let ended = serve_connection(ws, &out, &shutdown, &stats, &mut backoff).await;
-        stats.connected.store(false, Ordering::Relaxed);
+        let said_hello = stats.connected.swap(false, Ordering::Relaxed);
         match ended {
             Ended::Stop(end) => return Ok(end),
             Ended::Reconnect(why) => tracing::info!(reason = why, "Socket Mode reconnecting"),
+        }
+        // A link that dies before `hello` is not a refresh: back off, don't hammer Slack.
+        if !said_hello {
+            if wait(&shutdown, backoff).await {
+                return Ok(SocketEnd::Shutdown);
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

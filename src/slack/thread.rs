@@ -116,6 +116,17 @@ pub fn choose_repo(text: &str, channel: &str, repos: &[RepoConfig]) -> RepoChoic
     {
         return RepoChoice::Named(r.clone());
     }
+    // "in owner/name: …" at the start names the repo explicitly, even in a channel with a
+    // default: running it against the default would be a surprise.
+    let stripped = strip_mentions(text);
+    if let Some(rest) = stripped
+        .strip_prefix("in ")
+        .or_else(|| stripped.strip_prefix("In "))
+        && let Some(first) = repo_tokens(rest).into_iter().next()
+        && rest.trim_start().starts_with(first.as_str())
+    {
+        return RepoChoice::Unknown(first);
+    }
     if let Some(r) = repos
         .iter()
         .find(|r| r.channels.iter().any(|c| c == channel))
@@ -271,6 +282,11 @@ mod tests {
         assert_eq!(
             choose_repo("<@U0BOT> in acme/nope: fix", "C0DEV", &repos),
             RepoChoice::Unknown("acme/nope".into())
+        );
+        assert_eq!(
+            choose_repo("<@U0BOT> in acme/other: fix", "C0WEB", &repos),
+            RepoChoice::Unknown("acme/other".into()),
+            "an explicit repo beats the channel default"
         );
         assert_eq!(
             choose_repo("<@U0BOT> fix the flaky test", "C0DEV", &repos),

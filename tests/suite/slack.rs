@@ -600,3 +600,36 @@ async fn production_connectors_build_for_https_and_wss_without_panicking() {
     let r = tokio_tungstenite::connect_async("wss://127.0.0.1:9/link/").await;
     assert!(r.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_task_is_not_merged_and_a_rerun_brings_it_back() {
+    let mut script = fix_script();
+    // The rerun starts from the branch tip, where add() is fixed already.
+    script.extend([
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
+        ),
+        Turn::call("finish", json!({"summary": "Documented mul()."})),
+    ]);
+    let bot = Bot::start(Backend::Bwrap, script, |_| {}).await;
+    let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
+    bot.wait_reports(&thread, 1).await;
+    let report = bot.slack.reports(DEV, &thread.ts)[0].clone();
+    bot.react("U0ALICE", "x", &report.ts).await;
+    bot.wait_post(&thread.ts, "Closed by <@U0ALICE>").await;
+    bot.react("U0BOB", "white_check_mark", &report.ts).await;
+    bot.wait_post(&thread.ts, "the task was closed").await;
+    assert_eq!(bot.tasks()[0].state, TaskState::Cancelled);
+    // 🔁 runs it again; its new report can be merged.
+    bot.react("U0ALICE", "repeat", &report.ts).await;
+    bot.wait_reports(&thread, 2).await;
+    let newest = bot.slack.reports(DEV, &thread.ts)[1].clone();
+    // The old report is stale now.
+    bot.react("U0BOB", "white_check_mark", &report.ts).await;
+    bot.wait_post(&thread.ts, "not the latest").await;
+    bot.react("U0BOB", "white_check_mark", &newest.ts).await;
+    bot.wait_post(&thread.ts, "✅ Merged").await;
+    assert_eq!(bot.tasks()[0].runs.len(), 2);
+    bot.stop().await;
+}

@@ -178,8 +178,11 @@ impl FakeSlack {
         e
     }
 
+    /// A `reaction_added` event; each has its own `event_ts`, as Slack's do.
     pub fn reaction_event(user: &str, reaction: &str, channel: &str, item_ts: &str) -> Value {
-        json!({"type": "reaction_added", "user": user, "reaction": reaction, "item_user": BOT_USER, "item": {"type": "message", "channel": channel, "ts": item_ts}, "event_ts": format!("{item_ts}9")})
+        static EVENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = EVENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        json!({"type": "reaction_added", "user": user, "reaction": reaction, "item_user": BOT_USER, "item": {"type": "message", "channel": channel, "ts": item_ts}, "event_ts": format!("1700009{n:03}.000500")})
     }
 
     /// An `events_api` envelope around `event`, with a fresh `event_id`.
