@@ -947,6 +947,31 @@ impl Bot {
         Ok(None)
     }
 
+    /// Whether `user` may `verb` the task (the requester or an approver); if not, says so
+    /// in the thread.
+    async fn allowed(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task: &Task,
+        user: &str,
+        verb: &str,
+    ) -> bool {
+        if self.is_trusted(user, task) {
+            return true;
+        }
+        self.say(
+            channel,
+            thread_ts,
+            &format!(
+                "Only the requester (<@{}>) or an approver can {verb} this task.",
+                task.requester
+            ),
+        )
+        .await;
+        false
+    }
+
     async fn cancel(
         &self,
         channel: &str,
@@ -954,16 +979,7 @@ impl Bot {
         task: &Task,
         user: &str,
     ) -> Result<(), BotError> {
-        if !self.is_trusted(user, task) {
-            self.say(
-                channel,
-                thread_ts,
-                &format!(
-                    "Only the requester (<@{}>) or an approver can cancel this task.",
-                    task.requester
-                ),
-            )
-            .await;
+        if !self.allowed(channel, thread_ts, task, user, "cancel").await {
             return Ok(());
         }
         if self.inner.queue.cancel(&task.id) {
@@ -1010,16 +1026,7 @@ impl Bot {
         task: &Task,
         user: &str,
     ) -> Result<(), BotError> {
-        if !self.is_trusted(user, task) {
-            self.say(
-                channel,
-                thread_ts,
-                &format!(
-                    "Only the requester (<@{}>) or an approver can rerun this task.",
-                    task.requester
-                ),
-            )
-            .await;
+        if !self.allowed(channel, thread_ts, task, user, "rerun").await {
             return Ok(());
         }
         if self.inner.queue.is_running(&task.id) || task.state == TaskState::Queued {
@@ -1142,7 +1149,9 @@ impl Bot {
                     }
                     self.edit_status(&channel, &bound, "running").await;
                 }
-                RunEvent::RunFinished { report } if self.inner.queue.is_shutting_down() => {
+                RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
+                    if self.inner.queue.is_shutting_down() =>
+                {
                     // Stopped by a graceful shutdown: it reruns after the restart.
                     if let Some(s) = bound.status.as_mut() {
                         s.done = true;
@@ -1152,7 +1161,7 @@ impl Bot {
                     self.say(
                         &channel,
                         &thread_ts,
-                        &format!("⏸ slipway is restarting, so run `{}` stopped here. It runs again after the restart.", report.run_id),
+                        "⏸ slipway is restarting, so this run stopped here. It runs again after the restart.",
                     )
                     .await;
                 }
@@ -1164,13 +1173,6 @@ impl Bot {
                     self.edit_status(&channel, &bound, &headline).await;
                     self.post_report(&channel, &thread_ts, &task_id, &report)
                         .await?;
-                }
-                RunEvent::RunFailed { .. } if self.inner.queue.is_shutting_down() => {
-                    if let Some(s) = bound.status.as_mut() {
-                        s.done = true;
-                    }
-                    self.edit_status(&channel, &bound, "paused: slipway is restarting")
-                        .await;
                 }
                 RunEvent::RunFailed { error } => {
                     if let Some(s) = bound.status.as_mut() {

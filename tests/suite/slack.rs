@@ -103,6 +103,18 @@ impl Bot {
             .unwrap()
     }
 
+    /// Waits until the run's status shows prefetch done: the agent is at work.
+    async fn wait_agent(&self, thread: &Posted) {
+        self.slack
+            .wait_until(120, "the run to reach the agent", |s| {
+                s.bot_posts(DEV, &thread.ts)
+                    .first()
+                    .and_then(|p| s.text_of(DEV, &p.ts))
+                    .is_some_and(|t| t.contains("prefetch"))
+            })
+            .await;
+    }
+
     async fn react(&self, user: &str, reaction: &str, item_ts: &str) {
         self.slack
             .push(FakeSlack::reaction_event(user, reaction, DEV, item_ts))
@@ -348,14 +360,7 @@ async fn a_cross_reaction_cancels_a_running_task_and_its_container_goes() {
         .repeat_forever(Turn::call("run", json!({"command": "sleep 600"})));
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
     // Wait until the agent's command is running in its container.
-    bot.slack
-        .wait_until(120, "the run to reach the agent", |s| {
-            s.bot_posts(DEV, &thread.ts)
-                .first()
-                .and_then(|p| s.text_of(DEV, &p.ts))
-                .is_some_and(|t| t.contains("prefetch"))
-        })
-        .await;
+    bot.wait_agent(&thread).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let task = bot.tasks()[0].clone();
     let run_id = task.runs.last().unwrap().clone();
@@ -451,14 +456,7 @@ async fn a_restart_in_the_middle_of_a_run_is_reported_and_the_run_goes_again() {
         .fake
         .repeat_forever(Turn::call("run", json!({"command": "sleep 1"})));
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
-    bot.slack
-        .wait_until(120, "the run to reach the agent", |s| {
-            s.bot_posts(DEV, &thread.ts)
-                .first()
-                .and_then(|p| s.text_of(DEV, &p.ts))
-                .is_some_and(|t| t.contains("prefetch"))
-        })
-        .await;
+    bot.wait_agent(&thread).await;
     // SIGTERM's path: stop taking events, checkpoint the run, close the socket.
     bot.service
         .take()
