@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares this machine for slipway's tests (and for `slipway run` with the docker backend):
-#   - installs git, Podman (with runc), bubblewrap and mmdebstrap from Debian when missing;
+#   - installs git, Podman (with runc), bubblewrap, mmdebstrap and CA certificates from Debian when missing;
 #   - starts Podman's Docker-compatible API socket at /run/podman/podman.sock (runc runtime:
 #     crun fails on hosts with hybrid cgroups);
 #   - builds the default sandbox image slipway-sandbox:local when it is absent.
@@ -19,6 +19,8 @@ command -v prlimit >/dev/null || missing+=(util-linux)
 command -v strings >/dev/null || missing+=(binutils)
 command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
+# rustls loads the system roots for the Slack client (native-certs).
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
