@@ -1005,6 +1005,8 @@ impl Bot {
                 t.updated_ms = now_ms();
             })
             .await?;
+        // A run dispatched between the first check and the state change is stopped too.
+        self.inner.queue.cancel(&task.id);
         self.audit(Some(&task.id), "closed", user, json!({})).await;
         let what = match &task.pr_url {
             Some(u) => format!("the pull request {u} stays open on the forge"),
