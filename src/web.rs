@@ -69,7 +69,6 @@ async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         .status()
         .map(|q| (q.running.len(), q.queued.len()))
         .unwrap_or((0, 0));
-    let seen = s.bot.seen_latencies_ms();
     let body = format!(
         "# TYPE slipway_socket_connected gauge\nslipway_socket_connected {}\n\
          # TYPE slipway_socket_connects_total counter\nslipway_socket_connects_total {}\n\
@@ -81,7 +80,7 @@ async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         u8::from(s.stats.connected.load(Ordering::Relaxed)),
         s.stats.connects.load(Ordering::Relaxed),
         s.stats.acks.load(Ordering::Relaxed),
-        seen.len(),
+        s.bot.mentions_seen(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use super::ingress::BotIdentity;
+use super::ingress::{BotIdentity, field};
 use super::thread::ThreadMessage;
 use crate::config::SlackEndpoint;
 
@@ -338,7 +338,7 @@ struct PageMeta {
 }
 
 fn thread_message(m: &Value) -> ThreadMessage {
-    let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| field(m, k).unwrap_or("").to_string();
     ThreadMessage {
         user: s("user"),
         text: s("text"),
@@ -348,18 +348,10 @@ fn thread_message(m: &Value) -> ThreadMessage {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|f| {
-                ["name", "title"]
-                    .iter()
-                    .find_map(|k| f.get(*k).and_then(Value::as_str).filter(|n| !n.is_empty()))
-                    .map(str::to_owned)
-            })
+            .filter_map(|f| field(f, "name").or_else(|| field(f, "title")))
+            .map(str::to_owned)
             .collect(),
-        from_bot: m
-            .get("bot_id")
-            .and_then(Value::as_str)
-            .is_some_and(|b| !b.is_empty())
-            || s("subtype") == "bot_message",
+        from_bot: field(m, "bot_id").is_some() || s("subtype") == "bot_message",
     }
 }
 

@@ -104,8 +104,8 @@ struct Inner {
     queue: Queue,
     store: Store,
     me: BotIdentity,
-    /// Mention received → 👀 added, ms, for measurement.
-    seen_latency_ms: Mutex<Vec<u64>>,
+    /// Mentions acknowledged with 👀.
+    seen: std::sync::atomic::AtomicU64,
     /// Serialises egress per process, so status edits keep their order; binding writes take
     /// it too.
     egress: tokio::sync::Mutex<()>,
@@ -118,8 +118,6 @@ struct Inner {
 
 /// Thread locks kept before unused ones are pruned.
 const THREAD_LOCKS: usize = 10_000;
-/// Mention → 👀 latencies kept.
-const SEEN_WINDOW: usize = 10_000;
 
 /// The Slack bot. Cheap to clone.
 #[derive(Clone)]
@@ -144,7 +142,7 @@ impl Bot {
                 queue,
                 store,
                 me,
-                seen_latency_ms: Mutex::default(),
+                seen: Default::default(),
                 egress: tokio::sync::Mutex::new(()),
                 threads: Mutex::default(),
                 merging: tokio::sync::Mutex::new(()),
@@ -152,13 +150,9 @@ impl Bot {
         }
     }
 
-    /// Mention → 👀 latencies recorded so far, ms.
-    pub fn seen_latencies_ms(&self) -> Vec<u64> {
-        self.inner
-            .seen_latency_ms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Mentions acknowledged with 👀 since start.
+    pub fn mentions_seen(&self) -> u64 {
+        self.inner.seen.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Holds the thread's lock for the duration of one handler.
@@ -321,15 +315,13 @@ impl Bot {
     ) -> Result<(), BotError> {
         match self.inner.api.react(channel, ts, SEEN).await {
             Ok(()) => {
-                let mut seen = self
-                    .inner
-                    .seen_latency_ms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if seen.len() == SEEN_WINDOW {
-                    seen.remove(0);
-                }
-                seen.push(received.elapsed().as_millis() as u64);
+                self.inner
+                    .seen
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(
+                    ms = received.elapsed().as_millis() as u64,
+                    "mention acknowledged with 👀"
+                );
             }
             Err(e) => tracing::warn!(error = %e, advice = e.advice(), "could not add 👀"),
         }
@@ -420,35 +412,23 @@ impl Bot {
         trigger_text: Option<&str>,
         user: &str,
     ) -> (Vec<ThreadMessage>, Option<SlackError>) {
+        let trigger = trigger_text.map(|t| ThreadMessage {
+            user: user.into(),
+            text: t.into(),
+            ts: trigger_ts.into(),
+            files: vec![],
+            from_bot: false,
+        });
         match self.inner.api.replies(channel, thread_ts).await {
             Ok(m) if m.iter().any(|x| x.ts == trigger_ts) => (m, None),
             Ok(mut m) => {
                 // A reply can race the thread's index; keep it.
-                if let Some(t) = trigger_text {
-                    m.push(ThreadMessage {
-                        user: user.into(),
-                        text: t.into(),
-                        ts: trigger_ts.into(),
-                        files: vec![],
-                        from_bot: false,
-                    });
-                }
+                m.extend(trigger);
                 (m, None)
             }
             Err(e) => {
                 tracing::warn!(error = %e, advice = e.advice(), "could not read the thread");
-                let m = trigger_text
-                    .map(|t| {
-                        vec![ThreadMessage {
-                            user: user.into(),
-                            text: t.into(),
-                            ts: trigger_ts.into(),
-                            files: vec![],
-                            from_bot: false,
-                        }]
-                    })
-                    .unwrap_or_default();
-                (m, Some(e))
+                (trigger.into_iter().collect(), Some(e))
             }
         }
     }
@@ -542,17 +522,9 @@ impl Bot {
             instructions,
             ..revision
         };
-        let store = &self.inner.store;
         // Bind before queueing, so the run's first event finds its thread.
-        let mut bound = SlackThread {
-            task_id: task.id.clone(),
-            channel: channel.into(),
-            thread_ts: thread_ts.into(),
-            status: None,
-            pending: None,
-        };
-        store.put_binding(&task_key(&task.id), &bound).await?;
-        store
+        self.inner
+            .store
             .put_binding(&thread_key(channel, thread_ts), &task.id)
             .await?;
         let note = read_error
@@ -569,17 +541,8 @@ impl Bot {
             task.repo.name,
             task.id
         );
-        if let Some(status_ts) = self.say(channel, thread_ts, &status_text).await {
-            self.bind_status(channel, &status_ts, &task.id).await?;
-            bound.pending = Some(StatusMessage {
-                ts: status_ts,
-                revision: 1,
-                started_ms: now_ms(),
-                ..Default::default()
-            });
-            let _order = self.inner.egress.lock().await;
-            store.put_binding(&task_key(&task.id), &bound).await?;
-        }
+        self.new_status(channel, thread_ts, &task.id, 1, &status_text)
+            .await?;
         if let Err(e) = self.inner.queue.submit(&mut task).await {
             self.say(
                 channel,
@@ -693,7 +656,8 @@ impl Bot {
         Ok(())
     }
 
-    /// Posts a fresh status message for the task's next run.
+    /// Posts a fresh status message for the task's next run, and stores the task's binding
+    /// (created here for a new task, even when the post failed, so egress still finds it).
     async fn new_status(
         &self,
         channel: &str,
@@ -702,10 +666,10 @@ impl Bot {
         revision: u32,
         text: &str,
     ) -> Result<(), BotError> {
-        let Some(ts) = self.say(channel, thread_ts, text).await else {
-            return Ok(());
-        };
-        self.bind_status(channel, &ts, task_id).await?;
+        let posted = self.say(channel, thread_ts, text).await;
+        if let Some(ts) = &posted {
+            self.bind_status(channel, ts, task_id).await?;
+        }
         let _order = self.inner.egress.lock().await;
         let store = &self.inner.store;
         let mut bound: SlackThread = store.binding(&task_key(task_id))?.unwrap_or(SlackThread {
@@ -715,12 +679,14 @@ impl Bot {
             status: None,
             pending: None,
         });
-        bound.pending = Some(StatusMessage {
-            ts,
-            revision,
-            started_ms: now_ms(),
-            ..Default::default()
-        });
+        if let Some(ts) = posted {
+            bound.pending = Some(StatusMessage {
+                ts,
+                revision,
+                started_ms: now_ms(),
+                ..Default::default()
+            });
+        }
         store.put_binding(&task_key(task_id), &bound).await?;
         Ok(())
     }
@@ -1155,10 +1121,7 @@ impl Bot {
                     if self.inner.queue.is_shutting_down() =>
                 {
                     // Stopped by a graceful shutdown: it reruns after the restart.
-                    if let Some(s) = bound.status.as_mut() {
-                        s.done = true;
-                    }
-                    self.edit_status(&channel, &bound, "paused: slipway is restarting")
+                    self.close_status(&channel, &mut bound, "paused: slipway is restarting")
                         .await;
                     self.say(
                         &channel,
@@ -1169,18 +1132,12 @@ impl Bot {
                 }
                 RunEvent::RunFinished { report } => {
                     let headline = format!("finished: {}", report.decision);
-                    if let Some(s) = bound.status.as_mut() {
-                        s.done = true;
-                    }
-                    self.edit_status(&channel, &bound, &headline).await;
+                    self.close_status(&channel, &mut bound, &headline).await;
                     self.post_report(&channel, &thread_ts, &task_id, &report)
                         .await?;
                 }
                 RunEvent::RunFailed { error } => {
-                    if let Some(s) = bound.status.as_mut() {
-                        s.done = true;
-                    }
-                    self.edit_status(&channel, &bound, "failed").await;
+                    self.close_status(&channel, &mut bound, "failed").await;
                     self.post_failure(&channel, &thread_ts, &task_id, &error)
                         .await?;
                 }
@@ -1201,16 +1158,21 @@ impl Bot {
                 if bound.status.as_ref().is_some_and(|s| s.done) {
                     return Ok(()); // the run's own failure was told already
                 }
-                if let Some(s) = bound.status.as_mut() {
-                    s.done = true;
-                }
-                self.edit_status(&channel, &bound, "failed").await;
+                self.close_status(&channel, &mut bound, "failed").await;
                 self.post_failure(&channel, &thread_ts, &task_id, &error)
                     .await?;
             }
         }
         store.put_binding(&task_key(&task_id), &bound).await?;
         Ok(())
+    }
+
+    /// Marks the run's status message done and writes its last headline.
+    async fn close_status(&self, channel: &str, bound: &mut SlackThread, state: &str) {
+        if let Some(s) = bound.status.as_mut() {
+            s.done = true;
+        }
+        self.edit_status(channel, bound, state).await;
     }
 
     /// Rewrites the status message: a headline, then one line per finished node.

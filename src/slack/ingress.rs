@@ -79,7 +79,7 @@ impl Ingress {
 }
 
 /// A string field, with `""` counting as absent.
-fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 

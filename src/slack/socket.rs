@@ -14,6 +14,7 @@
 //! - a half-open socket shows only as silence: ping every [`PING_EVERY`] and reconnect after
 //!   [`SILENCE_LIMIT`] without any frame or pong.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +69,7 @@ pub struct SocketStats {
     /// Envelopes acked.
     pub acks: AtomicU64,
     /// Frame read → ack written, µs, the newest [`LATENCY_WINDOW`].
-    latencies_us: Mutex<Vec<u64>>,
+    latencies_us: Mutex<VecDeque<u64>>,
 }
 
 impl SocketStats {
@@ -76,18 +77,20 @@ impl SocketStats {
         self.acks.fetch_add(1, Ordering::Relaxed);
         let mut l = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
         if l.len() == LATENCY_WINDOW {
-            l.remove(0);
+            l.pop_front();
         }
-        l.push(us);
+        l.push_back(us);
     }
 
     /// `(p50, p99)` of the ack latency, µs; `None` before the first ack.
     pub fn ack_latency_us(&self) -> Option<(u64, u64)> {
-        let mut l = self
+        let mut l: Vec<u64> = self
             .latencies_us
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .iter()
+            .copied()
+            .collect();
         if l.is_empty() {
             return None;
         }
@@ -191,10 +194,9 @@ pub async fn listen(
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "apps.connections.open failed");
-                if wait(&shutdown, backoff).await {
+                if back_off(&shutdown, &mut backoff).await {
                     return Ok(SocketEnd::Shutdown);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -202,10 +204,9 @@ pub async fn listen(
             Ok((ws, _)) => ws,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "Socket Mode websocket did not open");
-                if wait(&shutdown, backoff).await {
+                if back_off(&shutdown, &mut backoff).await {
                     return Ok(SocketEnd::Shutdown);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -217,21 +218,21 @@ pub async fn listen(
             Ended::Reconnect(why) => tracing::info!(reason = why, "Socket Mode reconnecting"),
         }
         // A link that dies before `hello` is not a refresh: back off, don't hammer Slack.
-        if !said_hello {
-            if wait(&shutdown, backoff).await {
-                return Ok(SocketEnd::Shutdown);
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        if !said_hello && back_off(&shutdown, &mut backoff).await {
+            return Ok(SocketEnd::Shutdown);
         }
     }
 }
 
-/// Sleeps `d` unless shutdown comes first; true on shutdown.
-async fn wait(shutdown: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
+/// Sleeps `backoff` unless shutdown comes first (true on shutdown), then doubles it up to
+/// [`MAX_BACKOFF`].
+async fn back_off(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    let stop = tokio::select! {
         _ = shutdown.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
+        _ = tokio::time::sleep(*backoff) => false,
+    };
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    stop
 }
 
 async fn serve_connection<S>(

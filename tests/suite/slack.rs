@@ -132,6 +132,19 @@ impl Bot {
     }
 }
 
+/// Two runs' worth of turns: the add() fix, then a docstring for mul().
+fn fix_then_document_script() -> Vec<Turn> {
+    let mut script = fix_script();
+    script.extend([
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
+        ),
+        Turn::call("finish", json!({"summary": "Documented mul()."})),
+    ]);
+    script
+}
+
 /// Waits a little for anything that should not happen (a second run, a second report).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -252,14 +265,7 @@ async fn duplicate_deliveries_make_one_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_reply_becomes_revision_two_on_the_same_branch() {
-    let mut script = fix_script();
-    script.extend([
-        Turn::call(
-            "edit_file",
-            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
-        ),
-        Turn::call("finish", json!({"summary": "Documented mul()."})),
-    ]);
+    let script = fix_then_document_script();
     let bot = Bot::start(Backend::Bwrap, script, |_| {}).await;
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
     bot.wait_reports(&thread, 1).await;
@@ -601,15 +607,8 @@ async fn production_connectors_build_for_https_and_wss_without_panicking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_task_is_not_merged_and_a_rerun_brings_it_back() {
-    let mut script = fix_script();
     // The rerun starts from the branch tip, where add() is fixed already.
-    script.extend([
-        Turn::call(
-            "edit_file",
-            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
-        ),
-        Turn::call("finish", json!({"summary": "Documented mul()."})),
-    ]);
+    let script = fix_then_document_script();
     let bot = Bot::start(Backend::Bwrap, script, |_| {}).await;
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
     bot.wait_reports(&thread, 1).await;
