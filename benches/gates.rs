@@ -26,7 +26,7 @@ fn synthetic_diff(mb: usize) -> String {
         d.push_str(&format!("diff --git a/src/m{n}.py b/src/m{n}.py\n--- a/src/m{n}.py\n+++ b/src/m{n}.py\n@@ -1,40 +1,40 @@\n"));
         for i in 0..40 {
             n += 1;
-            if n % 5000 == 0 {
+            if n.is_multiple_of(5000) {
                 d.push_str("+GITHUB = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n");
             } else if i % 3 == 0 {
                 d.push_str(&format!(
@@ -76,9 +76,10 @@ fn host_side_gates(c: &mut Criterion) {
         name: "bench/medium".into(),
         source: src.path().display().to_string(),
         base: "main".into(),
+        forge: Default::default(),
     };
     let wt = rt
-        .block_on(ws.prepare(&repo, "slipway/bench", "bench"))
+        .block_on(ws.prepare(&repo, "slipway/bench", "bench", 1))
         .unwrap();
     sh(
         &wt.path,

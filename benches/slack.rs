@@ -76,15 +76,17 @@ async fn seen_latency() {
     );
     cfg.slack = slack.endpoint();
     let cfg = Arc::new(cfg);
-    let workspaces = slipway::workspace::Workspaces::new(data.path());
+    let (forges, workspaces) =
+        slipway::forge::Forges::build(&cfg, slipway::workspace::Workspaces::new(data.path()))
+            .unwrap();
     let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
     let runner = slipway::runner::Runner {
         cfg: cfg.clone(),
         store: slipway::store::Store::open(&data.path().join("store")).unwrap(),
-        workspaces: workspaces.clone(),
+        workspaces,
         sandbox: Arc::new(slipway::sandbox::bwrap::BwrapSandbox::detect().unwrap()),
         llm: slipway::agent::llm::from_config(&cfg.llm, &cfg.file.llm).unwrap(),
-        forge: Arc::new(slipway::forge::local::LocalForge::new(workspaces)),
+        forges,
         registry: Arc::new(registry),
         mcp,
     };

@@ -115,6 +115,13 @@ pub struct RepoConfig {
     pub base: String,
     #[serde(default)]
     pub merge_method: MergeMethod,
+    /// (added) Delete the task's branch after its PR merges (GitHub forge).
+    #[serde(default = "default_true")]
+    pub delete_branch: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_base() -> String {
@@ -332,6 +339,40 @@ pub struct FileConfig {
     pub mcp_servers: Vec<McpServerConfig>,
     /// (added) `[queue]`: how many runs go at once.
     pub queue: QueueConfig,
+    /// (added) `[github]`: CI waiting and API retries for the GitHub forge.
+    pub github: GithubConfig,
+}
+
+/// `[github]` (added): how the GitHub forge waits for CI and retries the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubConfig {
+    /// Longest wait for CI on one pushed commit, seconds; then the `ci` gate warns.
+    pub ci_timeout_s: u64,
+    /// First CI poll interval, ms; doubles up to `ci_poll_max_ms` (a webhook wakes it early).
+    pub ci_poll_ms: u64,
+    /// Longest CI poll interval, ms.
+    pub ci_poll_max_ms: u64,
+    /// Retries of one API call after a 5xx, a secondary rate limit or a transport error.
+    pub max_retries: u32,
+    /// First retry delay, ms, doubling; `Retry-After` / `x-ratelimit-reset` win when present.
+    pub retry_base_ms: u64,
+    /// Longest single wait for a rate limit to reset, seconds; beyond it the call fails and the
+    /// task stays resumable.
+    pub max_rate_limit_wait_s: u64,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self {
+            ci_timeout_s: 1800,
+            ci_poll_ms: 5_000,
+            ci_poll_max_ms: 60_000,
+            max_retries: 4,
+            retry_base_ms: 1_000,
+            max_rate_limit_wait_s: 300,
+        }
+    }
 }
 
 /// `[queue]` (added): bounded concurrency of runs.
@@ -407,6 +448,49 @@ pub struct Config {
     pub mcp_env: McpEnv,
     /// Slack endpoints and tokens (`SLACK_API_URL`, `SLACK_APP_TOKEN`, `SLACK_BOT_TOKEN`).
     pub slack: SlackEndpoint,
+    /// GitHub endpoint and credentials (`GITHUB_*`).
+    pub github: GithubEndpoint,
+}
+
+/// Where GitHub is and how slipway authenticates. Its `Debug` never prints a secret.
+#[derive(Clone, Default)]
+pub struct GithubEndpoint {
+    /// REST base without a trailing slash (`GITHUB_API_URL`; default `https://api.github.com`).
+    pub api_url: String,
+    pub auth: Option<GithubAuth>,
+    /// (added) `GITHUB_WEBHOOK_SECRET`: enables `POST /webhooks/github`, verified by
+    /// `X-Hub-Signature-256`.
+    pub webhook_secret: Option<String>,
+}
+
+/// GitHub credentials, from the environment only.
+#[derive(Clone)]
+pub enum GithubAuth {
+    /// `GITHUB_TOKEN`: a PAT or an Actions/installation token.
+    Token(String),
+    /// `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY` (PEM): JWT → installation token per repo.
+    App { app_id: u64, private_key: String },
+}
+
+/// GitHub's REST base (`DESIGN.md` §3, `GITHUB_API_URL`).
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+
+impl std::fmt::Debug for GithubEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = match &self.auth {
+            None => "none".to_string(),
+            Some(GithubAuth::Token(_)) => "token <redacted>".to_string(),
+            Some(GithubAuth::App { app_id, .. }) => format!("app {app_id}, key <redacted>"),
+        };
+        f.debug_struct("GithubEndpoint")
+            .field("api_url", &self.api_url)
+            .field("auth", &auth)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Where Slack is and the tokens to reach it. Its `Debug` never prints a token.
@@ -471,6 +555,7 @@ pub const SECRET_VARS: &[&str] = &[
     "SLACK_BOT_TOKEN",
     "GITHUB_TOKEN",
     "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_WEBHOOK_SECRET",
     "SLIPWAY_LLM_API_KEY",
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
@@ -568,6 +653,7 @@ impl Config {
             credentials_present,
             mcp_env,
             slack: slack_endpoint(env)?,
+            github: github_endpoint(env)?,
         })
     }
 
@@ -586,12 +672,18 @@ impl Config {
             credentials_present: Vec::new(),
             mcp_env: McpEnv::default(),
             slack: SlackEndpoint::default(),
+            github: GithubEndpoint::default(),
         }
     }
 
     /// The per-command timeout.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.file.sandbox.command_timeout_s)
+    }
+
+    /// The `[[repos]]` entry named `repo`.
+    pub fn repo(&self, repo: &str) -> Option<&RepoConfig> {
+        self.file.repos.iter().find(|r| r.name == repo)
     }
 
     /// The merge method of the `[[repos]]` entry named `repo`, else the default (squash).
@@ -619,6 +711,61 @@ impl Config {
         }
         out
     }
+}
+
+/// Reads `GITHUB_*`. The API URL must be http(s); an App needs both its ID (a number) and
+/// its PEM key; `GITHUB_TOKEN` wins when both are set.
+fn github_endpoint(env: &Env) -> Result<GithubEndpoint> {
+    let raw = env.get("GITHUB_API_URL").unwrap_or(DEFAULT_GITHUB_API_URL);
+    if !(raw.starts_with("https://") || raw.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            name: "GITHUB_API_URL".into(),
+            value: raw.into(),
+            expected:
+                "an http(s) URL such as https://api.github.com or https://ghe.example.com/api/v3"
+                    .into(),
+        });
+    }
+    let auth = match (
+        env.get("GITHUB_TOKEN"),
+        env.get("GITHUB_APP_ID"),
+        env.get("GITHUB_APP_PRIVATE_KEY"),
+    ) {
+        (Some(t), _, _) => Some(GithubAuth::Token(t.to_string())),
+        (None, Some(id), Some(key)) => {
+            let app_id = id.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "GITHUB_APP_ID".into(),
+                value: id.into(),
+                expected: "the App's numeric ID".into(),
+            })?;
+            if !key.contains("-----BEGIN") {
+                return Err(ConfigError::Invalid {
+                    name: "GITHUB_APP_PRIVATE_KEY".into(),
+                    value: String::new(),
+                    expected:
+                        "the App's private key in PEM form (-----BEGIN RSA PRIVATE KEY-----…)"
+                            .into(),
+                });
+            }
+            Some(GithubAuth::App {
+                app_id,
+                private_key: key.to_string(),
+            })
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: "GITHUB_APP_ID / GITHUB_APP_PRIVATE_KEY".into(),
+                value: String::new(),
+                expected: "both set (a GitHub App), or neither".into(),
+            });
+        }
+        (None, None, None) => None,
+    };
+    Ok(GithubEndpoint {
+        api_url: raw.trim_end_matches('/').to_string(),
+        auth,
+        webhook_secret: env.get("GITHUB_WEBHOOK_SECRET").map(str::to_owned),
+    })
 }
 
 /// Reads `SLACK_*`. The API URL must be http(s); a missing trailing slash is added.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use slipway::blueprint::RunEvent;
 use slipway::config::{Config, Env, ForgeKind};
-use slipway::forge::local::LocalForge;
+use slipway::forge::Forges;
 use slipway::report::Decision;
 use slipway::runner::{RunError, Runner};
 use slipway::store::Store;
@@ -238,20 +238,26 @@ async fn cmd_run(
         return usage(RunError::EmptyTask);
     }
     let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
-    if let Some(r) = configured
-        && r.forge == ForgeKind::Github
-    {
+    let forge = configured.map(|r| r.forge).unwrap_or_default();
+    if forge == ForgeKind::Github && cfg.github.auth.is_none() {
         return usage(format!(
-            "{} uses forge = \"github\", which this build cannot publish to yet; use forge = \"local\"",
-            r.name
+            "{repo_arg} uses forge = \"github\": set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
         ));
     }
-    let source_arg = configured
-        .and_then(|r| r.url.clone())
-        .unwrap_or_else(|| repo_arg.to_string());
-    let (source, derived_name) = match Workspaces::resolve_source(&source_arg) {
-        Ok(v) => v,
-        Err(e) => return usage(e),
+    let (source, derived_name) = if forge == ForgeKind::Github {
+        // The clone URL comes from the GitHub API when the run starts.
+        (
+            format!("https://github.com/{repo_arg}.git"),
+            repo_arg.to_string(),
+        )
+    } else {
+        let source_arg = configured
+            .and_then(|r| r.url.clone())
+            .unwrap_or_else(|| repo_arg.to_string());
+        match Workspaces::resolve_source(&source_arg) {
+            Ok(v) => v,
+            Err(e) => return usage(e),
+        }
     };
     let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
     let base = base
@@ -262,7 +268,12 @@ async fn cmd_run(
         Err(code) => return Ok(code),
     };
     let mcp = runner.mcp.clone();
-    let repo = RepoRef { name, source, base };
+    let repo = RepoRef {
+        name,
+        source,
+        base,
+        forge,
+    };
     let mut task = Task::new(repo, requester, Origin::Cli, text);
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -318,7 +329,10 @@ async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, ExitCo
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open(&cfg.data_dir.join("store"))?;
-    let workspaces = Workspaces::new(&cfg.data_dir);
+    let (forges, workspaces) = match Forges::build(cfg, Workspaces::new(&cfg.data_dir)) {
+        Ok(v) => v,
+        Err(e) => return usage(e).map(Err),
+    };
     let (registry, mcp) = slipway::tools::load_registry(cfg, &[], true).await;
     for p in &registry.problems {
         tracing::warn!(problem = %p, "tool registry");
@@ -326,10 +340,10 @@ async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, ExitCo
     Ok(Ok(Runner {
         cfg: cfg.clone(),
         store,
-        workspaces: workspaces.clone(),
+        workspaces,
         sandbox,
         llm,
-        forge: Arc::new(LocalForge::new(workspaces)),
+        forges,
         registry: Arc::new(registry),
         mcp,
     }))
@@ -346,10 +360,12 @@ async fn cmd_serve(
             "`slipway serve` needs SLACK_APP_TOKEN (xapp-…) and SLACK_BOT_TOKEN (xoxb-…); see README \"Install in Slack\"",
         );
     }
-    if let Some(r) = cfg.file.repos.iter().find(|r| r.forge == ForgeKind::Github) {
+    if let Some(r) = cfg.file.repos.iter().find(|r| r.forge == ForgeKind::Github)
+        && cfg.github.auth.is_none()
+    {
         tracing::warn!(
             repo = r.name,
-            "forge = \"github\" is not available in this build; tasks for it are refused in their threads"
+            "forge = \"github\" without GITHUB_TOKEN or GitHub App credentials; tasks for it are refused in their threads"
         );
     }
     let runner = match build_runner(&cfg).await? {
@@ -407,6 +423,10 @@ async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
                 eprintln!("▶ task {task_id} run {run_id} (revision {revision}) on {branch}");
             }
             RunEvent::NodeStarted { .. } => {}
+            RunEvent::Published {
+                pr_url: Some(url), ..
+            } => eprintln!("  🔗 {url}"),
+            RunEvent::Published { .. } => {}
             RunEvent::NodeFinished {
                 node,
                 ok,

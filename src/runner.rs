@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::llm::{Llm, LlmError};
 use crate::blueprint::{RunEvent, code_change};
 use crate::config::Config;
-use crate::forge::{Forge, ForgeError};
+use crate::forge::{ForgeError, Forges};
 use crate::gates::policy::PolicyError;
 use crate::report::RunReport;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -74,7 +74,8 @@ pub struct Runner {
     pub workspaces: Workspaces,
     pub sandbox: Arc<dyn Sandbox>,
     pub llm: Arc<dyn Llm>,
-    pub forge: Arc<dyn Forge>,
+    /// The forge of each repo (`[[repos]] forge`).
+    pub forges: Forges,
     /// Built-ins, catalogs and host-side MCP servers, discovered at start-up.
     pub registry: Arc<crate::tools::registry::Registry>,
     /// Connections to the host-side MCP servers.

@@ -481,6 +481,7 @@ mod tests {
                 name: "o/n".into(),
                 source: "/x".into(),
                 base: "main".into(),
+                forge: Default::default(),
             },
             "alice",
             Origin::Cli,

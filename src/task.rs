@@ -24,6 +24,9 @@ pub struct RepoRef {
     pub source: String,
     /// The branch the change is based on.
     pub base: String,
+    /// Where branches and PRs live; `local` for tasks stored before forges were per repo.
+    #[serde(default)]
+    pub forge: crate::config::ForgeKind,
 }
 
 /// One version of the task (`DESIGN.md` §2, "revision"), numbered from 1.
@@ -59,6 +62,20 @@ pub enum TaskState {
     Cancelled,
 }
 
+/// What a revert task undoes (⏪ on a merged task's report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertOf {
+    /// The merged task.
+    pub task_id: String,
+    /// Its PR, for the title and body.
+    pub pr_url: Option<String>,
+    /// The merge commit on the base (squash or merge commit, or the last rebased commit).
+    pub merge_commit: String,
+    /// How many commits the merge put on the base: 1 for squash and merge commits, the PR's
+    /// commit count for rebase merges.
+    pub commits: u32,
+}
+
 /// A task: a repo, a requester and its revisions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Task {
@@ -78,6 +95,22 @@ pub struct Task {
     /// The PR URL once a forge opened one.
     #[serde(default)]
     pub pr_url: Option<String>,
+    /// The PR number on the forge, once opened. When lost, the forge finds the PR by its head
+    /// branch.
+    #[serde(default)]
+    pub pr_number: Option<u64>,
+    /// The base's commit made by the merge, once merged (a revert starts from it).
+    #[serde(default)]
+    pub merge_commit: Option<String>,
+    /// How many commits that merge put on the base (a revert undoes them all).
+    #[serde(default)]
+    pub merged_commits: u32,
+    /// The Slack thread's permalink, for the PR body and the merge comment.
+    #[serde(default)]
+    pub thread_url: Option<String>,
+    /// Set on a revert task: what it undoes.
+    #[serde(default)]
+    pub revert_of: Option<RevertOf>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -105,6 +138,11 @@ impl Task {
             state: TaskState::Queued,
             runs: Vec::new(),
             pr_url: None,
+            pr_number: None,
+            merge_commit: None,
+            merged_commits: 0,
+            revert_of: None,
+            thread_url: None,
             created_ms: now,
             updated_ms: now,
         }
@@ -210,6 +248,7 @@ mod tests {
             name: "r".into(),
             source: "/r".into(),
             base: "main".into(),
+            forge: Default::default(),
         };
         let t = Task::new(
             repo,

@@ -1,16 +1,21 @@
 //! The web server of `slipway serve` (axum, `--listen`, default 127.0.0.1:8080):
 //! - `GET /healthz`: JSON with the Socket Mode connection, ack latency and the queue; 200
 //!   while the socket is connected, 503 otherwise (for a Kubernetes readiness probe);
-//! - `GET /metrics`: the same numbers in the Prometheus text format (version 0.0.4).
+//! - `GET /metrics`: the same numbers in the Prometheus text format (version 0.0.4);
+//! - `POST /webhooks/github` (only with `GITHUB_WEBHOOK_SECRET`): verified GitHub deliveries;
+//!   check and status events wake the CI waits, so CI is read at once instead of at the next
+//!   poll. Polling stays the source of truth: a lost delivery only costs latency.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::queue::Queue;
@@ -30,6 +35,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .route("/webhooks/github", post(github_webhook))
         .with_state(state)
 }
 
@@ -38,6 +44,39 @@ pub async fn serve(listener: tokio::net::TcpListener, state: WebState) {
     if let Err(e) = axum::serve(listener, router(state)).await {
         tracing::error!(error = %e, "web server stopped");
     }
+}
+
+async fn github_webhook(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let runner = s.queue.runner();
+    let Some(secret) = runner.cfg.github.webhook_secret.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "webhooks are off: set GITHUB_WEBHOOK_SECRET",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) =
+        crate::forge::github::webhook::verify(secret, &body, header("x-hub-signature-256"))
+    {
+        tracing::warn!(error = %e, delivery = header("x-github-delivery"), "GitHub webhook refused");
+        return (StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    let event = header("x-github-event").unwrap_or("");
+    if crate::forge::github::webhook::is_ci_event(event)
+        && let Some(gh) = &runner.forges.github
+    {
+        gh.nudge();
+    }
+    tracing::debug!(
+        event,
+        delivery = header("x-github-delivery"),
+        "GitHub webhook"
+    );
+    (StatusCode::ACCEPTED, "ok")
 }
 
 async fn health(State(s): State<WebState>) -> impl IntoResponse {

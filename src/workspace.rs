@@ -60,6 +60,8 @@ pub enum WorkspaceError {
         base: String,
         detail: String,
     },
+    #[error("no git credential for {url}: {detail}")]
+    Credentials { url: String, detail: String },
     #[error("workspace I/O failed at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -81,6 +83,9 @@ pub struct Worktree {
     pub base_sha: String,
     /// HEAD when the run started (the base, or the branch tip of the previous revision).
     pub start_sha: String,
+    /// The branch tip this run replaces: set when an earlier attempt at the same revision
+    /// was pushed. The push then overwrites exactly that tip (`--force-with-lease`).
+    pub replaces: Option<String>,
 }
 
 /// A file changed between the base and HEAD.
@@ -97,6 +102,16 @@ pub struct FileChange {
 const RUN_EXCLUDES: &str =
     "__pycache__/\n*.pyc\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\nnode_modules/\n/target/\n";
 
+/// Credentials for git over HTTPS, asked for per command and handed to git only through
+/// its environment (`GIT_CONFIG_COUNT` → `http.<url>.extraHeader`): never written to a config
+/// file, never in a work tree, never in a sandbox.
+#[async_trait::async_trait]
+pub trait GitCredentials: Send + Sync {
+    /// The `Authorization` header value for `url` (e.g. `Basic …`), or `None` when this
+    /// provider holds nothing for it.
+    async fn header(&self, url: &str) -> std::result::Result<Option<String>, String>;
+}
+
 /// Mirrors and clones under `$SLIPWAY_DATA_DIR`.
 #[derive(Clone)]
 pub struct Workspaces {
@@ -105,6 +120,7 @@ pub struct Workspaces {
     gitdirs: PathBuf,
     /// One lock per mirror: two runs on the same repo must not fetch into it at once.
     locks: Arc<std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
+    credentials: Option<Arc<dyn GitCredentials>>,
 }
 
 impl Workspaces {
@@ -114,6 +130,33 @@ impl Workspaces {
             worktrees: data_dir.join("worktrees"),
             gitdirs: data_dir.join("gitdirs"),
             locks: Arc::default(),
+            credentials: None,
+        }
+    }
+
+    /// The same workspaces, authenticating HTTPS git with `credentials`.
+    pub fn with_credentials(mut self, credentials: Arc<dyn GitCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The environment that gives git the credential for `url`, scoped to that URL so a
+    /// redirect elsewhere does not carry it. Empty when there is none.
+    async fn auth_env(&self, url: &str) -> Result<Vec<(String, String)>> {
+        let Some(c) = &self.credentials else {
+            return Ok(Vec::new());
+        };
+        match c.header(url).await {
+            Ok(Some(h)) => Ok(vec![
+                ("GIT_CONFIG_COUNT".into(), "1".into()),
+                ("GIT_CONFIG_KEY_0".into(), format!("http.{url}.extraHeader")),
+                ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: {h}")),
+            ]),
+            Ok(None) => Ok(Vec::new()),
+            Err(detail) => Err(WorkspaceError::Credentials {
+                url: url.to_string(),
+                detail,
+            }),
         }
     }
 
@@ -156,13 +199,14 @@ impl Workspaces {
         let lock = self.lock_for(&mirror);
         let _guard = lock.lock().await;
         mkdir(&self.mirrors)?;
+        let env = self.auth_env(&repo.source).await?;
         if mirror.join("HEAD").exists() {
-            git(&mirror, &["fetch", "--prune", "--quiet", "origin"])
+            git_env(&mirror, &["fetch", "--prune", "--quiet", "origin"], &env)
                 .await
                 .map_err(|e| not_found_or(e, &repo.source))?;
         } else {
             let tmp = self.mirrors.join(format!(".tmp-{}", crate::task::new_id()));
-            let res = git(
+            let res = git_env(
                 &self.mirrors,
                 &[
                     "clone",
@@ -172,6 +216,7 @@ impl Workspaces {
                     &repo.source,
                     &tmp.display().to_string(),
                 ],
+                &env,
             )
             .await;
             if let Err(e) = res {
@@ -187,8 +232,17 @@ impl Workspaces {
     }
 
     /// A fresh clone for `run_id` on `branch`: from the branch's tip when it already exists
-    /// (a later revision), else from `repo.base`. On error, nothing is left behind.
-    pub async fn prepare(&self, repo: &RepoRef, branch: &str, run_id: &str) -> Result<Worktree> {
+    /// (a later revision), else from `repo.base`. Commits of `revision` itself already on the
+    /// branch (an earlier, interrupted or rerun attempt at it) are set aside: the run redoes
+    /// the revision from where it started, and the push replaces them (`--force-with-lease`).
+    /// On error, nothing is left behind.
+    pub async fn prepare(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        run_id: &str,
+        revision: u32,
+    ) -> Result<Worktree> {
         let mirror = self.refresh_mirror(repo).await?;
         let heads = git(
             &mirror,
@@ -223,6 +277,7 @@ impl Workspaces {
             branch: branch.to_string(),
             base_sha: String::new(),
             start_sha: String::new(),
+            replaces: None,
         };
         let made = async {
             self.clone_into(&mirror, start, branch_exists, &wt).await?;
@@ -231,17 +286,48 @@ impl Workspaces {
                 .await?
                 .trim()
                 .to_string();
-            let start_sha = wt_git(&wt, &["rev-parse", "HEAD"])
+            let tip = wt_git(&wt, &["rev-parse", "HEAD"])
                 .await?
                 .trim()
                 .to_string();
-            Ok::<_, WorkspaceError>((base_sha, start_sha))
+            let mut start_sha = tip.clone();
+            let mut replaces = None;
+            if branch_exists {
+                let log = wt_git(
+                    &wt,
+                    &[
+                        "log",
+                        "--first-parent",
+                        "--format=%H%x09%(trailers:key=Slipway-Revision,valueonly,separator=%x2C)",
+                        &format!("{base_sha}..HEAD"),
+                    ],
+                )
+                .await?;
+                let own: Vec<&str> = log
+                    .lines()
+                    .map_while(|l| {
+                        let (sha, rev) = l.split_once('\t')?;
+                        (rev.trim() == revision.to_string()).then_some(sha)
+                    })
+                    .collect();
+                if let Some(oldest) = own.last() {
+                    let parent = format!("{oldest}^");
+                    wt_git(&wt, &["reset", "--quiet", "--hard", &parent]).await?;
+                    start_sha = wt_git(&wt, &["rev-parse", "HEAD"])
+                        .await?
+                        .trim()
+                        .to_string();
+                    replaces = Some(tip);
+                }
+            }
+            Ok::<_, WorkspaceError>((base_sha, start_sha, replaces))
         }
         .await;
         match made {
-            Ok((base_sha, start_sha)) => Ok(Worktree {
+            Ok((base_sha, start_sha, replaces)) => Ok(Worktree {
                 base_sha,
                 start_sha,
+                replaces,
                 ..wt
             }),
             Err(e) => {
@@ -405,18 +491,57 @@ impl Workspaces {
     /// Pushes the branch to `destination` (a path or URL given on the command line, never
     /// stored in config).
     pub async fn push(&self, wt: &Worktree, destination: &str) -> Result<()> {
-        wt_git(
-            wt,
-            &[
-                "push",
-                "--quiet",
-                "--",
-                destination,
-                &format!("HEAD:refs/heads/{}", wt.branch),
-            ],
-        )
-        .await
-        .map(|_| ())
+        let env = self.auth_env(destination).await?;
+        let refspec = format!("HEAD:refs/heads/{}", wt.branch);
+        let lease = wt
+            .replaces
+            .as_ref()
+            .map(|tip| format!("--force-with-lease=refs/heads/{}:{tip}", wt.branch));
+        let mut args = vec!["push", "--quiet"];
+        args.extend(lease.as_deref());
+        args.extend(["--", destination, &refspec]);
+        let mut cmd = wt_command(wt, &args);
+        cmd.envs(env);
+        finish(&mut cmd, &args, None).await.map(|_| ())
+    }
+
+    /// Commits a revert of `merge_commit` on the work tree's branch: `-m 1` for a merge
+    /// commit, else the last `commits` commits of the base (a squash is one, a rebase merge
+    /// its PR's count). Returns the new commit. A conflict is [`WorkspaceError::Conflict`].
+    pub async fn revert(
+        &self,
+        wt: &Worktree,
+        merge_commit: &str,
+        commits: u32,
+        message: &str,
+    ) -> Result<String> {
+        let parents = wt_git(wt, &["rev-list", "--parents", "-n", "1", merge_commit]).await?;
+        let parents = parents.split_whitespace().count().saturating_sub(1);
+        let range = format!("{merge_commit}~{}..{merge_commit}", commits.max(1));
+        let mut args: Vec<&str> = BOT_IDENT.to_vec();
+        args.extend(["revert", "--no-commit"]);
+        if parents > 1 {
+            args.extend(["-m", "1", merge_commit]);
+        } else if commits > 1 {
+            args.push(&range);
+        } else {
+            args.push(merge_commit);
+        }
+        wt_git(wt, &args).await.map_err(|e| match e {
+            WorkspaceError::Git { stderr, .. } => WorkspaceError::Conflict {
+                branch: wt.branch.clone(),
+                base: merge_commit.to_string(),
+                detail: crate::task::truncate_chars(&stderr, 300),
+            },
+            other => other,
+        })?;
+        let args: Vec<&str> = BOT_IDENT
+            .iter()
+            .copied()
+            .chain(["commit", "--quiet", "--no-verify", "--file=-"])
+            .collect();
+        wt_git_with_input(wt, &args, message).await?;
+        Ok(wt_git(wt, &["rev-parse", "HEAD"]).await?.trim().to_string())
     }
 
     /// Deletes a run's work tree and git directory.
@@ -813,21 +938,28 @@ pub async fn git(dir: &Path, args: &[&str]) -> Result<String> {
     finish(&mut git_command(dir, args), args, None).await
 }
 
-/// `git --git-dir=<git_dir> --work-tree=<path> args` for a run's clone.
-async fn wt_git(wt: &Worktree, args: &[&str]) -> Result<String> {
-    let mut cmd = git_command(&wt.path, &[]);
-    cmd.arg(format!("--git-dir={}", wt.git_dir.display()))
-        .arg(format!("--work-tree={}", wt.path.display()))
-        .args(args);
+/// [`git`] with extra environment (credentials for one command).
+async fn git_env(dir: &Path, args: &[&str], env: &[(String, String)]) -> Result<String> {
+    let mut cmd = git_command(dir, args);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     finish(&mut cmd, args, None).await
 }
 
-async fn wt_git_with_input(wt: &Worktree, args: &[&str], input: &str) -> Result<String> {
+/// `git --git-dir=<git_dir> --work-tree=<path> args` for a run's clone, not yet run.
+fn wt_command(wt: &Worktree, args: &[&str]) -> Command {
     let mut cmd = git_command(&wt.path, &[]);
     cmd.arg(format!("--git-dir={}", wt.git_dir.display()))
         .arg(format!("--work-tree={}", wt.path.display()))
         .args(args);
-    finish(&mut cmd, args, Some(input)).await
+    cmd
+}
+
+async fn wt_git(wt: &Worktree, args: &[&str]) -> Result<String> {
+    finish(&mut wt_command(wt, args), args, None).await
+}
+
+async fn wt_git_with_input(wt: &Worktree, args: &[&str], input: &str) -> Result<String> {
+    finish(&mut wt_command(wt, args), args, Some(input)).await
 }
 
 #[cfg(test)]

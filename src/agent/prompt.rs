@@ -10,6 +10,7 @@ pub const SYSTEM: &str = include_str!("../../prompts/system.md");
 pub const IMPLEMENT: &str = include_str!("../../prompts/implement.md");
 pub const FIX: &str = include_str!("../../prompts/fix.md");
 pub const REVISION: &str = include_str!("../../prompts/revision.md");
+pub const CI_FIX: &str = include_str!("../../prompts/ci_fix.md");
 
 /// Most bytes read from one rules file.
 const RULE_FILE_CAP: usize = 16 * 1024;
@@ -111,6 +112,14 @@ pub fn task(rev: &Revision, previous_summary: Option<&str>) -> String {
 /// The user turn of a fix round.
 pub fn fix(round: u32, max_rounds: u32, failures: &str) -> String {
     FIX.replace("{round}", &round.to_string())
+        .replace("{max_rounds}", &max_rounds.to_string())
+        .replace("{failures}", failures)
+}
+
+/// The user turn of a CI fix round: the failing checks' output, fenced as data.
+pub fn ci_fix(round: u32, max_rounds: u32, failures: &str) -> String {
+    CI_FIX
+        .replace("{round}", &round.to_string())
         .replace("{max_rounds}", &max_rounds.to_string())
         .replace("{failures}", failures)
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{NodeKind, RunEvent, Tracker};
 use crate::agent::llm::cost_usd;
 use crate::agent::{AgentEnd, AgentError, AgentNode, Budget, Conversation, prompt};
+use crate::forge::{CiOutcome, Forge, MergeRequest, Merged, PullRequestContent};
 use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
 use crate::gates::policy::{self, EffectivePolicy, RepoPolicy};
 use crate::gates::{self, Evidence, classify, sandboxed, secrets};
@@ -37,6 +38,16 @@ use std::sync::Arc;
 pub const NAME: &str = "code_change";
 /// Fix rounds after failed checks (the contract's "at most two").
 pub const MAX_FIX_ROUNDS: u32 = 2;
+/// Agent rounds after failed CI, per revision (issue 4: "at most 2 CI rounds").
+pub const MAX_CI_ROUNDS: u32 = 2;
+
+/// The gates node's result.
+struct Judged {
+    gates: Vec<Gate>,
+    classified: classify::Classified,
+    decision: Decision,
+    reasons: Vec<String>,
+}
 
 /// Runs the current revision of `task`.
 pub async fn run(
@@ -80,9 +91,15 @@ pub async fn run(
     // workspace: nothing is stored until it succeeds, so bad input leaves nothing behind.
     let node = tracker.start("workspace", NodeKind::Deterministic).await;
     let prepared = async {
+        let forge = runner.forges.of(task)?.clone();
+        // GitHub: the API's clone URL (also what git credentials are scoped to).
+        let repo = crate::task::RepoRef {
+            source: forge.clone_url(&task.repo).await?,
+            ..task.repo.clone()
+        };
         let wt = runner
             .workspaces
-            .prepare(&task.repo, &task.branch, &run_id)
+            .prepare(&repo, &task.branch, &run_id, revision)
             .await?;
         // The repo's policy, read before the agent runs (and `.slipway/**` can never be
         // published by an agent, so later revisions see only what people committed).
@@ -94,10 +111,10 @@ pub async fn run(
             }
         };
         let checks = checks::detect(&wt.path, repo_policy.as_ref());
-        Ok::<_, RunError>((wt, checks, repo_policy))
+        Ok::<_, RunError>((wt, checks, repo_policy, forge, repo.source))
     }
     .await;
-    let (wt, check_cmds, repo_policy) = match prepared {
+    let (wt, check_cmds, repo_policy, forge, source) = match prepared {
         Ok(v) => v,
         Err(e) => {
             tracker
@@ -108,6 +125,7 @@ pub async fn run(
             return Err(e);
         }
     };
+    task.repo.source = source;
     // From here every exit, `?` included, removes the run's directories.
     let home = runner.cfg.data_dir.join("homes").join(&run_id);
     let dirs = RunDirs {
@@ -171,7 +189,14 @@ pub async fn run(
         policy,
         coverage_cmd,
         guard,
-        merged: false,
+        merged: None,
+        forge,
+        conv: None,
+        coverage_baseline: None,
+        ci_rounds: 0,
+        ci_gate: None,
+        pr_number: task.pr_number,
+        started,
         mcp_session: None,
         timings: Timings {
             workspace: workspace_ms,
@@ -197,7 +222,7 @@ pub async fn run(
             tracker.record.summary = summary;
             task.state = match report.decision {
                 Decision::Halt => TaskState::Halted,
-                _ if flow.merged => TaskState::Merged,
+                _ if flow.merged.is_some() => TaskState::Merged,
                 _ => TaskState::Ready,
             };
             let mut report = report;
@@ -250,9 +275,10 @@ pub async fn run(
             Ok(report)
         }
     };
-    let (state, pr_url) = (
+    let (state, pr_url, merged) = (
         task.state,
         result.as_ref().ok().and_then(|r| r.pr_url.clone()),
+        flow.merged.clone(),
     );
     *task = runner
         .store
@@ -260,6 +286,10 @@ pub async fn run(
             t.state = state;
             if pr_url.is_some() {
                 t.pr_url = pr_url.clone();
+            }
+            if let Some(m) = &merged {
+                t.merge_commit = Some(m.sha.clone());
+                t.merged_commits = m.commits;
             }
             t.updated_ms = now_ms();
         })
@@ -383,8 +413,21 @@ struct Flow<'a> {
     /// The repo's coverage command, when it has one.
     coverage_cmd: Option<String>,
     guard: CommandGuard,
-    /// Whether an auto-merge went through.
-    merged: bool,
+    /// The auto-merge, when one went through.
+    merged: Option<Merged>,
+    /// The forge of the task's repo.
+    forge: Arc<dyn Forge>,
+    /// The agent's conversation, kept for CI fix rounds.
+    conv: Option<Conversation>,
+    /// Coverage before the change, measured in the first pass.
+    coverage_baseline: Option<Result<f64, String>>,
+    /// CI fix rounds so far (at most [`MAX_CI_ROUNDS`]).
+    ci_rounds: u32,
+    /// CI's verdict on the final pushed commit.
+    ci_gate: Option<Gate>,
+    pr_number: Option<u64>,
+    /// When the run started (the report's `timings_ms.total`).
+    started: Instant,
     /// The docker sidecar that runs this run's sandboxed MCP servers.
     mcp_session: Option<Box<dyn Session>>,
     timings: Timings,
@@ -493,112 +536,121 @@ impl Flow<'_> {
                 .into());
             }
         }
-        let node = tracker.start("sandbox", NodeKind::Deterministic).await;
-        let session = self
-            .runner
-            .sandbox
-            .start(&self.spec(NetworkAccess::None, &run_id))
-            .await?;
-        tracker
-            .finish(
-                node,
-                true,
-                format!(
-                    "{} ({}), no network",
-                    self.runner.sandbox.backend().as_str(),
-                    self.runner.sandbox.image()
-                ),
-            )
-            .await?;
-        self.timings.sandbox = t_sandbox.elapsed().as_millis() as u64;
-
-        let result = self
-            .in_sandbox(task, tracker, session.as_ref(), previous_summary, &run_id)
-            .await;
-        // The sandbox goes whatever happened; a cancelled exec already removed it.
-        if let Err(e) = session.close().await {
-            tracing::warn!(error = %e, "could not close sandbox");
-        }
-        if let Some(side) = self.mcp_session.take()
-            && let Err(e) = side.close().await
-        {
-            tracing::warn!(error = %e, "could not close the MCP sidecar");
-        }
-        let Sandboxed {
-            end,
-            results,
-            diff,
-            changes,
-            whitespace_only,
-            dependencies,
-            coverage,
-        } = result?;
-        let rev = task.current();
-
-        // gates
-        let node = tracker.start("gates", NodeKind::Deterministic).await;
-        let mut gates = self.extra_gates.clone();
-        let findings = secrets::Scanner::new().scan_diff(&diff);
-        let added_lines = changes.iter().map(|c| c.added).sum();
-        if !findings.is_empty() {
-            tracker
-                .log
-                .audit("secret_found", "slipway", json!({"findings": findings.iter().map(|f| json!({"rule": f.rule, "path": f.path, "line": f.line})).collect::<Vec<_>>()}))
+        self.timings.sandbox += t_sandbox.elapsed().as_millis() as u64;
+        let mut previous_summary = previous_summary;
+        let mut ci_failures: Option<String> = None;
+        let (sandboxed, judged) = loop {
+            let sandboxed = self
+                .sandbox_pass(
+                    task,
+                    tracker,
+                    &run_id,
+                    previous_summary.take(),
+                    ci_failures.take(),
+                )
                 .await?;
-        }
-        gates.extend(gates::evaluate(&Evidence {
-            checks: &results,
-            commands: &self.check_cmds,
-            changes: &changes,
-            agent_end: &end,
-            fix_rounds: self.fix_rounds,
-            policy: &self.policy,
-            secrets: &findings,
-            added_lines,
-            committed: self.commit.is_some(),
-            dependencies,
-            coverage,
-            ci: None,
-        }));
-        let classified = classify::classify(&changes, whitespace_only, &diff);
-        let (mut decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
-        reasons.push(format!(
-            "classified {}: {}",
-            classified.class.as_str(),
-            classified.evidence
-        ));
-        tracker
-            .finish(node, decision != Decision::Halt, format!("{decision}"))
-            .await?;
-
-        // publish: only a change that may go on leaves slipway's data dir.
-        if self.cancel.is_cancelled() {
-            return Err(FlowError::Cancelled);
-        }
-        if decision != Decision::Halt && self.commit.is_some() {
-            let node = tracker.start("publish", NodeKind::Deterministic).await;
-            match self.runner.forge.publish(&self.wt, task).await {
-                Ok(p) => {
-                    self.pr_url = p.pr_url.clone();
-                    tracker.log.audit("push", "slipway", json!({"branch": self.wt.branch, "commit": self.commit, "to": p.location})).await?;
-                    tracker.finish(node, true, p.location).await?;
+            let mut judged = self.judge(task, tracker, &sandboxed).await?;
+            if self.cancel.is_cancelled() {
+                return Err(FlowError::Cancelled);
+            }
+            // publish: only a change that may go on leaves slipway's data dir.
+            if judged.decision == Decision::Halt || self.commit.is_none() {
+                if self.commit.is_some() {
+                    // Keep the halted diff for the audit trail; the branch is not published.
+                    tracker
+                        .log
+                        .transcript(
+                            "halted_diff",
+                            0,
+                            json!({"diff": crate::task::truncate_chars(&sandboxed.diff, 200_000)}),
+                        )
+                        .await?;
                 }
+                break (sandboxed, judged);
+            }
+            self.publish(task, tracker, &run_id, &sandboxed, &judged)
+                .await?;
+            // ci: the forge's CI on the pushed commit; a failure goes back to the agent.
+            let (Some(sha), true) = (self.commit.clone(), self.forge.has_ci()) else {
+                break (sandboxed, judged);
+            };
+            let node = tracker.start("ci", NodeKind::Deterministic).await;
+            let outcome = self.forge.wait_ci(task, &sha, &self.cancel).await;
+            if self.cancel.is_cancelled() {
+                return Err(FlowError::Cancelled);
+            }
+            let outcome = match outcome {
+                Ok(o) => o,
                 Err(e) => {
                     tracker.finish(node, false, e.to_string()).await?;
                     return Err(RunError::from(e).into());
                 }
-            }
-        } else if self.commit.is_some() {
-            // Keep the halted diff for the audit trail; the branch is not published.
+            };
+            let rounds = |n: u32| match n {
+                0 => String::new(),
+                1 => " after 1 CI fix round".to_string(),
+                n => format!(" after {n} CI fix rounds"),
+            };
+            let (gate, retry) = match outcome {
+                CiOutcome::NoCi { detail } => (Gate::new("ci", GateStatus::Skip, detail), None),
+                CiOutcome::Passed { detail } => (
+                    Gate::new(
+                        "ci",
+                        GateStatus::Pass,
+                        format!("{detail}{}", rounds(self.ci_rounds)),
+                    ),
+                    None,
+                ),
+                CiOutcome::TimedOut { detail } => (Gate::new("ci", GateStatus::Warn, detail), None),
+                CiOutcome::Failed { detail, failures } => {
+                    tracker
+                        .log
+                        .transcript(
+                            "ci_failure",
+                            0,
+                            json!({"commit": sha, "failures": failures}),
+                        )
+                        .await?;
+                    let may_fix = self.ci_rounds < MAX_CI_ROUNDS
+                        && task.revert_of.is_none()
+                        && matches!(sandboxed.end, AgentEnd::Finished { .. });
+                    let detail = if may_fix {
+                        detail
+                    } else {
+                        format!("{detail}{}; no CI fix rounds left", rounds(self.ci_rounds))
+                    };
+                    (
+                        Gate::new("ci", GateStatus::Fail, detail),
+                        may_fix.then_some(failures),
+                    )
+                }
+            };
+            tracker
+                .finish(node, gate.status != GateStatus::Fail, gate.detail.clone())
+                .await?;
             tracker
                 .log
-                .transcript(
-                    "halted_diff",
-                    0,
-                    json!({"diff": crate::task::truncate_chars(&diff, 200_000)}),
+                .audit(
+                    "ci",
+                    "slipway",
+                    json!({"commit": sha, "status": gate.status, "detail": gate.detail}),
                 )
                 .await?;
-        }
+            if let Some(failures) = retry {
+                self.ci_rounds += 1;
+                ci_failures = Some(failures);
+                continue;
+            }
+            self.ci_gate = Some(gate);
+            judged = self.judge(task, tracker, &sandboxed).await?;
+            break (sandboxed, judged);
+        };
+        let Judged {
+            gates,
+            classified,
+            mut decision,
+            mut reasons,
+        } = judged;
 
         // auto_merge: the forge merges the tested commit without a reaction.
         if self.cancel.is_cancelled() {
@@ -608,16 +660,26 @@ impl Flow<'_> {
             && let Some(tested) = self.commit.clone()
         {
             let node = tracker.start("merge", NodeKind::Deterministic).await;
-            let method = self.runner.cfg.merge_method(&task.repo.name);
-            match self.runner.forge.merge(task, &tested, method).await {
+            let req = MergeRequest {
+                tested: &tested,
+                method: self.runner.cfg.merge_method(&task.repo.name),
+                approver: "slipway ([policy] auto_merge)",
+                thread_url: task.thread_url.as_deref(),
+                delete_branch: self
+                    .runner
+                    .cfg
+                    .repo(&task.repo.name)
+                    .is_none_or(|r| r.delete_branch),
+            };
+            match self.forge.merge(task, &req).await {
                 Ok(m) => {
-                    self.merged = true;
+                    self.merged = Some(m.clone());
                     reasons.push(format!(
                         "merged automatically into {} as {}",
                         task.repo.base,
                         &m.sha[..m.sha.len().min(12)]
                     ));
-                    tracker.log.audit("merge", "slipway", json!({"decision": "auto_merge", "tested": tested, "merge_commit": m.sha, "method": method})).await?;
+                    tracker.log.audit("merge", "slipway", json!({"decision": "auto_merge", "tested": tested, "merge_commit": m.sha, "method": req.method})).await?;
                     tracker.finish(node, true, m.sha).await?;
                 }
                 Err(e) => {
@@ -635,10 +697,242 @@ impl Flow<'_> {
             }
         }
 
-        let report = RunReport {
+        let report = self.report(task, &run_id, gates, &classified, decision, reasons);
+        let summary = match sandboxed.end {
+            AgentEnd::Finished { summary } => Some(summary),
+            _ => None,
+        };
+        // The PR shows the final report (CI's verdict included).
+        if self.pr_number.is_some() {
+            let content = self.pr_content(task, &report, summary.as_deref());
+            if let Err(e) = self.forge.describe(task, &content).await {
+                tracing::warn!(error = %e, "could not update the PR description");
+            }
+        }
+        Ok((report, summary))
+    }
+
+    /// One pass in a fresh offline sandbox: the agent (implementing, or fixing what CI
+    /// reported), the checks ⇄ fix loop, the commit and the sandboxed gates.
+    async fn sandbox_pass(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        run_id: &str,
+        previous_summary: Option<String>,
+        ci_failures: Option<String>,
+    ) -> Result<Sandboxed, FlowError> {
+        let t_sandbox = Instant::now();
+        let node = tracker.start("sandbox", NodeKind::Deterministic).await;
+        let session = self
+            .runner
+            .sandbox
+            .start(&self.spec(NetworkAccess::None, run_id))
+            .await?;
+        tracker
+            .finish(
+                node,
+                true,
+                format!(
+                    "{} ({}), no network",
+                    self.runner.sandbox.backend().as_str(),
+                    self.runner.sandbox.image()
+                ),
+            )
+            .await?;
+        self.timings.sandbox += t_sandbox.elapsed().as_millis() as u64;
+
+        let result = self
+            .in_sandbox(
+                task,
+                tracker,
+                session.as_ref(),
+                previous_summary,
+                ci_failures,
+                run_id,
+            )
+            .await;
+        // The sandbox goes whatever happened; a cancelled exec already removed it.
+        if let Err(e) = session.close().await {
+            tracing::warn!(error = %e, "could not close sandbox");
+        }
+        if let Some(side) = self.mcp_session.take()
+            && let Err(e) = side.close().await
+        {
+            tracing::warn!(error = %e, "could not close the MCP sidecar");
+        }
+        result
+    }
+
+    /// The gates node: evidence → gates → decision.
+    async fn judge(
+        &self,
+        _task: &Task,
+        tracker: &mut Tracker,
+        s: &Sandboxed,
+    ) -> Result<Judged, FlowError> {
+        let node = tracker.start("gates", NodeKind::Deterministic).await;
+        let mut gates = self.extra_gates.clone();
+        let findings = secrets::Scanner::new().scan_diff(&s.diff);
+        let added_lines = s.changes.iter().map(|c| c.added).sum();
+        if !findings.is_empty() {
+            tracker
+                .log
+                .audit("secret_found", "slipway", json!({"findings": findings.iter().map(|f| json!({"rule": f.rule, "path": f.path, "line": f.line})).collect::<Vec<_>>()}))
+                .await?;
+        }
+        gates.extend(gates::evaluate(&Evidence {
+            checks: &s.results,
+            commands: &self.check_cmds,
+            changes: &s.changes,
+            agent_end: &s.end,
+            fix_rounds: self.fix_rounds,
+            policy: &self.policy,
+            secrets: &findings,
+            added_lines,
+            committed: self.commit.is_some(),
+            dependencies: s.dependencies.clone(),
+            coverage: s.coverage.clone(),
+            ci: self.ci_gate.clone().or_else(|| {
+                self.forge.has_ci().then(|| {
+                    Gate::new(
+                        "ci",
+                        GateStatus::Skip,
+                        "not run yet: CI runs on the pushed commit",
+                    )
+                })
+            }),
+        }));
+        let classified = classify::classify(&s.changes, s.whitespace_only, &s.diff);
+        let (decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
+        reasons.push(format!(
+            "classified {}: {}",
+            classified.class.as_str(),
+            classified.evidence
+        ));
+        tracker
+            .finish(node, decision != Decision::Halt, format!("{decision}"))
+            .await?;
+        Ok(Judged {
+            gates,
+            classified,
+            decision,
+            reasons,
+        })
+    }
+
+    /// The publish node: push the branch and open or update the PR with the report so far.
+    async fn publish(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        run_id: &str,
+        s: &Sandboxed,
+        judged: &Judged,
+    ) -> Result<(), FlowError> {
+        let node = tracker.start("publish", NodeKind::Deterministic).await;
+        let report = self.report(
+            task,
+            run_id,
+            judged.gates.clone(),
+            &judged.classified,
+            judged.decision,
+            judged.reasons.clone(),
+        );
+        let summary = match &s.end {
+            AgentEnd::Finished { summary } => Some(summary.as_str()),
+            _ => None,
+        };
+        let content = self.pr_content(task, &report, summary);
+        match self.forge.publish(&self.wt, task, &content).await {
+            Ok(p) => {
+                self.pr_url = p.pr_url.clone();
+                self.pr_number = p.pr_number;
+                // Stored at once: a crash after this point finds the same PR.
+                if p.pr_number.is_some() {
+                    let (url, number) = (p.pr_url.clone(), p.pr_number);
+                    self.runner
+                        .store
+                        .update_task(task, |t| {
+                            t.pr_url = url.clone();
+                            t.pr_number = number;
+                        })
+                        .await?;
+                }
+                tracker
+                    .log
+                    .audit(
+                        "push",
+                        "slipway",
+                        json!({"branch": self.wt.branch, "commit": self.commit, "to": p.location}),
+                    )
+                    .await?;
+                if p.opened {
+                    tracker
+                        .log
+                        .audit("pr_opened", "slipway", json!({"pr": p.pr_url}))
+                        .await?;
+                }
+                tracker
+                    .emit(RunEvent::Published {
+                        pr_url: p.pr_url.clone(),
+                        location: p.location.clone(),
+                    })
+                    .await;
+                tracker.finish(node, true, p.location).await?;
+                Ok(())
+            }
+            Err(e) => {
+                tracker.finish(node, false, e.to_string()).await?;
+                Err(RunError::from(e).into())
+            }
+        }
+    }
+
+    /// The PR's title and body for `report`.
+    fn pr_content(
+        &self,
+        task: &Task,
+        report: &RunReport,
+        summary: Option<&str>,
+    ) -> PullRequestContent {
+        let calls: Vec<(String, bool)> = self
+            .conv
+            .as_ref()
+            .map(|c| {
+                c.tool_calls
+                    .iter()
+                    .map(|t| (t.name.clone(), t.ok))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PullRequestContent {
+            title: match &task.revert_of {
+                Some(_) => task.title(),
+                None => format!("slipway: {}", task.title()),
+            },
+            body: crate::gates::render::markdown(
+                report,
+                summary,
+                task.thread_url.as_deref(),
+                &calls,
+            ),
+        }
+    }
+
+    fn report(
+        &self,
+        task: &Task,
+        run_id: &str,
+        gates: Vec<Gate>,
+        classified: &classify::Classified,
+        decision: Decision,
+        reasons: Vec<String>,
+    ) -> RunReport {
+        RunReport {
             task_id: task.id.clone(),
-            revision: rev.number,
-            run_id: run_id.clone(),
+            revision: task.current().number,
+            run_id: run_id.to_string(),
             repo: task.repo.name.clone(),
             base: task.repo.base.clone(),
             branch: self.wt.branch.clone(),
@@ -650,16 +944,14 @@ impl Flow<'_> {
             classification: classified.class,
             gates,
             tools: self.tools.clone(),
-            fix_rounds: self.fix_rounds,
+            fix_rounds: self.fix_rounds + self.ci_rounds,
             agent: self.totals(),
-            timings_ms: self.timings.clone(),
+            timings_ms: Timings {
+                total: self.started.elapsed().as_millis() as u64,
+                ..self.timings.clone()
+            },
             sandbox: self.sandbox_info(),
-        };
-        let summary = match end {
-            AgentEnd::Finished { summary } => Some(summary),
-            _ => None,
-        };
-        Ok((report, summary))
+        }
     }
 
     /// Everything that needs the offline sandbox: a coverage baseline, the agent and its
@@ -670,19 +962,25 @@ impl Flow<'_> {
         tracker: &mut Tracker,
         session: &dyn Session,
         previous_summary: Option<String>,
+        ci_failures: Option<String>,
         run_id: &str,
     ) -> Result<Sandboxed, FlowError> {
         let cfg = &self.runner.cfg;
         let timeout = cfg.command_timeout();
-        let baseline = match &self.coverage_cmd {
-            Some(cmd) => {
-                Some(sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?)
+        if self.coverage_baseline.is_none()
+            && let Some(cmd) = &self.coverage_cmd
+        {
+            self.coverage_baseline =
+                Some(sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?);
+        }
+        let before = self.commit.clone();
+        let (end, results) = match &task.revert_of {
+            Some(of) => self.revert_and_check(task, tracker, session, of).await?,
+            None => {
+                self.agent_and_checks(task, tracker, session, previous_summary, ci_failures)
+                    .await?
             }
-            None => None,
         };
-        let (end, results) = self
-            .agent_and_checks(task, tracker, session, previous_summary)
-            .await?;
 
         let node = tracker.start("commit", NodeKind::Deterministic).await;
         let rev = task.current();
@@ -704,11 +1002,15 @@ impl Flow<'_> {
             ("Slipway-Run", run_id),
             ("Slipway-Revision", rev_s.as_str()),
         ];
-        self.commit = self
+        // A pass that changes nothing keeps the commit it started from.
+        if let Some(c) = self
             .runner
             .workspaces
             .commit(&self.wt, &subject, &body, &trailers)
-            .await?;
+            .await?
+        {
+            self.commit = Some(c);
+        }
         let diff = self.runner.workspaces.diff(&self.wt).await?;
         let changes = crate::workspace::changes_from_diff(&diff);
         let whitespace_only = self
@@ -717,8 +1019,10 @@ impl Flow<'_> {
             .whitespace_only(&self.wt, &changes)
             .await?;
         let detail = match &self.commit {
-            Some(c) => format!("{} ({} files)", &c[..12.min(c.len())], changes.len()),
-            None => "nothing to commit".into(),
+            Some(c) if self.commit != before => {
+                format!("{} ({} files)", &c[..12.min(c.len())], changes.len())
+            }
+            _ => "nothing to commit".into(),
         };
         tracker.finish(node, true, detail).await?;
 
@@ -728,7 +1032,7 @@ impl Flow<'_> {
         let t = Instant::now();
         let dependencies =
             sandboxed::dependencies(session, &changes, timeout, &self.cancel).await?;
-        let coverage = match (&self.coverage_cmd, baseline) {
+        let coverage = match (&self.coverage_cmd, self.coverage_baseline.clone()) {
             (Some(cmd), Some(before)) => {
                 let after =
                     sandboxed::coverage_percent(session, cmd, timeout, &self.cancel).await?;
@@ -771,6 +1075,7 @@ impl Flow<'_> {
         tracker: &mut Tracker,
         session: &dyn Session,
         previous_summary: Option<String>,
+        ci_failures: Option<String>,
     ) -> Result<(AgentEnd, Vec<CheckResult>), FlowError> {
         let runner = self.runner;
         let cfg = &runner.cfg;
@@ -803,17 +1108,36 @@ impl Flow<'_> {
             log: &log,
             max_output_tokens: cfg.file.agent.max_output_tokens,
         };
-        let mut conv = Conversation::new(prompt::system(&root));
-
-        // The agent's wall-clock budget starts now, not before setup.
-        self.budget.deadline =
-            Instant::now() + Duration::from_secs(cfg.file.agent.max_minutes * 60);
-        let node = tracker.start("implement", NodeKind::Agent).await;
+        // A CI fix round continues the conversation: the model remembers what it did.
+        let (mut conv, first, node_name) = match (self.conv.take(), ci_failures) {
+            (Some(conv), Some(f)) => (
+                conv,
+                prompt::ci_fix(self.ci_rounds, MAX_CI_ROUNDS, &f),
+                "ci_fix",
+            ),
+            (conv, _) => {
+                // The agent's wall-clock budget starts now, not before setup.
+                self.budget.deadline =
+                    Instant::now() + Duration::from_secs(cfg.file.agent.max_minutes * 60);
+                (
+                    conv.unwrap_or_else(|| Conversation::new(prompt::system(&root))),
+                    prompt::task(task.current(), previous_summary.as_deref()),
+                    "implement",
+                )
+            }
+        };
+        let node = tracker.start(node_name, NodeKind::Agent).await;
         let t = Instant::now();
-        let first = prompt::task(task.current(), previous_summary.as_deref());
         let mut end = agent.run(&mut conv, &mut self.budget, first).await;
         self.timings.agent += t.elapsed().as_millis() as u64;
         let detail = match &end {
+            Ok(e) if node_name == "ci_fix" => {
+                format!(
+                    "CI round {}: {}",
+                    self.ci_rounds,
+                    end_detail(e, &self.budget)
+                )
+            }
             Ok(e) => end_detail(e, &self.budget),
             Err(e) => e.to_string(),
         };
@@ -848,7 +1172,55 @@ impl Flow<'_> {
             results = self.checks(tracker, session).await?;
         }
         hub.close().await;
+        self.conv = Some(conv);
         Ok((end_v, results))
+    }
+
+    /// A revert task's pass: `git revert` of the merge on the host (no agent), then the
+    /// repo's checks in the sandbox, before anything is published.
+    async fn revert_and_check(
+        &mut self,
+        task: &Task,
+        tracker: &mut Tracker,
+        session: &dyn Session,
+        of: &crate::task::RevertOf,
+    ) -> Result<(AgentEnd, Vec<CheckResult>), FlowError> {
+        let node = tracker.start("revert", NodeKind::Deterministic).await;
+        let what = of
+            .pr_url
+            .clone()
+            .unwrap_or_else(|| format!("task {}", of.task_id));
+        let summary = format!(
+            "Reverts {what} (merge commit {}), as asked in Slack by {}.",
+            &of.merge_commit[..of.merge_commit.len().min(12)],
+            task.requester
+        );
+        let message = format!(
+            "{}\n\n{summary}\n\nRequested-by: {}\nSlipway-Task: {}\nSlipway-Reverts: {}\n",
+            task.title(),
+            task.requester,
+            task.id,
+            of.task_id
+        );
+        match self
+            .runner
+            .workspaces
+            .revert(&self.wt, &of.merge_commit, of.commits, &message)
+            .await
+        {
+            Ok(c) => {
+                tracker
+                    .finish(node, true, c[..c.len().min(12)].to_string())
+                    .await?;
+                self.commit = Some(c);
+            }
+            Err(e) => {
+                tracker.finish(node, false, e.to_string()).await?;
+                return Err(RunError::from(e).into());
+            }
+        }
+        let results = self.checks(tracker, session).await?;
+        Ok((AgentEnd::Finished { summary }, results))
     }
 
     /// The prefetch node: start this run's sandboxed MCP servers, then rank the registry.

@@ -52,6 +52,12 @@ pub enum RunEvent {
         detail: String,
         duration_ms: u64,
     },
+    /// The branch was pushed; `pr_url` is its PR when the forge has PRs. Sent before CI, so
+    /// the thread can show the PR link at once.
+    Published {
+        pr_url: Option<String>,
+        location: String,
+    },
     RunFinished {
         report: Box<RunReport>,
     },

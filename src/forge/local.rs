@@ -4,8 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{Forge, ForgeError, Merged, Publication};
-use crate::config::MergeMethod;
+use super::{Forge, ForgeError, MergeRequest, Merged, Publication, PullRequestContent};
 use crate::task::Task;
 use crate::workspace::{Workspaces, Worktree};
 
@@ -29,23 +28,30 @@ impl Forge for LocalForge {
         "local"
     }
 
-    async fn publish(&self, wt: &Worktree, task: &Task) -> Result<Publication, ForgeError> {
+    async fn clone_url(&self, repo: &crate::task::RepoRef) -> Result<String, ForgeError> {
+        Ok(repo.source.clone())
+    }
+
+    async fn publish(
+        &self,
+        wt: &Worktree,
+        task: &Task,
+        _content: &PullRequestContent,
+    ) -> Result<Publication, ForgeError> {
         if !is_local(&task.repo.source) {
             return Err(ForgeError::NotLocal(task.repo.source.clone()));
         }
         self.workspaces.push(wt, &task.repo.source).await?;
         Ok(Publication {
             pr_url: None,
+            pr_number: None,
+            opened: false,
             location: format!("{} (branch {})", task.repo.source, wt.branch),
         })
     }
 
-    async fn merge(
-        &self,
-        task: &Task,
-        tested: &str,
-        method: MergeMethod,
-    ) -> Result<Merged, ForgeError> {
+    async fn merge(&self, task: &Task, req: &MergeRequest<'_>) -> Result<Merged, ForgeError> {
+        let (tested, method) = (req.tested, req.method);
         if !is_local(&task.repo.source) {
             return Err(ForgeError::NotLocal(task.repo.source.clone()));
         }
@@ -61,6 +67,6 @@ impl Forge for LocalForge {
             .workspaces
             .merge_into_base(&task.repo, &task.branch, tested, method, &message)
             .await?;
-        Ok(Merged { sha })
+        Ok(Merged { sha, commits: 1 })
     }
 }

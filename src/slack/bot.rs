@@ -29,6 +29,7 @@ use super::thread::{
 };
 use crate::blueprint::RunEvent;
 use crate::config::{Config, ForgeKind, RepoConfig};
+use crate::forge::{ForgeError, MergeRequest};
 use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
 use crate::report::{Decision, RunReport};
@@ -487,6 +488,17 @@ impl Bot {
             return Ok(());
         }
         let source = match repo_source(&repo) {
+            Ok(_)
+                if repo.forge == ForgeKind::Github
+                    && self.inner.queue.runner().forges.github.is_none() =>
+            {
+                let msg = format!(
+                    "`{}` uses forge = \"github\", but slipway has no GitHub credentials. An operator sets GITHUB_TOKEN (or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY) and restarts slipway; then mention me again.",
+                    repo.name
+                );
+                self.say(channel, thread_ts, &msg).await;
+                return Ok(());
+            }
             Ok(s) => s,
             Err(msg) => {
                 self.say(channel, thread_ts, &msg).await;
@@ -510,6 +522,7 @@ impl Bot {
             name: repo.name.clone(),
             source,
             base: repo.base.clone(),
+            forge: repo.forge,
         };
         let origin = Origin::Slack {
             channel: channel.into(),
@@ -517,6 +530,14 @@ impl Bot {
         };
         let instructions = strip_repo_prefix(&revision.instructions, &repo.name);
         let mut task = Task::new(repo_ref, user, origin, &instructions);
+        // For the PR body and the merge comment; a task without it only lacks the link.
+        task.thread_url = match self.inner.api.permalink(channel, thread_ts).await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "no permalink for the thread");
+                None
+            }
+        };
         task.revisions[0] = Revision {
             number: 1,
             instructions,
@@ -733,16 +754,96 @@ impl Bot {
             APPROVE => self.merge(&ch, &thread_ts, &task, &msg, user).await,
             CANCEL => self.cancel(&ch, &thread_ts, &task, user).await,
             RERUN => self.rerun(&ch, &thread_ts, &task, user).await,
-            _ => {
-                self.say(
-                    &ch,
-                    &thread_ts,
-                    "⏪ A revert needs a forge with pull requests (forge = \"github\"); with the local forge, revert the merge commit in the repo.",
-                )
-                .await;
-                Ok(())
-            }
+            _ => self.revert(&ch, &thread_ts, &task, user).await,
         }
+    }
+
+    /// ⏪ on a merged task's report: a revert task (`git revert` of the merge, the repo's
+    /// checks, then a PR), followed in the same thread. One revert per merged task.
+    async fn revert(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task: &Task,
+        user: &str,
+    ) -> Result<(), BotError> {
+        if !self.allowed(channel, thread_ts, task, user, "revert").await {
+            return Ok(());
+        }
+        let has_prs = self
+            .inner
+            .queue
+            .runner()
+            .forges
+            .of(task)
+            .is_ok_and(|f| f.has_ci());
+        if !has_prs {
+            self.say(channel, thread_ts, "⏪ A revert needs a forge with pull requests (forge = \"github\"); with the local forge, revert the merge commit in the repo.").await;
+            return Ok(());
+        }
+        let Some(task) = self.inner.store.get_task(&task.id)? else {
+            return Ok(());
+        };
+        let (TaskState::Merged, Some(merge_commit)) = (task.state, task.merge_commit.clone())
+        else {
+            self.say(
+                channel,
+                thread_ts,
+                &format!(
+                    "⏪ Only a merged task can be reverted; this one is {:?}. To drop an open PR, react ❌.",
+                    task.state
+                )
+                .to_lowercase(),
+            )
+            .await;
+            return Ok(());
+        };
+        let key = format!("slack/revert/{}", task.id);
+        if let Some(existing) = self.inner.store.binding::<String>(&key)? {
+            self.say(
+                channel,
+                thread_ts,
+                &format!("⏪ A revert of this task exists already (task `{existing}`)."),
+            )
+            .await;
+            return Ok(());
+        }
+        let mut revert = Task::new(
+            task.repo.clone(),
+            user,
+            task.origin.clone(),
+            &format!("Revert \"{}\"", task.title()),
+        );
+        revert.thread_url = task.thread_url.clone();
+        revert.revert_of = Some(crate::task::RevertOf {
+            task_id: task.id.clone(),
+            pr_url: task.pr_url.clone(),
+            merge_commit: merge_commit.clone(),
+            commits: task.merged_commits.max(1),
+        });
+        self.inner.store.put_binding(&key, &revert.id).await?;
+        // Replies in the thread now refine the revert.
+        self.inner
+            .store
+            .put_binding(&thread_key(channel, thread_ts), &revert.id)
+            .await?;
+        let text = format!(
+            "⏪ Reverting `{}` (merge `{}`), asked by <@{user}>: the repo's checks run on the revert before its PR opens (task `{}`).",
+            truncate_chars(&task.title(), 80),
+            short(&merge_commit),
+            revert.id
+        );
+        self.new_status(channel, thread_ts, &revert.id, 1, &text)
+            .await?;
+        self.inner.queue.submit(&mut revert).await?;
+        self.audit(
+            Some(&task.id),
+            "revert_requested",
+            user,
+            json!({"revert_task": revert.id, "merge_commit": merge_commit}),
+        )
+        .await;
+        Ok(())
     }
 
     /// The user groups (`S…` approvers) that `user` belongs to.
@@ -851,14 +952,32 @@ impl Bot {
             }
             Approval::Merge => {}
         }
-        let forge = self.inner.queue.runner().forge.clone();
-        let method = self.inner.cfg.merge_method(&task.repo.name);
-        match forge.merge(task, &commit, method).await {
+        let forge = match self.inner.queue.runner().forges.of(task) {
+            Ok(f) => f.clone(),
+            Err(e) => {
+                refuse(e.to_string()).await;
+                return Ok(());
+            }
+        };
+        let req = MergeRequest {
+            tested: &commit,
+            method: self.inner.cfg.merge_method(&task.repo.name),
+            approver: user,
+            thread_url: task.thread_url.as_deref(),
+            delete_branch: self
+                .inner
+                .cfg
+                .repo(&task.repo.name)
+                .is_none_or(|r| r.delete_branch),
+        };
+        match forge.merge(task, &req).await {
             Ok(merged) => {
                 self.inner
                     .store
                     .update_task(task, |t| {
                         t.state = TaskState::Merged;
+                        t.merge_commit = Some(merged.sha.clone());
+                        t.merged_commits = merged.commits;
                         t.updated_ms = now_ms();
                     })
                     .await?;
@@ -890,12 +1009,15 @@ impl Bot {
                     json!({"error": e.to_string()}),
                 )
                 .await;
-                self.say(
-                    channel,
-                    thread_ts,
-                    &format!("❌ The merge failed: {e}. Nothing was merged; reply in the thread to refine the change, or 🔁 to rerun it on the new base."),
-                )
-                .await;
+                let next = match &e {
+                    ForgeError::HeadMoved { .. }
+                    | ForgeError::NotMergeable { .. }
+                    | ForgeError::NotOpen { .. } => String::new(),
+                    e if e.is_outage() => " GitHub is unavailable; nothing is lost: react ✅ again in a few minutes.".into(),
+                    _ => " Reply in the thread to refine the change, or 🔁 to rerun it on the new base.".into(),
+                };
+                self.say(channel, thread_ts, &format!("❌ Not merged: {e}.{next}"))
+                    .await;
             }
         }
         Ok(())
@@ -973,10 +1095,24 @@ impl Bot {
             .await?;
         // A run dispatched between the first check and the state change is stopped too.
         self.inner.queue.cancel(&task.id);
-        self.audit(Some(&task.id), "closed", user, json!({})).await;
-        let what = match &task.pr_url {
-            Some(u) => format!("the pull request {u} stays open on the forge"),
-            None => format!("the branch `{}` stays in the repo", task.branch),
+        let closed = match self.inner.queue.runner().forges.of(task) {
+            Ok(f) => f.close(task, user).await,
+            Err(e) => Err(e),
+        };
+        self.audit(
+            Some(&task.id),
+            "closed",
+            user,
+            json!({"pr_closed": closed.as_ref().ok().cloned().flatten(), "error": closed.as_ref().err().map(|e| e.to_string())}),
+        )
+        .await;
+        let what = match (&closed, &task.pr_url) {
+            (Ok(Some(u)), _) => format!("its pull request {u} is closed"),
+            (Err(e), Some(u)) => {
+                format!("the pull request {u} could not be closed ({e}); close it on GitHub")
+            }
+            (_, Some(u)) => format!("the pull request {u} stays as it is"),
+            _ => format!("the branch `{}` stays in the repo", task.branch),
         };
         self.say(
             channel,
@@ -1141,7 +1277,18 @@ impl Bot {
                     self.post_failure(&channel, &thread_ts, &task_id, &error)
                         .await?;
                 }
-                RunEvent::NodeStarted { .. } => return Ok(()),
+                RunEvent::Published {
+                    pr_url: Some(url), ..
+                } => {
+                    // The PR link reaches the thread as soon as it exists, before CI.
+                    if let Some(s) = bound.status.as_mut()
+                        && !s.lines.iter().any(|l| l.contains(url.as_str()))
+                    {
+                        s.lines.push(format!("🔗 <{url}|pull request>"));
+                    }
+                    self.edit_status(&channel, &bound, "running").await;
+                }
+                RunEvent::NodeStarted { .. } | RunEvent::Published { .. } => return Ok(()),
             },
             QueueEvent::Interrupted { rerun, .. } => {
                 let text = if rerun {
@@ -1303,13 +1450,11 @@ fn strip_repo_prefix(text: &str, repo: &str) -> String {
     text.trim().to_string()
 }
 
-/// Where a configured repo is fetched from, or the message for the thread.
+/// Where a configured repo is fetched from, or the message for the thread. A GitHub repo's
+/// clone URL comes from the API at each run; this is only its placeholder.
 fn repo_source(repo: &RepoConfig) -> Result<String, String> {
     if repo.forge == ForgeKind::Github {
-        return Err(format!(
-            "`{}` uses forge = \"github\", which this build cannot publish to yet. An operator can set forge = \"local\" with a `url` for it.",
-            repo.name
-        ));
+        return Ok(format!("https://github.com/{}.git", repo.name));
     }
     let Some(url) = &repo.url else {
         return Err(format!(

@@ -245,6 +245,7 @@ mod tests {
             url: None,
             base: "main".into(),
             merge_method: Default::default(),
+            delete_branch: true,
         }
     }
 

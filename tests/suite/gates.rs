@@ -56,6 +56,7 @@ fn task_on(source: &std::path::Path, text: &str) -> Task {
         name: "acme/calc".into(),
         source: source.display().to_string(),
         base: "main".into(),
+        forge: Default::default(),
     };
     Task::new(repo, "U0ALICE", Origin::Cli, text)
 }

@@ -1,5 +1,6 @@
 mod cli;
 mod gates;
+mod github;
 mod isolation;
 mod llm;
 mod one_shot;

@@ -10,24 +10,32 @@ use crate::support::fake_llm::Turn;
 use crate::support::fake_slack::{BOT_USER, Failure, FakeSlack, Posted};
 use crate::support::{Harness, containers_labelled, fix_script, sh};
 use slipway::config::{Config, LlmProvider, MergeMethod, RepoConfig};
+use slipway::forge::Forges;
 use slipway::sandbox::Backend;
 use slipway::slack::serve::Service;
 use slipway::slack::socket::SocketEnd;
 use slipway::task::{Origin, TaskState};
+use slipway::workspace::Workspaces;
 
-const DEV: &str = "C0DEV";
+pub(crate) const DEV: &str = "C0DEV";
 
-struct Bot {
-    h: Harness,
+pub(crate) struct Bot {
+    pub(crate) h: Harness,
     /// The forge repo: a bare clone of the harness repo (a local forge merges into it).
-    repo: std::path::PathBuf,
-    slack: FakeSlack,
+    pub(crate) repo: std::path::PathBuf,
+    pub(crate) slack: FakeSlack,
     cfg: Arc<Config>,
     service: Option<Service>,
 }
 
 impl Bot {
-    async fn start(backend: Backend, script: Vec<Turn>, tweak: impl FnOnce(&mut Config)) -> Self {
+    /// `tweak` may point a repo at another forge (`forge = "github"` with `cfg.github`): the
+    /// runner's forges are rebuilt from the tweaked config.
+    pub(crate) async fn start(
+        backend: Backend,
+        script: Vec<Turn>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         // Logs with `RUST_LOG=slipway=debug cargo test … -- --nocapture`.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -50,10 +58,14 @@ impl Bot {
             url: Some(repo.display().to_string()),
             base: "main".into(),
             merge_method: MergeMethod::Merge,
+            delete_branch: true,
         }];
         tweak(&mut cfg);
         let cfg = Arc::new(cfg);
         h.runner.cfg = cfg.clone();
+        let (forges, workspaces) = Forges::build(&cfg, Workspaces::new(h.data.path())).unwrap();
+        h.runner.forges = forges;
+        h.runner.workspaces = workspaces;
         let service = Service::start(cfg.clone(), h.runner.clone()).await.unwrap();
         slack
             .wait_until(20, "the socket to connect", |s| s.socket_open())
@@ -72,14 +84,14 @@ impl Bot {
     }
 
     /// Alice mentions the bot at the top of a new thread; both deliveries Slack makes.
-    async fn mention(&self, text: &str) -> Posted {
+    pub(crate) async fn mention(&self, text: &str) -> Posted {
         let p = self.slack.say(DEV, "U0ALICE", text, None);
         self.slack.push(FakeSlack::mention_event(&p)).await;
         self.slack.push(FakeSlack::message_event(&p)).await;
         p
     }
 
-    async fn wait_reports(&self, thread: &Posted, n: usize) {
+    pub(crate) async fn wait_reports(&self, thread: &Posted, n: usize) {
         self.slack
             .wait_until(240, &format!("{n} report(s)"), |s| {
                 s.reports(DEV, &thread.ts).len() >= n
@@ -87,7 +99,7 @@ impl Bot {
             .await;
     }
 
-    async fn wait_post(&self, thread_ts: &str, needle: &str) -> Posted {
+    pub(crate) async fn wait_post(&self, thread_ts: &str, needle: &str) -> Posted {
         let needle = needle.to_string();
         self.slack
             .wait_until(60, &format!("a post containing {needle:?}"), |s| {
@@ -115,17 +127,17 @@ impl Bot {
             .await;
     }
 
-    async fn react(&self, user: &str, reaction: &str, item_ts: &str) {
+    pub(crate) async fn react(&self, user: &str, reaction: &str, item_ts: &str) {
         self.slack
             .push(FakeSlack::reaction_event(user, reaction, DEV, item_ts))
             .await;
     }
 
-    fn tasks(&self) -> Vec<slipway::task::Task> {
+    pub(crate) fn tasks(&self) -> Vec<slipway::task::Task> {
         self.h.runner.store.list_tasks().unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.service.take() {
             s.shutdown(Duration::from_secs(30)).await;
         }
@@ -146,7 +158,7 @@ fn fix_then_document_script() -> Vec<Turn> {
 }
 
 /// Waits a little for anything that should not happen (a second run, a second report).
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
@@ -607,8 +619,10 @@ async fn production_connectors_build_for_https_and_wss_without_panicking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_task_is_not_merged_and_a_rerun_brings_it_back() {
-    // The rerun starts from the branch tip, where add() is fixed already.
-    let script = fix_then_document_script();
+    // The rerun redoes revision 1 from where it started (its first commit is set aside and
+    // replaced on the branch), so the model fixes add() again.
+    let mut script = fix_script();
+    script.extend(fix_script());
     let bot = Bot::start(Backend::Bwrap, script, |_| {}).await;
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
     bot.wait_reports(&thread, 1).await;
@@ -628,5 +642,8 @@ async fn a_closed_task_is_not_merged_and_a_rerun_brings_it_back() {
     bot.react("U0BOB", "white_check_mark", &newest.ts).await;
     bot.wait_post(&thread.ts, "✅ Merged").await;
     assert_eq!(bot.tasks()[0].runs.len(), 2);
+    // One commit on the branch: the rerun replaced the first attempt's.
+    let count = sh(&bot.repo, "git rev-list --count main^1..main^2");
+    assert_eq!(count.trim(), "1");
     bot.stop().await;
 }

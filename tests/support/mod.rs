@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_slack;
 
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use fake_llm::{FakeLlm, Turn};
 use slipway::config::{Config, LlmProvider};
-use slipway::forge::local::LocalForge;
+use slipway::forge::Forges;
 use slipway::report::RunReport;
 use slipway::runner::{RunError, Runner};
 use slipway::sandbox::bwrap::BwrapSandbox;
@@ -145,16 +146,16 @@ impl Harness {
         configure(&mut cfg);
         let cfg = Arc::new(cfg);
         let store = Store::open(&data.path().join("store")).unwrap();
-        let workspaces = Workspaces::new(data.path());
+        let (forges, workspaces) = Forges::build(&cfg, Workspaces::new(data.path())).unwrap();
         let llm = slipway::agent::llm::from_config(&cfg.llm, &cfg.file.llm).unwrap();
         let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
         let runner = Runner {
             cfg,
             store,
-            workspaces: workspaces.clone(),
+            workspaces,
             sandbox: sandbox(backend).await,
             llm,
-            forge: Arc::new(LocalForge::new(workspaces)),
+            forges,
             registry: Arc::new(registry),
             mcp,
         };
@@ -179,6 +180,7 @@ impl Harness {
             name: "acme/calc".into(),
             source: self.repo_path().display().to_string(),
             base: "main".into(),
+            forge: Default::default(),
         };
         Task::new(repo, "U0ALICE", Origin::Cli, text)
     }
