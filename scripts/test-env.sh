@@ -21,6 +21,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
 # rustls loads the system roots for the Slack client (native-certs).
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v openssl >/dev/null || missing+=(openssl)   # the GitHub App test makes an RSA key
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

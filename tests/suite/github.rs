@@ -183,6 +183,9 @@ async fn a_run_opens_one_labelled_pr_with_the_gate_report_and_a_revision_updates
     let stored = gh.h.runner.store.get_task(&task.id).unwrap().unwrap();
     assert_eq!(stored.pr_number, Some(1));
     let first_calls = gh.fake.api_calls().len();
+    let run = gh.h.runner.store.get_run(&report.run_id).unwrap().unwrap();
+    let publish = run.nodes.iter().find(|n| n.node == "publish").unwrap();
+    eprintln!("publish (push + PR) took {} ms", publish.duration_ms);
 
     // Revision 2: same branch, same PR, new body.
     task.revisions.push(Revision {
@@ -332,7 +335,9 @@ async fn a_merge_sends_the_exact_tested_sha_and_405_409_are_typed() {
     ));
     let main_before = gh.fake.ref_sha("main");
 
+    let before = gh.fake.api_calls().len();
     let merged = forge.merge(&task, &req).await.unwrap();
+    eprintln!("merge API calls: {}", gh.fake.api_calls().len() - before);
     let puts = gh.calls("PUT", "/pulls/1/merge");
     assert_eq!(puts.len(), 3);
     for p in &puts {
