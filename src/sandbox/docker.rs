@@ -433,9 +433,12 @@ impl Session for DockerSession {
                 (None, true)
             }
         };
-        if matches!(exit_code, Some(125) | Some(126)) && out.looks_like_runtime_failure() {
-            // The runtime could not start the process, e.g. leftover processes (a fork bomb
-            // in the background) hold every pid. Restart and try once more.
+        if (matches!(exit_code, Some(125) | Some(126)) && out.looks_like_runtime_failure())
+            || (exit_code == Some(2) && out.wrapper_could_not_fork())
+        {
+            // The runtime (or the wrapper) could not start the process, e.g. leftover
+            // processes (a fork bomb in the background) hold every pid. Restart and try once
+            // more.
             tracing::warn!(container = %self.id, "exec could not start; restarting container and retrying");
             self.restart().await?;
             out = CappedOutput::new(self.cap);

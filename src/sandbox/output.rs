@@ -47,6 +47,13 @@ impl CappedOutput {
         head.contains("OCI runtime") || head.contains("unable to start container process")
     }
 
+    /// True when slipway's own exec wrapper started but could not fork the command (dash:
+    /// `slipway-exec: 1: Cannot fork`): leftovers of an earlier command hold every pid.
+    pub fn wrapper_could_not_fork(&self) -> bool {
+        let head = String::from_utf8_lossy(&self.head);
+        head.starts_with("slipway-exec:") && head.contains("Cannot fork")
+    }
+
     /// The kept text (lossy UTF-8) and the number of bytes dropped.
     pub fn finish(mut self) -> (String, usize) {
         let tail_cap = self.cap - self.cap / 2;
