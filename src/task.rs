@@ -202,6 +202,11 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// A commit SHA shortened to 12 characters for messages (the whole string when shorter).
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
 /// `s` cut to at most `cap` bytes on a character boundary, with a note saying so.
 pub fn cap_bytes(s: &str, cap: usize) -> String {
     if s.len() <= cap {

@@ -138,11 +138,7 @@ pub async fn run(
         .finish(
             node,
             true,
-            format!(
-                "{} at {}",
-                wt.branch,
-                &wt.start_sha[..wt.start_sha.len().min(12)]
-            ),
+            format!("{} at {}", wt.branch, crate::task::short_sha(&wt.start_sha)),
         )
         .await?;
 
@@ -677,7 +673,7 @@ impl Flow<'_> {
                     reasons.push(format!(
                         "merged automatically into {} as {}",
                         task.repo.base,
-                        &m.sha[..m.sha.len().min(12)]
+                        crate::task::short_sha(&m.sha)
                     ));
                     tracker.log.audit("merge", "slipway", json!({"decision": "auto_merge", "tested": tested, "merge_commit": m.sha, "method": req.method})).await?;
                     tracker.finish(node, true, m.sha).await?;
@@ -1020,7 +1016,7 @@ impl Flow<'_> {
             .await?;
         let detail = match &self.commit {
             Some(c) if self.commit != before => {
-                format!("{} ({} files)", &c[..12.min(c.len())], changes.len())
+                format!("{} ({} files)", crate::task::short_sha(c), changes.len())
             }
             _ => "nothing to commit".into(),
         };
@@ -1192,7 +1188,7 @@ impl Flow<'_> {
             .unwrap_or_else(|| format!("task {}", of.task_id));
         let summary = format!(
             "Reverts {what} (merge commit {}), as asked in Slack by {}.",
-            &of.merge_commit[..of.merge_commit.len().min(12)],
+            crate::task::short_sha(&of.merge_commit),
             task.requester
         );
         let message = format!(
@@ -1210,7 +1206,7 @@ impl Flow<'_> {
         {
             Ok(c) => {
                 tracker
-                    .finish(node, true, c[..c.len().min(12)].to_string())
+                    .finish(node, true, crate::task::short_sha(&c).to_string())
                     .await?;
                 self.commit = Some(c);
             }

@@ -34,7 +34,7 @@ use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
 use crate::report::{Decision, RunReport};
 use crate::store::{RunState, Store, StoreError};
-use crate::task::{Origin, RepoRef, Revision, Task, TaskState, now_ms, truncate_chars};
+use crate::task::{Origin, RepoRef, Revision, Task, TaskState, now_ms, short_sha, truncate_chars};
 
 /// Reaction names (Slack sends them without colons).
 pub const APPROVE: &str = "white_check_mark";
@@ -830,7 +830,7 @@ impl Bot {
         let text = format!(
             "⏪ Reverting `{}` (merge `{}`), asked by <@{user}>: the repo's checks run on the revert before its PR opens (task `{}`).",
             truncate_chars(&task.title(), 80),
-            short(&merge_commit),
+            short_sha(&merge_commit),
             revert.id
         );
         self.new_status(channel, thread_ts, &revert.id, 1, &text)
@@ -993,9 +993,9 @@ impl Bot {
                     thread_ts,
                     &format!(
                         "✅ Merged `{}` into `{}` as `{}`: approved by <@{user}>, requested by <@{}>.",
-                        short(&commit),
+                        short_sha(&commit),
                         task.repo.base,
-                        short(&merged.sha),
+                        short_sha(&merged.sha),
                         task.requester
                     ),
                 )
@@ -1470,10 +1470,6 @@ fn repo_source(repo: &RepoConfig) -> Result<String, String> {
                 repo.name
             )
         })
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(10)]
 }
 
 #[cfg(test)]

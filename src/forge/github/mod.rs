@@ -25,7 +25,7 @@ use self::ci::{CheckRun, CiState, CommitStatus};
 use self::client::{GithubClient, GithubError, Method};
 use super::{CiOutcome, Forge, ForgeError, MergeRequest, Merged, Publication, PullRequestContent};
 use crate::config::{GithubConfig, MergeMethod};
-use crate::task::{RepoRef, Task};
+use crate::task::{RepoRef, Task, short_sha};
 use crate::workspace::{GitCredentials, Workspaces, Worktree};
 
 /// The label every slipway PR carries.
@@ -424,10 +424,6 @@ impl GithubForge {
     }
 }
 
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
-}
-
 #[async_trait]
 impl Forge for GithubForge {
     fn kind(&self) -> &'static str {
@@ -516,7 +512,11 @@ impl Forge for GithubForge {
             match self.ci_state(repo, sha, required.as_deref()).await? {
                 CiState::Passed { names } => {
                     return Ok(CiOutcome::Passed {
-                        detail: format!("{} passed on {} ({scope})", names.join(", "), short(sha)),
+                        detail: format!(
+                            "{} passed on {} ({scope})",
+                            names.join(", "),
+                            short_sha(sha)
+                        ),
                     });
                 }
                 CiState::Failed { failures } => {
@@ -526,7 +526,7 @@ impl Forge for GithubForge {
                         .map(|f| format!("{} ({})", f.name, f.conclusion))
                         .collect();
                     return Ok(CiOutcome::Failed {
-                        detail: format!("{} failed on {}", names.join(", "), short(sha)),
+                        detail: format!("{} failed on {}", names.join(", "), short_sha(sha)),
                         failures: ci::failures_text(&failures, &notes, 6_000),
                     });
                 }
@@ -535,7 +535,7 @@ impl Forge for GithubForge {
                     return Ok(CiOutcome::NoCi {
                         detail: format!(
                             "no check or status reported on {} after {} s",
-                            short(sha),
+                            short_sha(sha),
                             started.elapsed().as_secs()
                         ),
                     });
@@ -582,8 +582,8 @@ impl Forge for GithubForge {
         if pr.head.sha != req.tested {
             return Err(ForgeError::HeadMoved {
                 pr: pr.html_url,
-                tested: short(req.tested).into(),
-                actual: short(&pr.head.sha).into(),
+                tested: short_sha(req.tested).into(),
+                actual: short_sha(&pr.head.sha).into(),
             });
         }
         let method = match req.method {
@@ -620,12 +620,12 @@ impl Forge for GithubForge {
             }
             Err(GithubError::Status { status: 409, .. }) => {
                 let actual = match self.find(task).await {
-                    Ok(Some(p)) => short(&p.head.sha).to_string(),
+                    Ok(Some(p)) => short_sha(&p.head.sha).to_string(),
                     _ => "unknown".into(),
                 };
                 return Err(ForgeError::HeadMoved {
                     pr: pr.html_url,
-                    tested: short(req.tested).into(),
+                    tested: short_sha(req.tested).into(),
                     actual,
                 });
             }
@@ -647,7 +647,7 @@ impl Forge for GithubForge {
             .unwrap_or_default();
         let note = format!(
             "Merged by slipway as `{}` ({method}) after approval.\n\n- Approved by: {} (Slack)\n- Requested by: {} (Slack){thread}\n- Tested commit: `{}`",
-            short(&sha),
+            short_sha(&sha),
             req.approver,
             task.requester,
             req.tested
