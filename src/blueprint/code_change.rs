@@ -49,6 +49,34 @@ struct Judged {
     reasons: Vec<String>,
 }
 
+impl Judged {
+    /// Gates and classification → decision and reasons.
+    fn new(gates: Vec<Gate>, classified: classify::Classified, policy: &EffectivePolicy) -> Self {
+        let (decision, mut reasons) = gates::decide(classified.class, &gates, policy);
+        reasons.push(format!(
+            "classified {}: {}",
+            classified.class.as_str(),
+            classified.evidence
+        ));
+        Self {
+            gates,
+            classified,
+            decision,
+            reasons,
+        }
+    }
+
+    /// The same judgement with CI's verdict in place of the `ci` gate: nothing else is
+    /// evaluated again.
+    fn with_ci(mut self, ci: Gate, policy: &EffectivePolicy) -> Self {
+        match self.gates.iter_mut().find(|g| g.name == ci.name) {
+            Some(g) => *g = ci,
+            None => self.gates.push(ci),
+        }
+        Self::new(self.gates, self.classified, policy)
+    }
+}
+
 /// Runs the current revision of `task`.
 pub async fn run(
     runner: &Runner,
@@ -190,7 +218,6 @@ pub async fn run(
         conv: None,
         coverage_baseline: None,
         ci_rounds: 0,
-        ci_gate: None,
         pr_number: task.pr_number,
         started,
         mcp_session: None,
@@ -419,8 +446,6 @@ struct Flow<'a> {
     coverage_baseline: Option<Result<f64, String>>,
     /// CI fix rounds so far (at most [`MAX_CI_ROUNDS`]).
     ci_rounds: u32,
-    /// CI's verdict on the final pushed commit.
-    ci_gate: Option<Gate>,
     pr_number: Option<u64>,
     /// When the run started (the report's `timings_ms.total`).
     started: Instant,
@@ -545,7 +570,7 @@ impl Flow<'_> {
                     ci_failures.take(),
                 )
                 .await?;
-            let mut judged = self.judge(task, tracker, &sandboxed).await?;
+            let judged = self.judge(tracker, &sandboxed).await?;
             if self.cancel.is_cancelled() {
                 return Err(FlowError::Cancelled);
             }
@@ -637,9 +662,7 @@ impl Flow<'_> {
                 ci_failures = Some(failures);
                 continue;
             }
-            self.ci_gate = Some(gate);
-            judged = self.judge(task, tracker, &sandboxed).await?;
-            break (sandboxed, judged);
+            break (sandboxed, judged.with_ci(gate, &self.policy));
         };
         let Judged {
             gates,
@@ -761,12 +784,7 @@ impl Flow<'_> {
     }
 
     /// The gates node: evidence → gates → decision.
-    async fn judge(
-        &self,
-        _task: &Task,
-        tracker: &mut Tracker,
-        s: &Sandboxed,
-    ) -> Result<Judged, FlowError> {
+    async fn judge(&self, tracker: &mut Tracker, s: &Sandboxed) -> Result<Judged, FlowError> {
         let node = tracker.start("gates", NodeKind::Deterministic).await;
         let mut gates = self.extra_gates.clone();
         let findings = secrets::Scanner::new().scan_diff(&s.diff);
@@ -789,32 +807,25 @@ impl Flow<'_> {
             committed: self.commit.is_some(),
             dependencies: s.dependencies.clone(),
             coverage: s.coverage.clone(),
-            ci: self.ci_gate.clone().or_else(|| {
-                self.forge.has_ci().then(|| {
-                    Gate::new(
-                        "ci",
-                        GateStatus::Skip,
-                        "not run yet: CI runs on the pushed commit",
-                    )
-                })
+            // The forge's CI runs after the push; its verdict replaces this gate.
+            ci: self.forge.has_ci().then(|| {
+                Gate::new(
+                    "ci",
+                    GateStatus::Skip,
+                    "not run yet: CI runs on the pushed commit",
+                )
             }),
         }));
         let classified = classify::classify(&s.changes, s.whitespace_only, &s.diff);
-        let (decision, mut reasons) = gates::decide(classified.class, &gates, &self.policy);
-        reasons.push(format!(
-            "classified {}: {}",
-            classified.class.as_str(),
-            classified.evidence
-        ));
+        let judged = Judged::new(gates, classified, &self.policy);
         tracker
-            .finish(node, decision != Decision::Halt, format!("{decision}"))
+            .finish(
+                node,
+                judged.decision != Decision::Halt,
+                format!("{}", judged.decision),
+            )
             .await?;
-        Ok(Judged {
-            gates,
-            classified,
-            decision,
-            reasons,
-        })
+        Ok(judged)
     }
 
     /// The publish node: push the branch and open or update the PR with the report so far.
