@@ -722,9 +722,13 @@ impl Flow<'_> {
             _ => None,
         };
         // The PR shows the final report (CI's verdict included).
-        if self.pr_number.is_some() {
+        if let Some(number) = self.pr_number {
             let content = self.pr_content(task, &report, summary.as_deref());
-            if let Err(e) = self.forge.describe(task, &content).await {
+            let task = Task {
+                pr_number: Some(number),
+                ..task.clone()
+            };
+            if let Err(e) = self.forge.describe(&task, &content).await {
                 tracing::warn!(error = %e, "could not update the PR description");
             }
         }

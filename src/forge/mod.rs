@@ -142,7 +142,8 @@ pub trait Forge: Send + Sync {
         task: &Task,
         content: &PullRequestContent,
     ) -> Result<Publication, ForgeError>;
-    /// Rewrites the PR's title and body (after CI, with the final report). No-op without PRs.
+    /// Rewrites the PR's title and body (after CI, with the final report); the PR is
+    /// `task.pr_number`, else found by head branch. No-op without PRs.
     async fn describe(
         &self,
         _task: &Task,

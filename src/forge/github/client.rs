@@ -1,6 +1,6 @@
 //! The GitHub REST client: octocrab for transport and authentication (personal or
 //! installation token, GitHub App JWT → installation token, refreshed before it expires),
-//! with slipway's own retry policy and call accounting on top.
+//! with slipway's own retry policy on top.
 //!
 //! Every call goes through [`GithubClient::call`], which:
 //! - retries 5xx answers and transport errors with exponential backoff;
@@ -9,14 +9,12 @@
 //!   until `x-ratelimit-reset` (GitHub REST docs, "Rate limits for the REST API");
 //! - gives up with [`GithubError::RateLimited`] when the wait would exceed
 //!   `[github] max_rate_limit_wait_s`, so the task stays resumable instead of hanging;
-//! - counts every HTTP attempt ([`GithubClient::calls`]), the figure the README reports.
 //!
 //! Bodies are read into lenient local models (only the fields slipway uses), so a field GitHub
 //! adds or an Enterprise version omits cannot make a PR unreadable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -147,7 +145,6 @@ pub struct GithubClient {
     api_url: String,
     auth: Arc<Auth>,
     cfg: GithubConfig,
-    calls: Arc<AtomicU64>,
 }
 
 /// An installation token is refreshed when it has less than this left (GitHub: tokens live
@@ -201,18 +198,12 @@ impl GithubClient {
             api_url: endpoint.api_url.clone(),
             auth: Arc::new(auth),
             cfg: cfg.clone(),
-            calls: Arc::default(),
         })
     }
 
     /// The API base (`GITHUB_API_URL`).
     pub fn api_url(&self) -> &str {
         &self.api_url
-    }
-
-    /// HTTP requests made so far (every attempt, retries and token mints included).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     /// The client acting for `repo` (`owner/name`): the token's, or the App installation's
@@ -255,7 +246,6 @@ impl GithubClient {
             Auth::Token { token, .. } => Ok(token.clone()),
             Auth::App { .. } => {
                 let crab = self.crab_for(repo).await?;
-                self.calls.fetch_add(1, Ordering::Relaxed);
                 crab.installation_token_with_buffer(chrono::Duration::seconds(TOKEN_MIN_LIFE))
                     .await
                     .map_err(|e| GithubError::Transport {
@@ -297,7 +287,6 @@ impl GithubClient {
         let m = method.as_str();
         let mut attempt = 0u32;
         loop {
-            self.calls.fetch_add(1, Ordering::Relaxed);
             let sent = match method {
                 Method::Get => crab._get(path).await,
                 Method::Post => crab._post(path, body).await,

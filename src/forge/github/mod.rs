@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use self::ci::{CheckRun, CiState, CommitStatus};
@@ -31,8 +31,8 @@ use crate::workspace::{GitCredentials, Workspaces, Worktree};
 /// The label every slipway PR carries.
 pub const LABEL: &str = "slipway";
 
-/// What slipway keeps of `GET /repos/{o}/{r}`.
-#[derive(Debug, Clone, Deserialize)]
+/// What slipway reads of `GET /repos/{o}/{r}`.
+#[derive(Debug, Deserialize)]
 struct RepoInfo {
     clone_url: String,
 }
@@ -69,9 +69,27 @@ impl Pull {
     }
 }
 
-/// Clone URLs this process resolved, so git credentials go only to those URLs.
+/// Clone URL → `owner/name`, for the repos this process resolved through the API (once
+/// each): the forge's cache, and the only URLs git credentials go to.
 #[derive(Clone, Default)]
 struct KnownRepos(Arc<std::sync::Mutex<HashMap<String, String>>>);
+
+impl KnownRepos {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn repo_of(&self, url: &str) -> Option<String> {
+        self.map().get(url).cloned()
+    }
+
+    fn url_of(&self, repo: &str) -> Option<String> {
+        self.map()
+            .iter()
+            .find(|(_, r)| *r == repo)
+            .map(|(u, _)| u.clone())
+    }
+}
 
 /// HTTPS git credentials for the repos the forge resolved: `x-access-token:<token>`
 /// (a GitHub App's installation token is refreshed before it expires).
@@ -83,11 +101,7 @@ struct GitAuth {
 #[async_trait]
 impl GitCredentials for GitAuth {
     async fn header(&self, url: &str) -> Result<Option<String>, String> {
-        let repo = {
-            let known = self.known.0.lock().unwrap_or_else(|p| p.into_inner());
-            known.get(url).cloned()
-        };
-        match repo {
+        match self.known.repo_of(url) {
             Some(repo) => self
                 .client
                 .git_header(&repo)
@@ -105,8 +119,6 @@ pub struct GithubForge {
     workspaces: Workspaces,
     cfg: GithubConfig,
     known: KnownRepos,
-    /// `owner/name` → clone URL, from the API once per process.
-    repos: Mutex<HashMap<String, RepoInfo>>,
     /// Woken by the webhook route on check and status events: CI is polled at once.
     ci_wake: Notify,
 }
@@ -129,16 +141,10 @@ impl GithubForge {
                 workspaces: workspaces.clone(),
                 cfg: cfg.clone(),
                 known,
-                repos: Mutex::default(),
                 ci_wake: Notify::new(),
             },
             workspaces,
         )
-    }
-
-    /// The REST client (its call count is the README's "API calls per task").
-    pub fn client(&self) -> &GithubClient {
-        &self.client
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -151,21 +157,18 @@ impl GithubForge {
         Ok(self.client.call(repo, method, &path, body.as_ref()).await?)
     }
 
-    async fn info(&self, repo: &str) -> Result<RepoInfo, ForgeError> {
-        let mut repos = self.repos.lock().await;
-        if let Some(i) = repos.get(repo) {
-            return Ok(i.clone());
+    /// The repo's clone URL: from the API the first time, then from [`KnownRepos`].
+    async fn clone_url_of(&self, repo: &str) -> Result<String, ForgeError> {
+        if let Some(url) = self.known.url_of(repo) {
+            return Ok(url);
         }
         let info: RepoInfo = self
             .call(repo, Method::Get, format!("/repos/{repo}"), None)
             .await?;
         self.known
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .map()
             .insert(info.clone_url.clone(), repo.to_string());
-        repos.insert(repo.to_string(), info.clone());
-        Ok(info)
+        Ok(info.clone_url)
     }
 
     /// The task's PR: by its stored number, else the newest PR whose head is the task's
@@ -439,7 +442,7 @@ impl Forge for GithubForge {
     }
 
     async fn clone_url(&self, repo: &RepoRef) -> Result<String, ForgeError> {
-        Ok(self.info(&repo.name).await?.clone_url)
+        self.clone_url_of(&repo.name).await
     }
 
     async fn publish(
@@ -448,8 +451,8 @@ impl Forge for GithubForge {
         task: &Task,
         content: &PullRequestContent,
     ) -> Result<Publication, ForgeError> {
-        let info = self.info(&task.repo.name).await?;
-        self.workspaces.push(wt, &info.clone_url).await?;
+        let url = self.clone_url_of(&task.repo.name).await?;
+        self.workspaces.push(wt, &url).await?;
         let (pr, opened) = match self.find(task).await? {
             Some(p) if p.is_merged() => {
                 return Err(ForgeError::NotOpen {
@@ -477,12 +480,16 @@ impl Forge for GithubForge {
     }
 
     async fn describe(&self, task: &Task, content: &PullRequestContent) -> Result<(), ForgeError> {
-        let Some(pr) = self.find(task).await? else {
-            return Ok(());
+        let number = match task.pr_number {
+            Some(n) => n,
+            None => match self.find(task).await? {
+                Some(pr) => pr.number,
+                None => return Ok(()),
+            },
         };
         self.patch(
             task,
-            pr.number,
+            number,
             json!({"title": content.title, "body": content.body}),
         )
         .await
