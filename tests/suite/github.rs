@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use super::slack::{Bot, DEV, settle};
 use crate::support::fake_github::{Call, Ci, FakeGithub, TOKEN};
 use crate::support::fake_llm::Turn;
-use crate::support::{Harness, fix_script, python_repo, sh};
+use crate::support::{
+    Harness, document_mul_turns, fix_script, fix_then_document_script, python_repo, sh,
+};
 use slipway::config::{
     Config, ForgeKind, GithubAuth, GithubConfig, GithubEndpoint, LlmProvider, MergeMethod,
     RepoConfig,
@@ -127,15 +129,7 @@ fn failing_ci(n: u32) -> Ci {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_opens_one_labelled_pr_with_the_gate_report_and_a_revision_updates_it() {
-    let mut script = fix_script();
-    script.extend([
-        Turn::call(
-            "edit_file",
-            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
-        ),
-        Turn::call("finish", json!({"summary": "Documented mul()."})),
-    ]);
-    let gh = Gh::start(script).await;
+    let gh = Gh::start(fix_then_document_script()).await;
     let mut task = gh.task("fix add() in calc.py: it subtracts");
     let report = gh.h.run(&mut task).await.unwrap();
 
@@ -630,14 +624,7 @@ async fn slack_merge_refusals_merge_revert_and_close_go_through_github() {
         "cd src && sed -i 's/return a - b/return a + b/' calc.py && git commit -qam 'fix add' && git push -q ../calc.git main",
     );
     let fake = FakeGithub::start(&bare, "acme", "calc").await;
-    let script = vec![
-        Turn::call(
-            "edit_file",
-            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
-        ),
-        Turn::call("finish", json!({"summary": "Documented mul()."})),
-    ];
-    let bot = Bot::start(Backend::Bwrap, script, |cfg| {
+    let bot = Bot::start(Backend::Bwrap, document_mul_turns(), |cfg| {
         github_config(cfg, &fake);
         cfg.file.repos = vec![RepoConfig {
             name: "acme/calc".into(),

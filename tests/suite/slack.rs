@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::support::fake_llm::Turn;
 use crate::support::fake_slack::{BOT_USER, Failure, FakeSlack, Posted};
-use crate::support::{Harness, containers_labelled, fix_script, sh};
+use crate::support::{Harness, containers_labelled, fix_script, fix_then_document_script, sh};
 use slipway::config::{Config, LlmProvider, MergeMethod, RepoConfig};
 use slipway::forge::Forges;
 use slipway::sandbox::Backend;
@@ -142,19 +142,6 @@ impl Bot {
             s.shutdown(Duration::from_secs(30)).await;
         }
     }
-}
-
-/// Two runs' worth of turns: the add() fix, then a docstring for mul().
-fn fix_then_document_script() -> Vec<Turn> {
-    let mut script = fix_script();
-    script.extend([
-        Turn::call(
-            "edit_file",
-            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
-        ),
-        Turn::call("finish", json!({"summary": "Documented mul()."})),
-    ]);
-    script
 }
 
 /// Waits a little for anything that should not happen (a second run, a second report).

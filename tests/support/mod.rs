@@ -84,6 +84,24 @@ pub fn python_repo(dir: &Path) {
     );
 }
 
+/// The scripted turns that add a docstring to `mul` and finish.
+pub fn document_mul_turns() -> Vec<Turn> {
+    vec![
+        Turn::call(
+            "edit_file",
+            json!({"path": "calc.py", "old_text": "def mul(a, b):", "new_text": "def mul(a, b):\n    \"\"\"Multiplies.\"\"\""}),
+        ),
+        Turn::call("finish", json!({"summary": "Documented mul()."})),
+    ]
+}
+
+/// Two runs' worth of turns: the add() fix, then a docstring for mul().
+pub fn fix_then_document_script() -> Vec<Turn> {
+    let mut script = fix_script();
+    script.extend(document_mul_turns());
+    script
+}
+
 /// The scripted agent that fixes `add`.
 pub fn fix_script() -> Vec<Turn> {
     vec![

@@ -142,7 +142,6 @@ enum Auth {
 /// A GitHub REST client for one API base. Cheap to clone.
 #[derive(Clone)]
 pub struct GithubClient {
-    api_url: String,
     auth: Arc<Auth>,
     cfg: GithubConfig,
 }
@@ -195,15 +194,9 @@ impl GithubClient {
             }
         };
         Ok(Self {
-            api_url: endpoint.api_url.clone(),
             auth: Arc::new(auth),
             cfg: cfg.clone(),
         })
-    }
-
-    /// The API base (`GITHUB_API_URL`).
-    pub fn api_url(&self) -> &str {
-        &self.api_url
     }
 
     /// The client acting for `repo` (`owner/name`): the token's, or the App installation's
