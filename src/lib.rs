@@ -5,13 +5,15 @@
 #![deny(clippy::print_stdout)]
 
 pub mod agent;
-pub mod blueprint;
+pub mod blueprints;
 pub mod config;
 pub mod doctor;
 pub mod forge;
 pub mod gates;
+pub mod nodes;
 pub mod queue;
 pub mod report;
+pub mod run;
 pub mod runner;
 pub mod sandbox;
 pub mod slack;

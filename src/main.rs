@@ -12,13 +12,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use slipway::blueprint::RunEvent;
 use slipway::config::{Config, Env, ForgeKind};
 use slipway::forge::Forges;
 use slipway::report::Decision;
+use slipway::run::RunEvent;
 use slipway::runner::{RunError, Runner};
 use slipway::store::Store;
-use slipway::task::{Origin, RepoRef, Task};
+use slipway::task::{BlueprintId, Origin, RepoRef, Task};
 use slipway::workspace::Workspaces;
 use slipway::{agent, doctor, sandbox};
 
@@ -237,6 +237,10 @@ async fn cmd_run(
     if text.trim().is_empty() {
         return usage(RunError::EmptyTask);
     }
+    let blueprint: BlueprintId = match blueprint.parse() {
+        Ok(b) => b,
+        Err(name) => return usage(RunError::UnknownBlueprint(name)),
+    };
     let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
     let forge = configured.map(|r| r.forge).unwrap_or_default();
     if forge == ForgeKind::Github && cfg.github.auth.is_none() {
@@ -275,6 +279,7 @@ async fn cmd_run(
         forge,
     };
     let mut task = Task::new(repo, requester, Origin::Cli, text);
+    task.blueprint = blueprint;
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
@@ -285,7 +290,7 @@ async fn cmd_run(
     });
     let (tx, rx) = mpsc::channel(64);
     let printer = tokio::spawn(print_progress(rx));
-    let result = runner.run(&mut task, blueprint, cancel, Some(tx)).await;
+    let result = runner.run_id(&mut task, blueprint, cancel, Some(tx)).await;
     let _ = printer.await;
     mcp.close().await;
     match result {
@@ -373,6 +378,7 @@ async fn cmd_serve(
         Err(code) => return Ok(code),
     };
     let mcp = runner.mcp.clone();
+    let forges = runner.forges.clone();
     let mut service = match slipway::slack::serve::Service::start(cfg.clone(), runner).await {
         Ok(s) => s,
         Err(e) => {
@@ -387,6 +393,8 @@ async fn cmd_serve(
         listener,
         slipway::web::WebState {
             queue: service.queue.clone(),
+            forges,
+            webhook_secret: cfg.github.webhook_secret.clone(),
             stats: service.stats.clone(),
             bot: service.bot.clone(),
         },

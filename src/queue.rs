@@ -3,6 +3,9 @@
 //! restart. One run per task at a time: a refinement that arrives while its task runs waits
 //! behind it and is not lost. An interrupted run (slipway stopped mid-run) is reported and
 //! rerun once. Front ends (`slipway serve`, tests) observe [`QueueEvent`]s.
+//!
+//! The queue runs an [`Executor`] and never reaches into it; front ends get the queue's own
+//! handles (submit, refine, rerun, cancel, status, events), never the executor's services.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,11 +14,31 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::blueprint::{RunEvent, code_change};
-use crate::runner::Runner;
-use crate::store::{QueueItem, RunState, StoreError};
+use crate::report::RunReport;
+use crate::run::{RunError, RunEvent};
+use crate::store::{QueueItem, RunState, Store, StoreError};
 use crate::task::{Task, TaskState, now_ms};
+
+/// What the queue runs: one revision of a task through the task's blueprint. Implemented by
+/// `crate::runner::Runner`; tests may put anything behind it.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// The store the queue persists its items and task states in (the executor's own, so the
+    /// two never disagree).
+    fn store(&self) -> &Store;
+
+    /// Runs `task`'s current revision. `events` (bounded) receives progress; `cancel` stops
+    /// the run. Errors as `crate::run::lifecycle::execute`: only failures before the run was
+    /// stored.
+    async fn execute(
+        &self,
+        task: &mut Task,
+        cancel: CancellationToken,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<RunReport, RunError>;
+}
 
 /// What the queue tells its observers, per task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,7 +60,10 @@ pub struct QueueStatus {
 }
 
 struct Inner {
-    runner: Runner,
+    exec: Arc<dyn Executor>,
+    store: Store,
+    /// Every spawned run, so shutdown can wait for them to end.
+    runs: TaskTracker,
     permits: Arc<Semaphore>,
     wake: Notify,
     /// Running tasks and their cancel tokens.
@@ -55,12 +81,15 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue running at most `concurrency` runs at once.
-    pub fn new(runner: Runner, concurrency: usize) -> Self {
+    /// A queue running at most `concurrency` runs at once through `exec`.
+    pub fn new(exec: impl Executor + 'static, concurrency: usize) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let store = exec.store().clone();
         Self {
             inner: Arc::new(Inner {
-                runner,
+                exec: Arc::new(exec),
+                store,
+                runs: TaskTracker::new(),
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
                 wake: Notify::new(),
                 active: Mutex::default(),
@@ -83,7 +112,7 @@ impl Queue {
 
     /// Stores `task` (state queued) and queues its current revision.
     pub async fn submit(&self, task: &mut Task) -> Result<u64, StoreError> {
-        let store = &self.inner.runner.store;
+        let store = &self.inner.store;
         task.state = TaskState::Queued;
         task.updated_ms = now_ms();
         store.put_task(task).await?;
@@ -98,7 +127,7 @@ impl Queue {
             enqueued_ms: now_ms(),
             reruns: 0,
         };
-        let key = self.inner.runner.store.enqueue(&item).await?;
+        let key = self.inner.store.enqueue(&item).await?;
         self.inner.wake.notify_one();
         Ok(key)
     }
@@ -110,7 +139,7 @@ impl Queue {
         task_id: &str,
         revision: crate::task::Revision,
     ) -> Result<Option<Task>, StoreError> {
-        let store = &self.inner.runner.store;
+        let store = &self.inner.store;
         let Some(stored) = store.get_task(task_id)? else {
             return Ok(None);
         };
@@ -133,7 +162,7 @@ impl Queue {
     /// Queues the task's current revision again (🔁 in Slack). `None` when the task is not
     /// stored.
     pub async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        let store = &self.inner.runner.store;
+        let store = &self.inner.store;
         let Some(stored) = store.get_task(task_id)? else {
             return Ok(None);
         };
@@ -161,29 +190,25 @@ impl Queue {
         self.inner.shutdown.is_cancelled()
     }
 
-    /// Waits until no run is active, at most `limit`; true when idle.
+    /// After [`Queue::shutdown`]: waits until every run has ended and observers have read
+    /// every event, at most `limit`; true when idle in time.
     pub async fn wait_idle(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let busy = !self
-                .inner
-                .active
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty();
-            if !busy && self.inner.events.is_empty() {
-                return true;
-            }
+        self.inner.runs.close();
+        if tokio::time::timeout_at(deadline, self.inner.runs.wait())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        // The last events may still be on their way to the egress (bounded by `limit`).
+        while !self.inner.events.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// The runner's services (store, forge, config) for front ends.
-    pub fn runner(&self) -> &Runner {
-        &self.inner.runner
+        true
     }
 
     /// Cancels the task's running run; false when it is not running.
@@ -210,7 +235,6 @@ impl Queue {
             .collect();
         let queued = self
             .inner
-            .runner
             .store
             .queued()?
             .into_iter()
@@ -223,7 +247,7 @@ impl Queue {
     /// After a restart: queue items whose task was mid-run were interrupted. Each is reported
     /// and rerun once; a second interruption fails the task. Call before [`Queue::run`].
     pub async fn recover(&self) -> Result<Vec<String>, StoreError> {
-        let store = &self.inner.runner.store;
+        let store = &self.inner.store;
         let mut interrupted = Vec::new();
         for (key, mut item) in store.queued()? {
             let Some(mut task) = store.get_task(&item.task_id)? else {
@@ -302,7 +326,7 @@ impl Queue {
     }
 
     async fn dispatch(&self) -> Result<(), StoreError> {
-        let store = self.inner.runner.store.clone();
+        let store = self.inner.store.clone();
         let items = store.queued()?;
         for (i, (key, item)) in items.iter().enumerate() {
             if self
@@ -351,7 +375,7 @@ impl Queue {
                 .insert(*key);
             let me = self.clone();
             let key = *key;
-            tokio::spawn(async move {
+            self.inner.runs.spawn(async move {
                 me.execute(key, task, cancel).await;
                 drop(permit);
                 me.inner.wake.notify_one();
@@ -375,13 +399,9 @@ impl Queue {
                 }
             })
         };
-        let result = self
-            .inner
-            .runner
-            .run(&mut task, code_change::NAME, cancel, Some(tx))
-            .await;
+        let result = self.inner.exec.execute(&mut task, cancel, tx).await;
         let _ = forward.await;
-        let store = &self.inner.runner.store;
+        let store = &self.inner.store;
         if let Err(e) = result {
             // Failed before anything was stored: say so, keep the task (state failed).
             // Only the state: a refinement stored meanwhile must survive.

@@ -68,7 +68,7 @@ pub struct RunRecord {
     pub run_id: String,
     pub task_id: String,
     pub revision: u32,
-    pub blueprint: String,
+    pub blueprint: crate::task::BlueprintId,
     pub state: RunState,
     pub nodes: Vec<NodeRecord>,
     /// Set when the run ends with a report (also on halt).

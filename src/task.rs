@@ -76,6 +76,60 @@ pub struct RevertOf {
     pub commits: u32,
 }
 
+/// Which blueprint runs a task (`DESIGN.md` §2). The serde spelling is the report's and the
+/// CLI's `--blueprint` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlueprintId {
+    /// Implement a change asked for in words: the agent, checks ⇄ fix, gates, PR, CI.
+    #[default]
+    CodeChange,
+    /// Set up the repo's environment and run its checks, no agent: does this repo build and
+    /// test in the sandbox? Publishes nothing.
+    ChecksOnly,
+}
+
+impl BlueprintId {
+    /// Every blueprint, in `--blueprint` order.
+    pub const ALL: &[BlueprintId] = &[Self::CodeChange, Self::ChecksOnly];
+
+    /// The name (`code_change`, `checks_only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CodeChange => "code_change",
+            Self::ChecksOnly => "checks_only",
+        }
+    }
+
+    /// The known names, comma-separated, for error messages.
+    pub fn known() -> String {
+        Self::ALL
+            .iter()
+            .map(|b| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::str::FromStr for BlueprintId {
+    type Err = String;
+
+    /// Parses a `--blueprint` name; the error is the unknown name.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| s.to_string())
+    }
+}
+
+impl std::fmt::Display for BlueprintId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A task: a repo, a requester and its revisions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Task {
@@ -111,6 +165,9 @@ pub struct Task {
     /// Set on a revert task: what it undoes.
     #[serde(default)]
     pub revert_of: Option<RevertOf>,
+    /// The blueprint its runs use (tasks stored before blueprints were typed: `code_change`).
+    #[serde(default)]
+    pub blueprint: BlueprintId,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -143,6 +200,7 @@ impl Task {
             merged_commits: 0,
             revert_of: None,
             thread_url: None,
+            blueprint: BlueprintId::CodeChange,
             created_ms: now,
             updated_ms: now,
         }

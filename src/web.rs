@@ -26,6 +26,10 @@ use crate::slack::socket::SocketStats;
 #[derive(Clone)]
 pub struct WebState {
     pub queue: Queue,
+    /// The forges, for webhook nudges.
+    pub forges: crate::forge::Forges,
+    /// `GITHUB_WEBHOOK_SECRET`; `None` turns the webhook route off.
+    pub webhook_secret: Option<String>,
     pub stats: Arc<SocketStats>,
     pub bot: Bot,
 }
@@ -51,8 +55,7 @@ async fn github_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let runner = s.queue.runner();
-    let Some(secret) = runner.cfg.github.webhook_secret.as_deref() else {
+    let Some(secret) = s.webhook_secret.as_deref() else {
         return (
             StatusCode::NOT_FOUND,
             "webhooks are off: set GITHUB_WEBHOOK_SECRET",
@@ -67,7 +70,7 @@ async fn github_webhook(
     }
     let event = header("x-github-event").unwrap_or("");
     if crate::forge::github::webhook::is_ci_event(event)
-        && let Some(gh) = &runner.forges.github
+        && let Some(gh) = &s.forges.github
     {
         gh.nudge();
     }

@@ -27,12 +27,12 @@ use super::thread::{
     Command, RepoChoice, ThreadMessage, choose_repo, parse_command, revision_from_thread,
     strip_mentions,
 };
-use crate::blueprint::RunEvent;
 use crate::config::{Config, ForgeKind, RepoConfig};
 use crate::forge::{ForgeError, MergeRequest};
 use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
 use crate::report::{Decision, RunReport};
+use crate::run::RunEvent;
 use crate::store::{RunState, Store, StoreError};
 use crate::task::{Origin, RepoRef, Revision, Task, TaskState, now_ms, short_sha, truncate_chars};
 
@@ -100,6 +100,7 @@ pub enum BotError {
 }
 
 struct Inner {
+    forges: crate::forge::Forges,
     cfg: Arc<Config>,
     api: WebApi,
     queue: Queue,
@@ -134,10 +135,17 @@ const HELP: &str = "I turn a thread into a reviewed change.\n\
 
 impl Bot {
     /// A bot for identity `me` (from `auth.test`).
-    pub fn new(cfg: Arc<Config>, api: WebApi, queue: Queue, me: BotIdentity) -> Self {
-        let store = queue.runner().store.clone();
+    pub fn new(
+        cfg: Arc<Config>,
+        api: WebApi,
+        queue: Queue,
+        me: BotIdentity,
+        store: Store,
+        forges: crate::forge::Forges,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                forges,
                 cfg,
                 api,
                 queue,
@@ -488,10 +496,7 @@ impl Bot {
             return Ok(());
         }
         let source = match repo_source(&repo) {
-            Ok(_)
-                if repo.forge == ForgeKind::Github
-                    && self.inner.queue.runner().forges.github.is_none() =>
-            {
+            Ok(_) if repo.forge == ForgeKind::Github && self.inner.forges.github.is_none() => {
                 let msg = format!(
                     "`{}` uses forge = \"github\", but slipway has no GitHub credentials. An operator sets GITHUB_TOKEN (or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY) and restarts slipway; then mention me again.",
                     repo.name
@@ -770,13 +775,7 @@ impl Bot {
         if !self.allowed(channel, thread_ts, task, user, "revert").await {
             return Ok(());
         }
-        let has_prs = self
-            .inner
-            .queue
-            .runner()
-            .forges
-            .of(task)
-            .is_ok_and(|f| f.has_ci());
+        let has_prs = self.inner.forges.of(task).is_ok_and(|f| f.has_ci());
         if !has_prs {
             self.say(channel, thread_ts, "⏪ A revert needs a forge with pull requests (forge = \"github\"); with the local forge, revert the merge commit in the repo.").await;
             return Ok(());
@@ -952,7 +951,7 @@ impl Bot {
             }
             Approval::Merge => {}
         }
-        let forge = match self.inner.queue.runner().forges.of(task) {
+        let forge = match self.inner.forges.of(task) {
             Ok(f) => f.clone(),
             Err(e) => {
                 refuse(e.to_string()).await;
@@ -1095,7 +1094,7 @@ impl Bot {
             .await?;
         // A run dispatched between the first check and the state change is stopped too.
         self.inner.queue.cancel(&task.id);
-        let closed = match self.inner.queue.runner().forges.of(task) {
+        let closed = match self.inner.forges.of(task) {
             Ok(f) => f.close(task, user).await,
             Err(e) => Err(e),
         };

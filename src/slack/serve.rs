@@ -55,8 +55,16 @@ impl Service {
         let api = WebApi::new(&cfg.slack)?;
         let me = api.auth_test().await?;
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
+        let (store, forges) = (runner.store.clone(), runner.forges.clone());
         let queue = Queue::new(runner, cfg.file.queue.concurrency);
-        let bot = Bot::new(cfg.clone(), api.clone(), queue.clone(), me.clone());
+        let bot = Bot::new(
+            cfg.clone(),
+            api.clone(),
+            queue.clone(),
+            me.clone(),
+            store.clone(),
+            forges,
+        );
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
         tasks.push(tokio::spawn({
@@ -88,7 +96,6 @@ impl Service {
             }
         }));
         tasks.push(tokio::spawn({
-            let store = queue.runner().store.clone();
             async move {
                 loop {
                     tokio::time::sleep(SWEEP_EVERY).await;

@@ -1,3 +1,4 @@
+mod blueprints;
 mod cli;
 mod gates;
 mod github;

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::support::Harness;
 use crate::support::fake_llm::Turn;
-use slipway::blueprint::RunEvent;
 use slipway::config::LlmProvider;
 use slipway::queue::{Queue, QueueEvent};
+use slipway::run::RunEvent;
 use slipway::sandbox::Backend;
 use slipway::store::QueueItem;
 use slipway::task::TaskState;

@@ -1,70 +1,15 @@
-//! Blueprints: the flow of a run as an ordered list of nodes, each `Deterministic` code or an
-//! `Agent` loop. This module owns the node bookkeeping every blueprint shares: timing,
-//! [`RunEvent`]s for observers (terminal, Slack, web), node records in the store and audit
-//! entries. Blueprints themselves are one file each ([`code_change`]).
-
-pub mod code_change;
+//! Node bookkeeping for one run: [`RunEvent`]s for observers, node records in the store and
+//! `node_finished` audit entries. Owned by the run lifecycle ([`crate::run`]); nodes never
+//! call it directly, so every start has exactly one finish.
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::events::{NodeKind, NodeName, RunEvent};
 use crate::report::RunReport;
 use crate::store::{NodeRecord, RunLog, RunRecord, RunState, StoreError};
 use crate::task::now_ms;
-
-/// What kind of work a node is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeKind {
-    Deterministic,
-    Agent,
-}
-
-impl NodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Deterministic => "deterministic",
-            Self::Agent => "agent",
-        }
-    }
-}
-
-/// Typed progress of a run; every front end renders these at its own edge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
-    RunStarted {
-        task_id: String,
-        run_id: String,
-        revision: u32,
-        branch: String,
-    },
-    NodeStarted {
-        node: String,
-        kind: NodeKind,
-    },
-    NodeFinished {
-        node: String,
-        kind: NodeKind,
-        ok: bool,
-        detail: String,
-        duration_ms: u64,
-    },
-    /// The branch was pushed; `pr_url` is its PR when the forge has PRs. Sent before CI, so
-    /// the thread can show the PR link at once.
-    Published {
-        pr_url: Option<String>,
-        location: String,
-    },
-    RunFinished {
-        report: Box<RunReport>,
-    },
-    RunFailed {
-        error: String,
-    },
-}
 
 /// Node bookkeeping for one run: emits events, appends node records, persists the run
 /// record after every node.
@@ -78,13 +23,14 @@ pub struct Tracker {
 
 /// A started node; hand it back to [`Tracker::finish`].
 pub struct NodeTimer {
-    name: &'static str,
+    name: NodeName,
     kind: NodeKind,
     started: Instant,
     started_ms: u64,
 }
 
 impl Tracker {
+    /// Bookkeeping for the run `record`, reporting to `events` (bounded) when given.
     pub fn new(log: RunLog, record: RunRecord, events: Option<mpsc::Sender<RunEvent>>) -> Self {
         Self {
             log,
@@ -102,7 +48,8 @@ impl Tracker {
         }
     }
 
-    pub async fn start(&self, name: &'static str, kind: NodeKind) -> NodeTimer {
+    /// Announces `name` as started.
+    pub async fn start(&self, name: NodeName, kind: NodeKind) -> NodeTimer {
         self.emit(RunEvent::NodeStarted {
             node: name.to_string(),
             kind,

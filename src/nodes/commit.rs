@@ -1,0 +1,69 @@
+//! `commit`: the pass's change as one commit by slipway[bot], with `Requested-by`,
+//! `Slipway-Task`, `Slipway-Run` and `Slipway-Revision` trailers; then the diff the gates
+//! judge, computed once.
+
+use async_trait::async_trait;
+
+use crate::agent::AgentEnd;
+use crate::run::{FlowError, NodeName, Outcome, RunCtx};
+use crate::task::short_sha;
+
+/// The commit node.
+pub struct Commit;
+
+#[async_trait]
+impl crate::run::Node for Commit {
+    fn name(&self) -> NodeName {
+        NodeName::Commit
+    }
+
+    async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        // The agent rounds of this pass are over.
+        cx.close_tools().await;
+        let svc = cx.svc;
+        let rev = cx.task.current();
+        let subject = if rev.number == 1 {
+            cx.task.title()
+        } else {
+            format!("{} (revision {})", cx.task.title(), rev.number)
+        };
+        let body = match &cx.end {
+            Some(AgentEnd::Finished { summary }) => summary.clone(),
+            Some(AgentEnd::Budget { kind }) => {
+                format!("Unfinished: {}", cx.budget.describe(*kind))
+            }
+            Some(AgentEnd::Stopped { text }) => format!("Unfinished: the agent stopped. {text}"),
+            Some(AgentEnd::PolicyViolation { reason }) => format!("Halted: {reason}"),
+            None => "Unfinished: no agent ran".into(),
+        };
+        let rev_s = rev.number.to_string();
+        let trailers = [
+            ("Requested-by", cx.task.requester.as_str()),
+            ("Slipway-Task", cx.task.id.as_str()),
+            ("Slipway-Run", cx.run_id.as_str()),
+            ("Slipway-Revision", rev_s.as_str()),
+        ];
+        let wt = cx.wt()?;
+        // A pass that changes nothing keeps the commit it started from.
+        let made = svc
+            .workspaces
+            .commit(wt, &subject, &body, &trailers)
+            .await?;
+        let diff = svc.workspaces.diff(wt).await?;
+        let changes = crate::workspace::changes_from_diff(&diff);
+        let whitespace_only = svc.workspaces.whitespace_only(wt, &changes).await?;
+        if let Some(c) = made {
+            cx.commit = Some(c);
+        }
+        let detail = match &cx.commit {
+            Some(c) if cx.commit != cx.pass_start_commit => {
+                format!("{} ({} files)", short_sha(c), changes.len())
+            }
+            _ => "nothing to commit".into(),
+        };
+        cx.evidence.diff = diff;
+        cx.evidence.changes = changes;
+        cx.evidence.whitespace_only = whitespace_only;
+        Ok(Outcome::ok(detail))
+    }
+}

@@ -1,0 +1,68 @@
+//! `fix` and `ci_fix`: agent rounds on the same conversation, given what failed (the checks'
+//! output, or CI's). The blueprint's `Rounds` step counts the rounds and stops at the limit.
+
+use async_trait::async_trait;
+
+use super::{agent_round, end_detail};
+use crate::agent::{AgentEnd, prompt};
+use crate::gates::checks;
+use crate::run::{FlowError, NodeKind, NodeName, Outcome, RunCtx};
+
+/// Fix rounds after failed checks (the contract's "at most two").
+pub const MAX_FIX_ROUNDS: u32 = 2;
+/// Agent rounds after failed CI, per revision (issue 4: "at most 2 CI rounds").
+pub const MAX_CI_ROUNDS: u32 = 2;
+
+/// A fix round after failed checks.
+pub struct Fix;
+
+#[async_trait]
+impl crate::run::Node for Fix {
+    fn name(&self) -> NodeName {
+        NodeName::Fix
+    }
+
+    fn kind(&self) -> NodeKind {
+        NodeKind::Agent
+    }
+
+    async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        let round = cx.fix_rounds;
+        let text = prompt::fix(round, MAX_FIX_ROUNDS, &checks::failures_text(&cx.results));
+        let end = agent_round(cx, text).await?;
+        let outcome = Outcome {
+            ok: matches!(end, AgentEnd::Finished { .. }),
+            detail: format!("round {round}: {}", end_detail(&end, &cx.budget)),
+        };
+        cx.end = Some(end);
+        Ok(outcome)
+    }
+}
+
+/// A fix round after failed CI: it continues the conversation, so the model remembers what
+/// it did.
+pub struct CiFix;
+
+#[async_trait]
+impl crate::run::Node for CiFix {
+    fn name(&self) -> NodeName {
+        NodeName::CiFix
+    }
+
+    fn kind(&self) -> NodeKind {
+        NodeKind::Agent
+    }
+
+    async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        let round = cx.ci_rounds;
+        let failures = cx.ci_failures.take().unwrap_or_default();
+        let text = prompt::ci_fix(round, MAX_CI_ROUNDS, &failures);
+        let end = agent_round(cx, text).await?;
+        let outcome = Outcome {
+            ok: matches!(end, AgentEnd::Finished { .. }),
+            detail: format!("CI round {round}: {}", end_detail(&end, &cx.budget)),
+        };
+        cx.end = Some(end);
+        Ok(outcome)
+    }
+}

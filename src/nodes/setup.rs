@@ -1,0 +1,83 @@
+//! `setup`: the repo's dependency fetch (`.slipway/setup.sh` or detected), with network and
+//! no secrets, before the agent starts. A failure halts the run with no model spend.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::report::{Gate, GateStatus};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
+use crate::sandbox::NetworkAccess;
+
+/// The setup node; skipped when there is nothing to set up.
+pub struct Setup;
+
+#[async_trait]
+impl crate::run::Node for Setup {
+    fn name(&self) -> NodeName {
+        NodeName::Setup
+    }
+
+    fn skip(&self, cx: &RunCtx<'_>) -> bool {
+        cx.setup_cmd.is_none()
+    }
+
+    async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        let Some(setup) = cx.setup_cmd.clone() else {
+            return Ok(Outcome::ok("nothing to set up"));
+        };
+        let cfg = &cx.svc.cfg;
+        let session = cx
+            .svc
+            .sandbox
+            .start(&cx.spec(NetworkAccess::Setup)?)
+            .await?;
+        let timeout = Duration::from_secs(cfg.file.sandbox.setup_timeout_s);
+        let out = session.exec(&setup.command, timeout, &cx.cancel).await;
+        session.close().await?;
+        let out = out?;
+        let gate = if out.success() {
+            Gate::new(
+                "setup",
+                GateStatus::Pass,
+                format!("`{}` ({})", setup.command, setup.source),
+            )
+        } else if out.exit_code == Some(127) {
+            Gate::new(
+                "setup",
+                GateStatus::Warn,
+                format!(
+                    "`{}` could not run: command not found in the sandbox",
+                    setup.command
+                ),
+            )
+        } else {
+            Gate::new(
+                "setup",
+                GateStatus::Fail,
+                format!(
+                    "`{}` failed: {}",
+                    setup.command,
+                    out.output.lines().last().unwrap_or("")
+                ),
+            )
+        };
+        cx.tracker
+            .log
+            .transcript(
+                "setup",
+                out.duration_ms,
+                json!({"command": setup.command, "output": out.render(cfg.file.sandbox.output_cap_bytes)}),
+            )
+            .await?;
+        let failed = gate.status == GateStatus::Fail;
+        let detail = gate.detail.clone();
+        cx.extra_gates.push(gate);
+        if failed {
+            // Without its dependencies the agent would only burn tokens.
+            return Err(RunError::Setup { detail }.into());
+        }
+        Ok(Outcome::ok(detail))
+    }
+}

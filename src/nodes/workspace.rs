@@ -1,0 +1,63 @@
+//! `workspace`: the mirror cache → a fresh work tree on the task's branch; the repo's policy
+//! and check commands, read from the commit the run starts from, before the agent runs.
+
+use async_trait::async_trait;
+
+use crate::gates::checks;
+use crate::gates::policy::{self, RepoPolicy};
+use crate::run::ctx::RunDirs;
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
+use crate::task::{RepoRef, short_sha};
+use crate::tools::guard::CommandGuard;
+
+/// The workspace node.
+pub struct Workspace;
+
+#[async_trait]
+impl crate::run::Node for Workspace {
+    fn name(&self) -> NodeName {
+        NodeName::Workspace
+    }
+
+    async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        let svc = cx.svc;
+        let forge = svc.forges.of(cx.task)?.clone();
+        // GitHub: the API's clone URL (also what git credentials are scoped to).
+        let repo = RepoRef {
+            source: forge.clone_url(&cx.task.repo).await?,
+            ..cx.task.repo.clone()
+        };
+        let revision = cx.task.current().number;
+        let wt = svc
+            .workspaces
+            .prepare(&repo, &cx.task.branch, &cx.run_id, revision)
+            .await?;
+        // From here every exit removes the run's directories.
+        cx.dirs = Some(RunDirs {
+            workspaces: svc.workspaces.clone(),
+            wt: wt.clone(),
+            home: cx.home(),
+        });
+        // The repo's policy, read before the agent runs (and `.slipway/**` can never be
+        // published by an agent, so later revisions see only what people committed).
+        let repo_policy = RepoPolicy::load(&wt.path).map_err(RunError::from)?;
+        std::fs::create_dir_all(cx.home())
+            .map_err(|e| RunError::RunDir(format!("cannot create {}: {e}", cx.home().display())))?;
+        cx.check_cmds = checks::detect(&wt.path, repo_policy.as_ref());
+        cx.setup_cmd = checks::detect_setup(&wt.path);
+        cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
+        cx.coverage_cmd = repo_policy
+            .as_ref()
+            .and_then(|p| p.checks.as_ref())
+            .and_then(|c| c.coverage.clone());
+        cx.guard = CommandGuard::new(&cx.policy.denied_commands);
+        cx.repo_policy = repo_policy;
+        cx.forge = Some(forge);
+        cx.task.repo.source = repo.source;
+        Ok(Outcome::ok(format!(
+            "{} at {}",
+            wt.branch,
+            short_sha(&wt.start_sha)
+        )))
+    }
+}

@@ -1,0 +1,373 @@
+//! [`RunCtx`]: everything one run carries from node to node: the services, the task, the
+//! work tree, the sandbox session, the budget, the policy and the outcome being built.
+//!
+//! Nodes read and write it; the lifecycle ([`super::lifecycle`]) creates it and turns it
+//! into the report. It holds no logic beyond accessors and the report builder.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Runner;
+use super::error::{FlowError, RunError};
+use super::events::NodeName;
+use super::tracker::Tracker;
+use crate::agent::llm::{ToolSpec, cost_usd};
+use crate::agent::{AgentEnd, Budget, Conversation};
+use crate::forge::{Forge, Merged};
+use crate::gates::checks::{CheckCommand, CheckResult, CheckStatus};
+use crate::gates::classify::Classified;
+use crate::gates::policy::{EffectivePolicy, RepoPolicy};
+use crate::gates::{self};
+use crate::report::{AgentTotals, Classification, Decision, Gate, RunReport, SandboxInfo, Timings};
+use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
+use crate::task::Task;
+use crate::tools::guard::CommandGuard;
+use crate::tools::mcp::McpHub;
+use crate::workspace::{FileChange, Workspaces, Worktree};
+
+/// The gates node's result: gates and classification → decision and reasons.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub gates: Vec<Gate>,
+    pub classified: Classified,
+    pub decision: Decision,
+    pub reasons: Vec<String>,
+}
+
+impl Judged {
+    /// Decides (`gates::decide`, failing closed) and adds the classification's evidence.
+    pub fn new(gates: Vec<Gate>, classified: Classified, policy: &EffectivePolicy) -> Self {
+        let (decision, mut reasons) = gates::decide(classified.class, &gates, policy);
+        reasons.push(format!(
+            "classified {}: {}",
+            classified.class.as_str(),
+            classified.evidence
+        ));
+        Self {
+            gates,
+            classified,
+            decision,
+            reasons,
+        }
+    }
+
+    /// The same judgement with CI's verdict in place of the `ci` gate: nothing else is
+    /// evaluated again.
+    pub fn with_ci(mut self, ci: Gate, policy: &EffectivePolicy) -> Self {
+        match self.gates.iter_mut().find(|g| g.name == ci.name) {
+            Some(g) => *g = ci,
+            None => self.gates.push(ci),
+        }
+        Self::new(self.gates, self.classified, policy)
+    }
+}
+
+/// What the agent was offered by the prefetch node, for the agent nodes that follow.
+pub struct Offered {
+    pub specs: Vec<ToolSpec>,
+    pub routes: crate::tools::Routes,
+    /// This run's MCP connections; closed once the checks ⇄ fix rounds are over.
+    pub hub: McpHub,
+}
+
+/// What one sandbox pass produced for the gates.
+#[derive(Debug, Clone, Default)]
+pub struct PassEvidence {
+    /// The unified diff the gates judge, computed once per pass.
+    pub diff: String,
+    pub changes: Vec<FileChange>,
+    pub whitespace_only: bool,
+    pub dependencies: Option<Gate>,
+    pub coverage: Option<Gate>,
+}
+
+/// A run's host directories (work tree, git dir, sandbox home), removed on drop, so every
+/// exit, `?` included, cleans up.
+pub struct RunDirs {
+    pub workspaces: Workspaces,
+    pub wt: Worktree,
+    pub home: PathBuf,
+}
+
+impl Drop for RunDirs {
+    fn drop(&mut self) {
+        self.workspaces.remove(&self.wt);
+        if let Err(e) = std::fs::remove_dir_all(&self.home)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.home.display(), error = %e, "could not remove sandbox home");
+        }
+    }
+}
+
+/// The state of one run, shared by its nodes.
+pub struct RunCtx<'a> {
+    /// The services (store, workspaces, sandbox, model, forges, tool registry).
+    pub svc: &'a Runner,
+    pub task: &'a mut Task,
+    pub run_id: String,
+    pub tracker: Tracker,
+    pub cancel: CancellationToken,
+    /// When the run started (the report's `timings_ms.total`).
+    pub started: Instant,
+    pub timings: Timings,
+
+    // Set by the workspace node.
+    pub dirs: Option<RunDirs>,
+    pub forge: Option<Arc<dyn Forge>>,
+    pub check_cmds: Vec<CheckCommand>,
+    pub setup_cmd: Option<CheckCommand>,
+    pub repo_policy: Option<RepoPolicy>,
+    /// Server policy tightened by the repo's.
+    pub policy: EffectivePolicy,
+    /// The repo's coverage command, when it has one.
+    pub coverage_cmd: Option<String>,
+    pub guard: CommandGuard,
+
+    // Sandbox and agent.
+    /// The offline sandbox of the current pass (started by the `sandbox` node, closed by
+    /// `sandbox_gates` or, on an error, by the lifecycle).
+    pub session: Option<Box<dyn Session>>,
+    /// The docker sidecar that runs this run's sandboxed MCP servers.
+    pub mcp_session: Option<Box<dyn Session>>,
+    pub offered: Option<Offered>,
+    pub budget: Budget,
+    /// The agent's conversation, kept for fix and CI fix rounds.
+    pub conv: Option<Conversation>,
+    /// The summary of the task's last published run, told to the model once.
+    pub previous_summary: Option<String>,
+    pub end: Option<AgentEnd>,
+    pub results: Vec<CheckResult>,
+    /// Coverage before the change, measured in the first pass.
+    pub coverage_baseline: Option<Result<f64, String>>,
+    pub fix_rounds: u32,
+    /// CI fix rounds so far.
+    pub ci_rounds: u32,
+    /// CI's failure text when CI asked for another round; the `ci_fix` node takes it.
+    pub ci_failures: Option<String>,
+    pub tools: Vec<String>,
+
+    // Outcome.
+    /// Gates produced outside the gates node (setup).
+    pub extra_gates: Vec<Gate>,
+    pub evidence: PassEvidence,
+    pub judged: Option<Judged>,
+    pub commit: Option<String>,
+    /// The commit when the current sandbox pass started (the commit node's "new commit?").
+    pub pass_start_commit: Option<String>,
+    pub pr_url: Option<String>,
+    pub pr_number: Option<u64>,
+    /// The auto-merge, when one went through.
+    pub merged: Option<Merged>,
+}
+
+impl<'a> RunCtx<'a> {
+    /// A fresh context for `task`'s current revision.
+    pub fn new(
+        svc: &'a Runner,
+        task: &'a mut Task,
+        tracker: Tracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        let agent = &svc.cfg.file.agent;
+        let policy = crate::gates::policy::effective(&svc.cfg.file.policy, None);
+        let pr_number = task.pr_number;
+        Self {
+            svc,
+            run_id: tracker.record.run_id.clone(),
+            task,
+            tracker,
+            cancel,
+            started: Instant::now(),
+            timings: Timings::default(),
+            dirs: None,
+            forge: None,
+            check_cmds: Vec::new(),
+            setup_cmd: None,
+            repo_policy: None,
+            guard: CommandGuard::new(&policy.denied_commands),
+            policy,
+            coverage_cmd: None,
+            session: None,
+            mcp_session: None,
+            offered: None,
+            budget: Budget::new(
+                agent.max_steps,
+                agent.max_tokens,
+                std::time::Duration::from_secs(agent.max_minutes * 60),
+            ),
+            conv: None,
+            previous_summary: None,
+            end: None,
+            results: Vec::new(),
+            coverage_baseline: None,
+            fix_rounds: 0,
+            ci_rounds: 0,
+            ci_failures: None,
+            tools: Vec::new(),
+            extra_gates: Vec::new(),
+            evidence: PassEvidence::default(),
+            judged: None,
+            commit: None,
+            pass_start_commit: None,
+            pr_url: None,
+            pr_number,
+            merged: None,
+        }
+    }
+
+    /// The run's work tree (the workspace node made it).
+    pub fn wt(&self) -> Result<&Worktree, FlowError> {
+        self.dirs.as_ref().map(|d| &d.wt).ok_or_else(|| {
+            RunError::RunDir("no work tree: the workspace node has not run".into()).into()
+        })
+    }
+
+    /// The sandbox home of this run (`$DATA/homes/<run>`).
+    pub fn home(&self) -> PathBuf {
+        self.svc.cfg.data_dir.join("homes").join(&self.run_id)
+    }
+
+    /// The forge of the task's repo (the workspace node chose it).
+    pub fn forge(&self) -> Result<Arc<dyn Forge>, FlowError> {
+        self.forge.clone().ok_or_else(|| {
+            RunError::RunDir("no forge: the workspace node has not run".into()).into()
+        })
+    }
+
+    /// The current pass's sandbox session.
+    pub fn session(&self) -> Result<&dyn Session, FlowError> {
+        self.session.as_deref().ok_or_else(|| {
+            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(
+                "no sandbox: the sandbox node has not run".into(),
+            ))
+            .into()
+        })
+    }
+
+    /// The sandbox of this run with `network`.
+    pub fn spec(&self, network: NetworkAccess) -> Result<SandboxSpec, FlowError> {
+        let wt = self.wt()?;
+        Ok(SandboxSpec {
+            workspace: wt.path.clone(),
+            git_dir: wt.git_dir.clone(),
+            home: self.home(),
+            policy: SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network),
+            run_id: self.run_id.clone(),
+        })
+    }
+
+    /// Closes the pass's sandbox and MCP sidecar, whatever happened (a cancelled exec already
+    /// removed them).
+    pub async fn close_sandbox(&mut self) {
+        if let Some(session) = self.session.take()
+            && let Err(e) = session.close().await
+        {
+            tracing::warn!(error = %e, "could not close sandbox");
+        }
+        if let Some(side) = self.mcp_session.take()
+            && let Err(e) = side.close().await
+        {
+            tracing::warn!(error = %e, "could not close the MCP sidecar");
+        }
+    }
+
+    /// Closes this run's MCP connections (after the last agent round of a pass).
+    pub async fn close_tools(&mut self) {
+        if let Some(o) = self.offered.take() {
+            o.hub.close().await;
+        }
+    }
+
+    /// True when the agent finished and a check failed: the shape that asks for a fix round.
+    pub fn checks_failed_after_finish(&self) -> bool {
+        matches!(self.end, Some(AgentEnd::Finished { .. }))
+            && self.results.iter().any(|r| r.status == CheckStatus::Fail)
+    }
+
+    /// Adds a node's duration to the report's timing bucket for it.
+    pub fn add_timing(&mut self, node: NodeName, ms: u64) {
+        let t = &mut self.timings;
+        match node {
+            NodeName::Workspace => t.workspace += ms,
+            NodeName::Setup | NodeName::Sandbox => t.sandbox += ms,
+            NodeName::Implement | NodeName::Fix | NodeName::CiFix => t.agent += ms,
+            NodeName::Checks | NodeName::SandboxGates => t.checks += ms,
+            _ => {}
+        }
+    }
+
+    /// The agent's steps, tokens and cost so far.
+    pub fn totals(&self) -> AgentTotals {
+        AgentTotals {
+            steps: self.budget.steps,
+            input_tokens: self.budget.usage.input_tokens,
+            output_tokens: self.budget.usage.output_tokens,
+            cost_usd: cost_usd(self.budget.usage, &self.svc.cfg.file.llm),
+        }
+    }
+
+    /// Which sandbox the run used.
+    pub fn sandbox_info(&self) -> SandboxInfo {
+        SandboxInfo {
+            backend: self.svc.sandbox.backend().as_str().into(),
+            image: self.svc.sandbox.image(),
+            network: false,
+        }
+    }
+
+    /// The agent's `finish` summary, when it finished.
+    pub fn summary(&self) -> Option<&str> {
+        match &self.end {
+            Some(AgentEnd::Finished { summary }) => Some(summary),
+            _ => None,
+        }
+    }
+
+    /// The run report for `judged`, or (without a judgement) for a run that ended early.
+    pub fn report(&self, judged: Option<&Judged>, blueprint: &str) -> RunReport {
+        let (gates, class, decision, reasons) = match judged {
+            Some(j) => (
+                j.gates.clone(),
+                j.classified.class,
+                j.decision,
+                j.reasons.clone(),
+            ),
+            None => (
+                self.extra_gates.clone(),
+                Classification::Refactor,
+                Decision::Halt,
+                Vec::new(),
+            ),
+        };
+        RunReport {
+            task_id: self.task.id.clone(),
+            revision: self.task.current().number,
+            run_id: self.run_id.clone(),
+            repo: self.task.repo.name.clone(),
+            base: self.task.repo.base.clone(),
+            branch: self
+                .dirs
+                .as_ref()
+                .map_or_else(|| self.task.branch.clone(), |d| d.wt.branch.clone()),
+            commit: self.commit.clone(),
+            pr_url: self.pr_url.clone(),
+            blueprint: blueprint.to_string(),
+            decision,
+            reasons,
+            classification: class,
+            gates,
+            tools: self.tools.clone(),
+            fix_rounds: self.fix_rounds + self.ci_rounds,
+            agent: self.totals(),
+            timings_ms: Timings {
+                total: self.started.elapsed().as_millis() as u64,
+                ..self.timings.clone()
+            },
+            sandbox: self.sandbox_info(),
+        }
+    }
+}

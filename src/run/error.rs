@@ -1,0 +1,123 @@
+//! Why a run could not happen or could not finish ([`RunError`]), and the narrower error of
+//! a flow that is under way ([`FlowError`], which adds cancellation).
+
+use crate::agent::AgentError;
+use crate::agent::llm::LlmError;
+use crate::forge::ForgeError;
+use crate::gates::policy::PolicyError;
+use crate::sandbox::SandboxError;
+use crate::store::StoreError;
+use crate::workspace::WorkspaceError;
+
+/// Why a run could not happen or could not finish. Failures before anything is stored
+/// (bad repo, empty task, missing image) leave nothing behind; later ones end the run with a
+/// `halt` report whose reason is this error's text.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the task is empty: say what to change")]
+    EmptyTask,
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error("{0}; fix the file in the repo")]
+    RepoPolicy(#[from] PolicyError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    /// The environment could not be set up, so the agent never started (no model spend).
+    /// `detail` names the command and its last output line.
+    #[error(
+        "setup failed, so the agent did not start: {detail}; fix .slipway/setup.sh or the dependency manifest"
+    )]
+    Setup { detail: String },
+    /// The run's host directories could not be made or vanished under it.
+    #[error("{0}")]
+    RunDir(String),
+    #[error("unknown blueprint {0:?}; known: {known}", known = crate::task::BlueprintId::known())]
+    UnknownBlueprint(String),
+}
+
+impl RunError {
+    /// True for mistakes the user or operator fixes (exit status 2), false for failures.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::EmptyTask | Self::UnknownBlueprint(_) | Self::RepoPolicy(_) => true,
+            Self::Workspace(e) => matches!(
+                e,
+                WorkspaceError::NotFound(_)
+                    | WorkspaceError::Empty(_)
+                    | WorkspaceError::UnknownBase { .. }
+            ),
+            Self::Sandbox(e) => matches!(
+                e,
+                SandboxError::NoBackend { .. }
+                    | SandboxError::ImageMissing(_)
+                    | SandboxError::EngineUnavailable { .. }
+            ),
+            Self::Llm(e) => matches!(e, LlmError::NotConfigured(_) | LlmError::MissingKey { .. }),
+            Self::Store(_) | Self::Forge(_) | Self::Setup { .. } | Self::RunDir(_) => false,
+        }
+    }
+}
+
+/// Failures inside a flow that is under way: a [`RunError`], or cancellation (❌, a
+/// timeout or shutdown).
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("the run was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl FlowError {
+    /// The failed node's one-line detail: a setup failure shows what failed, not the advice.
+    pub fn node_detail(&self) -> String {
+        match self {
+            Self::Run(RunError::Setup { detail }) => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<AgentError> for FlowError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Cancelled => Self::Cancelled,
+            AgentError::Llm(e) => Self::Run(e.into()),
+            AgentError::Sandbox(e) => Self::Run(e.into()),
+            AgentError::Store(e) => Self::Run(e.into()),
+        }
+    }
+}
+
+impl From<SandboxError> for FlowError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Cancelled => Self::Cancelled,
+            other => Self::Run(other.into()),
+        }
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<WorkspaceError> for FlowError {
+    fn from(e: WorkspaceError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<ForgeError> for FlowError {
+    fn from(e: ForgeError) -> Self {
+        Self::Run(e.into())
+    }
+}
