@@ -13,7 +13,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use slipway::agent::AgentEnd;
-use slipway::config::PolicyConfig;
+use slipway::gates::policy::PolicyConfig;
 use slipway::gates::{self, Evidence, classify, policy, secrets::Scanner};
 use slipway::task::RepoRef;
 use slipway::workspace::Workspaces;

@@ -19,7 +19,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use slipway::config::{LlmProvider, SandboxConfig};
+use slipway::agent::llm::settings::LlmProvider;
+use slipway::sandbox::settings::SandboxConfig;
 use slipway::sandbox::{Backend, NetworkAccess, SandboxPolicy, SandboxSpec};
 use support::fake_llm::Turn;
 

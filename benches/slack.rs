@@ -66,8 +66,8 @@ async fn seen_latency() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = slipway::config::Config::for_test(
         data.path(),
-        Some(slipway::config::LlmEndpoint {
-            provider: slipway::config::LlmProvider::Openai,
+        Some(slipway::agent::llm::settings::LlmEndpoint {
+            provider: slipway::agent::llm::settings::LlmProvider::Openai,
             base_url: "http://127.0.0.1:9/v1".into(),
             model: "unused".into(),
             api_key: None,

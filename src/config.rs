@@ -12,6 +12,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::llm::settings::{LlmEndpoint, LlmPrices, LlmProvider, NoModel};
+use crate::agent::settings::AgentConfig;
+use crate::forge::github::settings::{
+    DEFAULT_GITHUB_API_URL, GithubAuth, GithubConfig, GithubEndpoint,
+};
+use crate::gates::policy::PolicyConfig;
+use crate::repos::{MergeMethod, RepoConfig};
+use crate::sandbox::settings::SandboxConfig;
+use crate::tools::settings::{McpEnv, McpServerConfig, PrefetchConfig};
+
 /// A configuration problem the operator can fix. Each message names the file, key or
 /// variable to change. Maps to exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -78,253 +88,6 @@ pub struct SlackConfig {
     pub allow_self_approval: bool,
 }
 
-/// Where branches and PRs live (`DESIGN.md` §2, "forge").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ForgeKind {
-    Github,
-    #[default]
-    Local,
-}
-
-/// How an approved PR is merged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MergeMethod {
-    Merge,
-    #[default]
-    Squash,
-    Rebase,
-}
-
-/// One `[[repos]]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepoConfig {
-    /// `owner/name` on the forge.
-    pub name: String,
-    /// Channels whose tasks default to this repo.
-    #[serde(default)]
-    pub channels: Vec<String>,
-    #[serde(default)]
-    pub forge: ForgeKind,
-    /// Clone URL or path; with `forge = "local"` the repo itself.
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default = "default_base")]
-    pub base: String,
-    #[serde(default)]
-    pub merge_method: MergeMethod,
-    /// (added) Delete the task's branch after its PR merges (GitHub forge).
-    #[serde(default = "default_true")]
-    pub delete_branch: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_base() -> String {
-    "main".into()
-}
-
-/// `[policy]`: server-wide guardrails. A repo's `.slipway/policy.toml` may only tighten them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// Globs the change may never touch; touching one halts the run.
-    pub forbidden_paths: Vec<String>,
-    /// Globs whose change always needs a human approval.
-    pub review_paths: Vec<String>,
-    /// Most files one change may touch before it needs approval.
-    pub max_files: usize,
-    /// Most changed lines (added + deleted) before it needs approval.
-    pub max_lines: usize,
-    /// Classifications that may merge without approval when every gate passes.
-    pub auto_merge: Vec<String>,
-    /// Gates that must pass (not warn, not skip) before anything auto-merges.
-    pub required_gates: Vec<String>,
-    /// Command prefixes the agent's `run` tool refuses (beside the built-in denials).
-    pub denied_commands: Vec<String>,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        Self {
-            forbidden_paths: vec![
-                ".github/workflows/**".into(),
-                "**/migrations/**".into(),
-                "**/.env*".into(),
-            ],
-            review_paths: vec!["**/auth/**".into(), "**/payments/**".into()],
-            max_files: 15,
-            max_lines: 500,
-            auto_merge: Vec::new(),
-            required_gates: vec!["tests".into()],
-            denied_commands: Vec::new(),
-        }
-    }
-}
-
-/// Which sandbox backend runs a task (`SLIPWAY_SANDBOX`, `[sandbox] backend`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxBackendChoice {
-    /// A Docker-compatible engine when one answers, else bubblewrap.
-    #[default]
-    Auto,
-    Docker,
-    Bwrap,
-}
-
-impl std::str::FromStr for SandboxBackendChoice {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "docker" => Ok(Self::Docker),
-            "bwrap" => Ok(Self::Bwrap),
-            other => Err(ConfigError::Invalid {
-                name: "SLIPWAY_SANDBOX".into(),
-                value: other.into(),
-                expected: "one of auto, docker, bwrap".into(),
-            }),
-        }
-    }
-}
-
-/// `[sandbox]`: the container every run executes in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxConfig {
-    pub backend: SandboxBackendChoice,
-    /// Image for the `docker` backend; `slipway sandbox build` makes the default one.
-    pub image: String,
-    /// Memory limit, MiB (container memory and swap; bwrap: RLIMIT_DATA).
-    pub memory_mb: u64,
-    /// CPU limit, cores (docker backend).
-    pub cpus: f64,
-    /// Process limit inside the sandbox.
-    pub pids: u32,
-    /// Default timeout of one command, seconds; the model may ask for less, never more.
-    pub command_timeout_s: u64,
-    /// Bytes of one command's output returned to the model (head and tail are kept).
-    pub output_cap_bytes: usize,
-    /// Size of the `/tmp` tmpfs, MiB; also the largest file a command may write.
-    pub tmp_mb: u64,
-    /// Timeout of the setup step (network on, no secrets), seconds.
-    pub setup_timeout_s: u64,
-    /// Extra host paths the bwrap backend binds read-only (toolchains outside `/usr`).
-    pub bwrap_ro_paths: Vec<PathBuf>,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        Self {
-            backend: SandboxBackendChoice::Auto,
-            image: "slipway-sandbox:local".into(),
-            memory_mb: 4096,
-            cpus: 2.0,
-            pids: 512,
-            command_timeout_s: 600,
-            output_cap_bytes: 32 * 1024,
-            tmp_mb: 1024,
-            setup_timeout_s: 900,
-            bwrap_ro_paths: Vec::new(),
-        }
-    }
-}
-
-/// `[agent]`: budgets of one agent node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgentConfig {
-    /// Most model turns per agent node.
-    pub max_steps: u32,
-    /// Most tokens (input + output, summed over turns) per run.
-    pub max_tokens: u64,
-    /// Wall-clock budget per run, minutes.
-    pub max_minutes: u64,
-    /// `max_tokens` sent with each completion request (the reply size limit).
-    pub max_output_tokens: u32,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            max_steps: 40,
-            max_tokens: 400_000,
-            max_minutes: 30,
-            max_output_tokens: 8192,
-        }
-    }
-}
-
-/// `[llm]`: the price table for cost reporting, USD per million tokens, and retry tuning.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LlmPrices {
-    pub input_usd_per_mtok: f64,
-    pub output_usd_per_mtok: f64,
-    /// Retries after a 429, 5xx or 529 before the run fails.
-    pub max_retries: u32,
-    /// First backoff, ms; doubled each retry unless the server sent `Retry-After`.
-    pub retry_base_ms: u64,
-    /// Time to wait for one response, seconds.
-    pub request_timeout_s: u64,
-}
-
-impl Default for LlmPrices {
-    fn default() -> Self {
-        Self {
-            input_usd_per_mtok: 3.0,
-            output_usd_per_mtok: 15.0,
-            max_retries: 4,
-            retry_base_ms: 1000,
-            request_timeout_s: 300,
-        }
-    }
-}
-
-/// `[prefetch]`: how many tools one run is offered.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PrefetchConfig {
-    /// Tools offered per run, built-ins included.
-    pub k: usize,
-    /// Catalog globs, relative to the working directory.
-    pub catalogs: Vec<String>,
-    /// Offer tools marked `destructiveHint: true` (withheld by default).
-    pub allow_destructive: bool,
-}
-
-impl Default for PrefetchConfig {
-    fn default() -> Self {
-        Self {
-            k: 15,
-            catalogs: vec!["prompts/tools/*.json".into()],
-            allow_destructive: false,
-        }
-    }
-}
-
-/// One `[[mcp_servers]]` entry (used by the tool registry).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct McpServerConfig {
-    pub name: String,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub host_side: bool,
-    /// Host variables passed to a host-side stdio server (its environment is otherwise only
-    /// PATH, HOME and LANG).
-    #[serde(default)]
-    pub env: Vec<String>,
-}
-
 /// The file as written; every key optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -343,36 +106,27 @@ pub struct FileConfig {
     pub github: GithubConfig,
 }
 
-/// `[github]` (added): how the GitHub forge waits for CI and retries the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GithubConfig {
-    /// Longest wait for CI on one pushed commit, seconds; then the `ci` gate warns.
-    pub ci_timeout_s: u64,
-    /// First CI poll interval, ms; doubles up to `ci_poll_max_ms` (a webhook wakes it early).
-    pub ci_poll_ms: u64,
-    /// Longest CI poll interval, ms.
-    pub ci_poll_max_ms: u64,
-    /// Retries of one API call after a 5xx, a secondary rate limit or a transport error.
-    pub max_retries: u32,
-    /// First retry delay, ms, doubling; `Retry-After` / `x-ratelimit-reset` win when present.
-    pub retry_base_ms: u64,
-    /// Longest single wait for a rate limit to reset, seconds; beyond it the call fails and the
-    /// task stays resumable.
-    pub max_rate_limit_wait_s: u64,
-}
-
-impl Default for GithubConfig {
-    fn default() -> Self {
-        Self {
-            ci_timeout_s: 1800,
-            ci_poll_ms: 5_000,
-            ci_poll_max_ms: 60_000,
-            max_retries: 4,
-            retry_base_ms: 1_000,
-            max_rate_limit_wait_s: 300,
-        }
-    }
+/// The whole configuration, loaded once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: FileConfig,
+    /// Where the store, mirrors, worktrees and logs live (`SLIPWAY_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The configured model, or why there is none (a message naming the variable).
+    pub llm: std::result::Result<LlmEndpoint, NoModel>,
+    /// `DOCKER_HOST`, when set.
+    pub docker_host: Option<String>,
+    /// Values of the host's secret variables ([`SECRET_VARS`]), for redaction.
+    pub secret_values: SecretValues,
+    /// Names of credential variables that are set (values never kept here), for `doctor`.
+    pub credentials_present: Vec<&'static str>,
+    /// PATH, HOME, LANG and the variables `[[mcp_servers]] env` names: all a host-side MCP
+    /// server may receive. Its `Debug` prints names only.
+    pub mcp_env: McpEnv,
+    /// Slack endpoints and tokens (`SLACK_API_URL`, `SLACK_APP_TOKEN`, `SLACK_BOT_TOKEN`).
+    pub slack: SlackEndpoint,
+    /// GitHub endpoint and credentials (`GITHUB_*`).
+    pub github: GithubEndpoint,
 }
 
 /// `[queue]` (added): bounded concurrency of runs.
@@ -391,105 +145,6 @@ impl Default for QueueConfig {
             concurrency: 2,
             dedupe_ttl_s: 24 * 3600,
         }
-    }
-}
-
-/// LLM wire format (`SLIPWAY_LLM_PROVIDER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LlmProvider {
-    /// Anthropic Messages API.
-    Anthropic,
-    /// OpenAI Chat Completions, or any compatible server (vLLM, Ollama, llama.cpp, LiteLLM).
-    Openai,
-}
-
-/// The model endpoint, from `SLIPWAY_LLM_*`. Absent until a provider is named: `run`
-/// reports that with the variable to set.
-#[derive(Clone)]
-pub struct LlmEndpoint {
-    pub provider: LlmProvider,
-    /// Base URL in the vendor SDK's convention (OpenAI-style includes `/v1`).
-    pub base_url: String,
-    pub model: String,
-    /// Never logged, never stored, never given to a sandbox.
-    pub api_key: Option<String>,
-    /// The variable the key came from, for error messages.
-    pub api_key_var: &'static str,
-}
-
-impl std::fmt::Debug for LlmEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmEndpoint")
-            .field("provider", &self.provider)
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// The whole configuration, loaded once.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub file: FileConfig,
-    /// Where the store, mirrors, worktrees and logs live (`SLIPWAY_DATA_DIR`).
-    pub data_dir: PathBuf,
-    /// The configured model, or why there is none (a message naming the variable).
-    pub llm: std::result::Result<LlmEndpoint, String>,
-    /// `DOCKER_HOST`, when set.
-    pub docker_host: Option<String>,
-    /// Values of the host's secret variables ([`SECRET_VARS`]), for redaction.
-    pub secret_values: SecretValues,
-    /// Names of credential variables that are set (values never kept here), for `doctor`.
-    pub credentials_present: Vec<&'static str>,
-    /// PATH, HOME, LANG and the variables `[[mcp_servers]] env` names: all a host-side MCP
-    /// server may receive. Its `Debug` prints names only.
-    pub mcp_env: McpEnv,
-    /// Slack endpoints and tokens (`SLACK_API_URL`, `SLACK_APP_TOKEN`, `SLACK_BOT_TOKEN`).
-    pub slack: SlackEndpoint,
-    /// GitHub endpoint and credentials (`GITHUB_*`).
-    pub github: GithubEndpoint,
-}
-
-/// Where GitHub is and how slipway authenticates. Its `Debug` never prints a secret.
-#[derive(Clone, Default)]
-pub struct GithubEndpoint {
-    /// REST base without a trailing slash (`GITHUB_API_URL`; default `https://api.github.com`).
-    pub api_url: String,
-    pub auth: Option<GithubAuth>,
-    /// (added) `GITHUB_WEBHOOK_SECRET`: enables `POST /webhooks/github`, verified by
-    /// `X-Hub-Signature-256`.
-    pub webhook_secret: Option<String>,
-}
-
-/// GitHub credentials, from the environment only.
-#[derive(Clone)]
-pub enum GithubAuth {
-    /// `GITHUB_TOKEN`: a PAT or an Actions/installation token.
-    Token(String),
-    /// `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY` (PEM): JWT → installation token per repo.
-    App { app_id: u64, private_key: String },
-}
-
-/// GitHub's REST base (`DESIGN.md` §3, `GITHUB_API_URL`).
-pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
-
-impl std::fmt::Debug for GithubEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let auth = match &self.auth {
-            None => "none".to_string(),
-            Some(GithubAuth::Token(_)) => "token <redacted>".to_string(),
-            Some(GithubAuth::App { app_id, .. }) => format!("app {app_id}, key <redacted>"),
-        };
-        f.debug_struct("GithubEndpoint")
-            .field("api_url", &self.api_url)
-            .field("auth", &auth)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
     }
 }
 
@@ -525,16 +180,6 @@ impl std::fmt::Debug for SlackEndpoint {
             .field("app_token", &self.app_token.as_ref().map(|_| "<redacted>"))
             .field("bot_token", &self.bot_token.as_ref().map(|_| "<redacted>"))
             .finish()
-    }
-}
-
-/// Environment passed to host-side MCP servers.
-#[derive(Clone, Default)]
-pub struct McpEnv(pub BTreeMap<String, String>);
-
-impl std::fmt::Debug for McpEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
     }
 }
 
@@ -600,7 +245,16 @@ impl Config {
             }
         })?;
         if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
-            file.sandbox.backend = choice.parse()?;
+            file.sandbox.backend =
+                choice
+                    .parse()
+                    .map_err(|e: crate::sandbox::settings::UnknownBackend| {
+                        ConfigError::Invalid {
+                            name: "SLIPWAY_SANDBOX".into(),
+                            value: e.0,
+                            expected: "one of auto, docker, bwrap".into(),
+                        }
+                    })?;
         }
         // Absolute from here on: git runs in other directories, and engines need absolute
         // bind-mount sources.
@@ -666,7 +320,7 @@ impl Config {
         Self {
             file,
             data_dir: data_dir.to_path_buf(),
-            llm: llm.ok_or_else(|| "no model configured".to_string()),
+            llm: llm.ok_or_else(|| NoModel("no model configured".into())),
             docker_host: None,
             secret_values: SecretValues::default(),
             credentials_present: Vec::new(),
@@ -710,6 +364,38 @@ impl Config {
             }
         }
         out
+    }
+}
+
+impl<'a> From<&'a Config> for crate::tools::RegistrySources<'a> {
+    fn from(cfg: &'a Config) -> Self {
+        Self {
+            catalogs: &cfg.file.prefetch.catalogs,
+            servers: &cfg.file.mcp_servers,
+            env: &cfg.mcp_env,
+            secrets: &cfg.secret_values.0,
+        }
+    }
+}
+
+impl<'a> From<&'a Config> for crate::forge::ForgeSettings<'a> {
+    fn from(cfg: &'a Config) -> Self {
+        Self {
+            endpoint: &cfg.github,
+            github: &cfg.file.github,
+        }
+    }
+}
+
+impl<'a> From<&'a std::sync::Arc<Config>> for crate::tools::RegistrySources<'a> {
+    fn from(cfg: &'a std::sync::Arc<Config>) -> Self {
+        Self::from(cfg.as_ref())
+    }
+}
+
+impl<'a> From<&'a std::sync::Arc<Config>> for crate::forge::ForgeSettings<'a> {
+    fn from(cfg: &'a std::sync::Arc<Config>) -> Self {
+        Self::from(cfg.as_ref())
     }
 }
 
@@ -802,12 +488,12 @@ fn slack_endpoint(env: &Env) -> Result<SlackEndpoint> {
 
 /// Reads `SLIPWAY_LLM_*`. `Ok(Err(msg))` means "not configured", which only matters for
 /// commands that call a model; `Err` means a value is wrong.
-fn llm_endpoint(env: &Env) -> Result<std::result::Result<LlmEndpoint, String>> {
+fn llm_endpoint(env: &Env) -> Result<std::result::Result<LlmEndpoint, NoModel>> {
     let Some(provider) = env.get("SLIPWAY_LLM_PROVIDER") else {
-        return Ok(Err(
+        return Ok(Err(NoModel(
             "no model configured: set SLIPWAY_LLM_PROVIDER to anthropic or openai, and SLIPWAY_LLM_MODEL"
                 .into(),
-        ));
+        )));
     };
     let provider = match provider {
         "anthropic" => LlmProvider::Anthropic,
@@ -821,10 +507,10 @@ fn llm_endpoint(env: &Env) -> Result<std::result::Result<LlmEndpoint, String>> {
         }
     };
     let Some(model) = env.get("SLIPWAY_LLM_MODEL") else {
-        return Ok(Err(
+        return Ok(Err(NoModel(
             "no model named: set SLIPWAY_LLM_MODEL (e.g. claude-sonnet-4-5, gpt-4.1, qwen2.5-coder)"
                 .into(),
-        ));
+        )));
     };
     let (default_url, vendor_key) = match provider {
         LlmProvider::Anthropic => ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
@@ -859,6 +545,7 @@ fn llm_endpoint(env: &Env) -> Result<std::result::Result<LlmEndpoint, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repos::ForgeKind;
 
     #[test]
     fn defaults_match_the_contract() {

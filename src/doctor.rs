@@ -89,7 +89,7 @@ async fn sandbox_status(cfg: &Config) -> Status {
 async fn llm_status(cfg: &Config) -> Status {
     let ep = match &cfg.llm {
         Ok(ep) => ep,
-        Err(msg) => return Status::Problem(msg.clone()),
+        Err(msg) => return Status::Problem(msg.to_string()),
     };
     crate::tls::ensure_provider();
     let client = match reqwest::Client::builder()

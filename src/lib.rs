@@ -13,6 +13,7 @@ pub mod gates;
 pub mod nodes;
 pub mod queue;
 pub mod report;
+pub mod repos;
 pub mod run;
 pub mod runner;
 pub mod sandbox;

@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use slipway::config::{Config, Env, ForgeKind};
+use slipway::config::{Config, Env};
 use slipway::forge::Forges;
 use slipway::report::Decision;
+use slipway::repos::ForgeKind;
 use slipway::run::RunEvent;
 use slipway::runner::{RunError, Runner};
 use slipway::store::Store;

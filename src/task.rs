@@ -26,7 +26,7 @@ pub struct RepoRef {
     pub base: String,
     /// Where branches and PRs live; `local` for tasks stored before forges were per repo.
     #[serde(default)]
-    pub forge: crate::config::ForgeKind,
+    pub forge: crate::repos::ForgeKind,
 }
 
 /// One version of the task (`DESIGN.md` §2, "revision"), numbered from 1.

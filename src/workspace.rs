@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
-use crate::config::MergeMethod;
+use crate::repos::MergeMethod;
 use crate::task::RepoRef;
 
 /// Workspace failures. The first four are the user's to fix; the message says how.

@@ -8,6 +8,7 @@
 
 pub mod llm;
 pub mod prompt;
+pub mod settings;
 
 use std::time::{Duration, Instant};
 

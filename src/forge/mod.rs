@@ -13,7 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ForgeKind, MergeMethod};
+use crate::repos::ForgeKind;
+use crate::repos::MergeMethod;
 use crate::task::Task;
 use crate::workspace::{WorkspaceError, Worktree};
 
@@ -181,15 +182,24 @@ pub struct Forges {
     pub github: Option<Arc<dyn Forge>>,
 }
 
+/// What the forges are built from: GitHub's endpoint and credentials (`GITHUB_*`) and the
+/// `[github]` section.
+pub struct ForgeSettings<'a> {
+    pub endpoint: &'a github::settings::GithubEndpoint,
+    pub github: &'a github::settings::GithubConfig,
+}
+
 impl Forges {
-    /// The forges `cfg` asks for: always local; GitHub when `GITHUB_*` credentials are set.
-    /// Returns the workspaces to run with (they carry the GitHub git credentials).
-    pub fn build(
-        cfg: &crate::config::Config,
+    /// The forges `settings` ask for: always local; GitHub when `GITHUB_*` credentials are
+    /// set. Returns the workspaces to run with (they carry the GitHub git credentials).
+    /// `config` builds the settings from the whole configuration (`From<&Config>`).
+    pub fn build<'a>(
+        settings: impl Into<ForgeSettings<'a>>,
         workspaces: crate::workspace::Workspaces,
     ) -> Result<(Self, crate::workspace::Workspaces), ForgeError> {
+        let cfg = settings.into();
         let local: Arc<dyn Forge> = Arc::new(local::LocalForge::new(workspaces.clone()));
-        if cfg.github.auth.is_none() {
+        if cfg.endpoint.auth.is_none() {
             return Ok((
                 Self {
                     local,
@@ -198,8 +208,8 @@ impl Forges {
                 workspaces,
             ));
         }
-        let client = github::client::GithubClient::new(&cfg.github, &cfg.file.github)?;
-        let (gh, workspaces) = github::GithubForge::new(client, workspaces, &cfg.file.github);
+        let client = github::client::GithubClient::new(cfg.endpoint, cfg.github)?;
+        let (gh, workspaces) = github::GithubForge::new(client, workspaces, cfg.github);
         Ok((
             Self {
                 local,

@@ -324,7 +324,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PolicyConfig;
+    use crate::gates::policy::PolicyConfig;
     use crate::report::Classification as C;
 
     fn change(path: &str, added: usize, deleted: usize) -> FileChange {

@@ -9,8 +9,8 @@ use std::path::Path;
 use globset::Glob;
 use serde::Deserialize;
 
-use crate::config::PolicyConfig;
 use crate::report::Classification;
+use serde::Serialize;
 
 /// Gates a policy may require by name.
 pub const KNOWN_GATES: &[&str] = &[
@@ -312,6 +312,44 @@ pub fn effective(server: &PolicyConfig, repo: Option<&RepoPolicy>) -> EffectiveP
         ));
     }
     p
+}
+
+/// `[policy]`: server-wide guardrails. A repo's `.slipway/policy.toml` may only tighten them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Globs the change may never touch; touching one halts the run.
+    pub forbidden_paths: Vec<String>,
+    /// Globs whose change always needs a human approval.
+    pub review_paths: Vec<String>,
+    /// Most files one change may touch before it needs approval.
+    pub max_files: usize,
+    /// Most changed lines (added + deleted) before it needs approval.
+    pub max_lines: usize,
+    /// Classifications that may merge without approval when every gate passes.
+    pub auto_merge: Vec<String>,
+    /// Gates that must pass (not warn, not skip) before anything auto-merges.
+    pub required_gates: Vec<String>,
+    /// Command prefixes the agent's `run` tool refuses (beside the built-in denials).
+    pub denied_commands: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            forbidden_paths: vec![
+                ".github/workflows/**".into(),
+                "**/migrations/**".into(),
+                "**/.env*".into(),
+            ],
+            review_paths: vec!["**/auth/**".into(), "**/payments/**".into()],
+            max_files: 15,
+            max_lines: 500,
+            auto_merge: Vec::new(),
+            required_gates: vec!["tests".into()],
+            denied_commands: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod bwrap;
 pub mod docker;
 pub mod image;
 mod output;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +29,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SandboxBackendChoice, SandboxConfig};
+use crate::sandbox::settings::SandboxBackendChoice;
+use crate::sandbox::settings::SandboxConfig;
 
 pub use output::CappedOutput;
 

@@ -27,11 +27,13 @@ use super::thread::{
     Command, RepoChoice, ThreadMessage, choose_repo, parse_command, revision_from_thread,
     strip_mentions,
 };
-use crate::config::{Config, ForgeKind, RepoConfig};
+use crate::config::Config;
 use crate::forge::{ForgeError, MergeRequest};
 use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
 use crate::report::{Decision, RunReport};
+use crate::repos::ForgeKind;
+use crate::repos::RepoConfig;
 use crate::run::RunEvent;
 use crate::store::{RunState, Store, StoreError};
 use crate::task::{Origin, RepoRef, Revision, Task, TaskState, now_ms, short_sha, truncate_chars};

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::config::RepoConfig;
+use crate::repos::RepoConfig;
 use crate::task::{Revision, now_ms};
 
 /// One message of a thread, as `conversations.replies` returns it.

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::ToolSpec;
 use super::guard::{CommandGuard, Verdict};
 use super::paths::{self, Access};
-use crate::agent::llm::ToolSpec;
 use crate::sandbox::{SandboxError, Session};
 
 pub const READ_FILE: &str = "read_file";

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::registry::{CatalogProblem, RawTool, ServerTools, ToolSource, sanitize_server};
-use crate::config::McpServerConfig;
 use crate::sandbox::{Session, StdioProcess};
+use crate::tools::settings::McpServerConfig;
 
 /// How long a server may take to answer `initialize` and `tools/list`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);

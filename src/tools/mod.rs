@@ -8,14 +8,15 @@ pub mod mcp;
 pub mod paths;
 pub mod prefetch;
 pub mod registry;
+pub mod settings;
 pub mod text;
 
 use std::collections::HashMap;
 
-use crate::agent::llm::ToolSpec;
 use crate::sandbox::SandboxError;
 use builtins::{ToolContext, ToolOutcome};
 use registry::ToolEntry;
+use serde::{Deserialize, Serialize};
 
 /// Where a non-built-in tool's calls go: exposed name → (server, name on the server).
 pub type Routes = HashMap<String, (String, String)>;
@@ -48,23 +49,43 @@ pub async fn dispatch(
     }
 }
 
+/// What the registry is loaded from: the `[prefetch]` catalogs, the `[[mcp_servers]]`, the
+/// environment a host-side server may receive and the secret values to redact from its
+/// results. `config` builds it from the whole configuration (`From<&Config>`).
+pub struct RegistrySources<'a> {
+    pub catalogs: &'a [String],
+    pub servers: &'a [settings::McpServerConfig],
+    pub env: &'a settings::McpEnv,
+    pub secrets: &'a [String],
+}
+
+/// A tool as the model sees it: what every model API's tool definition carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub input_schema: serde_json::Value,
+}
+
 /// The registry a process starts with: built-ins, the catalogs (`catalog_globs`, or the
-/// config's `[prefetch] catalogs` when empty) and the host-side MCP servers, connected.
-pub async fn load_registry(
-    cfg: &crate::config::Config,
+/// sources' `[prefetch] catalogs` when empty) and the host-side MCP servers, connected.
+pub async fn load_registry<'a>(
+    sources: impl Into<RegistrySources<'a>>,
     catalog_globs: &[String],
     connect_live: bool,
 ) -> (registry::Registry, mcp::McpHub) {
+    let src = sources.into();
     let mut problems = Vec::new();
     let globs = if catalog_globs.is_empty() {
-        &cfg.file.prefetch.catalogs
+        src.catalogs
     } else {
         catalog_globs
     };
     let files = registry::expand_globs(globs, &mut problems);
     // A catalog glob that matches nothing is worth a warning, except the default one
     // (`prompts/tools/*.json`) on a checkout that ships no catalogs.
-    if files.is_empty() && *globs != crate::config::PrefetchConfig::default().catalogs {
+    if files.is_empty() && *globs != crate::tools::settings::PrefetchConfig::default().catalogs {
         problems.push(registry::CatalogProblem {
             file: globs.join(", "),
             entry: None,
@@ -72,12 +93,7 @@ pub async fn load_registry(
         });
     }
     let (hub, live, live_problems) = if connect_live {
-        mcp::McpHub::connect_host(
-            &cfg.file.mcp_servers,
-            &cfg.mcp_env.0,
-            cfg.secret_values.0.clone(),
-        )
-        .await
+        mcp::McpHub::connect_host(src.servers, &src.env.0, src.secrets.to_vec()).await
     } else {
         (mcp::McpHub::default(), Vec::new(), Vec::new())
     };

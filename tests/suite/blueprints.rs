@@ -3,8 +3,8 @@
 //! real sandbox, git and store.
 
 use async_trait::async_trait;
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::blueprints;
-use slipway::config::LlmProvider;
 use slipway::nodes::{Checks, Sandbox, Setup, Workspace};
 use slipway::report::{Decision, GateStatus};
 use slipway::run::{Blueprint, FlowError, Node, NodeName, Outcome, RunCtx, Step};

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::fake_llm::Turn;
 use crate::support::{Harness, fix_script, sh};
-use slipway::config::LlmProvider;
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::report::{Classification, Decision, GateStatus, RunReport};
 use slipway::sandbox::Backend;
 use slipway::task::{Origin, RepoRef, Task, TaskState};

@@ -13,12 +13,16 @@ use crate::support::fake_llm::Turn;
 use crate::support::{
     Harness, document_mul_turns, fix_script, fix_then_document_script, python_repo, sh,
 };
-use slipway::config::{
-    Config, ForgeKind, GithubAuth, GithubConfig, GithubEndpoint, LlmProvider, MergeMethod,
-    RepoConfig,
-};
+use slipway::agent::llm::settings::LlmProvider;
+use slipway::config::Config;
+use slipway::forge::github::settings::GithubAuth;
+use slipway::forge::github::settings::GithubConfig;
+use slipway::forge::github::settings::GithubEndpoint;
 use slipway::forge::{ForgeError, MergeRequest};
 use slipway::report::{Decision, GateStatus, RunReport};
+use slipway::repos::ForgeKind;
+use slipway::repos::MergeMethod;
+use slipway::repos::RepoConfig;
 use slipway::sandbox::Backend;
 use slipway::task::{Origin, RepoRef, Revision, Task, TaskState};
 

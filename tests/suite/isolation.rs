@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, python_repo};
-use slipway::config::SandboxConfig;
+use slipway::sandbox::settings::SandboxConfig;
 use slipway::sandbox::{Backend, NetworkAccess, SandboxPolicy, SandboxSpec, Session};
 
 struct Boxed {

@@ -3,8 +3,9 @@
 
 use crate::support::fake_llm::{FakeLlm, Turn};
 use serde_json::json;
+use slipway::agent::llm::settings::LlmPrices;
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::agent::llm::{self, Block, CompletionRequest, LlmError, Message};
-use slipway::config::{LlmPrices, LlmProvider};
 
 fn prices() -> LlmPrices {
     LlmPrices {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::support::fake_llm::Turn;
 use crate::support::{self, CALC_BUGGY, Harness, fix_script, sh};
-use slipway::config::LlmProvider;
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::report::{Decision, GateStatus, RunReport};
 use slipway::sandbox::Backend;
 use slipway::task::TaskState;

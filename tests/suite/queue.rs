@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::Harness;
 use crate::support::fake_llm::Turn;
-use slipway::config::LlmProvider;
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::queue::{Queue, QueueEvent};
 use slipway::run::RunEvent;
 use slipway::sandbox::Backend;

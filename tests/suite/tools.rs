@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use crate::support::fake_llm::Turn;
 use crate::support::{Harness, fix_script, sh};
-use slipway::config::{LlmProvider, McpServerConfig};
+use slipway::agent::llm::settings::LlmProvider;
 use slipway::report::Decision;
 use slipway::sandbox::Backend;
 use slipway::tools::registry::{Registry, expand_globs};
+use slipway::tools::settings::McpServerConfig;
 
 fn fixtures_glob() -> String {
     format!(

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use slipway::config::{LlmEndpoint, LlmProvider};
+use slipway::agent::llm::settings::LlmEndpoint;
+use slipway::agent::llm::settings::LlmProvider;
 
 /// One scripted reply.
 #[derive(Clone, Debug)]

@@ -16,7 +16,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use fake_llm::{FakeLlm, Turn};
-use slipway::config::{Config, LlmProvider};
+use slipway::agent::llm::settings::LlmProvider;
+use slipway::config::Config;
 use slipway::forge::Forges;
 use slipway::report::RunReport;
 use slipway::runner::{RunError, Runner};

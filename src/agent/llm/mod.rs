@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{LlmEndpoint, LlmPrices, LlmProvider};
+use crate::agent::llm::settings::LlmEndpoint;
+use crate::agent::llm::settings::LlmPrices;
+use crate::agent::llm::settings::LlmProvider;
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,14 +78,8 @@ impl Message {
     }
 }
 
-/// A tool as the model sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the arguments (an object schema).
-    pub input_schema: serde_json::Value,
-}
+/// A tool as the model sees it (owned by the tool registry, which makes them).
+pub use crate::tools::ToolSpec;
 
 /// One completion request.
 #[derive(Debug, Clone, Serialize)]
@@ -160,10 +157,10 @@ pub trait Llm: Send + Sync {
 
 /// Builds the configured provider.
 pub fn from_config(
-    endpoint: &Result<LlmEndpoint, String>,
+    endpoint: &Result<LlmEndpoint, settings::NoModel>,
     prices: &LlmPrices,
 ) -> Result<Arc<dyn Llm>, LlmError> {
-    let ep = endpoint.clone().map_err(LlmError::NotConfigured)?;
+    let ep = endpoint.clone().map_err(|e| LlmError::NotConfigured(e.0))?;
     let http = HttpCore::new(&ep, prices)?;
     Ok(match ep.provider {
         LlmProvider::Anthropic => {

@@ -25,7 +25,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::config::{GithubAuth, GithubConfig, GithubEndpoint};
+use crate::forge::github::settings::GithubAuth;
+use crate::forge::github::settings::GithubConfig;
+use crate::forge::github::settings::GithubEndpoint;
 
 /// GitHub API failures. [`GithubError::is_outage`] tells a GitHub problem (retry later) from
 /// a refusal (something to fix).

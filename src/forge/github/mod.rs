@@ -9,6 +9,7 @@
 
 pub mod ci;
 pub mod client;
+pub mod settings;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -24,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use self::ci::{CheckRun, CiState, CommitStatus};
 use self::client::{GithubClient, GithubError, Method};
 use super::{CiOutcome, Forge, ForgeError, MergeRequest, Merged, Publication, PullRequestContent};
-use crate::config::{GithubConfig, MergeMethod};
+use crate::forge::github::settings::GithubConfig;
+use crate::repos::MergeMethod;
 use crate::task::{RepoRef, Task, short_sha};
 use crate::workspace::{GitCredentials, Workspaces, Worktree};
 

@@ -1,0 +1,75 @@
+//! `[sandbox]`: the sandbox section of `slipway.toml`, owned here with its defaults.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which sandbox backend runs a task (`SLIPWAY_SANDBOX`, `[sandbox] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxBackendChoice {
+    /// A Docker-compatible engine when one answers, else bubblewrap.
+    #[default]
+    Auto,
+    Docker,
+    Bwrap,
+}
+
+/// A backend name that is none of `auto`, `docker`, `bwrap` (the name as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sandbox backend; expected one of auto, docker, bwrap")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for SandboxBackendChoice {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, UnknownBackend> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "docker" => Ok(Self::Docker),
+            "bwrap" => Ok(Self::Bwrap),
+            other => Err(UnknownBackend(other.into())),
+        }
+    }
+}
+
+/// `[sandbox]`: the container every run executes in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub backend: SandboxBackendChoice,
+    /// Image for the `docker` backend; `slipway sandbox build` makes the default one.
+    pub image: String,
+    /// Memory limit, MiB (container memory and swap; bwrap: RLIMIT_DATA).
+    pub memory_mb: u64,
+    /// CPU limit, cores (docker backend).
+    pub cpus: f64,
+    /// Process limit inside the sandbox.
+    pub pids: u32,
+    /// Default timeout of one command, seconds; the model may ask for less, never more.
+    pub command_timeout_s: u64,
+    /// Bytes of one command's output returned to the model (head and tail are kept).
+    pub output_cap_bytes: usize,
+    /// Size of the `/tmp` tmpfs, MiB; also the largest file a command may write.
+    pub tmp_mb: u64,
+    /// Timeout of the setup step (network on, no secrets), seconds.
+    pub setup_timeout_s: u64,
+    /// Extra host paths the bwrap backend binds read-only (toolchains outside `/usr`).
+    pub bwrap_ro_paths: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            backend: SandboxBackendChoice::Auto,
+            image: "slipway-sandbox:local".into(),
+            memory_mb: 4096,
+            cpus: 2.0,
+            pids: 512,
+            command_timeout_s: 600,
+            output_cap_bytes: 32 * 1024,
+            tmp_mb: 1024,
+            setup_timeout_s: 900,
+            bwrap_ro_paths: Vec::new(),
+        }
+    }
+}
