@@ -1,0 +1,334 @@
+//! The wiring: the only place that sees the whole [`Config`]. Builds the services once
+//! (store, sandbox, model, registry, forges) and hands each command exactly what it uses.
+//! `main.rs` owns the command line; nothing here parses arguments.
+
+mod tools;
+
+pub use tools::cmd_tools;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use slipway::config::Config;
+use slipway::forge::Forges;
+use slipway::report::Decision;
+use slipway::repos::ForgeKind;
+use slipway::run::RunEvent;
+use slipway::runner::{RunError, Runner};
+use slipway::store::Store;
+use slipway::task::{BlueprintId, Origin, RepoRef, Task};
+use slipway::workspace::Workspaces;
+use slipway::{agent, sandbox};
+
+use crate::TasksAction;
+
+/// A usage or configuration error: printed as one line, exit 2.
+pub(crate) fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("slipway: {e}");
+    Ok(ExitCode::from(2))
+}
+
+pub async fn cmd_run(
+    cfg: Arc<Config>,
+    repo_arg: &str,
+    base: Option<String>,
+    blueprint: &str,
+    json: bool,
+    text: &str,
+    requester: &str,
+) -> anyhow::Result<ExitCode> {
+    if text.trim().is_empty() {
+        return usage(RunError::EmptyTask);
+    }
+    let blueprint: BlueprintId = match blueprint.parse() {
+        Ok(b) => b,
+        Err(name) => return usage(RunError::UnknownBlueprint(name)),
+    };
+    let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
+    let forge = configured.map(|r| r.forge).unwrap_or_default();
+    if forge == ForgeKind::Github && cfg.github.auth.is_none() {
+        return usage(format!(
+            "{repo_arg} uses forge = \"github\": set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+        ));
+    }
+    let (source, derived_name) = if forge == ForgeKind::Github {
+        // The clone URL comes from the GitHub API when the run starts.
+        (
+            format!("https://github.com/{repo_arg}.git"),
+            repo_arg.to_string(),
+        )
+    } else {
+        let source_arg = configured
+            .and_then(|r| r.url.clone())
+            .unwrap_or_else(|| repo_arg.to_string());
+        match Workspaces::resolve_source(&source_arg) {
+            Ok(v) => v,
+            Err(e) => return usage(e),
+        }
+    };
+    let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
+    let base = base
+        .or_else(|| configured.map(|r| r.base.clone()))
+        .unwrap_or_else(|| "main".into());
+    let runner = match build_runner(&cfg).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let mcp = runner.mcp.clone();
+    let repo = RepoRef {
+        name,
+        source,
+        base,
+        forge,
+    };
+    let mut task = Task::new(repo, requester, Origin::Cli, text);
+    task.blueprint = blueprint;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("slipway: cancelling…");
+            on_signal.cancel();
+        }
+    });
+    let (tx, rx) = mpsc::channel(64);
+    let printer = tokio::spawn(print_progress(rx));
+    let result = runner.run_id(&mut task, blueprint, cancel, Some(tx)).await;
+    let _ = printer.await;
+    mcp.close().await;
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprint!("{}", report.to_text());
+            }
+            let ok = report.commit.is_some() && report.decision != Decision::Halt;
+            Ok(ExitCode::from(if ok { 0 } else { 1 }))
+        }
+        Err(e) if e.is_usage() => usage(e),
+        Err(e) => {
+            eprintln!("slipway: run failed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The services of a run, built once: model, sandbox (checked), store, registry, forge.
+/// `Ok(Err(code))` is a usage error already printed.
+pub async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, ExitCode>> {
+    let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
+        Ok(l) => l,
+        Err(e) => return usage(e).map(Err),
+    };
+    let sandbox = match sandbox::select(
+        cfg.file.sandbox.backend,
+        &cfg.file.sandbox,
+        cfg.docker_host.as_deref(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return usage(e).map(Err),
+    };
+    if let Err(e) = sandbox.preflight().await {
+        return usage(e).map(Err);
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir.join("store"))?;
+    let (forges, workspaces) = match Forges::build(cfg, Workspaces::new(&cfg.data_dir)) {
+        Ok(v) => v,
+        Err(e) => return usage(e).map(Err),
+    };
+    let (registry, mcp) = slipway::tools::load_registry(cfg, &[], true).await;
+    for p in &registry.problems {
+        tracing::warn!(problem = %p, "tool registry");
+    }
+    Ok(Ok(Runner {
+        cfg: cfg.clone(),
+        store,
+        workspaces,
+        sandbox,
+        llm,
+        forges,
+        registry: Arc::new(registry),
+        mcp,
+    }))
+}
+
+/// `slipway serve`: the Slack bot until SIGTERM or Ctrl-C, then a graceful stop.
+pub async fn cmd_serve(
+    cfg: Arc<Config>,
+    listen: std::net::SocketAddr,
+    grace_s: u64,
+) -> anyhow::Result<ExitCode> {
+    if cfg.slack.app_token.is_none() || cfg.slack.bot_token.is_none() {
+        return usage(
+            "`slipway serve` needs SLACK_APP_TOKEN (xapp-…) and SLACK_BOT_TOKEN (xoxb-…); see README \"Install in Slack\"",
+        );
+    }
+    if let Some(r) = cfg.file.repos.iter().find(|r| r.forge == ForgeKind::Github)
+        && cfg.github.auth.is_none()
+    {
+        tracing::warn!(
+            repo = r.name,
+            "forge = \"github\" without GITHUB_TOKEN or GitHub App credentials; tasks for it are refused in their threads"
+        );
+    }
+    let runner = match build_runner(&cfg).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let mcp = runner.mcp.clone();
+    let forges = runner.forges.clone();
+    let mut service = match slipway::slack::serve::Service::start(cfg.clone(), runner).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("slipway: cannot start the Slack bot: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let web = tokio::spawn(slipway::web::serve(
+        listener,
+        slipway::web::WebState {
+            queue: service.queue.clone(),
+            forges,
+            webhook_secret: cfg.github.webhook_secret.clone(),
+            stats: service.stats.clone(),
+            bot: service.bot.clone(),
+        },
+    ));
+    tracing::info!(%listen, "slipway serve is up");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let code = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); 0 }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping"); 0 }
+        end = service.socket_ended() => match end {
+            Ok(e) => { tracing::error!(end = ?e, "Socket Mode ended; stopping"); 1 }
+            Err(e) => { eprintln!("slipway: Socket Mode stopped: {e} ({})", e.advice()); 1 }
+        },
+    };
+    service
+        .shutdown(std::time::Duration::from_secs(grace_s))
+        .await;
+    web.abort();
+    mcp.close().await;
+    Ok(ExitCode::from(code))
+}
+
+/// Renders run events on stderr, one line each.
+async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
+    while let Some(e) = rx.recv().await {
+        match e {
+            RunEvent::RunStarted {
+                task_id,
+                run_id,
+                revision,
+                branch,
+            } => {
+                eprintln!("▶ task {task_id} run {run_id} (revision {revision}) on {branch}");
+            }
+            RunEvent::NodeStarted { .. } => {}
+            RunEvent::Published {
+                pr_url: Some(url), ..
+            } => eprintln!("  🔗 {url}"),
+            RunEvent::Published { .. } => {}
+            RunEvent::NodeFinished {
+                node,
+                ok,
+                detail,
+                duration_ms,
+                ..
+            } => {
+                let mark = if ok { "✓" } else { "✗" };
+                eprintln!(
+                    "  {mark} {node:<10} {duration_ms:>7} ms  {}",
+                    slipway::task::truncate_chars(&detail, 120)
+                );
+            }
+            RunEvent::RunFinished { report } => {
+                eprintln!("■ {} ({} ms)", report.decision, report.timings_ms.total);
+            }
+            RunEvent::RunFailed { error } => eprintln!("■ failed: {error}"),
+        }
+    }
+}
+
+pub fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> {
+    let dir = cfg.data_dir.join("store");
+    if !dir.exists() {
+        eprintln!("no tasks yet ({} has no store)", cfg.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&dir)?;
+    match action {
+        TasksAction::List { json } => {
+            let tasks = store.list_tasks()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for t in tasks {
+                let state = serde_json::to_value(t.state)?;
+                println!(
+                    "{}  {:<9} rev {}  {:<24} {}",
+                    t.id,
+                    state.as_str().unwrap_or("?"),
+                    t.revisions.len(),
+                    t.repo.name,
+                    t.title()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksAction::Show { id } => {
+            let Some(task) = store.get_task(&id)? else {
+                return usage(format!("no task {id}; `slipway tasks list` shows the ids"));
+            };
+            let runs: Vec<_> = task
+                .runs
+                .iter()
+                .filter_map(|r| store.get_run(r).ok().flatten())
+                .collect();
+            let audit = store.audit_log(Some(&id))?;
+            let v = serde_json::json!({"task": task, "runs": runs, "audit": audit});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn cmd_sandbox_build(
+    cfg: Arc<Config>,
+    image: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let image = image.unwrap_or_else(|| cfg.file.sandbox.image.clone());
+    let engine =
+        match sandbox::docker::DockerSandbox::connect(cfg.docker_host.as_deref(), &image).await {
+            Ok(e) => e,
+            Err(e) => return usage(e),
+        };
+    eprintln!(
+        "building {image} from Debian packages with the engine at {} (a few minutes)…",
+        engine.host()
+    );
+    let work = cfg.data_dir.join("image-build");
+    let summary = sandbox::image::build(&engine, &image, &work).await?;
+    eprintln!(
+        "built {}: root filesystem {} MB, bootstrap {} ms, import {} ms",
+        summary.image,
+        summary.rootfs_bytes / 1_000_000,
+        summary.bootstrap_ms,
+        summary.import_ms
+    );
+    Ok(ExitCode::SUCCESS)
+}
