@@ -2,7 +2,11 @@
 //! `auth.test`, resumes the queue (interrupted runs are told in their threads and rerun
 //! once), then connects Socket Mode. [`Service::shutdown`] stops taking events first, then
 //! checkpoints running runs (they rerun after the next start), lets the thread messages
-//! drain, and closes the socket.
+//! drain, closes the socket, and finally lets the web server stop gracefully.
+//!
+//! This is the wiring point of the Slack front end: it takes what each part needs from the
+//! [`Runner`] it is given (store, forges, config bits) and hands it down explicitly. Must
+//! not be reached through by anything below it (no `Queue::runner()` here or below).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +16,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{SlackError, WebApi};
-use super::bot::Bot;
+use super::bot::{Bot, BotParts};
+use super::egress::Egress;
+use super::handlers::mention::MentionsSeen;
 use super::ingress::BotIdentity;
 use super::socket::{self, SocketEnd, SocketStats};
+use crate::actions::Settings;
 use crate::config::Config;
 use crate::queue::Queue;
 use crate::runner::Runner;
 use crate::store::StoreError;
 use crate::task::now_ms;
+use crate::web::{AppState, GithubWebhook};
 
 /// Envelopes buffered between the socket and the handlers.
 const ENVELOPE_BUFFER: usize = 4096;
@@ -41,6 +49,10 @@ pub struct Service {
     pub queue: Queue,
     pub stats: Arc<SocketStats>,
     pub me: BotIdentity,
+    /// What the web routes read, built here (see [`Service::web_state`]).
+    web: AppState,
+    /// Cancelled at the end of [`Service::shutdown`]: the web server's graceful stop.
+    web_stop: CancellationToken,
     /// Stops the socket (and with it, event intake).
     intake: CancellationToken,
     /// `None` once [`Service::socket_ended`] saw it end.
@@ -55,13 +67,46 @@ impl Service {
         let api = WebApi::new(&cfg.slack)?;
         let me = api.auth_test().await?;
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
+        // Each part gets its handles here, once; nothing below reaches through the queue.
+        let (store, forges) = (runner.store.clone(), runner.forges.clone());
+        let github_hook = GithubWebhook::new(
+            cfg.github.webhook_secret.clone(),
+            runner.forges.github.clone(),
+        );
         let queue = Queue::new(runner, cfg.file.queue.concurrency);
-        let bot = Bot::new(cfg.clone(), api.clone(), queue.clone(), me.clone());
+        let egress = Egress::new(
+            api.clone(),
+            store.clone(),
+            queue.clone(),
+            cfg.secret_values.clone(),
+        );
+        let stats = Arc::new(SocketStats::default());
+        let mentions = MentionsSeen::default();
+        let web = AppState {
+            queue: queue.clone(),
+            stats: stats.clone(),
+            mentions: mentions.clone(),
+            github: github_hook,
+        };
+        let web_stop = CancellationToken::new();
+        let bot = Bot::new(BotParts {
+            api: api.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            forges,
+            settings: Arc::new(Settings::from_config(&cfg)),
+            egress: egress.clone(),
+            me: me.clone(),
+            dedupe_ttl_ms: cfg.file.queue.dedupe_ttl_s * 1000,
+            concurrency: cfg.file.queue.concurrency,
+            mentions,
+            web: (web.clone(), web_stop.clone()),
+        });
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
         tasks.push(tokio::spawn({
-            let (bot, rx) = (bot.clone(), queue.subscribe());
-            async move { bot.follow(rx).await }
+            let rx = queue.subscribe();
+            async move { egress.follow(rx).await }
         }));
         let resumed = queue.recover().await?;
         if !resumed.is_empty() {
@@ -72,7 +117,6 @@ impl Service {
             async move { q.run().await }
         }));
         let intake = CancellationToken::new();
-        let stats = Arc::new(SocketStats::default());
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
             let (api, intake, stats) = (api.clone(), intake.clone(), stats.clone());
@@ -87,15 +131,12 @@ impl Service {
                 }
             }
         }));
-        tasks.push(tokio::spawn({
-            let store = queue.runner().store.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(SWEEP_EVERY).await;
-                    match store.sweep_dedupe(now_ms()).await {
-                        Ok(n) => tracing::debug!(removed = n, "dedupe records swept"),
-                        Err(e) => tracing::warn!(error = %e, "dedupe sweep failed"),
-                    }
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                match store.sweep_dedupe(now_ms()).await {
+                    Ok(n) => tracing::debug!(removed = n, "dedupe records swept"),
+                    Err(e) => tracing::warn!(error = %e, "dedupe sweep failed"),
                 }
             }
         }));
@@ -104,10 +145,27 @@ impl Service {
             queue,
             stats,
             me,
+            web,
+            web_stop,
             intake,
             socket: Some(socket),
             tasks,
         })
+    }
+
+    /// What the web routes read: the queue (status), socket stats, the 👀 counter and the
+    /// GitHub webhook (secret and CI wake-up). Serve it with [`crate::web::serve_until`]
+    /// and [`Service::web_shutdown`].
+    pub fn web_state(&self) -> AppState {
+        self.web.clone()
+    }
+
+    /// Resolves at the end of [`Service::shutdown`] (after runs are checkpointed and the
+    /// thread messages drained): the web server's cue to stop taking connections and
+    /// finish the requests in flight.
+    pub fn web_shutdown(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let stop = self.web_stop.clone();
+        async move { stop.cancelled().await }
     }
 
     /// Waits until the socket ends by itself (`link_disabled`, or a rejected app token).
@@ -127,7 +185,8 @@ impl Service {
     }
 
     /// Graceful stop: no new events, running runs checkpointed (they rerun after the next
-    /// start), thread messages drained for at most `grace`, socket closed.
+    /// start), thread messages drained for at most `grace`, socket closed, then the web
+    /// server told to stop ([`Service::web_shutdown`]).
     pub async fn shutdown(self, grace: Duration) {
         self.intake.cancel();
         self.queue.shutdown();
@@ -142,6 +201,7 @@ impl Service {
         if let Some(socket) = self.socket {
             let _ = socket.await;
         }
+        self.web_stop.cancel();
         for t in self.tasks {
             t.abort();
         }

@@ -1,5 +1,6 @@
-//! Who may merge: one function deciding whether a ✅ on a report merges, with the reason
-//! told in the thread when it does not. Fails closed.
+//! Who may merge: one pure function deciding whether a person's approval (✅ in Slack)
+//! merges, with the reason told to them when it does not. Fails closed. Owns only the rule;
+//! it must not read the store, the forge or Slack (the caller resolves user groups).
 
 use crate::config::SlackConfig;
 use crate::report::Decision;
