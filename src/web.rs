@@ -9,6 +9,7 @@
 //! Owns the routes and their rendering. Reads only the handles in [`AppState`], built at
 //! wiring time (`slack::serve::Service::web_state`); must not reach into the bot, the
 //! queue's runner or the config. Stops gracefully on the future given to [`serve_until`].
+#![warn(missing_docs)]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,8 +102,11 @@ pub async fn serve_until(
 /// `Service::web_shutdown` and [`serve_until`], then delete.
 #[derive(Clone)]
 pub struct WebState {
+    /// Same handle as [`AppState::queue`].
     pub queue: Queue,
+    /// Same handle as [`AppState::stats`].
     pub stats: Arc<SocketStats>,
+    /// Read only for [`Bot::legacy_web`].
     pub bot: Bot,
 }
 

@@ -1,6 +1,7 @@
 //! Closing a task (❌, or `cancel` in its thread): a running run is cancelled; otherwise
 //! the task becomes `Cancelled` (queued runs of it are dropped by the dispatcher) and its
 //! PR is closed. Must not word anything: the outcome is typed.
+#![warn(missing_docs)]
 
 use serde_json::json;
 

@@ -5,6 +5,7 @@
 //!
 //! Must not say anything to anyone: refusals and failures come back typed
 //! ([`MergeRefusal`], [`ActionError`]) for the front end to word.
+#![warn(missing_docs)]
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -21,14 +22,19 @@ use crate::task::{Task, TaskState, now_ms};
 /// `merge_refused {"reason"}` and told to the approver after "Not merged: ").
 #[derive(Debug, thiserror::Error)]
 pub enum MergeRefusal {
+    /// The task is merged already.
     #[error("it is merged already.")]
     AlreadyMerged,
+    /// The task was closed (❌).
     #[error("the task was closed; react 🔁 to run it again first.")]
     Closed,
+    /// The last run failed: nothing tested to merge.
     #[error("the last run failed, so there is no tested change; reply in the thread to try again.")]
     LastRunFailed,
+    /// A run of the task is queued or running.
     #[error("a run of this task is queued or in progress; react ✅ on its report when it is done.")]
     RunInProgress,
+    /// No finished run reported a tested commit.
     #[error("there is no tested commit to merge; reply in the thread to try again.")]
     NoTestedCommit,
     /// The approval was given on a message without a tested commit (a status message).
@@ -295,4 +301,163 @@ fn latest_report(store: &Store, task: &Task) -> Result<Option<RunReport>, Action
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forge::{Publication, PullRequestContent};
+    use crate::task::{Origin, RepoRef};
+    use crate::workspace::Worktree;
+
+    /// A forge whose merge answers `result`.
+    struct FakeForge {
+        result: Result<Merged, &'static str>,
+    }
+
+    #[async_trait]
+    impl Forge for FakeForge {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn has_pull_requests(&self) -> bool {
+            true
+        }
+        async fn clone_url(&self, repo: &crate::task::RepoRef) -> Result<String, ForgeError> {
+            Ok(repo.source.clone())
+        }
+        async fn publish(
+            &self,
+            _wt: &Worktree,
+            _task: &Task,
+            _content: &PullRequestContent,
+        ) -> Result<Publication, ForgeError> {
+            Err(ForgeError::Unsupported("publish"))
+        }
+        async fn merge(&self, _task: &Task, _req: &MergeRequest<'_>) -> Result<Merged, ForgeError> {
+            self.result.clone().map_err(ForgeError::Unsupported)
+        }
+    }
+
+    fn task() -> Task {
+        let repo = RepoRef {
+            name: "acme/calc".into(),
+            source: "/srv/calc.git".into(),
+            base: "main".into(),
+            forge: Default::default(),
+        };
+        let mut t = Task::new(repo, "U0ALICE", Origin::Cli, "fix it");
+        t.state = TaskState::Ready;
+        t
+    }
+
+    fn merged() -> Merged {
+        Merged {
+            sha: "b".repeat(40),
+            commits: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approved_merge_stores_merged_and_audits_merged_by_the_approver() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Ok(merged()),
+        };
+        let tested = "a".repeat(40);
+        let req = merge_request(&[], &task, &tested, "U0BOB");
+        let authority = MergeAuthority::Approval { approver: "U0BOB" };
+        let m = merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap();
+        assert_eq!(m, merged());
+        let stored = store.get_task(&task.id).unwrap().unwrap();
+        assert_eq!(stored.state, TaskState::Merged);
+        assert_eq!(stored.merge_commit.as_deref(), Some(m.sha.as_str()));
+        assert_eq!(stored.merged_commits, 2);
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merged").unwrap();
+        assert_eq!(e.actor, "U0BOB");
+        assert_eq!(e.run_id, None);
+        assert_eq!(
+            e.detail,
+            json!({"tested": tested, "merge_commit": m.sha, "requester": "U0ALICE", "approver": "U0BOB"})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_auto_merge_audits_merge_with_its_run_and_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Ok(merged()),
+        };
+        let tested = "a".repeat(40);
+        let req = merge_request(&[], &task, &tested, "slipway ([policy] auto_merge)");
+        let authority = MergeAuthority::AutoMerge { run_id: "r1" };
+        merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap();
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merge").unwrap();
+        assert_eq!(
+            (e.actor.as_str(), e.run_id.as_deref()),
+            ("slipway", Some("r1"))
+        );
+        assert_eq!(
+            e.detail,
+            json!({"decision": "auto_merge", "tested": tested, "merge_commit": "b".repeat(40), "method": req.method})
+        );
+        assert_eq!(
+            store.get_task(&task.id).unwrap().unwrap().state,
+            TaskState::Merged
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_merge_changes_nothing_and_audits_merge_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Err("no merge today"),
+        };
+        let req = merge_request(&[], &task, "abc", "U0BOB");
+        let authority = MergeAuthority::Approval { approver: "U0BOB" };
+        let err = merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ActionError::Forge(ForgeError::Unsupported(_))
+        ));
+        assert_eq!(
+            store.get_task(&task.id).unwrap().unwrap().state,
+            TaskState::Ready
+        );
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merge_failed").unwrap();
+        assert_eq!(e.detail, json!({"error": "no merge today"}));
+    }
+
+    #[test]
+    fn a_merge_request_takes_method_and_branch_deletion_from_the_repo() {
+        let task = task();
+        let repo: RepoConfig = toml::from_str(
+            "name = \"acme/calc\"\nmerge_method = \"rebase\"\ndelete_branch = false",
+        )
+        .unwrap();
+        let req = merge_request(std::slice::from_ref(&repo), &task, "abc", "U0BOB");
+        assert_eq!(req.method, MergeMethod::Rebase);
+        assert!(!req.delete_branch);
+        let req = merge_request(&[], &task, "abc", "U0BOB");
+        assert_eq!(req.method, MergeMethod::default());
+        assert!(req.delete_branch);
+    }
 }

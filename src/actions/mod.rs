@@ -7,6 +7,7 @@
 //! typed outcome or an [`ActionError`]; the front end turns it into words (Slack:
 //! `slack::copy`). Handles are narrow: the [`Store`], the [`Forges`], the queue through
 //! [`TaskQueue`] and the config bits in [`Settings`].
+#![warn(missing_docs)]
 
 pub mod approval;
 pub mod close;

@@ -1,5 +1,6 @@
 //! Rerunning a task (🔁): its current revision is queued again. Must not word anything:
 //! the outcome is typed.
+#![warn(missing_docs)]
 
 use serde_json::json;
 

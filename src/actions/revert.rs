@@ -5,6 +5,7 @@
 //! Two steps, so the front end can bind its thread before the revert's first event:
 //! [`Actions::plan_revert`] checks and reserves, [`Actions::start_revert`] queues and audits.
 //! Must not word anything: the outcome is typed.
+#![warn(missing_docs)]
 
 use serde_json::json;
 

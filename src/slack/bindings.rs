@@ -5,6 +5,7 @@
 //! with existing stores: change neither.
 //!
 //! Owns only the keys and their (de)serialisation; must not call Slack or decide anything.
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,11 @@ use crate::task::Task;
 /// What the bot keeps per Slack-started task (binding `slack/task/<id>`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SlackThread {
+    /// The task (also the key).
     pub task_id: String,
+    /// The thread's channel ID.
     pub channel: String,
+    /// The thread's root message `ts`.
     pub thread_ts: String,
     /// The status message of the current (or last) run.
     pub status: Option<StatusMessage>,
@@ -30,7 +34,9 @@ pub struct SlackThread {
 pub struct StatusMessage {
     /// The message's Slack timestamp.
     pub ts: String,
+    /// The revision the run executes.
     pub revision: u32,
+    /// The run, once it started.
     pub run_id: Option<String>,
     /// One line per finished node.
     pub lines: Vec<String>,
@@ -44,10 +50,13 @@ pub struct StatusMessage {
 /// `slack/msg/<channel>/<ts>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportMessage {
+    /// The task the message is about.
     pub task_id: String,
+    /// The run it reports; `None` on status and failure messages.
     pub run_id: Option<String>,
     /// The tested commit the report is about; `None` on status and failure messages.
     pub commit: Option<String>,
+    /// The report's decision; `None` on status and failure messages.
     pub decision: Option<Decision>,
 }
 

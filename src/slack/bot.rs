@@ -8,6 +8,7 @@
 //!
 //! Owns only that routing; must not word messages (`super::copy`), act on tasks
 //! (`super::handlers`, `crate::actions`) or render queue events (`super::egress`).
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,11 +37,15 @@ const THREAD_LOCKS: usize = 10_000;
 
 /// What the bot is built from, chosen at wiring time (`serve`).
 pub struct BotParts {
+    /// The Slack Web API (bot token).
     pub api: WebApi,
+    /// Dedupe records, tasks and bindings.
     pub store: Store,
+    /// Submits, refines, reruns and cancels tasks.
     pub queue: Queue,
     /// The forges, for merge, close and revert.
     pub forges: Forges,
+    /// `[slack]` and `[[repos]]`.
     pub settings: Arc<Settings>,
     /// The thread voice (shared with the queue follower).
     pub egress: Egress,

@@ -5,6 +5,7 @@
 //! and must not call Slack. Block Kit reports are rendered by `crate::gates::render`. Merge
 //! refusal reasons are the `Display` of `crate::actions::MergeRefusal` (they are audited
 //! too); [`not_merged`] frames them.
+#![warn(missing_docs)]
 
 use crate::actions::ActionError;
 use crate::config::RepoConfig;
@@ -334,5 +335,38 @@ pub fn action_error(e: &ActionError, verb: &str) -> Option<String> {
         ActionError::MergeRefused(r) => Some(not_merged(r)),
         ActionError::Forge(f) => Some(merge_failed(f)),
         ActionError::Store(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_names_every_reaction_on_a_report() {
+        for r in ["✅", "❌", "🔁", "⏪"] {
+            assert!(HELP.contains(r), "help lacks {r}");
+        }
+    }
+
+    #[test]
+    fn a_revert_of_an_unmerged_task_is_answered_in_lower_case_as_before() {
+        assert_eq!(
+            revert_not_merged(TaskState::Ready),
+            "⏪ only a merged task can be reverted; this one is ready. to drop an open pr, react ❌."
+        );
+    }
+
+    #[test]
+    fn a_failed_merge_advises_by_failure_kind() {
+        let moved = ForgeError::NotOpen {
+            pr: "#1".into(),
+            state: "closed".into(),
+        };
+        assert_eq!(
+            merge_failed(&moved),
+            "❌ Not merged: #1 is already closed; nothing was merged."
+        );
+        assert!(merge_failed(&ForgeError::Unsupported("x")).ends_with("on the new base."));
     }
 }

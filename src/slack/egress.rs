@@ -6,6 +6,7 @@
 //! Owns the order of thread writes (one egress lock per process, so status edits keep
 //! their order; binding writes of a task's thread record take it too). Must not decide
 //! anything about tasks, and takes its words from `super::copy`.
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use crate::task::now_ms;
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
     #[error(transparent)]
+    /// A binding could not be read or written.
     Store(#[from] StoreError),
 }
 

@@ -7,6 +7,7 @@
 //! This is the wiring point of the Slack front end: it takes what each part needs from the
 //! [`Runner`] it is given (store, forges, config bits) and hands it down explicitly. Must
 //! not be reached through by anything below it (no `Queue::runner()` here or below).
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,17 +38,23 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `auth.test` failed (token missing or rejected) or Slack is unreachable.
     #[error(transparent)]
     Slack(#[from] SlackError),
+    /// The queue could not be recovered from the store.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// A running bot.
 pub struct Service {
+    /// The bot (intake and handlers).
     pub bot: Bot,
+    /// The queue it submits to.
     pub queue: Queue,
+    /// Socket Mode numbers.
     pub stats: Arc<SocketStats>,
+    /// Who the bot is (`auth.test`).
     pub me: BotIdentity,
     /// What the web routes read, built here (see [`Service::web_state`]).
     web: AppState,

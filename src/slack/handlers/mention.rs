@@ -2,6 +2,7 @@
 //! `cancel`), a refinement of the thread's task, or a new task (the repo from the text or
 //! the channel, the whole thread read as context). Must not act on reactions or render
 //! queue events.
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,10 +45,15 @@ impl MentionsSeen {
 
 /// What one mention is about.
 pub struct MentionEvent<'a> {
+    /// Channel ID.
     pub channel: &'a str,
+    /// The mention's own `ts`.
     pub ts: &'a str,
+    /// Its thread (its own `ts` when it starts one).
     pub thread_ts: &'a str,
+    /// Who mentioned the bot.
     pub user: &'a str,
+    /// The message text, mentions included.
     pub text: &'a str,
     /// When the envelope arrived (for the 👀 latency).
     pub received: Instant,
@@ -58,7 +64,9 @@ pub struct MentionEvent<'a> {
 pub struct Mention {
     /// 👀, the thread, the permalink.
     pub api: WebApi,
+    /// Posts and status messages.
     pub egress: Egress,
+    /// Thread → task.
     pub bindings: Bindings,
     /// Submits new tasks; `status`.
     pub queue: Queue,
@@ -74,6 +82,7 @@ pub struct Mention {
     pub concurrency: usize,
     /// Whether GitHub credentials are configured (`forge = "github"` repos need them).
     pub github_configured: bool,
+    /// Bumped on every 👀.
     pub seen: MentionsSeen,
 }
 

@@ -6,6 +6,7 @@
 //! Handlers decide what to say; the words come from `super::copy`, the domain work from
 //! `crate::actions`, and thread writes go through `super::egress`. They must not touch
 //! dedupe or locking (`super::bot`) nor render queue events (`super::egress`).
+#![warn(missing_docs)]
 
 pub mod mention;
 pub mod reaction;
@@ -20,12 +21,16 @@ use crate::store::StoreError;
 /// Failures a handler could not tell in the thread; the bot logs them.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// A Slack call failed.
     #[error(transparent)]
     Slack(#[from] SlackError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A thread write's binding failed.
     #[error(transparent)]
     Egress(#[from] EgressError),
+    /// An action failed in a way not told in the thread (its store).
     #[error(transparent)]
     Action(#[from] ActionError),
 }

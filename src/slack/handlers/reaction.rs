@@ -2,6 +2,7 @@
 //! merges, ❌ cancels or closes, 🔁 reruns, ⏪ reverts a merged task. Each is a call into
 //! `crate::actions`; this file only finds the task, audits the reaction and words the
 //! outcome. Must not change task state itself.
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 
@@ -21,10 +22,13 @@ use crate::slack::egress::Egress;
 use crate::store::Store;
 use crate::task::{Origin, Task};
 
-/// Reaction names (Slack sends them without colons).
+/// ✅ approves and merges (Slack sends reaction names without colons).
 pub const APPROVE: &str = "white_check_mark";
+/// ❌ cancels a run or closes the task.
 pub const CANCEL: &str = "x";
+/// 🔁 reruns.
 pub const RERUN: &str = "repeat";
+/// ⏪ reverts a merged task.
 pub const REVERT: &str = "rewind";
 
 /// The reaction handler's handles. Cheap to clone.
@@ -32,10 +36,13 @@ pub const REVERT: &str = "rewind";
 pub struct Reaction {
     /// Only for user-group membership (`usergroups.users.list`) of approvers.
     pub api: WebApi,
+    /// Posts and status messages.
     pub egress: Egress,
+    /// Message → task; thread → revert task.
     pub bindings: Bindings,
     /// Reads the task a message is about.
     pub store: Store,
+    /// Merge, close, rerun, revert.
     pub actions: Actions,
     /// Approver groups (`S…`) to resolve.
     pub settings: Arc<Settings>,

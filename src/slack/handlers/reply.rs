@@ -1,6 +1,7 @@
 //! A reply in a task's thread: from the requester or an approver it becomes revision n+1
 //! on the same branch and PR; from anyone else it is left as untrusted context for the next
 //! revision. Must not start tasks or act on reactions.
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 
@@ -21,7 +22,9 @@ use crate::task::{Task, TaskState};
 pub struct Reply {
     /// Reads the thread back (`conversations.replies`).
     pub api: WebApi,
+    /// Posts and status messages.
     pub egress: Egress,
+    /// Thread → task.
     pub bindings: Bindings,
     /// Refines queued tasks.
     pub queue: Queue,
