@@ -16,18 +16,11 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::api::WebApi;
-use super::bindings::Bindings;
 use super::egress::Egress;
-use super::handlers::HandlerError;
-use super::handlers::mention::{Mention, MentionEvent, MentionsSeen};
-use super::handlers::reaction::Reaction;
-use super::handlers::reply::Reply;
+use super::handlers::mention::{MentionEvent, MentionsSeen};
+use super::handlers::{HandlerError, Handlers};
 use super::ingress::{BotIdentity, Ingress, normalize};
 use super::socket::Envelope;
-use crate::actions::{Actions, Settings};
-use crate::forge::Forges;
-use crate::queue::Queue;
 use crate::store::Store;
 use crate::task::now_ms;
 use crate::web::AppState;
@@ -37,25 +30,17 @@ const THREAD_LOCKS: usize = 10_000;
 
 /// What the bot is built from, chosen at wiring time (`serve`).
 pub struct BotParts {
-    /// The Slack Web API (bot token).
-    pub api: WebApi,
-    /// Dedupe records, tasks and bindings.
+    /// Dedupe records.
     pub store: Store,
-    /// Submits, refines, reruns and cancels tasks.
-    pub queue: Queue,
-    /// The forges, for merge, close and revert.
-    pub forges: Forges,
-    /// `[slack]` and `[[repos]]`.
-    pub settings: Arc<Settings>,
-    /// The thread voice (shared with the queue follower).
-    pub egress: Egress,
     /// Who the bot is (from `auth.test`), so its own messages are ignored.
     pub me: BotIdentity,
     /// How long a seen event is remembered, milliseconds (`[queue] dedupe_ttl_s` × 1000).
     pub dedupe_ttl_ms: u64,
-    /// `[queue] concurrency`, for `status`.
-    pub concurrency: usize,
-    /// The 👀 counter (shared with `/metrics`).
+    /// One handler per ingress kind.
+    pub handlers: Handlers,
+    /// The thread voice, only to wait for the message in flight ([`Bot::quiesce`]).
+    pub egress: Egress,
+    /// The 👀 counter the mention handler bumps.
     pub mentions: MentionsSeen,
     /// Transitional: the web state and its stop token, only so the `main.rs` of today
     /// (which builds [`crate::web::WebState`] from the bot) keeps working; see
@@ -71,9 +56,7 @@ struct Inner {
     /// One handler at a time per thread (`channel/thread_ts`). A std mutex: held only to
     /// find the thread's own (tokio) lock, never across an `.await`.
     threads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    mention: Mention,
-    reply: Reply,
-    reaction: Reaction,
+    handlers: Handlers,
     egress: Egress,
     seen: MentionsSeen,
     /// Transitional, see [`BotParts::web`].
@@ -87,66 +70,24 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// The bot and its handlers over `parts`.
+    /// The bot over `parts`.
     pub fn new(parts: BotParts) -> Self {
         let BotParts {
-            api,
             store,
-            queue,
-            forges,
-            settings,
-            egress,
             me,
             dedupe_ttl_ms,
-            concurrency,
+            handlers,
+            egress,
             mentions: seen,
             web,
         } = parts;
-        let bindings = Bindings::new(store.clone());
-        let github_configured = forges.github.is_some();
-        let actions = Actions::new(
-            store.clone(),
-            forges,
-            Arc::new(queue.clone()),
-            settings.clone(),
-        );
-        let reply = Reply {
-            api: api.clone(),
-            egress: egress.clone(),
-            bindings: bindings.clone(),
-            queue: queue.clone(),
-            settings: settings.clone(),
-        };
-        let mention = Mention {
-            api: api.clone(),
-            egress: egress.clone(),
-            bindings: bindings.clone(),
-            queue,
-            store: store.clone(),
-            actions: actions.clone(),
-            reply: reply.clone(),
-            settings: settings.clone(),
-            concurrency,
-            github_configured,
-            seen: seen.clone(),
-        };
-        let reaction = Reaction {
-            api,
-            egress: egress.clone(),
-            bindings,
-            store: store.clone(),
-            actions,
-            settings,
-        };
         Self {
             inner: Arc::new(Inner {
                 store,
                 me,
                 dedupe_ttl_ms,
                 threads: Mutex::default(),
-                mention,
-                reply,
-                reaction,
+                handlers,
                 egress,
                 seen,
                 web,
@@ -255,7 +196,7 @@ impl Bot {
                     text: &text,
                     received: env.received,
                 };
-                self.inner.mention.run(m).await
+                self.inner.handlers.mention.run(m).await
             }
             Ingress::ThreadReply {
                 channel,
@@ -263,7 +204,13 @@ impl Bot {
                 thread_ts,
                 user,
                 ..
-            } => self.inner.reply.run(&channel, &ts, &thread_ts, &user).await,
+            } => {
+                self.inner
+                    .handlers
+                    .reply
+                    .run(&channel, &ts, &thread_ts, &user)
+                    .await
+            }
             Ingress::Reaction {
                 channel,
                 item_ts,
@@ -272,6 +219,7 @@ impl Bot {
                 ..
             } => {
                 self.inner
+                    .handlers
                     .reaction
                     .run(&channel, &item_ts, &user, &reaction)
                     .await

@@ -20,6 +20,7 @@ use super::api::{SlackError, WebApi};
 use super::bot::{Bot, BotParts};
 use super::egress::Egress;
 use super::handlers::mention::MentionsSeen;
+use super::handlers::{HandlerParts, Handlers};
 use super::ingress::BotIdentity;
 use super::socket::{self, SocketEnd, SocketStats};
 use crate::actions::Settings;
@@ -96,16 +97,22 @@ impl Service {
             github: github_hook,
         };
         let web_stop = CancellationToken::new();
-        let bot = Bot::new(BotParts {
+        let handlers = Handlers::new(HandlerParts {
             api: api.clone(),
             store: store.clone(),
             queue: queue.clone(),
             forges,
             settings: Arc::new(Settings::from_config(&cfg)),
             egress: egress.clone(),
+            concurrency: cfg.file.queue.concurrency,
+            mentions: mentions.clone(),
+        });
+        let bot = Bot::new(BotParts {
+            store: store.clone(),
             me: me.clone(),
             dedupe_ttl_ms: cfg.file.queue.dedupe_ttl_s * 1000,
-            concurrency: cfg.file.queue.concurrency,
+            handlers,
+            egress: egress.clone(),
             mentions,
             web: (web.clone(), web_stop.clone()),
         });

@@ -12,11 +12,108 @@ pub mod mention;
 pub mod reaction;
 pub mod reply;
 
+use std::sync::Arc;
+
+use self::mention::{Mention, MentionsSeen};
+use self::reaction::Reaction;
+use self::reply::Reply;
 use super::api::{SlackError, WebApi};
-use super::egress::EgressError;
+use super::bindings::Bindings;
+use super::egress::{Egress, EgressError};
 use super::thread::ThreadMessage;
-use crate::actions::ActionError;
-use crate::store::StoreError;
+use crate::actions::{ActionError, Actions, Settings};
+use crate::forge::Forges;
+use crate::queue::Queue;
+use crate::store::{Store, StoreError};
+
+/// The handles the handlers are built from, chosen at wiring time (`serve`); each handler
+/// keeps only its own.
+pub struct HandlerParts {
+    /// The Slack Web API (bot token).
+    pub api: WebApi,
+    /// Tasks and bindings.
+    pub store: Store,
+    /// Submits, refines, reruns and cancels tasks.
+    pub queue: Queue,
+    /// The forges, for merge, close and revert.
+    pub forges: Forges,
+    /// `[slack]` and `[[repos]]`.
+    pub settings: Arc<Settings>,
+    /// The thread voice.
+    pub egress: Egress,
+    /// `[queue] concurrency`, for `status`.
+    pub concurrency: usize,
+    /// The 👀 counter (shared with `/metrics`).
+    pub mentions: MentionsSeen,
+}
+
+/// One handler per ingress kind.
+pub struct Handlers {
+    /// Mentions and DMs.
+    pub mention: Mention,
+    /// Replies in a task's thread.
+    pub reply: Reply,
+    /// Reactions on our messages.
+    pub reaction: Reaction,
+}
+
+impl Handlers {
+    /// The handlers over `parts`, with the domain [`Actions`] built on its store, forges
+    /// and queue.
+    pub fn new(parts: HandlerParts) -> Self {
+        let HandlerParts {
+            api,
+            store,
+            queue,
+            forges,
+            settings,
+            egress,
+            concurrency,
+            mentions,
+        } = parts;
+        let bindings = Bindings::new(store.clone());
+        let github_configured = forges.github.is_some();
+        let actions = Actions::new(
+            store.clone(),
+            forges,
+            Arc::new(queue.clone()),
+            settings.clone(),
+        );
+        let reply = Reply {
+            api: api.clone(),
+            egress: egress.clone(),
+            bindings: bindings.clone(),
+            queue: queue.clone(),
+            settings: settings.clone(),
+        };
+        let mention = Mention {
+            api: api.clone(),
+            egress: egress.clone(),
+            bindings: bindings.clone(),
+            queue,
+            store: store.clone(),
+            actions: actions.clone(),
+            reply: reply.clone(),
+            settings: settings.clone(),
+            concurrency,
+            github_configured,
+            seen: mentions,
+        };
+        let reaction = Reaction {
+            api,
+            egress,
+            bindings,
+            store,
+            actions,
+            settings,
+        };
+        Self {
+            mention,
+            reply,
+            reaction,
+        }
+    }
+}
 
 /// Failures a handler could not tell in the thread; the bot logs them.
 #[derive(Debug, thiserror::Error)]
