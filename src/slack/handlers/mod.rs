@@ -106,6 +106,7 @@ impl Handlers {
             store,
             actions,
             settings,
+            answering: Arc::default(),
         };
         Self {
             mention,

@@ -46,6 +46,10 @@ pub struct Reaction {
     pub actions: Actions,
     /// Approver groups (`S…`) to resolve.
     pub settings: Arc<Settings>,
+    /// Held across an approval and its answer, so answers to two ✅ at once reach the
+    /// thread in merge order ("✅ Merged" before "Not merged: it is merged already."). The
+    /// action has its own lock for the merge itself. A tokio mutex: held across awaits.
+    pub answering: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Reaction {
@@ -102,6 +106,7 @@ impl Reaction {
         msg: &ReportMessage,
         user: &str,
     ) -> Result<(), HandlerError> {
+        let _answering = self.answering.lock().await;
         let groups = SlackGroups {
             api: &self.api,
             settings: &self.settings,
