@@ -5,7 +5,13 @@
 //! - `POST /webhooks/github` (only with `GITHUB_WEBHOOK_SECRET`): verified GitHub deliveries;
 //!   check and status events wake the CI waits, so CI is read at once instead of at the next
 //!   poll. Polling stays the source of truth: a lost delivery only costs latency.
+//!
+//! Owns the routes and their rendering. Reads only the handles in [`AppState`], built at
+//! wiring time (`slack::serve::Service::web_state`); must not reach into the bot, the
+//! queue's runner or the config. Stops gracefully on the future given to [`serve_until`].
+#![warn(missing_docs)]
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,24 +24,54 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::forge::Forge;
 use crate::queue::Queue;
-use crate::slack::bot::Bot;
+use crate::slack::handlers::mention::MentionsSeen;
 use crate::slack::socket::SocketStats;
 
-/// What the routes read.
+/// What the routes read, and nothing else. Cheap to clone.
 #[derive(Clone)]
-pub struct WebState {
+pub struct AppState {
+    /// Queue status (running and queued task IDs).
     pub queue: Queue,
-    /// The forges, for webhook nudges.
-    pub forges: crate::forge::Forges,
-    /// `GITHUB_WEBHOOK_SECRET`; `None` turns the webhook route off.
-    pub webhook_secret: Option<String>,
+    /// Socket Mode connection and ack numbers.
     pub stats: Arc<SocketStats>,
-    pub bot: Bot,
+    /// Mentions acknowledged with 👀.
+    pub mentions: MentionsSeen,
+    /// `POST /webhooks/github`.
+    pub github: GithubWebhook,
 }
 
-/// The routes.
-pub fn router(state: WebState) -> Router {
+/// The GitHub webhook's handles: the shared secret (`GITHUB_WEBHOOK_SECRET`; without it
+/// the route answers 404) and the forge whose CI waits a delivery wakes (`None` without
+/// GitHub credentials). Its `Debug` never shows the secret.
+#[derive(Clone, Default)]
+pub struct GithubWebhook {
+    secret: Option<Arc<str>>,
+    ci_wake: Option<Arc<dyn Forge>>,
+}
+
+impl GithubWebhook {
+    /// A webhook verified with `secret`, nudging `github`'s CI waits.
+    pub fn new(secret: Option<String>, github: Option<Arc<dyn Forge>>) -> Self {
+        Self {
+            secret: secret.map(Arc::from),
+            ci_wake: github,
+        }
+    }
+}
+
+impl std::fmt::Debug for GithubWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubWebhook")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("ci_wake", &self.ci_wake.is_some())
+            .finish()
+    }
+}
+
+/// The routes (a factory, so tests can drive them with `oneshot`, no socket).
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -43,19 +79,29 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Serves until the task is aborted. Errors are logged.
-pub async fn serve(listener: tokio::net::TcpListener, state: WebState) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
+/// Serves until `shutdown` resolves, then stops accepting connections and finishes the
+/// requests in flight (axum's graceful shutdown). Errors are logged.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "web server stopped");
     }
+    tracing::debug!("web server stopped gracefully");
 }
 
 async fn github_webhook(
-    State(s): State<WebState>,
+    State(s): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let Some(secret) = s.webhook_secret.as_deref() else {
+    let hook = &s.github;
+    let Some(secret) = hook.secret.as_deref() else {
         return (
             StatusCode::NOT_FOUND,
             "webhooks are off: set GITHUB_WEBHOOK_SECRET",
@@ -70,7 +116,7 @@ async fn github_webhook(
     }
     let event = header("x-github-event").unwrap_or("");
     if crate::forge::github::webhook::is_ci_event(event)
-        && let Some(gh) = &s.forges.github
+        && let Some(gh) = &hook.ci_wake
     {
         gh.nudge();
     }
@@ -82,7 +128,7 @@ async fn github_webhook(
     (StatusCode::ACCEPTED, "ok")
 }
 
-async fn health(State(s): State<WebState>) -> impl IntoResponse {
+async fn health(State(s): State<AppState>) -> impl IntoResponse {
     let connected = s.stats.connected.load(Ordering::Relaxed);
     let (p50, p99) = s.stats.ack_latency_us().unwrap_or((0, 0));
     let queue = s.queue.status().ok();
@@ -104,7 +150,7 @@ async fn health(State(s): State<WebState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let (p50, p99) = s.stats.ack_latency_us().unwrap_or((0, 0));
     let (running, queued) = s
         .queue
@@ -122,7 +168,7 @@ async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         u8::from(s.stats.connected.load(Ordering::Relaxed)),
         s.stats.connects.load(Ordering::Relaxed),
         s.stats.acks.load(Ordering::Relaxed),
-        s.bot.mentions_seen(),
+        s.mentions.get(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

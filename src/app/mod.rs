@@ -185,7 +185,11 @@ pub async fn cmd_serve(
         Err(code) => return Ok(code),
     };
     let mcp = runner.mcp.clone();
-    let forges = runner.forges.clone();
+    // The webhook wakes the GitHub forge's CI waits.
+    let github_hook = slipway::web::GithubWebhook::new(
+        cfg.github.webhook_secret.clone(),
+        runner.forges.github.clone(),
+    );
     let mut service = match slipway::slack::serve::Service::start(cfg.clone(), runner).await {
         Ok(s) => s,
         Err(e) => {
@@ -196,15 +200,15 @@ pub async fn cmd_serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let web = tokio::spawn(slipway::web::serve(
+    let web = tokio::spawn(slipway::web::serve_until(
         listener,
-        slipway::web::WebState {
+        slipway::web::AppState {
             queue: service.queue.clone(),
-            forges,
-            webhook_secret: cfg.github.webhook_secret.clone(),
             stats: service.stats.clone(),
-            bot: service.bot.clone(),
+            mentions: service.mentions.clone(),
+            github: github_hook,
         },
+        service.web_shutdown(),
     ));
     tracing::info!(%listen, "slipway serve is up");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -220,7 +224,10 @@ pub async fn cmd_serve(
     service
         .shutdown(std::time::Duration::from_secs(grace_s))
         .await;
-    web.abort();
+    // The web server stops once the service has shut down (graceful, not aborted).
+    if let Err(e) = web.await {
+        tracing::warn!(error = %e, "web server task ended abnormally");
+    }
     mcp.close().await;
     Ok(ExitCode::from(code))
 }

@@ -28,6 +28,10 @@ impl Forge for LocalForge {
         "local"
     }
 
+    fn has_pull_requests(&self) -> bool {
+        false
+    }
+
     async fn clone_url(&self, repo: &crate::task::RepoRef) -> Result<String, ForgeError> {
         Ok(repo.source.clone())
     }

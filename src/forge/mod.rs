@@ -133,6 +133,10 @@ pub trait Forge: Send + Sync {
     fn has_ci(&self) -> bool {
         false
     }
+    /// Whether the forge has pull requests: a branch can become a reviewed PR, and a merge
+    /// can be undone by a revert PR (⏪). Local: false (a branch in the source repo); GitHub:
+    /// true. Distinct from [`Forge::has_ci`], though both backends answer alike today.
+    fn has_pull_requests(&self) -> bool;
     /// The URL git fetches `repo` from (local: its source; GitHub: the API's `clone_url`).
     async fn clone_url(&self, repo: &crate::task::RepoRef) -> Result<String, ForgeError>;
     /// Pushes the task's branch, and opens its PR or updates the existing one (found by its

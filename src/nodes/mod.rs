@@ -52,7 +52,7 @@ pub(crate) async fn agent_round(cx: &mut RunCtx<'_>, text: String) -> Result<Age
     let session = cx
         .session
         .as_deref()
-        .ok_or_else(|| RunError::RunDir("no sandbox: the sandbox node has not run".into()))?;
+        .ok_or_else(|| RunError::Internal("no sandbox: the sandbox node has not run".into()))?;
     let none = crate::tools::Routes::new();
     let (specs, routes, hub) = match &cx.offered {
         Some(o) => (o.specs.as_slice(), &o.routes, Some(&o.hub)),

@@ -222,7 +222,7 @@ impl<'a> RunCtx<'a> {
     /// The run's work tree (the workspace node made it).
     pub fn wt(&self) -> Result<&Worktree, FlowError> {
         self.dirs.as_ref().map(|d| &d.wt).ok_or_else(|| {
-            RunError::RunDir("no work tree: the workspace node has not run".into()).into()
+            RunError::Internal("no work tree: the workspace node has not run".into()).into()
         })
     }
 
@@ -234,17 +234,14 @@ impl<'a> RunCtx<'a> {
     /// The forge of the task's repo (the workspace node chose it).
     pub fn forge(&self) -> Result<Arc<dyn Forge>, FlowError> {
         self.forge.clone().ok_or_else(|| {
-            RunError::RunDir("no forge: the workspace node has not run".into()).into()
+            RunError::Internal("no forge: the workspace node has not run".into()).into()
         })
     }
 
     /// The current pass's sandbox session.
     pub fn session(&self) -> Result<&dyn Session, FlowError> {
         self.session.as_deref().ok_or_else(|| {
-            RunError::Sandbox(crate::sandbox::SandboxError::Spawn(
-                "no sandbox: the sandbox node has not run".into(),
-            ))
-            .into()
+            RunError::Internal("no sandbox: the sandbox node has not run".into()).into()
         })
     }
 

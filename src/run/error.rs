@@ -37,6 +37,10 @@ pub enum RunError {
     /// The run's host directories could not be made or vanished under it.
     #[error("{0}")]
     RunDir(String),
+    /// A blueprint whose steps are out of order (a node ran before the one that prepares
+    /// what it needs), or an outcome the contract rules out: a slipway bug, not the user's.
+    #[error("internal error: {0}; this is a slipway bug, please report it")]
+    Internal(String),
     #[error("unknown blueprint {0:?}; known: {known}", known = crate::task::BlueprintId::known())]
     UnknownBlueprint(String),
 }
@@ -59,7 +63,11 @@ impl RunError {
                     | SandboxError::EngineUnavailable { .. }
             ),
             Self::Llm(e) => matches!(e, LlmError::NotConfigured(_) | LlmError::MissingKey { .. }),
-            Self::Store(_) | Self::Forge(_) | Self::Setup { .. } | Self::RunDir(_) => false,
+            Self::Store(_)
+            | Self::Forge(_)
+            | Self::Setup { .. }
+            | Self::RunDir(_)
+            | Self::Internal(_) => false,
         }
     }
 }

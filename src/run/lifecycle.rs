@@ -80,7 +80,9 @@ pub async fn execute(
                 cx.close_sandbox().await;
                 let e = match e {
                     FlowError::Run(e) => e,
-                    FlowError::Cancelled => RunError::RunDir("the run was cancelled".into()),
+                    FlowError::Cancelled => {
+                        RunError::Sandbox(crate::sandbox::SandboxError::Cancelled)
+                    }
                 };
                 cx.tracker
                     .emit(RunEvent::RunFailed {

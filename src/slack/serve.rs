@@ -2,7 +2,12 @@
 //! `auth.test`, resumes the queue (interrupted runs are told in their threads and rerun
 //! once), then connects Socket Mode. [`Service::shutdown`] stops taking events first, then
 //! checkpoints running runs (they rerun after the next start), lets the thread messages
-//! drain, and closes the socket.
+//! drain, closes the socket, and finally lets the web server stop gracefully.
+//!
+//! This is the wiring point of the Slack front end: it takes what each part needs from the
+//! [`Runner`] it is given (store, forges, config bits) and hands it down explicitly. Must
+//! not be reached through by anything below it (no `Queue::runner()` here or below).
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +17,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{SlackError, WebApi};
-use super::bot::Bot;
+use super::bot::{Bot, BotParts};
+use super::egress::Egress;
+use super::handlers::mention::MentionsSeen;
+use super::handlers::{HandlerParts, Handlers};
 use super::ingress::BotIdentity;
 use super::socket::{self, SocketEnd, SocketStats};
+use crate::actions::Settings;
 use crate::config::Config;
 use crate::queue::Queue;
 use crate::runner::Runner;
@@ -29,18 +38,28 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `auth.test` failed (token missing or rejected) or Slack is unreachable.
     #[error(transparent)]
     Slack(#[from] SlackError),
+    /// The queue could not be recovered from the store.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// A running bot.
 pub struct Service {
+    /// The bot (intake and handlers).
     pub bot: Bot,
+    /// The queue it submits to.
     pub queue: Queue,
+    /// Socket Mode numbers.
     pub stats: Arc<SocketStats>,
+    /// Who the bot is (`auth.test`).
     pub me: BotIdentity,
+    /// Mentions acknowledged with 👀 (for `/metrics`).
+    pub mentions: MentionsSeen,
+    /// Cancelled at the end of [`Service::shutdown`]: the web server's graceful stop.
+    web_stop: CancellationToken,
     /// Stops the socket (and with it, event intake).
     intake: CancellationToken,
     /// `None` once [`Service::socket_ended`] saw it end.
@@ -55,21 +74,41 @@ impl Service {
         let api = WebApi::new(&cfg.slack)?;
         let me = api.auth_test().await?;
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
+        // Each part gets its handles here, once; nothing below reaches through the queue.
         let (store, forges) = (runner.store.clone(), runner.forges.clone());
         let queue = Queue::new(runner, cfg.file.queue.concurrency);
-        let bot = Bot::new(
-            cfg.clone(),
+        let egress = Egress::new(
             api.clone(),
-            queue.clone(),
-            me.clone(),
             store.clone(),
-            forges,
+            queue.clone(),
+            cfg.secret_values.clone(),
         );
+        let stats = Arc::new(SocketStats::default());
+        let mentions = MentionsSeen::default();
+        let web_stop = CancellationToken::new();
+        let handlers = Handlers::new(HandlerParts {
+            api: api.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            forges,
+            settings: Arc::new(Settings::from_config(&cfg)),
+            egress: egress.clone(),
+            concurrency: cfg.file.queue.concurrency,
+            mentions: mentions.clone(),
+        });
+        let bot = Bot::new(BotParts {
+            store: store.clone(),
+            me: me.clone(),
+            dedupe_ttl_ms: cfg.file.queue.dedupe_ttl_s * 1000,
+            handlers,
+            egress: egress.clone(),
+            mentions: mentions.clone(),
+        });
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
         tasks.push(tokio::spawn({
-            let (bot, rx) = (bot.clone(), queue.subscribe());
-            async move { bot.follow(rx).await }
+            let rx = queue.subscribe();
+            async move { egress.follow(rx).await }
         }));
         let resumed = queue.recover().await?;
         if !resumed.is_empty() {
@@ -80,7 +119,6 @@ impl Service {
             async move { q.run().await }
         }));
         let intake = CancellationToken::new();
-        let stats = Arc::new(SocketStats::default());
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
             let (api, intake, stats) = (api.clone(), intake.clone(), stats.clone());
@@ -95,14 +133,12 @@ impl Service {
                 }
             }
         }));
-        tasks.push(tokio::spawn({
-            async move {
-                loop {
-                    tokio::time::sleep(SWEEP_EVERY).await;
-                    match store.sweep_dedupe(now_ms()).await {
-                        Ok(n) => tracing::debug!(removed = n, "dedupe records swept"),
-                        Err(e) => tracing::warn!(error = %e, "dedupe sweep failed"),
-                    }
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                match store.sweep_dedupe(now_ms()).await {
+                    Ok(n) => tracing::debug!(removed = n, "dedupe records swept"),
+                    Err(e) => tracing::warn!(error = %e, "dedupe sweep failed"),
                 }
             }
         }));
@@ -111,10 +147,20 @@ impl Service {
             queue,
             stats,
             me,
+            mentions,
+            web_stop,
             intake,
             socket: Some(socket),
             tasks,
         })
+    }
+
+    /// Resolves at the end of [`Service::shutdown`] (after runs are checkpointed and the
+    /// thread messages drained): the web server's cue to stop taking connections and
+    /// finish the requests in flight.
+    pub fn web_shutdown(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let stop = self.web_stop.clone();
+        async move { stop.cancelled().await }
     }
 
     /// Waits until the socket ends by itself (`link_disabled`, or a rejected app token).
@@ -134,7 +180,8 @@ impl Service {
     }
 
     /// Graceful stop: no new events, running runs checkpointed (they rerun after the next
-    /// start), thread messages drained for at most `grace`, socket closed.
+    /// start), thread messages drained for at most `grace`, socket closed, then the web
+    /// server told to stop ([`Service::web_shutdown`]).
     pub async fn shutdown(self, grace: Duration) {
         self.intake.cancel();
         self.queue.shutdown();
@@ -149,6 +196,7 @@ impl Service {
         if let Some(socket) = self.socket {
             let _ = socket.await;
         }
+        self.web_stop.cancel();
         for t in self.tasks {
             t.abort();
         }

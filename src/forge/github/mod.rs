@@ -439,6 +439,10 @@ impl Forge for GithubForge {
         true
     }
 
+    fn has_pull_requests(&self) -> bool {
+        true
+    }
+
     fn nudge(&self) {
         self.ci_wake.notify_waiters();
     }

@@ -1,5 +1,7 @@
-//! Who may merge: one function deciding whether a ✅ on a report merges, with the reason
-//! told in the thread when it does not. Fails closed.
+//! Who may merge: one pure function deciding whether a person's approval (✅ in Slack)
+//! merges, with the reason told to them when it does not. Fails closed. Owns only the rule;
+//! it must not read the store, the forge or Slack (the caller resolves user groups).
+#![warn(missing_docs)]
 
 use crate::config::SlackConfig;
 use crate::report::Decision;
@@ -7,6 +9,7 @@ use crate::report::Decision;
 /// The answer to a ✅.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approval {
+    /// Merge.
     Merge,
     /// Not merged; the message for the thread.
     Refuse(String),

@@ -1,0 +1,464 @@
+//! Merging a tested change: [`merge_tested`] (the forge merge, the `Merged` state and the
+//! audit entry; shared by the ✅ reaction and the blueprint's auto-merge node) and
+//! [`Actions::approve_merge`] (the checks a person's approval must pass first: a finished,
+//! latest, tested report; [`authorize`]; one merge at a time).
+//!
+//! Must not say anything to anyone: refusals and failures come back typed
+//! ([`MergeRefusal`], [`ActionError`]) for the front end to word.
+#![warn(missing_docs)]
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::approval::{Approval, authorize};
+use super::{ActionError, Actions, audit};
+use crate::forge::{Forge, ForgeError, MergeRequest, Merged};
+use crate::report::RunReport;
+use crate::repos::MergeMethod;
+use crate::repos::RepoConfig;
+use crate::store::{RunState, Store};
+use crate::task::{Task, TaskState, now_ms};
+
+/// Why an approval did not merge. The `Display` text is the reason (audited as
+/// `merge_refused {"reason"}` and told to the approver after "Not merged: ").
+#[derive(Debug, thiserror::Error)]
+pub enum MergeRefusal {
+    /// The task is merged already.
+    #[error("it is merged already.")]
+    AlreadyMerged,
+    /// The task was closed (❌).
+    #[error("the task was closed; react 🔁 to run it again first.")]
+    Closed,
+    /// The last run failed: nothing tested to merge.
+    #[error("the last run failed, so there is no tested change; reply in the thread to try again.")]
+    LastRunFailed,
+    /// A run of the task is queued or running.
+    #[error("a run of this task is queued or in progress; react ✅ on its report when it is done.")]
+    RunInProgress,
+    /// No finished run reported a tested commit.
+    #[error("there is no tested commit to merge; reply in the thread to try again.")]
+    NoTestedCommit,
+    /// The approval was given on a message without a tested commit (a status message).
+    #[error("react ✅ on the report (the message with the gates), not on this one.")]
+    NotAReport,
+    /// The approval names a commit or revision that is no longer the newest.
+    #[error("this report is not the latest one; react ✅ on the newest report.")]
+    NotLatest,
+    /// [`authorize`] said no; its reason.
+    #[error("{0}")]
+    NotAuthorized(String),
+    /// The task's forge is not configured.
+    #[error("{0}")]
+    NoForge(ForgeError),
+}
+
+/// Who authorised a merge; decides the audit entry [`merge_tested`] writes.
+#[derive(Debug, Clone, Copy)]
+pub enum MergeAuthority<'a> {
+    /// A person's approval. Audit: action `merged`, actor `approver`, no run id, detail
+    /// `{"tested", "merge_commit", "requester", "approver"}`.
+    Approval {
+        /// The approver's user ID.
+        approver: &'a str,
+    },
+    /// The `[policy] auto_merge` decision of run `run_id`. Audit: action `merge`, actor
+    /// `slipway`, run id `run_id`, detail `{"decision": "auto_merge", "tested",
+    /// "merge_commit", "method"}`.
+    AutoMerge {
+        /// The run whose decision merges.
+        run_id: &'a str,
+    },
+}
+
+impl MergeAuthority<'_> {
+    fn actor(&self) -> &str {
+        match self {
+            Self::Approval { approver } => approver,
+            Self::AutoMerge { .. } => "slipway",
+        }
+    }
+    fn run_id(&self) -> Option<&str> {
+        match self {
+            Self::Approval { .. } => None,
+            Self::AutoMerge { run_id } => Some(run_id),
+        }
+    }
+}
+
+/// Resolves the user groups (`S…` approvers) a user belongs to. The Slack front end asks
+/// Slack; it is called only once the cheap checks passed.
+#[async_trait]
+pub trait ApproverGroups: Send + Sync {
+    /// The configured approver groups `user` is in; empty when unknown or on failure.
+    async fn groups_of(&self, user: &str) -> Vec<String>;
+}
+
+/// The merge method of repo `name` in `repos`, else the default (squash).
+pub fn merge_method(repos: &[RepoConfig], name: &str) -> MergeMethod {
+    repos
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.merge_method)
+        .unwrap_or_default()
+}
+
+/// The request that merges `task` at `tested`, approved by `approver` (a user ID, or
+/// `slipway ([policy] auto_merge)`): method and branch deletion from `[[repos]]` (branch
+/// deleted unless the repo says `delete_branch = false`), the thread URL from the task.
+pub fn merge_request<'a>(
+    repos: &[RepoConfig],
+    task: &'a Task,
+    tested: &'a str,
+    approver: &'a str,
+) -> MergeRequest<'a> {
+    MergeRequest {
+        tested,
+        method: merge_method(repos, &task.repo.name),
+        approver,
+        thread_url: task.thread_url.as_deref(),
+        delete_branch: repos
+            .iter()
+            .find(|r| r.name == task.repo.name)
+            .is_none_or(|r| r.delete_branch),
+    }
+}
+
+/// Merges `task`'s branch at `req.tested` through `forge`, then records it.
+///
+/// On success: the stored task (read fresh, `task` is the fallback) gets `state = Merged`,
+/// `merge_commit = merged.sha`, `merged_commits = merged.commits` and a new `updated_ms`;
+/// the audit entry of `authority` is written (see [`MergeAuthority`]); returns the forge's
+/// [`Merged`]. The caller's `task` value is not changed: apply the same fields to it if
+/// it is saved again later (a run's final `update_task` must keep `Merged`).
+///
+/// On failure: audit `merge_failed {"error"}` (same actor and run id), nothing stored,
+/// `Err(ActionError::Forge(e))`; a failed task update after a merge is
+/// `Err(ActionError::Store(_))` (the forge merged: the base has the change).
+///
+/// Performs no authority checks (see [`Actions::approve_merge`] and the blueprint's
+/// decision) and says nothing to anyone. Audit write failures are logged, not returned.
+pub async fn merge_tested(
+    forge: &dyn Forge,
+    store: &Store,
+    task: &Task,
+    req: &MergeRequest<'_>,
+    authority: MergeAuthority<'_>,
+) -> Result<Merged, ActionError> {
+    let (actor, run_id) = (authority.actor(), authority.run_id());
+    let merged = match forge.merge(task, req).await {
+        Ok(m) => m,
+        Err(e) => {
+            let detail = json!({"error": e.to_string()});
+            audit(store, &task.id, run_id, "merge_failed", actor, detail).await;
+            return Err(ActionError::Forge(e));
+        }
+    };
+    store
+        .update_task(task, |t| {
+            t.state = TaskState::Merged;
+            t.merge_commit = Some(merged.sha.clone());
+            t.merged_commits = merged.commits;
+            t.updated_ms = now_ms();
+        })
+        .await?;
+    let (action, detail) = match authority {
+        MergeAuthority::Approval { approver } => (
+            "merged",
+            json!({"tested": req.tested, "merge_commit": merged.sha, "requester": task.requester, "approver": approver}),
+        ),
+        MergeAuthority::AutoMerge { .. } => (
+            "merge",
+            json!({"decision": "auto_merge", "tested": req.tested, "merge_commit": merged.sha, "method": req.method}),
+        ),
+    };
+    audit(store, &task.id, run_id, action, actor, detail).await;
+    Ok(merged)
+}
+
+/// A merge a person approved.
+#[derive(Debug, Clone)]
+pub struct ApprovedMerge {
+    /// The task as read just before the merge.
+    pub task: Task,
+    /// The commit that was tested and merged.
+    pub tested: String,
+    /// What the forge did.
+    pub merged: Merged,
+}
+
+impl Actions {
+    /// A person's approval (✅ on a report) of task `task_id`: merges when every check
+    /// passes, one approval-merge at a time, on a fresh read of the task.
+    ///
+    /// `reacted_commit` is the tested commit of the message approved (`None` for a status
+    /// message); `approver` a user ID; `groups` resolves the approver's user groups (only
+    /// asked once the task, report and message checks passed).
+    ///
+    /// Returns `Ok(None)` when the task is not stored (nothing said, nothing audited),
+    /// `Ok(Some(_))` after [`merge_tested`] with [`MergeAuthority::Approval`],
+    /// `Err(MergeRefused(_))` (audited `merge_refused {"reason"}`), `Err(Forge(_))` (audited
+    /// `merge_failed`) or `Err(Store(_))`.
+    pub async fn approve_merge(
+        &self,
+        task_id: &str,
+        reacted_commit: Option<&str>,
+        approver: &str,
+        groups: &dyn ApproverGroups,
+    ) -> Result<Option<ApprovedMerge>, ActionError> {
+        let _merging = self.inner.merging.lock().await;
+        let Some(task) = self.inner.store.get_task(task_id)? else {
+            return Ok(None);
+        };
+        match self
+            .check_approval(&task, reacted_commit, approver, groups)
+            .await?
+        {
+            Err(refusal) => {
+                self.audit(
+                    task_id,
+                    "merge_refused",
+                    approver,
+                    json!({"reason": refusal.to_string()}),
+                )
+                .await;
+                Err(ActionError::MergeRefused(refusal))
+            }
+            Ok((forge, tested)) => {
+                let req = merge_request(&self.inner.settings.repos, &task, &tested, approver);
+                let authority = MergeAuthority::Approval { approver };
+                let merged =
+                    merge_tested(forge.as_ref(), &self.inner.store, &task, &req, authority).await?;
+                Ok(Some(ApprovedMerge {
+                    task,
+                    tested,
+                    merged,
+                }))
+            }
+        }
+    }
+
+    /// The approval checks, in the order their refusals are told: task state, a tested
+    /// commit, the message approved, the newest report, [`authorize`], a forge.
+    async fn check_approval(
+        &self,
+        task: &Task,
+        reacted_commit: Option<&str>,
+        approver: &str,
+        groups: &dyn ApproverGroups,
+    ) -> Result<Result<(std::sync::Arc<dyn Forge>, String), MergeRefusal>, ActionError> {
+        let store = &self.inner.store;
+        let queued = store.queued()?.iter().any(|(_, i)| i.task_id == task.id);
+        let blocked = match task.state {
+            TaskState::Merged => Some(MergeRefusal::AlreadyMerged),
+            TaskState::Cancelled => Some(MergeRefusal::Closed),
+            TaskState::Failed => Some(MergeRefusal::LastRunFailed),
+            _ if queued || self.inner.queue.is_running(&task.id) => {
+                Some(MergeRefusal::RunInProgress)
+            }
+            TaskState::Ready | TaskState::Halted => None,
+            TaskState::Queued | TaskState::Running => Some(MergeRefusal::RunInProgress),
+        };
+        if let Some(r) = blocked {
+            return Ok(Err(r));
+        }
+        let latest = latest_report(store, task)?;
+        let (Some(report), Some(commit)) = (
+            latest.as_ref(),
+            latest.as_ref().and_then(|r| r.commit.clone()),
+        ) else {
+            return Ok(Err(MergeRefusal::NoTestedCommit));
+        };
+        if reacted_commit.is_none() {
+            return Ok(Err(MergeRefusal::NotAReport));
+        }
+        if reacted_commit != Some(commit.as_str()) || report.revision != task.current().number {
+            return Ok(Err(MergeRefusal::NotLatest));
+        }
+        let groups = groups.groups_of(approver).await;
+        let settings = &self.inner.settings;
+        if let Approval::Refuse(why) = authorize(
+            approver,
+            &groups,
+            &task.requester,
+            &settings.slack,
+            report.decision,
+        ) {
+            return Ok(Err(MergeRefusal::NotAuthorized(why)));
+        }
+        match self.inner.forges.of(task) {
+            Ok(f) => Ok(Ok((f.clone(), commit))),
+            Err(e) => Ok(Err(MergeRefusal::NoForge(e))),
+        }
+    }
+}
+
+/// The report of the task's newest finished run.
+fn latest_report(store: &Store, task: &Task) -> Result<Option<RunReport>, ActionError> {
+    for run_id in task.runs.iter().rev() {
+        if let Some(run) = store.get_run(run_id)?
+            && run.state != RunState::Running
+        {
+            return Ok(run.report);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forge::{Publication, PullRequestContent};
+    use crate::task::{Origin, RepoRef};
+    use crate::workspace::Worktree;
+
+    /// A forge whose merge answers `result`.
+    struct FakeForge {
+        result: Result<Merged, &'static str>,
+    }
+
+    #[async_trait]
+    impl Forge for FakeForge {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn has_pull_requests(&self) -> bool {
+            true
+        }
+        async fn clone_url(&self, repo: &crate::task::RepoRef) -> Result<String, ForgeError> {
+            Ok(repo.source.clone())
+        }
+        async fn publish(
+            &self,
+            _wt: &Worktree,
+            _task: &Task,
+            _content: &PullRequestContent,
+        ) -> Result<Publication, ForgeError> {
+            Err(ForgeError::Unsupported("publish"))
+        }
+        async fn merge(&self, _task: &Task, _req: &MergeRequest<'_>) -> Result<Merged, ForgeError> {
+            self.result.clone().map_err(ForgeError::Unsupported)
+        }
+    }
+
+    fn task() -> Task {
+        let repo = RepoRef {
+            name: "acme/calc".into(),
+            source: "/srv/calc.git".into(),
+            base: "main".into(),
+            forge: Default::default(),
+        };
+        let mut t = Task::new(repo, "U0ALICE", Origin::Cli, "fix it");
+        t.state = TaskState::Ready;
+        t
+    }
+
+    fn merged() -> Merged {
+        Merged {
+            sha: "b".repeat(40),
+            commits: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approved_merge_stores_merged_and_audits_merged_by_the_approver() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Ok(merged()),
+        };
+        let tested = "a".repeat(40);
+        let req = merge_request(&[], &task, &tested, "U0BOB");
+        let authority = MergeAuthority::Approval { approver: "U0BOB" };
+        let m = merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap();
+        assert_eq!(m, merged());
+        let stored = store.get_task(&task.id).unwrap().unwrap();
+        assert_eq!(stored.state, TaskState::Merged);
+        assert_eq!(stored.merge_commit.as_deref(), Some(m.sha.as_str()));
+        assert_eq!(stored.merged_commits, 2);
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merged").unwrap();
+        assert_eq!(e.actor, "U0BOB");
+        assert_eq!(e.run_id, None);
+        assert_eq!(
+            e.detail,
+            json!({"tested": tested, "merge_commit": m.sha, "requester": "U0ALICE", "approver": "U0BOB"})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_auto_merge_audits_merge_with_its_run_and_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Ok(merged()),
+        };
+        let tested = "a".repeat(40);
+        let req = merge_request(&[], &task, &tested, "slipway ([policy] auto_merge)");
+        let authority = MergeAuthority::AutoMerge { run_id: "r1" };
+        merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap();
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merge").unwrap();
+        assert_eq!(
+            (e.actor.as_str(), e.run_id.as_deref()),
+            ("slipway", Some("r1"))
+        );
+        assert_eq!(
+            e.detail,
+            json!({"decision": "auto_merge", "tested": tested, "merge_commit": "b".repeat(40), "method": req.method})
+        );
+        assert_eq!(
+            store.get_task(&task.id).unwrap().unwrap().state,
+            TaskState::Merged
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_merge_changes_nothing_and_audits_merge_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        let forge = FakeForge {
+            result: Err("no merge today"),
+        };
+        let req = merge_request(&[], &task, "abc", "U0BOB");
+        let authority = MergeAuthority::Approval { approver: "U0BOB" };
+        let err = merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ActionError::Forge(ForgeError::Unsupported(_))
+        ));
+        assert_eq!(
+            store.get_task(&task.id).unwrap().unwrap().state,
+            TaskState::Ready
+        );
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merge_failed").unwrap();
+        assert_eq!(e.detail, json!({"error": "no merge today"}));
+    }
+
+    #[test]
+    fn a_merge_request_takes_method_and_branch_deletion_from_the_repo() {
+        let task = task();
+        let repo: RepoConfig = toml::from_str(
+            "name = \"acme/calc\"\nmerge_method = \"rebase\"\ndelete_branch = false",
+        )
+        .unwrap();
+        let req = merge_request(std::slice::from_ref(&repo), &task, "abc", "U0BOB");
+        assert_eq!(req.method, MergeMethod::Rebase);
+        assert!(!req.delete_branch);
+        let req = merge_request(&[], &task, "abc", "U0BOB");
+        assert_eq!(req.method, MergeMethod::default());
+        assert!(req.delete_branch);
+    }
+}

@@ -1,0 +1,192 @@
+//! Domain actions shared by every front end: merge ([`merge`]), close ([`close`]), rerun
+//! ([`rerun`]) and revert ([`revert`]), plus who may merge ([`approval`]).
+//!
+//! Owns each action's checks, its task-state writes in the store and its audit entries, so
+//! a Slack reaction, a web button and the blueprint's merge node all do the same thing.
+//! Must not touch a front end: no Slack API, no HTTP, no rendering. An action returns a
+//! typed outcome or an [`ActionError`]; the front end turns it into words (Slack:
+//! `slack::copy`). Handles are narrow: the [`Store`], the [`Forges`], the queue through
+//! [`TaskQueue`] and the config bits in [`Settings`].
+#![warn(missing_docs)]
+
+pub mod approval;
+pub mod close;
+pub mod merge;
+pub mod rerun;
+pub mod revert;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::{Config, SlackConfig};
+use crate::forge::{ForgeError, Forges};
+use crate::queue::Queue;
+use crate::repos::MergeMethod;
+use crate::repos::RepoConfig;
+use crate::store::{Store, StoreError};
+use crate::task::Task;
+
+pub use merge::{MergeAuthority, MergeRefusal, merge_tested};
+
+/// Why an action did not happen. Variants say whether anything changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The actor is neither the task's requester nor a configured approver. Nothing changed
+    /// and nothing was audited; the front end names the requester.
+    #[error("only the requester ({requester}) or an approver may do this")]
+    NotTrusted {
+        /// The task's requester (a Slack user ID).
+        requester: String,
+    },
+    /// A merge was refused before reaching the forge; audited as `merge_refused` with this
+    /// text as `reason`. Nothing changed. Not retryable as is.
+    #[error("{0}")]
+    MergeRefused(MergeRefusal),
+    /// The forge failed the merge; audited as `merge_failed`. Nothing merged. Retryable
+    /// when [`ForgeError::is_outage`].
+    #[error(transparent)]
+    Forge(ForgeError),
+    /// The store (or the queue's store) failed; the action may be half done. Logged by the
+    /// front end, never shown with internals.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The queue as actions see it: enqueue and cancel, nothing about how runs execute.
+/// Implemented by [`Queue`]; tests may fake it.
+#[async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Stores `task` (state queued) and queues its current revision; returns the queue key.
+    async fn submit(&self, task: &mut Task) -> Result<u64, StoreError>;
+    /// Queues the task's current revision again; `None` when the task is not stored.
+    async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
+    /// Whether the task has a run in progress.
+    fn is_running(&self, task_id: &str) -> bool;
+    /// Cancels the task's running run; false when none is running.
+    fn cancel(&self, task_id: &str) -> bool;
+}
+
+#[async_trait]
+impl TaskQueue for Queue {
+    async fn submit(&self, task: &mut Task) -> Result<u64, StoreError> {
+        Queue::submit(self, task).await
+    }
+    async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+        Queue::rerun(self, task_id).await
+    }
+    fn is_running(&self, task_id: &str) -> bool {
+        Queue::is_running(self, task_id)
+    }
+    fn cancel(&self, task_id: &str) -> bool {
+        Queue::cancel(self, task_id)
+    }
+}
+
+/// The config bits actions read: `[slack]` (approvers, self-approval) and `[[repos]]`
+/// (merge method, branch deletion). Built once at wiring time.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `[slack]`: who may approve merges.
+    pub slack: SlackConfig,
+    /// `[[repos]]`.
+    pub repos: Vec<RepoConfig>,
+}
+
+impl Settings {
+    /// The bits of `cfg` actions read.
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            slack: cfg.file.slack.clone(),
+            repos: cfg.file.repos.clone(),
+        }
+    }
+
+    /// Whether `user` may drive `task` (refine, cancel, rerun, revert): its requester or a
+    /// configured approver (user IDs only; groups count for merges, through
+    /// [`approval::authorize`]).
+    pub fn is_trusted(&self, user: &str, task: &Task) -> bool {
+        user == task.requester || self.slack.approvers.iter().any(|a| a == user)
+    }
+
+    /// `Err(NotTrusted)` unless [`Settings::is_trusted`].
+    fn check_trusted(&self, user: &str, task: &Task) -> Result<(), ActionError> {
+        if self.is_trusted(user, task) {
+            Ok(())
+        } else {
+            Err(ActionError::NotTrusted {
+                requester: task.requester.clone(),
+            })
+        }
+    }
+
+    /// The merge method of repo `name` (`[[repos]] merge_method`), else the default (squash).
+    pub fn merge_method(&self, name: &str) -> MergeMethod {
+        merge::merge_method(&self.repos, name)
+    }
+}
+
+struct Inner {
+    store: Store,
+    forges: Forges,
+    queue: Arc<dyn TaskQueue>,
+    settings: Arc<Settings>,
+    /// One approval-merge at a time: two ✅ at once merge once (the second sees `Merged`).
+    /// A tokio mutex because it is held across the forge call.
+    merging: tokio::sync::Mutex<()>,
+}
+
+/// The actions with their handles. Cheap to clone.
+#[derive(Clone)]
+pub struct Actions {
+    inner: Arc<Inner>,
+}
+
+impl Actions {
+    /// Actions over `store`, `forges` and `queue`, reading `settings`.
+    pub fn new(
+        store: Store,
+        forges: Forges,
+        queue: Arc<dyn TaskQueue>,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                forges,
+                queue,
+                settings,
+                merging: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The config bits the actions read.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Writes an audit entry; a failure is logged, not returned (the action itself happened).
+    async fn audit(&self, task_id: &str, action: &str, actor: &str, detail: Value) {
+        audit(&self.inner.store, task_id, None, action, actor, detail).await;
+    }
+}
+
+/// Appends an audit entry for `task_id` (and `run_id`); a store failure is logged, not
+/// returned, because the audited action already happened.
+async fn audit(
+    store: &Store,
+    task_id: &str,
+    run_id: Option<&str>,
+    action: &str,
+    actor: &str,
+    detail: Value,
+) {
+    if let Err(e) = store
+        .audit_now(Some(task_id), run_id, action, actor, detail)
+        .await
+    {
+        tracing::error!(error = %e, action, task_id, "could not write the audit log");
+    }
+}

@@ -1,0 +1,368 @@
+//! Egress: everything the bot writes into threads. [`Egress::follow`] renders the queue's
+//! [`QueueEvent`]s (one status message per run, edited in place as nodes finish; the final
+//! report as Block Kit with a plain-text fallback; every failure said in the thread), and
+//! the handlers post through [`Egress::say`] and [`Egress::new_status`].
+//!
+//! Owns the order of thread writes (one egress lock per process, so status edits keep
+//! their order; binding writes of a task's thread record take it too). Must not decide
+//! anything about tasks, and takes its words from `super::copy`.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::api::WebApi;
+use super::bindings::{Bindings, ReportMessage, SlackThread, StatusMessage};
+use super::copy;
+use crate::config::SecretValues;
+use crate::gates::render;
+use crate::queue::{Queue, QueueEvent};
+use crate::report::RunReport;
+use crate::run::RunEvent;
+use crate::store::{Store, StoreError};
+use crate::task::now_ms;
+
+/// Failures of a thread write that are not Slack's (Slack failures are logged where they
+/// happen: there is nowhere else to say them).
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error(transparent)]
+    /// A binding could not be read or written.
+    Store(#[from] StoreError),
+}
+
+struct Inner {
+    api: WebApi,
+    bindings: Bindings,
+    store: Store,
+    /// Only for `is_shutting_down`: a run stopped by a graceful shutdown is told so.
+    queue: Queue,
+    /// Secret values redacted from every text posted (an error quoting a URL with a token).
+    secrets: SecretValues,
+    /// Serialises egress per process, so status edits keep their order; binding writes
+    /// take it too. A tokio mutex: it is held across Slack calls.
+    order: tokio::sync::Mutex<()>,
+}
+
+/// The bot's voice in threads. Cheap to clone.
+#[derive(Clone)]
+pub struct Egress {
+    inner: Arc<Inner>,
+}
+
+impl Egress {
+    /// Egress through `api`, recording reaction targets in `store`; `queue` is asked only
+    /// whether it is shutting down; `secrets` are redacted from every post.
+    pub fn new(api: WebApi, store: Store, queue: Queue, secrets: SecretValues) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                api,
+                bindings: Bindings::new(store.clone()),
+                store,
+                queue,
+                secrets,
+                order: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Waits for the egress message in flight, if any.
+    pub async fn quiesce(&self) {
+        drop(self.inner.order.lock().await);
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.inner.secrets.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+
+    /// Posts `text` in a thread; returns the message's `ts`, or `None` after logging a
+    /// failure (there is nowhere else to say it).
+    pub async fn say(&self, channel: &str, thread_ts: &str, text: &str) -> Option<String> {
+        // Errors quoted into the thread must not carry a secret (a token in a URL, say).
+        let text = self.redact(text);
+        match self.inner.api.post(channel, thread_ts, &text, None).await {
+            Ok(ts) => Some(ts),
+            Err(e) => {
+                tracing::error!(error = %e, advice = e.advice(), channel, "could not post in the thread");
+                None
+            }
+        }
+    }
+
+    /// Writes a front-end audit entry; a failure is logged.
+    pub async fn audit(&self, task_id: &str, action: &str, actor: &str, detail: Value) {
+        if let Err(e) = self
+            .inner
+            .store
+            .audit_now(Some(task_id), None, action, actor, detail)
+            .await
+        {
+            tracing::error!(error = %e, action, "could not write the audit log");
+        }
+    }
+
+    /// Makes a status message a target for ❌ and 🔁 (it has no tested commit, so ✅ on it
+    /// is answered, not merged).
+    async fn bind_status(&self, channel: &str, ts: &str, task_id: &str) -> Result<(), EgressError> {
+        self.inner
+            .bindings
+            .bind_message(channel, ts, &ReportMessage::status(task_id))
+            .await?;
+        Ok(())
+    }
+
+    /// Posts a fresh status message for the task's next run (revision `revision`), and
+    /// stores the task's thread record (created here for a new task, even when the post
+    /// failed, so egress still finds it).
+    pub async fn new_status(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+        revision: u32,
+        text: &str,
+    ) -> Result<(), EgressError> {
+        let posted = self.say(channel, thread_ts, text).await;
+        if let Some(ts) = &posted {
+            self.bind_status(channel, ts, task_id).await?;
+        }
+        let _order = self.inner.order.lock().await;
+        let bindings = &self.inner.bindings;
+        let mut bound = bindings.slack_thread(task_id)?.unwrap_or(SlackThread {
+            task_id: task_id.into(),
+            channel: channel.into(),
+            thread_ts: thread_ts.into(),
+            status: None,
+            pending: None,
+        });
+        if let Some(ts) = posted {
+            bound.pending = Some(StatusMessage {
+                ts,
+                revision,
+                started_ms: now_ms(),
+                ..Default::default()
+            });
+        }
+        bindings.put_slack_thread(&bound).await?;
+        Ok(())
+    }
+
+    /// Renders queue events into the threads of Slack-started tasks until the channel
+    /// closes. Call with a receiver subscribed before `Queue::recover`, so interruptions are
+    /// told.
+    pub async fn follow(&self, mut rx: broadcast::Receiver<QueueEvent>) {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Err(err) = self.egress(e).await {
+                        tracing::error!(error = %err, "could not report to Slack");
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "Slack egress fell behind; some status edits were skipped"
+                    )
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn egress(&self, e: QueueEvent) -> Result<(), EgressError> {
+        let _order = self.inner.order.lock().await;
+        let task_id = match &e {
+            QueueEvent::Run { task_id, .. }
+            | QueueEvent::Interrupted { task_id, .. }
+            | QueueEvent::Failed { task_id, .. } => task_id.clone(),
+        };
+        let Some(mut bound) = self.inner.bindings.slack_thread(&task_id)? else {
+            return Ok(()); // not a Slack task
+        };
+        let (channel, thread_ts) = (bound.channel.clone(), bound.thread_ts.clone());
+        match e {
+            QueueEvent::Run { event, .. } => match event {
+                RunEvent::RunStarted {
+                    run_id, revision, ..
+                } => {
+                    let ts = match bound.pending.take() {
+                        Some(s) => s.ts,
+                        None => match self.say(&channel, &thread_ts, copy::STARTING).await {
+                            Some(ts) => {
+                                self.bind_status(&channel, &ts, &task_id).await?;
+                                ts
+                            }
+                            None => return Ok(()),
+                        },
+                    };
+                    bound.status = Some(StatusMessage {
+                        ts,
+                        revision,
+                        run_id: Some(run_id),
+                        lines: Vec::new(),
+                        started_ms: now_ms(),
+                        done: false,
+                    });
+                    self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
+                        .await;
+                }
+                RunEvent::NodeFinished {
+                    node,
+                    ok,
+                    detail,
+                    duration_ms,
+                    ..
+                } => {
+                    if let Some(s) = bound.status.as_mut() {
+                        s.lines
+                            .push(copy::node_line(&node, ok, &detail, duration_ms));
+                    }
+                    self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
+                        .await;
+                }
+                RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
+                    if self.inner.queue.is_shutting_down() =>
+                {
+                    // Stopped by a graceful shutdown: it reruns after the restart.
+                    self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
+                        .await;
+                    self.say(&channel, &thread_ts, copy::RESTARTING).await;
+                }
+                RunEvent::RunFinished { report } => {
+                    let headline = copy::finished_headline(report.decision);
+                    self.close_status(&channel, &mut bound, &headline).await;
+                    self.post_report(&channel, &thread_ts, &task_id, &report)
+                        .await?;
+                }
+                RunEvent::RunFailed { error } => {
+                    self.close_status(&channel, &mut bound, copy::FAILED_HEADLINE)
+                        .await;
+                    self.post_failure(&channel, &thread_ts, &task_id, &error)
+                        .await?;
+                }
+                RunEvent::Published {
+                    pr_url: Some(url), ..
+                } => {
+                    // The PR link reaches the thread as soon as it exists, before CI.
+                    if let Some(s) = bound.status.as_mut()
+                        && !s.lines.iter().any(|l| l.contains(url.as_str()))
+                    {
+                        s.lines.push(copy::pr_line(&url));
+                    }
+                    self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
+                        .await;
+                }
+                RunEvent::NodeStarted { .. } | RunEvent::Published { .. } => return Ok(()),
+            },
+            QueueEvent::Interrupted { rerun, .. } => {
+                self.say(&channel, &thread_ts, copy::interrupted(rerun))
+                    .await;
+                if rerun {
+                    bound.status = None;
+                }
+            }
+            QueueEvent::Failed { error, .. } => {
+                if bound.status.as_ref().is_some_and(|s| s.done) {
+                    return Ok(()); // the run's own failure was told already
+                }
+                self.close_status(&channel, &mut bound, copy::FAILED_HEADLINE)
+                    .await;
+                self.post_failure(&channel, &thread_ts, &task_id, &error)
+                    .await?;
+            }
+        }
+        self.inner.bindings.put_slack_thread(&bound).await?;
+        Ok(())
+    }
+
+    /// Marks the run's status message done and writes its last headline.
+    async fn close_status(&self, channel: &str, bound: &mut SlackThread, state: &str) {
+        if let Some(s) = bound.status.as_mut() {
+            s.done = true;
+        }
+        self.edit_status(channel, bound, state).await;
+    }
+
+    /// Rewrites the status message: a headline, then one line per finished node.
+    async fn edit_status(&self, channel: &str, bound: &SlackThread, state: &str) {
+        let Some(s) = &bound.status else { return };
+        let elapsed = now_ms().saturating_sub(s.started_ms) as f64 / 1000.0;
+        let text = copy::status(s.revision, s.run_id.as_deref(), state, elapsed, &s.lines);
+        if let Err(e) = self.inner.api.update(channel, &s.ts, &text, None).await {
+            tracing::warn!(error = %e, advice = e.advice(), "could not edit the status message");
+        }
+    }
+
+    async fn post_report(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+        report: &RunReport,
+    ) -> Result<(), EgressError> {
+        let kit = render::block_kit(report);
+        let text = kit
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| render::plain_text(report));
+        let ts = match self
+            .inner
+            .api
+            .post(channel, thread_ts, &text, kit.get("blocks"))
+            .await
+        {
+            Ok(ts) => ts,
+            Err(e) => {
+                // The report must reach the thread: fall back to the plain text.
+                tracing::warn!(error = %e, "Block Kit report failed; posting plain text");
+                match self.say(channel, thread_ts, &text).await {
+                    Some(ts) => ts,
+                    None => return Ok(()),
+                }
+            }
+        };
+        self.inner
+            .bindings
+            .bind_message(
+                channel,
+                &ts,
+                &ReportMessage {
+                    task_id: task_id.into(),
+                    run_id: Some(report.run_id.clone()),
+                    commit: report.commit.clone(),
+                    decision: Some(report.decision),
+                },
+            )
+            .await?;
+        self.audit(
+            task_id,
+            "slack_report",
+            "slipway",
+            json!({"ts": ts, "decision": report.decision}),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn post_failure(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+        error: &str,
+    ) -> Result<(), EgressError> {
+        if let Some(ts) = self.say(channel, thread_ts, &copy::run_failed(error)).await {
+            self.bind_status(channel, &ts, task_id).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! A mention (or a DM to the bot): 👀 at once, then a command (`help`, `status`,
+//! `cancel`), a refinement of the thread's task, or a new task (the repo from the text or
+//! the channel, the whole thread read as context). Must not act on reactions or render
+//! queue events.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::reply::Reply;
+use super::{HandlerError, read_thread};
+use crate::actions::{Actions, Settings};
+use crate::queue::Queue;
+use crate::repos::ForgeKind;
+use crate::repos::RepoConfig;
+use crate::slack::api::WebApi;
+use crate::slack::bindings::Bindings;
+use crate::slack::copy;
+use crate::slack::egress::Egress;
+use crate::slack::thread::{
+    Command, RepoChoice, choose_repo, parse_command, revision_from_thread, strip_mentions,
+};
+use crate::store::Store;
+use crate::task::{Origin, RepoRef, Revision, Task};
+
+/// The bot's acknowledgement on a mention.
+pub const SEEN: &str = "eyes";
+
+/// Mentions acknowledged with 👀 since start: a counter shared with `/metrics`. Cheap to
+/// clone.
+#[derive(Debug, Clone, Default)]
+pub struct MentionsSeen(Arc<AtomicU64>);
+
+impl MentionsSeen {
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one mention is about.
+pub struct MentionEvent<'a> {
+    /// Channel ID.
+    pub channel: &'a str,
+    /// The mention's own `ts`.
+    pub ts: &'a str,
+    /// Its thread (its own `ts` when it starts one).
+    pub thread_ts: &'a str,
+    /// Who mentioned the bot.
+    pub user: &'a str,
+    /// The message text, mentions included.
+    pub text: &'a str,
+    /// When the envelope arrived (for the 👀 latency).
+    pub received: Instant,
+}
+
+/// The mention handler's handles. Cheap to clone.
+#[derive(Clone)]
+pub struct Mention {
+    /// 👀, the thread, the permalink.
+    pub api: WebApi,
+    /// Posts and status messages.
+    pub egress: Egress,
+    /// Thread → task.
+    pub bindings: Bindings,
+    /// Submits new tasks; `status`.
+    pub queue: Queue,
+    /// Task titles for `status`.
+    pub store: Store,
+    /// `cancel`.
+    pub actions: Actions,
+    /// A trusted mention in a task's thread refines it.
+    pub reply: Reply,
+    /// `[[repos]]` and approvers.
+    pub settings: Arc<Settings>,
+    /// `[queue] concurrency`, for `status`.
+    pub concurrency: usize,
+    /// Whether GitHub credentials are configured (`forge = "github"` repos need them).
+    pub github_configured: bool,
+    /// Bumped on every 👀.
+    pub seen: MentionsSeen,
+}
+
+impl Mention {
+    /// Handles one mention.
+    pub async fn run(&self, m: MentionEvent<'_>) -> Result<(), HandlerError> {
+        let MentionEvent {
+            channel,
+            ts,
+            thread_ts,
+            user,
+            text,
+            received,
+        } = m;
+        match self.api.react(channel, ts, SEEN).await {
+            Ok(()) => {
+                self.seen.bump();
+                tracing::debug!(
+                    ms = received.elapsed().as_millis() as u64,
+                    "mention acknowledged with 👀"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, advice = e.advice(), "could not add 👀"),
+        }
+        let existing = self.bindings.task_for_thread(channel, thread_ts)?;
+        match parse_command(text) {
+            Command::Help => {
+                self.egress.say(channel, thread_ts, copy::HELP).await;
+            }
+            Command::Status => {
+                let text = self.status_text()?;
+                self.egress.say(channel, thread_ts, &text).await;
+            }
+            Command::Cancel => match existing {
+                Some(task) => {
+                    super::reaction::close(
+                        &self.actions,
+                        &self.egress,
+                        channel,
+                        thread_ts,
+                        &task,
+                        user,
+                    )
+                    .await?
+                }
+                None => {
+                    self.egress
+                        .say(channel, thread_ts, copy::NO_TASK_TO_CANCEL)
+                        .await;
+                }
+            },
+            Command::Empty => {
+                self.egress
+                    .say(channel, thread_ts, copy::EMPTY_MENTION)
+                    .await;
+            }
+            Command::Task(_) => match existing {
+                Some(task) => {
+                    if self.settings.is_trusted(user, &task) {
+                        self.reply.refine(channel, ts, thread_ts, &task).await?;
+                    } else {
+                        self.egress
+                            .say(channel, thread_ts, &copy::context_only(&task.requester))
+                            .await;
+                    }
+                }
+                None => self.start(channel, ts, thread_ts, user, text).await?,
+            },
+        }
+        Ok(())
+    }
+
+    fn status_text(&self) -> Result<String, HandlerError> {
+        let s = self.queue.status()?;
+        let tasks = |ids: &[String]| -> Result<Vec<Task>, HandlerError> {
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(self.store.get_task(id)?);
+            }
+            Ok(out)
+        };
+        let running = copy::task_lines(&tasks(&s.running)?);
+        let queued = copy::task_lines(&tasks(&s.queued)?);
+        Ok(copy::queue_status(
+            (s.running.len(), &running),
+            self.concurrency,
+            (s.queued.len(), &queued),
+        ))
+    }
+
+    async fn start(
+        &self,
+        channel: &str,
+        ts: &str,
+        thread_ts: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), HandlerError> {
+        let repos = &self.settings.repos;
+        let egress = &self.egress;
+        let repo = match choose_repo(text, channel, repos) {
+            RepoChoice::Named(r) | RepoChoice::ChannelDefault(r) => r,
+            RepoChoice::Unknown(name) => {
+                egress
+                    .say(channel, thread_ts, &copy::unknown_repo(&name, repos))
+                    .await;
+                return Ok(());
+            }
+            RepoChoice::Missing => {
+                egress
+                    .say(channel, thread_ts, &copy::missing_repo(repos))
+                    .await;
+                return Ok(());
+            }
+        };
+        if instruction_without_repo(text, &repo.name).is_empty() {
+            egress
+                .say(channel, thread_ts, &copy::no_instruction(&repo.name))
+                .await;
+            return Ok(());
+        }
+        let source = match repo_source(&repo) {
+            Ok(_) if repo.forge == ForgeKind::Github && !self.github_configured => {
+                egress
+                    .say(channel, thread_ts, &copy::github_not_configured(&repo.name))
+                    .await;
+                return Ok(());
+            }
+            Ok(s) => s,
+            Err(msg) => {
+                egress.say(channel, thread_ts, &msg).await;
+                return Ok(());
+            }
+        };
+        let (messages, read_error) =
+            read_thread(&self.api, channel, thread_ts, ts, Some(text), user).await;
+        let approvers = &self.settings.slack.approvers;
+        let Some(revision) = revision_from_thread(&messages, ts, user, approvers) else {
+            egress
+                .say(channel, thread_ts, copy::MENTION_NOT_FOUND)
+                .await;
+            return Ok(());
+        };
+        let repo_ref = RepoRef {
+            name: repo.name.clone(),
+            source,
+            base: repo.base.clone(),
+            forge: repo.forge,
+        };
+        let origin = Origin::Slack {
+            channel: channel.into(),
+            thread_ts: thread_ts.into(),
+        };
+        let instructions = strip_repo_prefix(&revision.instructions, &repo.name);
+        let mut task = Task::new(repo_ref, user, origin, &instructions);
+        // For the PR body and the merge comment; a task without it only lacks the link.
+        task.thread_url = match self.api.permalink(channel, thread_ts).await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "no permalink for the thread");
+                None
+            }
+        };
+        task.revisions[0] = Revision {
+            number: 1,
+            instructions,
+            ..revision
+        };
+        // Bind before queueing, so the run's first event finds its thread.
+        self.bindings
+            .bind_thread(channel, thread_ts, &task.id)
+            .await?;
+        let note = read_error
+            .map(|e| copy::thread_unread_note(&e, e.advice()))
+            .unwrap_or_default();
+        let status_text = copy::task_queued(&task, &note);
+        egress
+            .new_status(channel, thread_ts, &task.id, 1, &status_text)
+            .await?;
+        if let Err(e) = self.queue.submit(&mut task).await {
+            egress
+                .say(channel, thread_ts, &copy::queue_failed(&e))
+                .await;
+            return Err(e.into());
+        }
+        egress
+            .audit(
+                &task.id,
+                "slack_task_created",
+                user,
+                json!({"channel": channel, "ts": ts, "repo": task.repo.name}),
+            )
+            .await;
+        Ok(())
+    }
+}
+
+/// A task's instruction with the mention, the repo name and filler words removed: empty
+/// means the mention named only a repo.
+fn instruction_without_repo(text: &str, repo: &str) -> String {
+    let t = strip_mentions(text);
+    // ASCII lowering keeps byte offsets, so the index is valid in `t`.
+    let lower = t.to_ascii_lowercase();
+    let without = match lower.find(&repo.to_ascii_lowercase()) {
+        Some(i) => format!("{}{}", &t[..i], &t[i + repo.len()..]),
+        None => t,
+    };
+    without
+        .split_whitespace()
+        .filter(|w| {
+            let core = w.to_lowercase();
+            let core = core.trim_matches(|c: char| c.is_ascii_punctuation());
+            !matches!(core, "" | "in" | "on" | "for" | "repo")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The instruction without a leading "in owner/name:" (the repo is the task's, not part of
+/// what to change).
+fn strip_repo_prefix(text: &str, repo: &str) -> String {
+    let t = text.trim_start();
+    let lower = t.to_ascii_lowercase();
+    let after_in = ["in ", "on ", "for "]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p).map(|_| p.len()))
+        .unwrap_or(0);
+    if lower[after_in..].starts_with(&repo.to_ascii_lowercase()) {
+        let rest = &t[after_in + repo.len()..];
+        let rest = rest.trim_start_matches([':', ',', '-', ' ']);
+        if !rest.trim().is_empty() {
+            return rest.trim().to_string();
+        }
+    }
+    text.trim().to_string()
+}
+
+/// Where a configured repo is fetched from, or the message for the thread. A GitHub repo's
+/// clone URL comes from the API at each run; this is only its placeholder.
+fn repo_source(repo: &RepoConfig) -> Result<String, String> {
+    if repo.forge == ForgeKind::Github {
+        return Ok(format!("https://github.com/{}.git", repo.name));
+    }
+    let Some(url) = &repo.url else {
+        return Err(copy::repo_without_url(&repo.name));
+    };
+    crate::workspace::Workspaces::resolve_source(url)
+        .map(|(source, _)| source)
+        .map_err(|e| copy::repo_unreachable(&repo.name, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repo_prefix_is_not_part_of_the_instruction() {
+        assert_eq!(
+            strip_repo_prefix("in acme/api: fix it", "acme/api"),
+            "fix it"
+        );
+        assert_eq!(strip_repo_prefix("acme/api, fix it", "acme/api"), "fix it");
+        assert_eq!(
+            strip_repo_prefix("fix acme/api retries", "acme/api"),
+            "fix acme/api retries"
+        );
+    }
+
+    #[test]
+    fn a_mention_holding_only_a_repo_has_no_instruction() {
+        assert_eq!(
+            instruction_without_repo("<@U0BOT> acme/api", "acme/api"),
+            ""
+        );
+        assert_eq!(
+            instruction_without_repo("<@U0BOT> in acme/api:", "acme/api"),
+            ""
+        );
+        assert_eq!(
+            instruction_without_repo("<@U0BOT> in acme/api: fix the retries 🚀", "acme/api"),
+            "fix the retries 🚀"
+        );
+        assert_eq!(
+            instruction_without_repo("<@U0BOT> in Acme/API: ünïcode", "acme/api"),
+            "ünïcode"
+        );
+    }
+}

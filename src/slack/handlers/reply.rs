@@ -1,0 +1,109 @@
+//! A reply in a task's thread: from the requester or an approver it becomes revision n+1
+//! on the same branch and PR; from anyone else it is left as untrusted context for the next
+//! revision. Must not start tasks or act on reactions.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{HandlerError, read_thread};
+use crate::actions::Settings;
+use crate::queue::Queue;
+use crate::slack::api::WebApi;
+use crate::slack::bindings::Bindings;
+use crate::slack::copy;
+use crate::slack::egress::Egress;
+use crate::slack::thread::revision_from_thread;
+use crate::task::{Task, TaskState};
+
+/// The reply handler's handles. Cheap to clone.
+#[derive(Clone)]
+pub struct Reply {
+    /// Reads the thread back (`conversations.replies`).
+    pub api: WebApi,
+    /// Posts and status messages.
+    pub egress: Egress,
+    /// Thread → task.
+    pub bindings: Bindings,
+    /// Refines queued tasks.
+    pub queue: Queue,
+    /// Approvers (who may refine besides the requester).
+    pub settings: Arc<Settings>,
+}
+
+impl Reply {
+    /// `user`'s reply `ts` in thread `(channel, thread_ts)`.
+    pub async fn run(
+        &self,
+        channel: &str,
+        ts: &str,
+        thread_ts: &str,
+        user: &str,
+    ) -> Result<(), HandlerError> {
+        let Some(task) = self.bindings.task_for_thread(channel, thread_ts)? else {
+            return Ok(());
+        };
+        if !self.settings.is_trusted(user, &task) {
+            // Context for the next revision, never an instruction.
+            tracing::debug!(
+                task_id = task.id,
+                user,
+                "reply from someone else kept as untrusted context"
+            );
+            return Ok(());
+        }
+        self.refine(channel, ts, thread_ts, &task).await
+    }
+
+    /// Queues revision n+1 of `task` from the thread as it reads now (message `ts` is the
+    /// trigger). Also used by a trusted mention in a task's thread.
+    pub async fn refine(
+        &self,
+        channel: &str,
+        ts: &str,
+        thread_ts: &str,
+        task: &Task,
+    ) -> Result<(), HandlerError> {
+        if task.state == TaskState::Merged {
+            self.egress
+                .say(channel, thread_ts, copy::REFINE_MERGED)
+                .await;
+            return Ok(());
+        }
+        let (messages, _) =
+            read_thread(&self.api, channel, thread_ts, ts, None, &task.requester).await;
+        let approvers = &self.settings.slack.approvers;
+        let Some(revision) = revision_from_thread(&messages, ts, &task.requester, approvers) else {
+            self.egress
+                .say(channel, thread_ts, copy::REPLY_NOT_FOUND)
+                .await;
+            return Ok(());
+        };
+        if revision.instructions.trim().is_empty() {
+            return Ok(());
+        }
+        let running = self.queue.is_running(&task.id);
+        let Some(updated) = self.queue.refine(&task.id, revision).await? else {
+            return Ok(());
+        };
+        let n = updated.current().number;
+        let text = if running {
+            copy::revision_queued_behind(n)
+        } else {
+            copy::revision_queued(n, &updated.branch)
+        };
+        self.egress
+            .new_status(channel, thread_ts, &updated.id, n, &text)
+            .await?;
+        self.egress
+            .audit(
+                &updated.id,
+                "slack_revision",
+                &updated.requester,
+                json!({"revision": n, "ts": ts}),
+            )
+            .await;
+        Ok(())
+    }
+}
