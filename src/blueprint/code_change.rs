@@ -20,7 +20,8 @@ use crate::gates::checks::{self, CheckCommand, CheckResult, CheckStatus};
 use crate::gates::policy::{self, EffectivePolicy, RepoPolicy};
 use crate::gates::{self, Evidence, classify, sandboxed, secrets};
 use crate::report::{
-    AgentTotals, Classification, Decision, Gate, GateStatus, RunReport, SandboxInfo, Timings,
+    AgentTotals, Classification, Decision, Gate, GateName, GateStatus, RunReport, SandboxInfo,
+    Timings,
 };
 use crate::runner::{RunError, Runner};
 use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
@@ -520,13 +521,13 @@ impl Flow<'_> {
             let out = out?;
             let gate = if out.success() {
                 Gate::new(
-                    "setup",
+                    GateName::Setup,
                     GateStatus::Pass,
                     format!("`{}` ({})", setup.command, setup.source),
                 )
             } else if out.exit_code == Some(127) {
                 Gate::new(
-                    "setup",
+                    GateName::Setup,
                     GateStatus::Warn,
                     format!(
                         "`{}` could not run: command not found in the sandbox",
@@ -535,7 +536,7 @@ impl Flow<'_> {
                 )
             } else {
                 Gate::new(
-                    "setup",
+                    GateName::Setup,
                     GateStatus::Fail,
                     format!(
                         "`{}` failed: {}",
@@ -613,16 +614,20 @@ impl Flow<'_> {
                 n => format!(" after {n} CI fix rounds"),
             };
             let (gate, retry) = match outcome {
-                CiOutcome::NoCi { detail } => (Gate::new("ci", GateStatus::Skip, detail), None),
+                CiOutcome::NoCi { detail } => {
+                    (Gate::new(GateName::Ci, GateStatus::Skip, detail), None)
+                }
                 CiOutcome::Passed { detail } => (
                     Gate::new(
-                        "ci",
+                        GateName::Ci,
                         GateStatus::Pass,
                         format!("{detail}{}", rounds(self.ci_rounds)),
                     ),
                     None,
                 ),
-                CiOutcome::TimedOut { detail } => (Gate::new("ci", GateStatus::Warn, detail), None),
+                CiOutcome::TimedOut { detail } => {
+                    (Gate::new(GateName::Ci, GateStatus::Warn, detail), None)
+                }
                 CiOutcome::Failed { detail, failures } => {
                     tracker
                         .log
@@ -641,7 +646,7 @@ impl Flow<'_> {
                         format!("{detail}{}; no CI fix rounds left", rounds(self.ci_rounds))
                     };
                     (
-                        Gate::new("ci", GateStatus::Fail, detail),
+                        Gate::new(GateName::Ci, GateStatus::Fail, detail),
                         may_fix.then_some(failures),
                     )
                 }
@@ -814,7 +819,7 @@ impl Flow<'_> {
             // The forge's CI runs after the push; its verdict replaces this gate.
             ci: self.forge.has_ci().then(|| {
                 Gate::new(
-                    "ci",
+                    GateName::Ci,
                     GateStatus::Skip,
                     "not run yet: CI runs on the pushed commit",
                 )

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{REPO_POLICY_PATH, RepoPolicy};
+use crate::report::GateName;
 use crate::sandbox::{SandboxError, Session};
 
 /// Exit status of a shell whose command was not found.
@@ -27,11 +28,12 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn gate_name(self) -> &'static str {
+    /// The gate this check's result becomes.
+    pub fn gate_name(self) -> GateName {
         match self {
-            Self::Format => "format",
-            Self::Lint => "lint",
-            Self::Tests => "tests",
+            Self::Format => GateName::Format,
+            Self::Lint => GateName::Lint,
+            Self::Tests => GateName::Tests,
         }
     }
 }

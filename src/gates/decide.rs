@@ -35,7 +35,7 @@ pub fn decide(
         .map(|g| format!("{}: {}", g.name, g.detail))
         .collect();
     for required in &policy.required_gates {
-        match gates.iter().find(|g| &g.name == required) {
+        match gates.iter().find(|g| g.name == required.as_str()) {
             Some(g) if g.status == GateStatus::Pass => {}
             Some(g) if g.status == GateStatus::Warn => {}
             Some(g) => reasons.push(format!(

@@ -8,7 +8,7 @@ use globset::{Glob, GlobSetBuilder};
 use super::Evidence;
 use super::checks::{CheckKind, CheckStatus};
 use crate::agent::AgentEnd;
-use crate::report::{Gate, GateStatus};
+use crate::report::{Gate, GateName, GateStatus};
 use crate::workspace::FileChange;
 
 fn last_line(s: &str) -> String {
@@ -25,19 +25,21 @@ fn last_line(s: &str) -> String {
 pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let mut gates = Vec::new();
     gates.push(match ev.agent_end {
-        AgentEnd::Finished { .. } => Gate::new("agent", GateStatus::Pass, "the agent finished"),
+        AgentEnd::Finished { .. } => {
+            Gate::new(GateName::Agent, GateStatus::Pass, "the agent finished")
+        }
         AgentEnd::Budget { kind } => Gate::new(
-            "agent",
+            GateName::Agent,
             GateStatus::Fail,
             format!("the agent stopped: {kind:?} budget exhausted").to_lowercase(),
         ),
         AgentEnd::Stopped { .. } => Gate::new(
-            "agent",
+            GateName::Agent,
             GateStatus::Fail,
             "the agent stopped without calling finish",
         ),
         AgentEnd::PolicyViolation { reason } => {
-            Gate::new("agent", GateStatus::Fail, reason.clone())
+            Gate::new(GateName::Agent, GateStatus::Fail, reason.clone())
         }
     });
     for kind in [CheckKind::Format, CheckKind::Lint, CheckKind::Tests] {
@@ -48,16 +50,16 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let added: usize = ev.changes.iter().map(|c| c.added).sum();
     let deleted: usize = ev.changes.iter().map(|c| c.deleted).sum();
     gates.push(if files == 0 {
-        Gate::new("diff", GateStatus::Fail, "the agent made no change")
+        Gate::new(GateName::Diff, GateStatus::Fail, "the agent made no change")
     } else if !ev.committed {
         Gate::new(
-            "diff",
+            GateName::Diff,
             GateStatus::Fail,
             "this revision made no change (the branch holds only earlier revisions' work)",
         )
     } else {
         Gate::new(
-            "diff",
+            GateName::Diff,
             GateStatus::Pass,
             format!("{files} file(s), +{added} −{deleted}"),
         )
@@ -84,7 +86,7 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     }
     gates.push(if scope.is_empty() {
         Gate::new(
-            "scope",
+            GateName::Scope,
             GateStatus::Pass,
             format!(
                 "{files}/{} files, {lines}/{} lines",
@@ -92,25 +94,25 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
             ),
         )
     } else {
-        Gate::new("scope", GateStatus::Warn, scope.join("; "))
+        Gate::new(GateName::Scope, GateStatus::Warn, scope.join("; "))
     });
     let forbidden = matching(&ev.policy.forbidden_paths, ev.changes);
     gates.push(if forbidden.is_empty() {
         Gate::new(
-            "forbidden_paths",
+            GateName::ForbiddenPaths,
             GateStatus::Pass,
             "no forbidden path touched",
         )
     } else {
         Gate::new(
-            "forbidden_paths",
+            GateName::ForbiddenPaths,
             GateStatus::Fail,
             format!("forbidden path(s) changed: {}", forbidden.join(", ")),
         )
     });
     gates.push(if ev.secrets.is_empty() {
         Gate::new(
-            "secrets",
+            GateName::Secrets,
             GateStatus::Pass,
             format!("no credentials in {} added line(s)", ev.added_lines),
         )
@@ -122,7 +124,7 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
             .map(|f| format!("{} at {}:{} ({})", f.rule, f.path, f.line, f.redacted))
             .collect();
         Gate::new(
-            "secrets",
+            GateName::Secrets,
             GateStatus::Fail,
             format!(
                 "{} credential(s) added: {}",
@@ -133,14 +135,14 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     });
     gates.push(ev.dependencies.clone().unwrap_or_else(|| {
         Gate::new(
-            "dependencies",
+            GateName::Dependencies,
             GateStatus::Skip,
             "no manifest or lockfile changed",
         )
     }));
     gates.push(ev.coverage.clone().unwrap_or_else(|| {
         Gate::new(
-            "coverage",
+            GateName::Coverage,
             GateStatus::Skip,
             "no coverage command in .slipway/policy.toml [checks]",
         )
@@ -148,10 +150,10 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     gates.push(
         ev.ci
             .clone()
-            .unwrap_or_else(|| Gate::new("ci", GateStatus::Skip, "the forge has no CI")),
+            .unwrap_or_else(|| Gate::new(GateName::Ci, GateStatus::Skip, "the forge has no CI")),
     );
     gates.push(Gate::new(
-        "policy",
+        GateName::Policy,
         GateStatus::Pass,
         if ev.policy.notes.is_empty() {
             "server policy".to_string()

@@ -60,7 +60,7 @@ mod tests {
     use crate::config::PolicyConfig;
     use crate::gates::checks::{CheckKind, CheckStatus};
     use crate::report::Classification as C;
-    use crate::report::{Decision, GateStatus};
+    use crate::report::{Decision, GateName, GateStatus};
 
     fn change(path: &str, added: usize, deleted: usize) -> FileChange {
         FileChange {
@@ -334,8 +334,8 @@ mod tests {
     fn red_or_pending_ci_blocks_auto_merge() {
         let p = policy::effective(&with_auto(&["docs"]), None);
         let mut gates = vec![
-            Gate::new("tests", GateStatus::Pass, "ok"),
-            Gate::new("ci", GateStatus::Fail, "build failed"),
+            Gate::new(GateName::Tests, GateStatus::Pass, "ok"),
+            Gate::new(GateName::Ci, GateStatus::Fail, "build failed"),
         ];
         assert_eq!(decide(C::Docs, &gates, &p).0, Decision::Halt);
         gates[1].status = GateStatus::Warn;

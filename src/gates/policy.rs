@@ -10,24 +10,7 @@ use globset::Glob;
 use serde::Deserialize;
 
 use crate::config::PolicyConfig;
-use crate::report::Classification;
-
-/// Gates a policy may require by name.
-pub const KNOWN_GATES: &[&str] = &[
-    "agent",
-    "setup",
-    "format",
-    "lint",
-    "tests",
-    "diff",
-    "scope",
-    "forbidden_paths",
-    "secrets",
-    "dependencies",
-    "coverage",
-    "ci",
-    "policy",
-];
+use crate::report::{Classification, GateName};
 
 /// Paths no change may touch, whatever the config says: slipway's own policy files (and a
 /// `.slipway` that is itself a file or symlink, which `.slipway/**` does not match).
@@ -150,13 +133,11 @@ fn validate_classes(file: &str, classes: &[String]) -> Result<(), PolicyError> {
 
 fn validate_gates(file: &str, gates: &[String]) -> Result<(), PolicyError> {
     for g in gates {
-        if !KNOWN_GATES.contains(&g.as_str()) {
-            return Err(PolicyError {
-                file: file.into(),
-                key: "required_gates".into(),
-                message: format!("{g:?} is not a gate; known: {}", KNOWN_GATES.join(", ")),
-            });
-        }
+        g.parse::<GateName>().map_err(|e| PolicyError {
+            file: file.into(),
+            key: "required_gates".into(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
