@@ -1,6 +1,9 @@
 //! The run report: the contract shape (`DESIGN.md` §3, "Run report") that `run --json`, the
 //! store, the PR body and Slack all render. Field names and enum spellings here are the
 //! contract; change them only on purpose.
+//!
+//! Owns these types only; it must not import another slipway module (everything else fills
+//! or renders it).
 
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,9 @@
 //! Commands come from `.slipway/policy.toml` `[checks]` (read from the base commit, before
 //! the agent runs, so the agent cannot loosen them) or are detected from the repo's files as
 //! `DESIGN.md` §3 "Target-repo conventions" says.
+//!
+//! Owns choosing and running the check commands; it must not judge their results (that is
+//! `evaluate`) nor give them network.
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! ignored and the report says so. Both are validated once, with errors naming the file
 //! and key. The repo file is read from the commit the run starts from, before the agent
 //! runs, so the agent cannot change the rules it is judged by.
+//!
+//! Owns loading, validating and merging policy; it must not evaluate gates or decide.
 
 use std::path::Path;
 

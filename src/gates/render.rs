@@ -2,6 +2,8 @@
 //! (serde); [`markdown`] is the PR body; [`block_kit`] is the Slack message, with a
 //! plain-text fallback in `text` (Slack: `chat.postMessage` shows `text` in notifications and
 //! where blocks cannot render).
+//!
+//! Owns how a report reads; it must not change the report, compute gates or send anything.
 
 use serde_json::{Value, json};
 

@@ -1,6 +1,9 @@
 //! Gates that run the repo's own tools in the offline sandbox: `dependencies` (the resolver
 //! or lockfile check of each ecosystem whose manifest changed) and `coverage` (a repo's
 //! coverage command, before and after the change).
+//!
+//! Owns these two gates; it must not run the repo's format, lint or test commands (that is
+//! `checks`) nor decide.
 
 use std::time::Duration;
 
