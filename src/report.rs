@@ -1,6 +1,9 @@
 //! The run report: the contract shape (`DESIGN.md` §3, "Run report") that `run --json`, the
 //! store, the PR body and Slack all render. Field names and enum spellings here are the
 //! contract; change them only on purpose.
+//!
+//! Owns these types only; it must not import another slipway module (everything else fills
+//! or renders it).
 
 use serde::{Deserialize, Serialize};
 
@@ -67,20 +70,129 @@ pub enum GateStatus {
     Skip,
 }
 
+/// A gate's name. The snake_case spelling (`forbidden_paths`) is the contract: it is what
+/// the run report, the store, the PR body, Slack and `required_gates` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    /// The agent finished, or why it stopped.
+    Agent,
+    /// The environment's setup step (`.slipway/setup.sh`).
+    Setup,
+    /// The repo's format check.
+    Format,
+    /// The repo's lint check.
+    Lint,
+    /// The repo's tests.
+    Tests,
+    /// Whether the run changed anything.
+    Diff,
+    /// Files and lines changed against the policy's limits and review paths.
+    Scope,
+    /// Paths no change may touch.
+    ForbiddenPaths,
+    /// Credentials in the added lines.
+    Secrets,
+    /// Changed manifests and lockfiles.
+    Dependencies,
+    /// Coverage before and after the change.
+    Coverage,
+    /// The forge's CI on the pushed commit.
+    Ci,
+    /// The policy the run was judged by.
+    Policy,
+}
+
+impl GateName {
+    /// Every gate, in the order `required_gates` errors list them.
+    pub const ALL: [GateName; 13] = [
+        Self::Agent,
+        Self::Setup,
+        Self::Format,
+        Self::Lint,
+        Self::Tests,
+        Self::Diff,
+        Self::Scope,
+        Self::ForbiddenPaths,
+        Self::Secrets,
+        Self::Dependencies,
+        Self::Coverage,
+        Self::Ci,
+        Self::Policy,
+    ];
+
+    /// The contract spelling, e.g. `forbidden_paths`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Setup => "setup",
+            Self::Format => "format",
+            Self::Lint => "lint",
+            Self::Tests => "tests",
+            Self::Diff => "diff",
+            Self::Scope => "scope",
+            Self::ForbiddenPaths => "forbidden_paths",
+            Self::Secrets => "secrets",
+            Self::Dependencies => "dependencies",
+            Self::Coverage => "coverage",
+            Self::Ci => "ci",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+impl std::fmt::Display for GateName {
+    /// The contract spelling; width and alignment flags apply as they do to a `str`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A name that is not a gate (from `required_gates`); the message lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a gate; known: {known}", known = GateName::ALL.map(GateName::as_str).join(", "))]
+pub struct UnknownGate(pub String);
+
+impl std::str::FromStr for GateName {
+    type Err = UnknownGate;
+
+    /// Parses the contract spelling exactly (no other case or spelling).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| UnknownGate(s.to_string()))
+    }
+}
+
+impl PartialEq<str> for GateName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for GateName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One gate with its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
-    /// `tests`, `lint`, `format`, `diff`, `scope`, `secrets`, `ci`, …
-    pub name: String,
+    /// Which gate (`tests`, `lint`, `scope`, `ci`, … in the JSON).
+    pub name: GateName,
+    /// Its outcome.
     pub status: GateStatus,
     /// Evidence in one or a few lines.
     pub detail: String,
 }
 
 impl Gate {
-    pub fn new(name: &str, status: GateStatus, detail: impl Into<String>) -> Self {
+    /// A gate named `name` with `status` and its evidence.
+    pub fn new(name: GateName, status: GateStatus, detail: impl Into<String>) -> Self {
         Self {
-            name: name.to_string(),
+            name,
             status,
             detail: detail.into(),
         }
@@ -202,7 +314,7 @@ mod tests {
             decision: Decision::NeedsApproval,
             reasons: vec![],
             classification: Classification::DependencyUpdate,
-            gates: vec![Gate::new("tests", GateStatus::Pass, "ok")],
+            gates: vec![Gate::new(GateName::Tests, GateStatus::Pass, "ok")],
             tools: vec!["read_file".into()],
             fix_rounds: 0,
             agent: AgentTotals::default(),
@@ -248,5 +360,21 @@ mod tests {
         for k in ["steps", "input_tokens", "output_tokens", "cost_usd"] {
             assert!(v["agent"].as_object().unwrap().contains_key(k));
         }
+    }
+
+    #[test]
+    fn gate_names_keep_their_contract_spelling() {
+        for g in GateName::ALL {
+            assert_eq!(serde_json::to_value(g).unwrap(), g.as_str());
+            assert_eq!(g.to_string(), g.as_str());
+            assert_eq!(g.as_str().parse::<GateName>(), Ok(g));
+            assert!(g == g.as_str());
+        }
+        assert_eq!(GateName::ForbiddenPaths.as_str(), "forbidden_paths");
+        assert_eq!(format!("[{:<8}]", GateName::Ci), "[ci      ]");
+        assert_eq!(
+            "vibes".parse::<GateName>().unwrap_err().to_string(),
+            "\"vibes\" is not a gate; known: agent, setup, format, lint, tests, diff, scope, forbidden_paths, secrets, dependencies, coverage, ci, policy"
+        );
     }
 }

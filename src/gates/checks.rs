@@ -4,6 +4,9 @@
 //! Commands come from `.slipway/policy.toml` `[checks]` (read from the base commit, before
 //! the agent runs, so the agent cannot loosen them) or are detected from the repo's files as
 //! `DESIGN.md` §3 "Target-repo conventions" says.
+//!
+//! Owns choosing and running the check commands; it must not judge their results (that is
+//! `evaluate`) nor give them network.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{REPO_POLICY_PATH, RepoPolicy};
+use crate::report::GateName;
 use crate::sandbox::{SandboxError, Session};
 
 /// Exit status of a shell whose command was not found.
@@ -27,11 +31,12 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn gate_name(self) -> &'static str {
+    /// The gate this check's result becomes.
+    pub fn gate_name(self) -> GateName {
         match self {
-            Self::Format => "format",
-            Self::Lint => "lint",
-            Self::Tests => "tests",
+            Self::Format => GateName::Format,
+            Self::Lint => GateName::Lint,
+            Self::Tests => GateName::Tests,
         }
     }
 }

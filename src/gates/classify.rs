@@ -1,5 +1,8 @@
 //! Classification of a change into the contract's classes, from its paths and line counts,
 //! with the evidence. Order matters: the riskiest class that matches wins.
+//!
+//! Pure over the changes and diff it is handed: it must not read the work tree, run anything
+//! or decide (that is `decide`).
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 

@@ -2,8 +2,14 @@
 //! evidence: the checks' results, the diff, the agent's ending and the policy.
 //!
 //! [`evaluate`] turns evidence into [`Gate`]s; [`decide`] is the one function that turns
-//! classification, gates and policy into a [`Decision`] with reasons. It fails closed: a
-//! failed gate halts; anything not proven fine needs approval.
+//! classification, gates and policy into a [`Decision`](crate::report::Decision) with
+//! reasons. It fails closed: a failed gate halts; anything not proven fine needs approval.
+//!
+//! This file holds the [`Evidence`] type and the decision tests over both functions;
+//! `evaluate` builds the gates and `decide` makes the decision. The submodules own the
+//! pieces: `checks` (the repo's commands), `classify`, `policy`, `secrets`, `sandboxed`
+//! (gates computed in the sandbox), `render` (the gate report as text). Nothing here runs
+//! the agent, touches the forge or changes the work tree: it judges what it is handed.
 
 pub mod checks;
 pub mod classify;
@@ -12,14 +18,18 @@ pub mod render;
 pub mod sandboxed;
 pub mod secrets;
 
-use globset::{Glob, GlobSetBuilder};
+mod decide;
+mod evaluate;
 
 use crate::agent::AgentEnd;
-use crate::report::{Classification, Decision, Gate, GateStatus};
+use crate::report::Gate;
 use crate::workspace::FileChange;
-use checks::{CheckCommand, CheckKind, CheckResult, CheckStatus};
+use checks::{CheckCommand, CheckResult};
 use policy::EffectivePolicy;
 use secrets::Finding;
+
+pub use self::decide::decide;
+pub use self::evaluate::evaluate;
 
 /// Everything the gates look at.
 pub struct Evidence<'a> {
@@ -44,288 +54,13 @@ pub struct Evidence<'a> {
     pub ci: Option<Gate>,
 }
 
-fn last_line(s: &str) -> String {
-    s.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("[exit code"))
-        .map(|l| crate::task::truncate_chars(l, 200))
-        .unwrap_or_default()
-}
-
-/// The gates for `ev`, in report order: agent, format, lint, tests, diff, scope,
-/// forbidden_paths, secrets, dependencies, coverage, ci, policy.
-pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
-    let mut gates = Vec::new();
-    gates.push(match ev.agent_end {
-        AgentEnd::Finished { .. } => Gate::new("agent", GateStatus::Pass, "the agent finished"),
-        AgentEnd::Budget { kind } => Gate::new(
-            "agent",
-            GateStatus::Fail,
-            format!("the agent stopped: {kind:?} budget exhausted").to_lowercase(),
-        ),
-        AgentEnd::Stopped { .. } => Gate::new(
-            "agent",
-            GateStatus::Fail,
-            "the agent stopped without calling finish",
-        ),
-        AgentEnd::PolicyViolation { reason } => {
-            Gate::new("agent", GateStatus::Fail, reason.clone())
-        }
-    });
-    for kind in [CheckKind::Format, CheckKind::Lint, CheckKind::Tests] {
-        gates.push(check_gate(ev, kind));
-    }
-    let files = ev.changes.len();
-    let lines: usize = ev.changes.iter().map(|c| c.added + c.deleted).sum();
-    let added: usize = ev.changes.iter().map(|c| c.added).sum();
-    let deleted: usize = ev.changes.iter().map(|c| c.deleted).sum();
-    gates.push(if files == 0 {
-        Gate::new("diff", GateStatus::Fail, "the agent made no change")
-    } else if !ev.committed {
-        Gate::new(
-            "diff",
-            GateStatus::Fail,
-            "this revision made no change (the branch holds only earlier revisions' work)",
-        )
-    } else {
-        Gate::new(
-            "diff",
-            GateStatus::Pass,
-            format!("{files} file(s), +{added} −{deleted}"),
-        )
-    });
-    let mut scope = Vec::new();
-    if files > ev.policy.max_files {
-        scope.push(format!(
-            "{files} files changed, over max_files {}",
-            ev.policy.max_files
-        ));
-    }
-    if lines > ev.policy.max_lines {
-        scope.push(format!(
-            "{lines} lines changed, over max_lines {}",
-            ev.policy.max_lines
-        ));
-    }
-    let review = matching(&ev.policy.review_paths, ev.changes);
-    if !review.is_empty() {
-        scope.push(format!(
-            "touches review-required path(s): {}",
-            review.join(", ")
-        ));
-    }
-    gates.push(if scope.is_empty() {
-        Gate::new(
-            "scope",
-            GateStatus::Pass,
-            format!(
-                "{files}/{} files, {lines}/{} lines",
-                ev.policy.max_files, ev.policy.max_lines
-            ),
-        )
-    } else {
-        Gate::new("scope", GateStatus::Warn, scope.join("; "))
-    });
-    let forbidden = matching(&ev.policy.forbidden_paths, ev.changes);
-    gates.push(if forbidden.is_empty() {
-        Gate::new(
-            "forbidden_paths",
-            GateStatus::Pass,
-            "no forbidden path touched",
-        )
-    } else {
-        Gate::new(
-            "forbidden_paths",
-            GateStatus::Fail,
-            format!("forbidden path(s) changed: {}", forbidden.join(", ")),
-        )
-    });
-    gates.push(if ev.secrets.is_empty() {
-        Gate::new(
-            "secrets",
-            GateStatus::Pass,
-            format!("no credentials in {} added line(s)", ev.added_lines),
-        )
-    } else {
-        let list: Vec<String> = ev
-            .secrets
-            .iter()
-            .take(10)
-            .map(|f| format!("{} at {}:{} ({})", f.rule, f.path, f.line, f.redacted))
-            .collect();
-        Gate::new(
-            "secrets",
-            GateStatus::Fail,
-            format!(
-                "{} credential(s) added: {}",
-                ev.secrets.len(),
-                list.join("; ")
-            ),
-        )
-    });
-    gates.push(ev.dependencies.clone().unwrap_or_else(|| {
-        Gate::new(
-            "dependencies",
-            GateStatus::Skip,
-            "no manifest or lockfile changed",
-        )
-    }));
-    gates.push(ev.coverage.clone().unwrap_or_else(|| {
-        Gate::new(
-            "coverage",
-            GateStatus::Skip,
-            "no coverage command in .slipway/policy.toml [checks]",
-        )
-    }));
-    gates.push(
-        ev.ci
-            .clone()
-            .unwrap_or_else(|| Gate::new("ci", GateStatus::Skip, "the forge has no CI")),
-    );
-    gates.push(Gate::new(
-        "policy",
-        GateStatus::Pass,
-        if ev.policy.notes.is_empty() {
-            "server policy".to_string()
-        } else {
-            ev.policy.notes.join("; ")
-        },
-    ));
-    gates
-}
-
-fn check_gate(ev: &Evidence<'_>, kind: CheckKind) -> Gate {
-    let name = kind.gate_name();
-    match ev.checks.iter().find(|r| r.check.kind == kind) {
-        Some(r) => match r.status {
-            CheckStatus::Pass => Gate::new(
-                name,
-                GateStatus::Pass,
-                format!("`{}` passed", r.check.command),
-            ),
-            CheckStatus::Fail => {
-                let after = if ev.fix_rounds > 0 {
-                    format!(" after {} fix round(s)", ev.fix_rounds)
-                } else {
-                    String::new()
-                };
-                let why = if r.timed_out {
-                    "timed out".to_string()
-                } else {
-                    format!("exit {}", r.exit_code.unwrap_or(-1))
-                };
-                Gate::new(
-                    name,
-                    GateStatus::Fail,
-                    format!(
-                        "`{}` failed{after} ({why}): {}",
-                        r.check.command,
-                        last_line(&r.output)
-                    ),
-                )
-            }
-            CheckStatus::Unavailable => Gate::new(
-                name,
-                GateStatus::Warn,
-                format!(
-                    "`{}` could not run: command not found in the sandbox; add it to the image or .slipway/setup.sh",
-                    r.check.command
-                ),
-            ),
-        },
-        None if ev.commands.iter().any(|c| c.kind == kind) => {
-            Gate::new(name, GateStatus::Skip, "not run")
-        }
-        None => Gate::new(
-            name,
-            GateStatus::Skip,
-            format!("no {name} command in .slipway/policy.toml [checks] or detected"),
-        ),
-    }
-}
-
-/// Paths of `changes` matching any of `globs` (invalid globs were refused at load).
-fn matching<'c>(globs: &[String], changes: &'c [FileChange]) -> Vec<&'c str> {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        if let Ok(g) = Glob::new(g) {
-            b.add(g);
-        }
-    }
-    let Ok(set) = b.build() else {
-        return Vec::new();
-    };
-    changes
-        .iter()
-        .map(|c| c.path.as_str())
-        .filter(|p| set.is_match(p))
-        .collect()
-}
-
-/// The decision, with every reason behind it, in one place. Fails closed:
-/// - any failed gate (including an errored check, a forbidden path, a secret, an agent that
-///   broke policy) → `halt`;
-/// - any warning, or a required gate that did not pass → `needs_approval`;
-/// - `auto_merge` only when the class is in the policy's `auto_merge`, every required gate
-///   passed and CI is not red or pending (`ci` skip means the forge has no CI);
-/// - everything else → `needs_approval`.
-pub fn decide(
-    class: Classification,
-    gates: &[Gate],
-    policy: &EffectivePolicy,
-) -> (Decision, Vec<String>) {
-    let failed: Vec<String> = gates
-        .iter()
-        .filter(|g| g.status == GateStatus::Fail)
-        .map(|g| format!("{} gate failed: {}", g.name, g.detail))
-        .collect();
-    let mut notes: Vec<String> = policy.notes.clone();
-    if !failed.is_empty() {
-        let mut r = failed;
-        r.append(&mut notes);
-        return (Decision::Halt, r);
-    }
-    let mut reasons: Vec<String> = gates
-        .iter()
-        .filter(|g| g.status == GateStatus::Warn)
-        .map(|g| format!("{}: {}", g.name, g.detail))
-        .collect();
-    for required in &policy.required_gates {
-        match gates.iter().find(|g| &g.name == required) {
-            Some(g) if g.status == GateStatus::Pass => {}
-            Some(g) if g.status == GateStatus::Warn => {}
-            Some(g) => reasons.push(format!(
-                "required gate {} did not pass ({})",
-                g.name, g.detail
-            )),
-            None => reasons.push(format!("required gate {required} did not run")),
-        }
-    }
-    let decision = if !reasons.is_empty() {
-        Decision::NeedsApproval
-    } else if policy.auto_merge.contains(&class) {
-        reasons.push(format!(
-            "{} is in [policy] auto_merge and every required gate passed",
-            class.as_str()
-        ));
-        Decision::AutoMerge
-    } else {
-        reasons.push(format!(
-            "{} changes need an approval ([policy] auto_merge does not list it)",
-            class.as_str()
-        ));
-        Decision::NeedsApproval
-    };
-    reasons.append(&mut notes);
-    (decision, reasons)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gates::checks::{CheckKind, CheckStatus};
     use crate::gates::policy::PolicyConfig;
     use crate::report::Classification as C;
+    use crate::report::{Decision, GateName, GateStatus};
 
     fn change(path: &str, added: usize, deleted: usize) -> FileChange {
         FileChange {
@@ -599,8 +334,8 @@ mod tests {
     fn red_or_pending_ci_blocks_auto_merge() {
         let p = policy::effective(&with_auto(&["docs"]), None);
         let mut gates = vec![
-            Gate::new("tests", GateStatus::Pass, "ok"),
-            Gate::new("ci", GateStatus::Fail, "build failed"),
+            Gate::new(GateName::Tests, GateStatus::Pass, "ok"),
+            Gate::new(GateName::Ci, GateStatus::Fail, "build failed"),
         ];
         assert_eq!(decide(C::Docs, &gates, &p).0, Decision::Halt);
         gates[1].status = GateStatus::Warn;

@@ -3,31 +3,16 @@
 //! ignored and the report says so. Both are validated once, with errors naming the file
 //! and key. The repo file is read from the commit the run starts from, before the agent
 //! runs, so the agent cannot change the rules it is judged by.
+//!
+//! Owns loading, validating and merging policy; it must not evaluate gates or decide.
 
 use std::path::Path;
 
 use globset::Glob;
 use serde::Deserialize;
 
-use crate::report::Classification;
+use crate::report::{Classification, GateName};
 use serde::Serialize;
-
-/// Gates a policy may require by name.
-pub const KNOWN_GATES: &[&str] = &[
-    "agent",
-    "setup",
-    "format",
-    "lint",
-    "tests",
-    "diff",
-    "scope",
-    "forbidden_paths",
-    "secrets",
-    "dependencies",
-    "coverage",
-    "ci",
-    "policy",
-];
 
 /// Paths no change may touch, whatever the config says: slipway's own policy files (and a
 /// `.slipway` that is itself a file or symlink, which `.slipway/**` does not match).
@@ -150,13 +135,11 @@ fn validate_classes(file: &str, classes: &[String]) -> Result<(), PolicyError> {
 
 fn validate_gates(file: &str, gates: &[String]) -> Result<(), PolicyError> {
     for g in gates {
-        if !KNOWN_GATES.contains(&g.as_str()) {
-            return Err(PolicyError {
-                file: file.into(),
-                key: "required_gates".into(),
-                message: format!("{g:?} is not a gate; known: {}", KNOWN_GATES.join(", ")),
-            });
-        }
+        g.parse::<GateName>().map_err(|e| PolicyError {
+            file: file.into(),
+            key: "required_gates".into(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }

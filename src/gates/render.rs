@@ -2,6 +2,8 @@
 //! (serde); [`markdown`] is the PR body; [`block_kit`] is the Slack message, with a
 //! plain-text fallback in `text` (Slack: `chat.postMessage` shows `text` in notifications and
 //! where blocks cannot render).
+//!
+//! Owns how a report reads; it must not change the report, compute gates or send anything.
 
 use serde_json::{Value, json};
 
@@ -217,18 +219,26 @@ mod tests {
             reasons: vec!["scope: touches review-required path(s): src/auth/login.py".into()],
             classification: Classification::Security,
             gates: vec![
-                Gate::new("tests", GateStatus::Pass, "`python3 -m unittest` passed"),
                 Gate::new(
-                    "scope",
+                    GateName::Tests,
+                    GateStatus::Pass,
+                    "`python3 -m unittest` passed",
+                ),
+                Gate::new(
+                    GateName::Scope,
                     GateStatus::Warn,
                     "touches review-required path(s): src/auth/login.py",
                 ),
                 Gate::new(
-                    "secrets",
+                    GateName::Secrets,
                     GateStatus::Pass,
                     "no credentials in 3 added lines",
                 ),
-                Gate::new("coverage", GateStatus::Skip, "no coverage command | none"),
+                Gate::new(
+                    GateName::Coverage,
+                    GateStatus::Skip,
+                    "no coverage command | none",
+                ),
             ],
             tools: vec![
                 "read_file".into(),

@@ -1,12 +1,15 @@
 //! Gates that run the repo's own tools in the offline sandbox: `dependencies` (the resolver
 //! or lockfile check of each ecosystem whose manifest changed) and `coverage` (a repo's
 //! coverage command, before and after the change).
+//!
+//! Owns these two gates; it must not run the repo's format, lint or test commands (that is
+//! `checks`) nor decide.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Gate, GateStatus};
+use crate::report::{Gate, GateName, GateStatus};
 use crate::sandbox::{SandboxError, Session};
 use crate::workspace::FileChange;
 
@@ -85,7 +88,7 @@ pub async fn dependencies(
                 .collect::<Vec<_>>()
                 .join(" ⏎ ");
             return Ok(Some(Gate::new(
-                "dependencies",
+                GateName::Dependencies,
                 GateStatus::Fail,
                 format!(
                     "`{cmd}` failed: {}",
@@ -96,13 +99,13 @@ pub async fn dependencies(
     }
     Ok(Some(if unavailable.is_empty() {
         Gate::new(
-            "dependencies",
+            GateName::Dependencies,
             GateStatus::Pass,
             format!("{} resolved", passed.join(", ")),
         )
     } else {
         Gate::new(
-            "dependencies",
+            GateName::Dependencies,
             GateStatus::Warn,
             format!(
                 "could not check: {} (tool not in the sandbox image)",
@@ -142,17 +145,17 @@ pub async fn coverage_percent(
 pub fn coverage_gate(before: Result<f64, String>, after: Result<f64, String>) -> Gate {
     match (before, after) {
         (Ok(b), Ok(a)) if a + 0.005 < b => Gate::new(
-            "coverage",
+            GateName::Coverage,
             GateStatus::Warn,
             format!("coverage dropped from {b:.2}% to {a:.2}%"),
         ),
         (Ok(b), Ok(a)) => Gate::new(
-            "coverage",
+            GateName::Coverage,
             GateStatus::Pass,
             format!("coverage {b:.2}% → {a:.2}%"),
         ),
         (Err(e), _) | (_, Err(e)) => Gate::new(
-            "coverage",
+            GateName::Coverage,
             GateStatus::Warn,
             format!("coverage could not be measured: {e}"),
         ),

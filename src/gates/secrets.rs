@@ -5,6 +5,8 @@
 //! private key blocks, JWTs), plus a generic rule: a secret-looking name assigned a quoted
 //! value of high Shannon entropy. A `RegexSet` prefilter keeps the common case (no match)
 //! to one pass per line. Findings show only a redacted prefix of the value.
+//!
+//! Owns the rules and the scan; it must not keep, log or report a secret's full value.
 
 use regex::{Regex, RegexSet};
 

@@ -9,7 +9,7 @@ use super::fix::MAX_CI_ROUNDS;
 use super::nothing_to_publish;
 use crate::agent::AgentEnd;
 use crate::forge::CiOutcome;
-use crate::report::{Gate, GateStatus};
+use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx};
 
 /// The ci node; skipped when nothing was published or the forge has no CI.
@@ -41,16 +41,18 @@ impl crate::run::Node for Ci {
             return Err(FlowError::Cancelled);
         }
         let (gate, retry) = match outcome? {
-            CiOutcome::NoCi { detail } => (Gate::new("ci", GateStatus::Skip, detail), None),
+            CiOutcome::NoCi { detail } => (Gate::new(GateName::Ci, GateStatus::Skip, detail), None),
             CiOutcome::Passed { detail } => (
                 Gate::new(
-                    "ci",
+                    GateName::Ci,
                     GateStatus::Pass,
                     format!("{detail}{}", after_rounds(cx.ci_rounds)),
                 ),
                 None,
             ),
-            CiOutcome::TimedOut { detail } => (Gate::new("ci", GateStatus::Warn, detail), None),
+            CiOutcome::TimedOut { detail } => {
+                (Gate::new(GateName::Ci, GateStatus::Warn, detail), None)
+            }
             CiOutcome::Failed { detail, failures } => {
                 cx.tracker
                     .log
@@ -72,7 +74,7 @@ impl crate::run::Node for Ci {
                     )
                 };
                 (
-                    Gate::new("ci", GateStatus::Fail, detail),
+                    Gate::new(GateName::Ci, GateStatus::Fail, detail),
                     may_fix.then_some(failures),
                 )
             }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::agent::AgentEnd;
 use crate::gates::{self, Evidence, classify, secrets};
-use crate::report::{Decision, Gate, GateStatus};
+use crate::report::{Decision, Gate, GateName, GateStatus};
 use crate::run::{FlowError, Judged, NodeName, Outcome, RunCtx};
 
 /// The gates node.
@@ -48,7 +48,7 @@ impl crate::run::Node for Gates {
             // The forge's CI runs after the push; its verdict replaces this gate.
             ci: has_ci.then(|| {
                 Gate::new(
-                    "ci",
+                    GateName::Ci,
                     GateStatus::Skip,
                     "not run yet: CI runs on the pushed commit",
                 )

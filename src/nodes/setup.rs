@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::report::{Gate, GateStatus};
+use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
 use crate::sandbox::NetworkAccess;
 
@@ -39,13 +39,13 @@ impl crate::run::Node for Setup {
         let out = out?;
         let gate = if out.success() {
             Gate::new(
-                "setup",
+                GateName::Setup,
                 GateStatus::Pass,
                 format!("`{}` ({})", setup.command, setup.source),
             )
         } else if out.exit_code == Some(127) {
             Gate::new(
-                "setup",
+                GateName::Setup,
                 GateStatus::Warn,
                 format!(
                     "`{}` could not run: command not found in the sandbox",
@@ -54,7 +54,7 @@ impl crate::run::Node for Setup {
             )
         } else {
             Gate::new(
-                "setup",
+                GateName::Setup,
                 GateStatus::Fail,
                 format!(
                     "`{}` failed: {}",

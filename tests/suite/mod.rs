@@ -1,3 +1,4 @@
+mod architecture;
 mod blueprints;
 mod cli;
 mod gates;

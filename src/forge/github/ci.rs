@@ -1,6 +1,8 @@
 //! CI on one commit: check runs (GitHub Checks API) and commit statuses (the combined status),
 //! narrowed to the required checks, judged as pending, passed or failed. Pure: the forge does
 //! the fetching and the waiting.
+//!
+//! It must not call GitHub: `ci_wait` fetches and polls.
 
 use serde::Deserialize;
 

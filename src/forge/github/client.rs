@@ -12,6 +12,9 @@
 //!
 //! Bodies are read into lenient local models (only the fields slipway uses), so a field GitHub
 //! adds or an Enterprise version omits cannot make a PR unreadable.
+//!
+//! Owns transport, authentication and retries; it must not know tasks, PRs or the merge
+//! flow (the sibling files do).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,6 +3,9 @@
 //! GitHub signs each delivery with the webhook secret: `X-Hub-Signature-256: sha256=<hex>`,
 //! the HMAC-SHA256 of the raw body (GitHub docs, "Validating webhook deliveries"). The
 //! comparison is constant-time.
+//!
+//! Owns verifying and reading deliveries; it must not act on them (the web route nudges
+//! the forge).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -1,0 +1,182 @@
+//! A run's clone: made fresh from the mirror on the task's branch, with its git directory
+//! outside the work tree and no remote, and removed when the run ends.
+//!
+//! Owns the `worktrees` and `gitdirs` directories of runs; it must not push or merge.
+
+use std::path::Path;
+
+use super::git::{git, wt_git};
+use super::{Result, WorkspaceError, Workspaces, Worktree, mkdir};
+use crate::task::RepoRef;
+
+/// Patterns added to each clone's `.git/info/exclude`: caches that tools write during checks
+/// and that no one means to commit. They only affect untracked files.
+const RUN_EXCLUDES: &str =
+    "__pycache__/\n*.pyc\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\nnode_modules/\n/target/\n";
+
+impl Workspaces {
+    /// A fresh clone for `run_id` on `branch`: from the branch's tip when it already exists
+    /// (a later revision), else from `repo.base`. Commits of `revision` itself already on the
+    /// branch (an earlier, interrupted or rerun attempt at it) are set aside: the run redoes
+    /// the revision from where it started, and the push replaces them (`--force-with-lease`).
+    /// On error, nothing is left behind.
+    pub async fn prepare(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        run_id: &str,
+        revision: u32,
+    ) -> Result<Worktree> {
+        let mirror = self.refresh_mirror(repo).await?;
+        let heads = git(
+            &mirror,
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        )
+        .await?;
+        let heads: Vec<&str> = heads.lines().collect();
+        if heads.is_empty() {
+            return Err(WorkspaceError::Empty(repo.source.clone()));
+        }
+        if !heads.contains(&repo.base.as_str()) {
+            let mut known: Vec<&str> = heads
+                .iter()
+                .copied()
+                .filter(|h| !h.starts_with("slipway/"))
+                .take(20)
+                .collect();
+            known.sort();
+            return Err(WorkspaceError::UnknownBase {
+                repo: repo.source.clone(),
+                base: repo.base.clone(),
+                known: known.join(", "),
+            });
+        }
+        let branch_exists = heads.contains(&branch);
+        let start = if branch_exists { branch } else { &repo.base };
+        mkdir(&self.worktrees)?;
+        mkdir(&self.gitdirs)?;
+        let wt = Worktree {
+            path: self.worktrees.join(run_id),
+            git_dir: self.gitdirs.join(run_id),
+            branch: branch.to_string(),
+            base_sha: String::new(),
+            start_sha: String::new(),
+            replaces: None,
+        };
+        let made = async {
+            self.clone_into(&mirror, start, branch_exists, &wt).await?;
+            let base_ref = format!("refs/heads/{}^{{commit}}", repo.base);
+            let base_sha = git(&mirror, &["rev-parse", &base_ref])
+                .await?
+                .trim()
+                .to_string();
+            let tip = wt_git(&wt, &["rev-parse", "HEAD"])
+                .await?
+                .trim()
+                .to_string();
+            let mut start_sha = tip.clone();
+            let mut replaces = None;
+            if branch_exists {
+                let log = wt_git(
+                    &wt,
+                    &[
+                        "log",
+                        "--first-parent",
+                        "--format=%H%x09%(trailers:key=Slipway-Revision,valueonly,separator=%x2C)",
+                        &format!("{base_sha}..HEAD"),
+                    ],
+                )
+                .await?;
+                let own: Vec<&str> = log
+                    .lines()
+                    .map_while(|l| {
+                        let (sha, rev) = l.split_once('\t')?;
+                        (rev.trim() == revision.to_string()).then_some(sha)
+                    })
+                    .collect();
+                if let Some(oldest) = own.last() {
+                    let parent = format!("{oldest}^");
+                    wt_git(&wt, &["reset", "--quiet", "--hard", &parent]).await?;
+                    start_sha = wt_git(&wt, &["rev-parse", "HEAD"])
+                        .await?
+                        .trim()
+                        .to_string();
+                    replaces = Some(tip);
+                }
+            }
+            Ok::<_, WorkspaceError>((base_sha, start_sha, replaces))
+        }
+        .await;
+        match made {
+            Ok((base_sha, start_sha, replaces)) => Ok(Worktree {
+                base_sha,
+                start_sha,
+                replaces,
+                ..wt
+            }),
+            Err(e) => {
+                self.remove(&wt);
+                Err(e)
+            }
+        }
+    }
+
+    async fn clone_into(
+        &self,
+        mirror: &Path,
+        start: &str,
+        branch_exists: bool,
+        wt: &Worktree,
+    ) -> Result<()> {
+        // --no-hardlinks: the sandbox may write into the work tree; objects hardlinked with
+        // the shared mirror must not be reachable from there.
+        git(
+            &self.worktrees,
+            &[
+                "clone",
+                "--quiet",
+                "--no-hardlinks",
+                "--separate-git-dir",
+                &wt.git_dir.display().to_string(),
+                "--branch",
+                start,
+                "--",
+                &mirror.display().to_string(),
+                &wt.path.display().to_string(),
+            ],
+        )
+        .await?;
+        // The work tree's `.git` pointer file goes: host git names the git dir explicitly and
+        // the sandbox gets it mounted read-only in its place.
+        let pointer = wt.path.join(".git");
+        std::fs::remove_file(&pointer).map_err(|source| WorkspaceError::Io {
+            path: pointer,
+            source,
+        })?;
+        if !branch_exists {
+            wt_git(wt, &["checkout", "--quiet", "-b", &wt.branch]).await?;
+        }
+        wt_git(wt, &["remote", "remove", "origin"]).await?;
+        let exclude = wt.git_dir.join("info/exclude");
+        if let Some(dir) = exclude.parent() {
+            mkdir(dir)?;
+        }
+        let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
+        text.push_str(RUN_EXCLUDES);
+        std::fs::write(&exclude, text).map_err(|source| WorkspaceError::Io {
+            path: exclude.clone(),
+            source,
+        })
+    }
+
+    /// Deletes a run's work tree and git directory.
+    pub fn remove(&self, wt: &Worktree) {
+        for dir in [&wt.path, &wt.git_dir] {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %dir.display(), error = %e, "could not remove run directory");
+            }
+        }
+    }
+}
