@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForgeKind {
+    /// GitHub (or GitHub Enterprise) through its REST API.
     Github,
+    /// A bare repo on this machine: branches pushed to it, merges done by git.
     #[default]
     Local,
 }
@@ -18,9 +20,12 @@ pub enum ForgeKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MergeMethod {
+    /// A merge commit.
     Merge,
+    /// One squashed commit (the default).
     #[default]
     Squash,
+    /// The commits rebased onto the base.
     Rebase,
 }
 
@@ -33,13 +38,16 @@ pub struct RepoConfig {
     /// Channels whose tasks default to this repo.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// Where its branches and PRs live.
     #[serde(default)]
     pub forge: ForgeKind,
     /// Clone URL or path; with `forge = "local"` the repo itself.
     #[serde(default)]
     pub url: Option<String>,
+    /// The branch changes are based on (default `main`).
     #[serde(default = "default_base")]
     pub base: String,
+    /// How its PRs merge.
     #[serde(default)]
     pub merge_method: MergeMethod,
     /// (added) Delete the task's branch after its PR merges (GitHub forge).

@@ -31,9 +31,13 @@ use crate::workspace::{FileChange, Workspaces, Worktree};
 /// The gates node's result: gates and classification → decision and reasons.
 #[derive(Debug, Clone)]
 pub struct Judged {
+    /// Every gate, in report order.
     pub gates: Vec<Gate>,
+    /// The change's class and its evidence.
     pub classified: Classified,
+    /// `auto_merge`, `needs_approval` or `halt`.
     pub decision: Decision,
+    /// Why, one sentence each.
     pub reasons: Vec<String>,
 }
 
@@ -67,7 +71,9 @@ impl Judged {
 
 /// What the agent was offered by the prefetch node, for the agent nodes that follow.
 pub struct Offered {
+    /// The tools offered, built-ins included.
     pub specs: Vec<ToolSpec>,
+    /// Which MCP server answers each offered MCP tool.
     pub routes: crate::tools::Routes,
     /// This run's MCP connections; closed once the checks ⇄ fix rounds are over.
     pub hub: McpHub,
@@ -78,17 +84,24 @@ pub struct Offered {
 pub struct PassEvidence {
     /// The unified diff the gates judge, computed once per pass.
     pub diff: String,
+    /// Files changed against the base, with line counts.
     pub changes: Vec<FileChange>,
+    /// True when the change only touches whitespace.
     pub whitespace_only: bool,
+    /// The `dependencies` gate, when a manifest or lockfile changed.
     pub dependencies: Option<Gate>,
+    /// The `coverage` gate, with a `[checks] coverage` command.
     pub coverage: Option<Gate>,
 }
 
 /// A run's host directories (work tree, git dir, sandbox home), removed on drop, so every
 /// exit, `?` included, cleans up.
 pub struct RunDirs {
+    /// Removes the work tree and git dir.
     pub workspaces: Workspaces,
+    /// The run's work tree.
     pub wt: Worktree,
+    /// The sandbox home (`$DATA/homes/<run>`).
     pub home: PathBuf,
 }
 
@@ -107,24 +120,35 @@ impl Drop for RunDirs {
 pub struct RunCtx<'a> {
     /// The services (store, workspaces, sandbox, model, forges, tool registry).
     pub svc: &'a Runner,
+    /// The task; its stored copy is updated by the lifecycle.
     pub task: &'a mut Task,
+    /// This run's id.
     pub run_id: String,
+    /// Node records, events and audit for this run.
     pub tracker: Tracker,
+    /// Cancelled by ❌, a timeout or shutdown: the run stops at its next node.
     pub cancel: CancellationToken,
     /// When the run started (the report's `timings_ms.total`).
     pub started: Instant,
+    /// The report's `timings_ms`, per bucket.
     pub timings: Timings,
 
     // Set by the workspace node.
+    /// The run's directories, removed when dropped.
     pub dirs: Option<RunDirs>,
+    /// The forge of the task's repo.
     pub forge: Option<Arc<dyn Forge>>,
+    /// The repo's checks, read from the commit the run starts from.
     pub check_cmds: Vec<CheckCommand>,
+    /// The setup command, when there is one.
     pub setup_cmd: Option<CheckCommand>,
+    /// The repo's `.slipway/policy.toml`, when it has one.
     pub repo_policy: Option<RepoPolicy>,
     /// Server policy tightened by the repo's.
     pub policy: EffectivePolicy,
     /// The repo's coverage command, when it has one.
     pub coverage_cmd: Option<String>,
+    /// The `run` tool's command guard (with `denied_commands`).
     pub guard: CommandGuard,
 
     // Sandbox and agent.
@@ -133,32 +157,43 @@ pub struct RunCtx<'a> {
     pub session: Option<Box<dyn Session>>,
     /// The docker sidecar that runs this run's sandboxed MCP servers.
     pub mcp_session: Option<Box<dyn Session>>,
+    /// The tools offered by the prefetch node.
     pub offered: Option<Offered>,
+    /// Steps, tokens and time left for the agent.
     pub budget: Budget,
     /// The agent's conversation, kept for fix and CI fix rounds.
     pub conv: Option<Conversation>,
     /// The summary of the task's last published run, told to the model once.
     pub previous_summary: Option<String>,
+    /// How the last agent round (or the revert) ended.
     pub end: Option<AgentEnd>,
+    /// The last checks' results.
     pub results: Vec<CheckResult>,
     /// Coverage before the change, measured in the first pass.
     pub coverage_baseline: Option<Result<f64, String>>,
+    /// Fix rounds after failed checks so far, all passes.
     pub fix_rounds: u32,
     /// CI fix rounds so far.
     pub ci_rounds: u32,
     /// CI's failure text when CI asked for another round; the `ci_fix` node takes it.
     pub ci_failures: Option<String>,
+    /// Names of the tools offered (the report's `tools`).
     pub tools: Vec<String>,
 
     // Outcome.
     /// Gates produced outside the gates node (setup).
     pub extra_gates: Vec<Gate>,
+    /// What the last pass produced for the gates.
     pub evidence: PassEvidence,
+    /// The latest judgement.
     pub judged: Option<Judged>,
+    /// The run's newest commit.
     pub commit: Option<String>,
     /// The commit when the current sandbox pass started (the commit node's "new commit?").
     pub pass_start_commit: Option<String>,
+    /// The PR, once published.
     pub pr_url: Option<String>,
+    /// The PR's number, once known.
     pub pr_number: Option<u64>,
     /// The auto-merge, when one went through.
     pub merged: Option<Merged>,

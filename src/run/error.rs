@@ -15,33 +15,45 @@ use crate::workspace::WorkspaceError;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("the task is empty: say what to change")]
+    /// The instruction is empty.
     EmptyTask,
     #[error(transparent)]
+    /// Git: the repo, its base branch, a clone or a push.
     Workspace(#[from] WorkspaceError),
     #[error("{0}; fix the file in the repo")]
+    /// The repo's `.slipway/policy.toml` is invalid.
     RepoPolicy(#[from] PolicyError),
     #[error(transparent)]
+    /// The sandbox could not start or run a command.
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
+    /// The model endpoint failed or is not configured.
     Llm(#[from] LlmError),
     #[error(transparent)]
+    /// The store could not be read or written.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// The forge (GitHub or local) refused or failed.
     Forge(#[from] ForgeError),
     /// The environment could not be set up, so the agent never started (no model spend).
     /// `detail` names the command and its last output line.
     #[error(
         "setup failed, so the agent did not start: {detail}; fix .slipway/setup.sh or the dependency manifest"
     )]
-    Setup { detail: String },
+    Setup {
+        /// The command and its last output line.
+        detail: String,
+    },
     /// The run's host directories could not be made or vanished under it.
     #[error("{0}")]
+    /// A run directory could not be made, or the work tree vanished.
     RunDir(String),
     /// A blueprint whose steps are out of order (a node ran before the one that prepares
     /// what it needs), or an outcome the contract rules out: a slipway bug, not the user's.
     #[error("internal error: {0}; this is a slipway bug, please report it")]
     Internal(String),
     #[error("unknown blueprint {0:?}; known: {known}", known = crate::task::BlueprintId::known())]
+    /// `--blueprint` named no blueprint; the name as given.
     UnknownBlueprint(String),
 }
 
@@ -77,8 +89,10 @@ impl RunError {
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
     #[error("the run was cancelled")]
+    /// ❌, `cancel`, Ctrl-C or shutdown stopped the run.
     Cancelled,
     #[error(transparent)]
+    /// Any other failure.
     Run(#[from] RunError),
 }
 

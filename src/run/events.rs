@@ -11,7 +11,9 @@ use crate::report::RunReport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
+    /// Plain code: no model call.
     Deterministic,
+    /// An LLM agent loop with its own tools, prompt and budget.
     Agent,
 }
 
@@ -30,20 +32,35 @@ impl NodeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeName {
+    /// Mirror cache → fresh work tree; the repo policy and check commands.
     Workspace,
+    /// Dependency fetch with network, no secrets, before the agent.
     Setup,
+    /// Starts the offline sandbox of one pass.
     Sandbox,
+    /// Sandboxed MCP servers started; the ≤ k tools offered.
     Prefetch,
+    /// The agent implements the task.
     Implement,
+    /// Format, lint and tests in the sandbox.
     Checks,
+    /// An agent round after failed checks.
     Fix,
+    /// An agent round after failed CI.
     CiFix,
+    /// The pass's commit and the diff the gates judge.
     Commit,
+    /// Dependencies and coverage gates in the sandbox.
     SandboxGates,
+    /// Evidence → gates → decision.
     Gates,
+    /// Push, and the PR opened or updated.
     Publish,
+    /// The forge's CI on the pushed commit.
     Ci,
+    /// The auto-merge of the tested commit.
     Merge,
+    /// `git revert` of a merge (revert tasks).
     Revert,
 }
 
@@ -80,20 +97,33 @@ impl std::fmt::Display for NodeName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
+    /// A run of `revision` began on `branch`.
     RunStarted {
+        /// The task's id (12 hex characters).
         task_id: String,
+        /// This run's id.
         run_id: String,
+        /// The revision being run, from 1.
         revision: u32,
+        /// The task's branch.
         branch: String,
     },
+    /// A node began.
     NodeStarted {
+        /// The node's stored spelling ([`NodeName::as_str`]).
         node: String,
+        /// Deterministic or agent.
         kind: NodeKind,
     },
+    /// A node ended; `ok` false when it failed.
     NodeFinished {
+        /// The node's stored spelling ([`NodeName::as_str`]).
         node: String,
+        /// Deterministic or agent.
         kind: NodeKind,
+        /// False when the node failed (the run may go on, e.g. a failing check).
         ok: bool,
+        /// One line for status messages and records.
         detail: String,
         /// Wall time of the node, ms.
         duration_ms: u64,
@@ -101,13 +131,19 @@ pub enum RunEvent {
     /// The branch was pushed; `pr_url` is its PR when the forge has PRs. Sent before CI, so
     /// the thread can show the PR link at once.
     Published {
+        /// The PR, when the forge has pull requests.
         pr_url: Option<String>,
+        /// Where the branch went (a path or URL, with the branch).
         location: String,
     },
+    /// The run ended with a report (also `halt`).
     RunFinished {
+        /// The run report (the contract's JSON).
         report: Box<RunReport>,
     },
+    /// The run failed before it could report; `error` says why.
     RunFailed {
+        /// What went wrong and what to do, one sentence.
         error: String,
     },
 }

@@ -35,10 +35,15 @@ use crate::workspace::Workspaces;
 /// The services of a run, built once in `main` (or by a test) and shared. Cheap to clone.
 #[derive(Clone)]
 pub struct Runner {
+    /// The whole configuration (nodes read their own sections).
     pub cfg: Arc<Config>,
+    /// Tasks, runs, transcripts, audit.
     pub store: Store,
+    /// Git mirrors and work trees.
     pub workspaces: Workspaces,
+    /// The sandbox backend (docker or bwrap).
     pub sandbox: Arc<dyn Sandbox>,
+    /// The model.
     pub llm: Arc<dyn Llm>,
     /// The forge of each repo (`[[repos]] forge`).
     pub forges: Forges,

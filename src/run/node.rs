@@ -18,7 +18,9 @@ use crate::task::BlueprintId;
 /// status line and the audit log. A failure that must stop the run is an `Err` instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// False when the node did not succeed.
     pub ok: bool,
+    /// One line for records, status messages and the audit log.
     pub detail: String,
 }
 
@@ -71,10 +73,15 @@ pub enum Step {
     /// rounds were spent (`rounds` counts them in the context), count a round, run `fix`,
     /// and run `check` again.
     Rounds {
+        /// Run first, and again after each fix.
         check: Vec<Step>,
+        /// Run when `again` holds and rounds are left.
         fix: Vec<Step>,
+        /// Whether the last `check` asks for a fix.
         again: fn(&RunCtx<'_>) -> bool,
+        /// The context's counter of rounds spent.
         rounds: for<'c, 'a> fn(&'c mut RunCtx<'a>) -> &'c mut u32,
+        /// At most this many rounds (the counter may already hold some).
         max: u32,
     },
 }
@@ -88,7 +95,9 @@ impl Step {
 
 /// A blueprint: its id and its steps, in order.
 pub struct Blueprint {
+    /// Its name (the report's `blueprint`).
     pub id: BlueprintId,
+    /// What runs, in order.
     pub steps: Vec<Step>,
 }
 

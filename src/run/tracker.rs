@@ -14,7 +14,9 @@ use crate::task::now_ms;
 /// Node bookkeeping for one run: emits events, appends node records, persists the run
 /// record after every node.
 pub struct Tracker {
+    /// Transcript and audit writer of this run (redacting).
     pub log: RunLog,
+    /// The run record, stored after every node once `persist`.
     pub record: RunRecord,
     events: Option<mpsc::Sender<RunEvent>>,
     /// Whether the run record may be written yet (false until the task is stored).
