@@ -55,7 +55,9 @@ pub enum QueueEvent {
 /// Queue and running tasks, for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueueStatus {
+    /// Task ids waiting for a run, oldest first.
     pub queued: Vec<String>,
+    /// Task ids running now.
     pub running: Vec<String>,
 }
 

@@ -23,7 +23,6 @@ use serde_json::Value;
 use crate::config::{Config, SlackConfig};
 use crate::forge::{ForgeError, Forges};
 use crate::queue::Queue;
-use crate::repos::MergeMethod;
 use crate::repos::RepoConfig;
 use crate::store::{Store, StoreError};
 use crate::task::Task;
@@ -119,11 +118,6 @@ impl Settings {
                 requester: task.requester.clone(),
             })
         }
-    }
-
-    /// The merge method of repo `name` (`[[repos]] merge_method`), else the default (squash).
-    pub fn merge_method(&self, name: &str) -> MergeMethod {
-        merge::merge_method(&self.repos, name)
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
+/// `slipway run`: one task through its blueprint, no Slack; exit 0 when a branch was
+/// produced and the decision is not `halt`, 1 when the run failed or halted, 2 for usage.
 pub async fn cmd_run(
     cfg: Arc<Config>,
     repo_arg: &str,
@@ -224,9 +226,19 @@ pub async fn cmd_serve(
     service
         .shutdown(std::time::Duration::from_secs(grace_s))
         .await;
-    // The web server stops once the service has shut down (graceful, not aborted).
-    if let Err(e) = web.await {
-        tracing::warn!(error = %e, "web server task ended abnormally");
+    // The web server stops once the service has shut down: in-flight requests finish, for
+    // at most another grace period (a stalled client is not waited for beyond it).
+    let stop_web = web.abort_handle();
+    match tokio::time::timeout(std::time::Duration::from_secs(grace_s), web).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "web server task ended abnormally"),
+        Err(_) => {
+            tracing::warn!(
+                grace_s,
+                "web requests still open after the grace period; closing them"
+            );
+            stop_web.abort();
+        }
     }
     mcp.close().await;
     Ok(ExitCode::from(code))
@@ -270,6 +282,7 @@ async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
     }
 }
 
+/// `slipway tasks list | show ID`: stored tasks, their runs and audit trail.
 pub fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCode> {
     let dir = cfg.data_dir.join("store");
     if !dir.exists() {
@@ -314,6 +327,7 @@ pub fn cmd_tasks(cfg: Arc<Config>, action: TasksAction) -> anyhow::Result<ExitCo
     }
 }
 
+/// `slipway sandbox build`: the default sandbox image, from Debian packages, no registry.
 pub async fn cmd_sandbox_build(
     cfg: Arc<Config>,
     image: Option<String>,

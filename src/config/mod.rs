@@ -19,7 +19,7 @@ use crate::agent::llm::settings::{LlmEndpoint, LlmPrices, NoModel};
 use crate::agent::settings::AgentConfig;
 use crate::forge::github::settings::{GithubConfig, GithubEndpoint};
 use crate::gates::policy::PolicyConfig;
-use crate::repos::{MergeMethod, RepoConfig};
+use crate::repos::RepoConfig;
 use crate::sandbox::settings::SandboxConfig;
 use crate::tools::settings::{McpEnv, McpServerConfig, PrefetchConfig};
 
@@ -153,6 +153,19 @@ impl std::fmt::Debug for SlackEndpoint {
 /// Secret values known to this process. Its `Debug` prints only a count.
 #[derive(Clone, Default)]
 pub struct SecretValues(pub Vec<String>);
+
+impl SecretValues {
+    /// `text` with every known secret value replaced by `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+}
 
 impl std::fmt::Debug for SecretValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -302,21 +315,6 @@ impl Config {
         Duration::from_secs(self.file.sandbox.command_timeout_s)
     }
 
-    /// The `[[repos]]` entry named `repo`.
-    pub fn repo(&self, repo: &str) -> Option<&RepoConfig> {
-        self.file.repos.iter().find(|r| r.name == repo)
-    }
-
-    /// The merge method of the `[[repos]]` entry named `repo`, else the default (squash).
-    pub fn merge_method(&self, repo: &str) -> MergeMethod {
-        self.file
-            .repos
-            .iter()
-            .find(|r| r.name == repo)
-            .map(|r| r.merge_method)
-            .unwrap_or_default()
-    }
-
     /// Whether credential variable `name` is set.
     pub fn has_credential(&self, name: &str) -> bool {
         self.credentials_present.contains(&name)
@@ -324,13 +322,7 @@ impl Config {
 
     /// Replaces every known secret value in `text` with `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secret_values.0 {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
-            }
-        }
-        out
+        self.secret_values.redact(text)
     }
 }
 

@@ -42,6 +42,10 @@ impl crate::run::Node for Checks {
             summary.join(", ")
         };
         cx.results = results;
-        Ok(Outcome { ok, detail })
+        Ok(Outcome {
+            ok,
+            detail,
+            stop: None,
+        })
     }
 }

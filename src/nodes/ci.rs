@@ -10,7 +10,7 @@ use super::nothing_to_publish;
 use crate::agent::AgentEnd;
 use crate::forge::CiOutcome;
 use crate::report::{Gate, GateName, GateStatus};
-use crate::run::{FlowError, NodeName, Outcome, RunCtx};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
 
 /// The ci node; skipped when nothing was published or the forge has no CI.
 pub struct Ci;
@@ -40,7 +40,11 @@ impl crate::run::Node for Ci {
         if cx.cancel.is_cancelled() {
             return Err(FlowError::Cancelled);
         }
-        let (gate, retry) = match outcome? {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => return Ok(Outcome::stopped(RunError::from(e))),
+        };
+        let (gate, retry) = match outcome {
             CiOutcome::NoCi { detail } => (Gate::new(GateName::Ci, GateStatus::Skip, detail), None),
             CiOutcome::Passed { detail } => (
                 Gate::new(
@@ -90,6 +94,7 @@ impl crate::run::Node for Ci {
         let outcome = Outcome {
             ok: gate.status != GateStatus::Fail,
             detail: gate.detail.clone(),
+            stop: None,
         };
         match retry {
             Some(failures) => cx.ci_failures = Some(failures),

@@ -45,16 +45,17 @@ impl crate::run::Node for Commit {
         ];
         let wt = cx.wt()?;
         // A pass that changes nothing keeps the commit it started from.
-        let made = svc
+        if let Some(c) = svc
             .workspaces
             .commit(wt, &subject, &body, &trailers)
-            .await?;
+            .await?
+        {
+            cx.commit = Some(c);
+        }
+        let wt = cx.wt()?;
         let diff = svc.workspaces.diff(wt).await?;
         let changes = crate::workspace::changes_from_diff(&diff);
         let whitespace_only = svc.workspaces.whitespace_only(wt, &changes).await?;
-        if let Some(c) = made {
-            cx.commit = Some(c);
-        }
         let detail = match &cx.commit {
             Some(c) if cx.commit != cx.pass_start_commit => {
                 format!("{} ({} files)", short_sha(c), changes.len())

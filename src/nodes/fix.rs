@@ -29,10 +29,14 @@ impl crate::run::Node for Fix {
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let round = cx.fix_rounds;
         let text = prompt::fix(round, MAX_FIX_ROUNDS, &checks::failures_text(&cx.results));
-        let end = agent_round(cx, text).await?;
+        let end = match agent_round(cx, text).await {
+            Ok(end) => end,
+            Err(e) => return Ok(Outcome::stopped(e)),
+        };
         let outcome = Outcome {
             ok: matches!(end, AgentEnd::Finished { .. }),
             detail: format!("round {round}: {}", end_detail(&end, &cx.budget)),
+            stop: None,
         };
         cx.end = Some(end);
         Ok(outcome)
@@ -57,10 +61,14 @@ impl crate::run::Node for CiFix {
         let round = cx.ci_rounds;
         let failures = cx.ci_failures.take().unwrap_or_default();
         let text = prompt::ci_fix(round, MAX_CI_ROUNDS, &failures);
-        let end = agent_round(cx, text).await?;
+        let end = match agent_round(cx, text).await {
+            Ok(end) => end,
+            Err(e) => return Ok(Outcome::stopped(e)),
+        };
         let outcome = Outcome {
             ok: matches!(end, AgentEnd::Finished { .. }),
             detail: format!("CI round {round}: {}", end_detail(&end, &cx.budget)),
+            stop: None,
         };
         cx.end = Some(end);
         Ok(outcome)

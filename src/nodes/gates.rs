@@ -70,6 +70,10 @@ impl crate::run::Node for Gates {
                 .await?;
         }
         cx.judged = Some(judged);
-        Ok(Outcome { ok: !halt, detail })
+        Ok(Outcome {
+            ok: !halt,
+            detail,
+            stop: None,
+        })
     }
 }

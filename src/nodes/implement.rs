@@ -30,10 +30,14 @@ impl crate::run::Node for Implement {
         let minutes = cx.svc.cfg.file.agent.max_minutes;
         cx.budget.deadline = Instant::now() + Duration::from_secs(minutes * 60);
         let text = prompt::task(cx.task.current(), cx.previous_summary.take().as_deref());
-        let end = agent_round(cx, text).await?;
+        let end = match agent_round(cx, text).await {
+            Ok(end) => end,
+            Err(e) => return Ok(Outcome::stopped(e)),
+        };
         let outcome = Outcome {
             ok: matches!(end, AgentEnd::Finished { .. }),
             detail: end_detail(&end, &cx.budget),
+            stop: None,
         };
         cx.end = Some(end);
         Ok(outcome)

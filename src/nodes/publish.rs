@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::nothing_to_publish;
 use crate::run::lifecycle::pr_content;
-use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunEvent};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
 
 /// The publish node.
 pub struct Publish;
@@ -23,9 +23,12 @@ impl crate::run::Node for Publish {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let forge = cx.forge()?;
-        let report = cx.report(cx.judged.as_ref(), cx.task.blueprint.as_str());
+        let report = cx.report(cx.judged.as_ref(), cx.blueprint.as_str());
         let content = pr_content(cx, &report);
-        let p = forge.publish(cx.wt()?, cx.task, &content).await?;
+        let p = match forge.publish(cx.wt()?, cx.task, &content).await {
+            Ok(p) => p,
+            Err(e) => return Ok(Outcome::stopped(RunError::from(e))),
+        };
         cx.pr_url = p.pr_url.clone();
         cx.pr_number = p.pr_number;
         // Stored at once: a crash after this point finds the same PR.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::agent::AgentEnd;
-use crate::run::{FlowError, NodeName, Outcome, RunCtx};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
 use crate::task::short_sha;
 
 /// The revert node; runs only on a revert task.
@@ -41,11 +41,15 @@ impl crate::run::Node for Revert {
             task.id,
             of.task_id
         );
-        let c = cx
+        let reverted = cx
             .svc
             .workspaces
             .revert(cx.wt()?, &of.merge_commit, of.commits, &message)
-            .await?;
+            .await;
+        let c = match reverted {
+            Ok(c) => c,
+            Err(e) => return Ok(Outcome::stopped(RunError::from(e))),
+        };
         cx.end = Some(AgentEnd::Finished { summary });
         let detail = short_sha(&c).to_string();
         cx.commit = Some(c);

@@ -76,7 +76,10 @@ impl crate::run::Node for Setup {
         cx.extra_gates.push(gate);
         if failed {
             // Without its dependencies the agent would only burn tokens.
-            return Err(RunError::Setup { detail }.into());
+            let error = RunError::Setup {
+                detail: detail.clone(),
+            };
+            return Ok(Outcome::stopped_with(detail, error));
         }
         Ok(Outcome::ok(detail))
     }

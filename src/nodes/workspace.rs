@@ -41,8 +41,6 @@ impl crate::run::Node for Workspace {
         // The repo's policy, read before the agent runs (and `.slipway/**` can never be
         // published by an agent, so later revisions see only what people committed).
         let repo_policy = RepoPolicy::load(&wt.path).map_err(RunError::from)?;
-        std::fs::create_dir_all(cx.home())
-            .map_err(|e| RunError::RunDir(format!("cannot create {}: {e}", cx.home().display())))?;
         cx.check_cmds = checks::detect(&wt.path, repo_policy.as_ref());
         cx.setup_cmd = checks::detect_setup(&wt.path);
         cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
@@ -51,7 +49,6 @@ impl crate::run::Node for Workspace {
             .and_then(|p| p.checks.as_ref())
             .and_then(|c| c.coverage.clone());
         cx.guard = CommandGuard::new(&cx.policy.denied_commands);
-        cx.repo_policy = repo_policy;
         cx.forge = Some(forge);
         cx.task.repo.source = repo.source;
         Ok(Outcome::ok(format!(

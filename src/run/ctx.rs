@@ -19,11 +19,11 @@ use crate::agent::{AgentEnd, Budget, Conversation};
 use crate::forge::{Forge, Merged};
 use crate::gates::checks::{CheckCommand, CheckResult, CheckStatus};
 use crate::gates::classify::Classified;
-use crate::gates::policy::{EffectivePolicy, RepoPolicy};
+use crate::gates::policy::EffectivePolicy;
 use crate::gates::{self};
 use crate::report::{AgentTotals, Classification, Decision, Gate, RunReport, SandboxInfo, Timings};
 use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
-use crate::task::Task;
+use crate::task::{BlueprintId, Task};
 use crate::tools::guard::CommandGuard;
 use crate::tools::mcp::McpHub;
 use crate::workspace::{FileChange, Workspaces, Worktree};
@@ -122,6 +122,8 @@ pub struct RunCtx<'a> {
     pub svc: &'a Runner,
     /// The task; its stored copy is updated by the lifecycle.
     pub task: &'a mut Task,
+    /// The blueprint running (the report's `blueprint`).
+    pub blueprint: BlueprintId,
     /// This run's id.
     pub run_id: String,
     /// Node records, events and audit for this run.
@@ -142,8 +144,6 @@ pub struct RunCtx<'a> {
     pub check_cmds: Vec<CheckCommand>,
     /// The setup command, when there is one.
     pub setup_cmd: Option<CheckCommand>,
-    /// The repo's `.slipway/policy.toml`, when it has one.
-    pub repo_policy: Option<RepoPolicy>,
     /// Server policy tightened by the repo's.
     pub policy: EffectivePolicy,
     /// The repo's coverage command, when it has one.
@@ -214,6 +214,7 @@ impl<'a> RunCtx<'a> {
             svc,
             run_id: tracker.record.run_id.clone(),
             task,
+            blueprint: BlueprintId::default(),
             tracker,
             cancel,
             started: Instant::now(),
@@ -222,7 +223,6 @@ impl<'a> RunCtx<'a> {
             forge: None,
             check_cmds: Vec::new(),
             setup_cmd: None,
-            repo_policy: None,
             guard: CommandGuard::new(&policy.denied_commands),
             policy,
             coverage_cmd: None,

@@ -96,16 +96,6 @@ pub enum FlowError {
     Run(#[from] RunError),
 }
 
-impl FlowError {
-    /// The failed node's one-line detail: a setup failure shows what failed, not the advice.
-    pub fn node_detail(&self) -> String {
-        match self {
-            Self::Run(RunError::Setup { detail }) => detail.clone(),
-            other => other.to_string(),
-        }
-    }
-}
-
 impl From<AgentError> for FlowError {
     fn from(e: AgentError) -> Self {
         match e {

@@ -3,9 +3,9 @@
 //! `RunFinished`/`RunFailed`.
 //!
 //! Blueprints only list steps; nodes only do their work. Until a step has made the run's
-//! work tree, a failure leaves nothing behind and comes back as a [`RunError`] (exit status
-//! 2 material: a bad repo, a bad policy file). From then on the task and its run are stored,
-//! and every failure ends with a `halt` report that says what happened.
+//! work tree, a failure leaves nothing behind and comes back as a [`RunError`] (a bad repo
+//! or policy file: exit status 2; a forge or store failure: 1). From then on the task and
+//! its run are stored, and every failure ends with a `halt` report that says what happened.
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -69,6 +69,7 @@ pub async fn execute(
         })
         .await;
     let mut cx = RunCtx::new(svc, task, tracker, cancel);
+    cx.blueprint = blueprint.id;
 
     // Each top-level step in turn; the run is recorded as soon as it has a work tree.
     let mut outcome: Result<(), FlowError> = Ok(());
@@ -93,6 +94,12 @@ pub async fn execute(
             }
             if cx.dirs.is_some() {
                 record_start(&mut cx, blueprint).await?;
+                // The sandbox home; from here a failure is a stored, reported run.
+                let home = cx.home();
+                if let Err(e) = std::fs::create_dir_all(&home) {
+                    let e = RunError::RunDir(format!("cannot create {}: {e}", home.display()));
+                    outcome = Err(e.into());
+                }
             }
         }
         if outcome.is_err() {
@@ -133,7 +140,7 @@ async fn record_start(cx: &mut RunCtx<'_>, blueprint: &Blueprint) -> Result<(), 
         .audit(
             "run_started",
             &cx.task.requester,
-            json!({"revision": cx.task.current().number, "branch": cx.task.branch, "blueprint": blueprint.id.as_str()}),
+            json!({"revision": cx.tracker.record.revision, "branch": cx.task.branch, "blueprint": blueprint.id.as_str()}),
         )
         .await?;
     Ok(())
@@ -170,8 +177,10 @@ async fn finish(
             };
             report.timings_ms = cx.timings.clone();
             let summary = cx.summary().map(str::to_string);
-            // The PR shows the final report (CI's verdict included).
-            if let (Some(number), Ok(forge)) = (cx.pr_number, cx.forge()) {
+            // The PR shows the final report (CI's verdict included); a blueprint that judges
+            // nothing has no report for a PR.
+            if let (Some(number), Ok(forge), true) = (cx.pr_number, cx.forge(), cx.judged.is_some())
+            {
                 let content = pr_content(&cx, &report);
                 let task = Task {
                     pr_number: Some(number),

@@ -14,14 +14,18 @@ use super::error::FlowError;
 use super::events::{NodeKind, NodeName};
 use crate::task::BlueprintId;
 
-/// How a node ended normally: `ok` and a one-line `detail` for the node record, the Slack
-/// status line and the audit log. A failure that must stop the run is an `Err` instead.
-#[derive(Debug, Clone, PartialEq)]
+/// How a node ended: `ok` and a one-line `detail` for the node record, the Slack status
+/// line and the audit log; `stop` when the run must end here (the node is still recorded,
+/// e.g. a failed setup or a push the forge refused). A node that returns `Err` instead
+/// leaves no record: the error alone ends the run.
+#[derive(Debug)]
 pub struct Outcome {
     /// False when the node did not succeed.
     pub ok: bool,
     /// One line for records, status messages and the audit log.
     pub detail: String,
+    /// Ends the run after the node is recorded.
+    pub stop: Option<FlowError>,
 }
 
 impl Outcome {
@@ -30,6 +34,7 @@ impl Outcome {
         Self {
             ok: true,
             detail: detail.into(),
+            stop: None,
         }
     }
 
@@ -38,6 +43,26 @@ impl Outcome {
         Self {
             ok: false,
             detail: detail.into(),
+            stop: None,
+        }
+    }
+
+    /// A node that failed with `error` and ends the run; its record shows the error's text.
+    pub fn stopped(error: impl Into<FlowError>) -> Self {
+        let error = error.into();
+        Self {
+            ok: false,
+            detail: error.to_string(),
+            stop: Some(error),
+        }
+    }
+
+    /// A node that failed, recorded with `detail`, and ends the run with `error`.
+    pub fn stopped_with(detail: impl Into<String>, error: impl Into<FlowError>) -> Self {
+        Self {
+            ok: false,
+            detail: detail.into(),
+            stop: Some(error.into()),
         }
     }
 }
@@ -60,8 +85,8 @@ pub trait Node: Send + Sync {
         false
     }
 
-    /// Does the node's work. `Err` stops the run: the node is recorded as failed with
-    /// [`FlowError::node_detail`], and the run ends with a failure report.
+    /// Does the node's work. An [`Outcome`] is recorded (and may stop the run); `Err` stops
+    /// the run without a record of this node.
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError>;
 }
 
@@ -134,24 +159,22 @@ where
     })
 }
 
-/// One node with its bookkeeping: skipped, or started → run → finished (also on an error
-/// once the run is recorded).
+/// One node with its bookkeeping: skipped, or started → run → finished. A cancelled run
+/// stops before its next node, once it is recorded (before that, the workspace node cannot
+/// be interrupted and the first node after it ends the run as cancelled).
 async fn run_node(node: &dyn Node, cx: &mut RunCtx<'_>) -> Result<(), FlowError> {
-    if cx.cancel.is_cancelled() {
+    if cx.tracker.persist && cx.cancel.is_cancelled() {
         return Err(FlowError::Cancelled);
     }
     if node.skip(cx) {
         return Ok(());
     }
     let timer = cx.tracker.start(node.name(), node.kind()).await;
-    let result = node.run(cx).await;
-    let (ok, detail) = match &result {
-        Ok(o) => (o.ok, o.detail.clone()),
-        // Before the run is recorded, a failure leaves no node record: the run never was.
-        Err(_) if !cx.tracker.persist => return result.map(|_| ()),
-        Err(e) => (false, e.node_detail()),
-    };
-    let ms = cx.tracker.finish(timer, ok, detail).await?;
+    let outcome = node.run(cx).await?;
+    let ms = cx.tracker.finish(timer, outcome.ok, outcome.detail).await?;
     cx.add_timing(node.name(), ms);
-    result.map(|_| ())
+    match outcome.stop {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -74,13 +74,7 @@ impl Egress {
     }
 
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.inner.secrets.0 {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
-            }
-        }
-        out
+        self.inner.secrets.redact(text)
     }
 
     /// Posts `text` in a thread; returns the message's `ts`, or `None` after logging a
