@@ -119,3 +119,26 @@ async fn a_blueprint_is_a_list_of_steps_and_may_bring_its_own_node() {
     // The shipped blueprint has exactly the steps its file lists.
     assert_eq!(blueprints::get(BlueprintId::ChecksOnly).steps.len(), 4);
 }
+
+#[tokio::test]
+async fn a_run_cancelled_before_it_starts_is_stored_as_cancelled_with_no_failed_node() {
+    let h = Harness::new(Backend::Bwrap, LlmProvider::Openai, vec![]).await;
+    let mut task = h.task("cancelled at once");
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let report = h
+        .runner
+        .run(&mut task, "code_change", cancel, None)
+        .await
+        .unwrap();
+    // The work tree is made, the run recorded, and the first node after it ends the run.
+    assert_eq!(report.decision, Decision::Halt);
+    assert_eq!(report.reasons, ["run failed: the run was cancelled"]);
+    let stored = h.runner.store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Cancelled);
+    let run = h.runner.store.get_run(&report.run_id).unwrap().unwrap();
+    assert_eq!(run.state, slipway::store::RunState::Cancelled);
+    assert_eq!(node_names(&h, &report.run_id), ["workspace"]);
+    assert!(h.fake.requests().is_empty());
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+}
