@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
-use crate::sandbox;
+use crate::sandbox::settings::SandboxBackendChoice;
+use crate::sandbox::{self, NetworkAccess, Sandbox, SandboxPolicy, SandboxSpec};
 
 /// One check's outcome.
 enum Status {
@@ -36,6 +39,9 @@ pub async fn run(cfg: &Config) -> ExitCode {
         },
     ));
     lines.push(("sandbox", sandbox_status(cfg).await));
+    if let Some(fallback) = bwrap_fallback_status(cfg).await {
+        lines.push(("bwrap", fallback));
+    }
     lines.push(("llm", llm_status(cfg).await));
     let slack = match (&cfg.slack.app_token, &cfg.slack.bot_token) {
         (Some(_), Some(_)) => slack_status(cfg).await,
@@ -69,20 +75,118 @@ pub async fn run(cfg: &Config) -> ExitCode {
     }
 }
 
+/// The configured backend, proved by use: a real sandbox (a container with the docker
+/// backend, namespaces with bwrap) is started under the run policy, runs one command with no
+/// network, and is removed. A preflight alone said `ok` on machines where no container could
+/// start (Podman without `catatonit`).
 async fn sandbox_status(cfg: &Config) -> Status {
-    match sandbox::select(
+    let chosen = sandbox::select(
         cfg.file.sandbox.backend,
         &cfg.file.sandbox,
         cfg.docker_host.as_deref(),
     )
-    .await
-    {
+    .await;
+    match chosen {
         Ok(s) => match s.preflight().await {
-            Ok(()) => Status::Ok(format!("{} ({})", s.backend().as_str(), s.image())),
+            Ok(()) => match smoke(s.as_ref(), cfg).await {
+                Ok(ms) => Status::Ok(format!(
+                    "{} ({}): a sandbox started, ran a command with no network, and was removed ({ms} ms)",
+                    s.backend().as_str(),
+                    s.image()
+                )),
+                Err(e) => {
+                    // Podman's container init is only a Recommends of its Debian package.
+                    let hint = if e.contains("container-init binary not found") {
+                        "; install Podman's init: apt-get install catatonit"
+                    } else {
+                        ""
+                    };
+                    Status::Problem(format!(
+                        "{} ({}) cannot start a sandbox: {e}{hint}",
+                        s.backend().as_str(),
+                        s.image()
+                    ))
+                }
+            },
             Err(e) => Status::Problem(e.to_string()),
         },
         Err(e) => Status::Problem(e.to_string()),
     }
+}
+
+/// bwrap as the fallback backend, when it is installed and not the one chosen: the same
+/// smoke run. Not required, so a failure is reported but does not fail `doctor`.
+async fn bwrap_fallback_status(cfg: &Config) -> Option<Status> {
+    if cfg.file.sandbox.backend == SandboxBackendChoice::Bwrap {
+        return None;
+    }
+    let bwrap = sandbox::bwrap::BwrapSandbox::detect().ok()?;
+    Some(match smoke(&bwrap, cfg).await {
+        Ok(ms) => Status::Ok(format!(
+            "fallback: a sandbox started, ran a command with no network, and was removed ({ms} ms)"
+        )),
+        Err(e) => Status::Optional(format!("fallback unusable: {e}")),
+    })
+}
+
+/// Starts a sandbox on empty directories under the data dir, runs `echo` in it and removes
+/// it and the directories; the wall time in ms, or what failed.
+async fn smoke(s: &dyn Sandbox, cfg: &Config) -> Result<u64, String> {
+    let started = std::time::Instant::now();
+    let id = format!("doctor-{}", crate::task::new_id());
+    let root = cfg.data_dir.join("doctor").join(&id);
+    let spec = SandboxSpec {
+        workspace: root.join("workspace"),
+        git_dir: root.join("git"),
+        home: root.join("home"),
+        policy: SandboxPolicy::for_run(&cfg.file.sandbox, NetworkAccess::None),
+        run_id: id,
+    };
+    let result = async {
+        for dir in [&spec.workspace, &spec.home] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        // The sandbox mounts a run's git dir read-only: give it a real (empty) one.
+        let init = tokio::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&spec.git_dir)
+            .output()
+            .await
+            .map_err(|e| format!("git init: {e}"))?;
+        if !init.status.success() {
+            return Err(format!(
+                "git init failed: {}",
+                String::from_utf8_lossy(&init.stderr).trim()
+            ));
+        }
+        let session = s.start(&spec).await.map_err(|e| e.to_string())?;
+        let out = session
+            .exec(
+                "echo slipway-doctor",
+                Duration::from_secs(60),
+                &CancellationToken::new(),
+            )
+            .await;
+        let closed = session.close().await;
+        let out = out.map_err(|e| e.to_string())?;
+        closed.map_err(|e| format!("it ran, but could not be removed: {e}"))?;
+        if !out.success() || !out.output.contains("slipway-doctor") {
+            return Err(format!(
+                "a command in it failed (exit {:?}): {}",
+                out.exit_code,
+                out.output.trim()
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = std::fs::remove_dir_all(&root)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %root.display(), error = %e, "could not remove the doctor's directories");
+    }
+    result.map(|()| started.elapsed().as_millis() as u64)
 }
 
 /// The model endpoint answers HTTP at all (any status): reachability, not credentials.

@@ -314,6 +314,39 @@ async fn doctor_reports_each_dependency() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_proves_each_sandbox_by_starting_one_and_leaves_nothing_behind() {
+    let fake = FakeLlm::start(vec![]).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = llm_env(&fake);
+    env.push(("SLIPWAY_SANDBOX", "docker".into()));
+    let out = slipway(data.path(), &env_refs(&env), &["doctor"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let line = |name: &str| {
+        err.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let docker = line("sandbox");
+    assert!(docker.starts_with("ok"), "{err}");
+    assert!(docker.contains("a sandbox started, ran a command with no network, and was removed"));
+    let bwrap = line("bwrap");
+    assert!(bwrap.starts_with("ok"), "{err}");
+    // The smoke sandboxes' directories and containers are gone.
+    let doctor_dirs = std::fs::read_dir(data.path().join("doctor"))
+        .unwrap()
+        .count();
+    assert_eq!(doctor_dirs, 0);
+    assert!(
+        crate::support::containers_labelled("slipway.run")
+            .await
+            .iter()
+            .all(|c| !c.contains("doctor")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_mid_run_the_store_reopens_and_the_container_is_reaped() {
     let fake = FakeLlm::start(vec![Turn::call("run", json!({"command": "sleep 120"}))]).await;
     fake.repeat_forever(Turn::call("finish", json!({"summary": "x"})));
