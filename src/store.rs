@@ -276,14 +276,6 @@ impl Store {
         self.flush().await
     }
 
-    /// An event's stored `(action, detail)`.
-    fn audit_parts(event: AuditEvent) -> Result<(String, serde_json::Value)> {
-        event.into_parts().map_err(|source| StoreError::Encode {
-            what: "audit event".to_string(),
-            source,
-        })
-    }
-
     /// Appends `item` to the queue, then flushes. Returns its key.
     pub async fn enqueue(&self, item: &QueueItem) -> Result<u64> {
         let id = self.db.generate_id()?;
@@ -377,7 +369,7 @@ impl Store {
         actor: &str,
         event: AuditEvent,
     ) -> Result<()> {
-        let (action, detail) = Self::audit_parts(event)?;
+        let (action, detail) = event.into_parts()?;
         self.append_audit(AuditRecord {
             at_ms: now_ms(),
             task_id: task_id.map(str::to_owned),
@@ -470,7 +462,7 @@ impl RunLog {
     /// Appends `event` by `actor` for this run, with secret values redacted from its
     /// serialised detail.
     pub async fn audit(&self, actor: &str, event: AuditEvent) -> Result<()> {
-        let (action, detail) = Store::audit_parts(event)?;
+        let (action, detail) = event.into_parts()?;
         self.store
             .append_audit(AuditRecord {
                 at_ms: now_ms(),

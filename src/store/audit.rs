@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
 use crate::report::{Decision, GateStatus};
 use crate::repos::MergeMethod;
 use crate::task::BlueprintId;
@@ -209,10 +210,17 @@ impl AuditEvent {
         }
     }
 
-    /// The stored `(action, detail)` pair: serde's tag and content. Fails only if a field
-    /// cannot be expressed as JSON, which none of ours can; the store reports it rather than
-    /// writing a wrong entry.
-    pub(super) fn into_parts(self) -> Result<(String, serde_json::Value), serde_json::Error> {
+    /// The stored `(action, detail)` pair: serde's tag and content. Fails (with
+    /// [`StoreError::Encode`]) only if a field cannot be expressed as JSON, which none of ours
+    /// can; the store reports it rather than writing a wrong entry.
+    pub(super) fn into_parts(self) -> super::Result<(String, serde_json::Value)> {
+        self.tag_and_content().map_err(|source| StoreError::Encode {
+            what: "audit event".to_string(),
+            source,
+        })
+    }
+
+    fn tag_and_content(self) -> Result<(String, serde_json::Value), serde_json::Error> {
         use serde::de::Error as _;
         let serde_json::Value::Object(mut tagged) = serde_json::to_value(self)? else {
             return Err(serde_json::Error::custom(
