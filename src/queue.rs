@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::report::RunReport;
 use crate::run::{RunError, RunEvent};
-use crate::store::{QueueItem, RunState, Store, StoreError};
+use crate::store::{AuditEvent, QueueItem, RunState, Store, StoreError};
 use crate::task::{Task, TaskState, now_ms};
 
 /// What the queue runs: one revision of a task through the task's blueprint. Implemented by
@@ -284,9 +284,8 @@ impl Queue {
                 .audit_now(
                     Some(&task.id),
                     None,
-                    "run_interrupted",
                     "slipway",
-                    serde_json::json!({"rerun": rerun}),
+                    AuditEvent::RunInterrupted { rerun },
                 )
                 .await?;
             self.emit(QueueEvent::Interrupted {

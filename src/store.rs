@@ -5,6 +5,9 @@
 //! and every state change is flushed before the call returns, so what a caller was told is
 //! stored survives a crash. Inserts hit sled's page cache and return at once; the flush,
 //! the only slow part, goes through `flush_async`.
+//!
+//! The audit log's vocabulary lives in `store/audit.rs`: writers pass an [`AuditEvent`],
+//! readers get [`AuditRecord`]s whose `action` and `detail` are that event's serde spelling.
 
 use std::path::Path;
 
@@ -12,6 +15,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::report::RunReport;
 use crate::task::{Task, now_ms};
+
+mod audit;
+mod redact;
+
+pub use audit::{AuditEvent, AuditRecord, SecretFinding};
 
 /// Store failures. None is the user's doing; all mean the data dir is unusable or corrupt.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +30,13 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("a stored record is unreadable ({what}): {source}")]
     Decode {
+        what: String,
+        source: serde_json::Error,
+    },
+    /// A value that cannot be written as JSON. A bug, not bad data: none of our audit
+    /// events can fail to serialise; reported rather than storing a wrong entry.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
         what: String,
         source: serde_json::Error,
     },
@@ -92,19 +107,6 @@ pub struct TranscriptEntry {
     pub body: serde_json::Value,
 }
 
-/// One audit event. The log is append-only: there is no API to change or delete an entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditEvent {
-    pub at_ms: u64,
-    pub task_id: Option<String>,
-    pub run_id: Option<String>,
-    /// What happened: `task_created`, `node_finished`, `tool_call`, `tool_denied`,
-    /// `decision`, `push`, …
-    pub action: String,
-    pub actor: String,
-    pub detail: serde_json::Value,
-}
-
 /// Handle to the sled database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -119,6 +121,8 @@ pub struct Store {
     dedupe: sled::Tree,
     /// Front-end bindings (Slack threads and messages ↔ tasks), keyed by the front end.
     bindings: sled::Tree,
+    /// Secret values redacted from every audit detail written (see [`Store::with_redaction`]).
+    secrets: std::sync::Arc<[String]>,
 }
 
 /// One queued revision run.
@@ -151,8 +155,16 @@ impl Store {
             queue: db.open_tree("queue")?,
             dedupe: db.open_tree("dedupe")?,
             bindings: db.open_tree("bindings")?,
+            secrets: std::sync::Arc::from(Vec::new()),
             db,
         })
+    }
+
+    /// The same store, redacting `secrets` (values of the host's secret variables) from the
+    /// detail of every audit entry it writes, whoever writes it.
+    pub fn with_redaction(mut self, secrets: Vec<String>) -> Self {
+        self.secrets = std::sync::Arc::from(secrets);
+        self
     }
 
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -267,10 +279,11 @@ impl Store {
     }
 
     /// Appends to the audit log, then flushes. Keys are sled's monotonic ids, so iteration
-    /// order is append order.
-    pub async fn audit(&self, event: AuditEvent) -> Result<()> {
+    /// order is append order. Private: writers go through [`Store::audit_now`] or
+    /// [`RunLog::audit`], so every stored action is an [`AuditEvent`].
+    async fn append_audit(&self, record: AuditRecord) -> Result<()> {
         let id = self.db.generate_id()?;
-        self.audit.insert(id.to_be_bytes(), Self::encode(&event))?;
+        self.audit.insert(id.to_be_bytes(), Self::encode(&record))?;
         self.flush().await
     }
 
@@ -357,20 +370,23 @@ impl Store {
         Ok(removed)
     }
 
-    /// Convenience for [`Store::audit`] with the current time.
+    /// Appends `event` by `actor` (a Slack user ID, `slipway` or `agent`) to the audit log
+    /// at the current time, then flushes. Stored as an [`AuditRecord`] whose `action` and
+    /// `detail` are the event's serde spelling.
     pub async fn audit_now(
         &self,
         task_id: Option<&str>,
         run_id: Option<&str>,
-        action: &str,
         actor: &str,
-        detail: serde_json::Value,
+        event: AuditEvent,
     ) -> Result<()> {
-        self.audit(AuditEvent {
+        let (action, detail) = event.into_parts()?;
+        let detail = redact::redact_json(&self.secrets, detail);
+        self.append_audit(AuditRecord {
             at_ms: now_ms(),
             task_id: task_id.map(str::to_owned),
             run_id: run_id.map(str::to_owned),
-            action: action.to_string(),
+            action,
             actor: actor.to_string(),
             detail,
         })
@@ -378,12 +394,12 @@ impl Store {
     }
 
     /// The audit log, oldest first; `task_id` filters to one task.
-    pub fn audit_log(&self, task_id: Option<&str>) -> Result<Vec<AuditEvent>> {
+    pub fn audit_log(&self, task_id: Option<&str>) -> Result<Vec<AuditRecord>> {
         self.audit
             .iter()
             .map(|kv| {
                 let (_, v) = kv?;
-                Self::decode::<AuditEvent>("audit event", &v)
+                Self::decode::<AuditRecord>("audit event", &v)
             })
             .filter(|e| match (e, task_id) {
                 (Ok(e), Some(t)) => e.task_id.as_deref() == Some(t),
@@ -412,31 +428,8 @@ impl RunLog {
         }
     }
 
-    fn redact(&self, mut v: serde_json::Value) -> serde_json::Value {
-        if self.secrets.is_empty() {
-            return v;
-        }
-        // Compare against the JSON text, so a secret is looked for both as is and
-        // JSON-escaped (a PEM key's newlines become `\n` there).
-        let text = v.to_string();
-        let forms: Vec<String> = self
-            .secrets
-            .iter()
-            .flat_map(|s| {
-                let escaped = serde_json::to_string(s).unwrap_or_default();
-                let escaped = escaped.trim_matches('"').to_string();
-                [s.clone(), escaped]
-            })
-            .filter(|f| !f.is_empty())
-            .collect();
-        if forms.iter().any(|f| text.contains(f.as_str())) {
-            let mut t = text;
-            for f in &forms {
-                t = t.replace(f.as_str(), "<redacted>");
-            }
-            v = serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t));
-        }
-        v
+    fn redact(&self, v: serde_json::Value) -> serde_json::Value {
+        redact::redact_json(&self.secrets, v)
     }
 
     /// Appends a transcript entry (`llm_request`, `llm_response`, `tool_call`).
@@ -455,17 +448,19 @@ impl RunLog {
         self.store.append_transcript(&self.run_id, &entry).await
     }
 
-    /// Appends an audit event for this run.
-    pub async fn audit(&self, action: &str, actor: &str, detail: serde_json::Value) -> Result<()> {
-        let detail = self.redact(detail);
+    /// Appends `event` by `actor` for this run, with secret values redacted from its
+    /// serialised detail.
+    pub async fn audit(&self, actor: &str, event: AuditEvent) -> Result<()> {
+        let (action, detail) = event.into_parts()?;
         self.store
-            .audit_now(
-                Some(&self.task_id),
-                Some(&self.run_id),
+            .append_audit(AuditRecord {
+                at_ms: now_ms(),
+                task_id: Some(self.task_id.clone()),
+                run_id: Some(self.run_id.clone()),
                 action,
-                actor,
-                detail,
-            )
+                actor: actor.to_string(),
+                detail: self.redact(detail),
+            })
             .await
     }
 }
@@ -496,15 +491,9 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             s.put_task(&t).await.unwrap();
-            s.audit_now(
-                Some(&t.id),
-                None,
-                "task_created",
-                "alice",
-                serde_json::json!({}),
-            )
-            .await
-            .unwrap();
+            s.audit_now(Some(&t.id), None, "alice", AuditEvent::CancelRequested {})
+                .await
+                .unwrap();
             s.append_transcript(
                 "run1",
                 &TranscriptEntry {

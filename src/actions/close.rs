@@ -3,10 +3,9 @@
 //! PR is closed. Must not word anything: the outcome is typed.
 #![warn(missing_docs)]
 
-use serde_json::json;
-
 use super::{ActionError, Actions};
 use crate::forge::ForgeError;
+use crate::store::AuditEvent;
 use crate::task::{Task, TaskState, now_ms};
 
 /// What closing did.
@@ -33,7 +32,7 @@ impl Actions {
         self.inner.settings.check_trusted(user, task)?;
         let queue = &self.inner.queue;
         if queue.cancel(&task.id) {
-            self.audit(&task.id, "cancel_requested", user, json!({}))
+            self.audit(&task.id, user, AuditEvent::CancelRequested {})
                 .await;
             return Ok(CloseOutcome::RunCancelled);
         }
@@ -55,9 +54,11 @@ impl Actions {
         };
         self.audit(
             &task.id,
-            "closed",
             user,
-            json!({"pr_closed": pr.as_ref().ok().cloned().flatten(), "error": pr.as_ref().err().map(|e| e.to_string())}),
+            AuditEvent::Closed {
+                pr_closed: pr.as_ref().ok().cloned().flatten(),
+                error: pr.as_ref().err().map(|e| e.to_string()),
+            },
         )
         .await;
         Ok(CloseOutcome::Closed { pr })

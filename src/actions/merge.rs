@@ -8,15 +8,14 @@
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
-use serde_json::json;
 
 use super::approval::{Approval, authorize};
 use super::{ActionError, Actions, audit};
 use crate::forge::{Forge, ForgeError, MergeRequest, Merged};
-use crate::report::RunReport;
+use crate::report::{Decision, RunReport};
 use crate::repos::MergeMethod;
 use crate::repos::RepoConfig;
-use crate::store::{RunState, Store};
+use crate::store::{AuditEvent, RunState, Store};
 use crate::task::{Task, TaskState, now_ms};
 
 /// Why an approval did not merge. The `Display` text is the reason (audited as
@@ -148,8 +147,10 @@ pub async fn merge_tested(
     let merged = match forge.merge(task, req).await {
         Ok(m) => m,
         Err(e) => {
-            let detail = json!({"error": e.to_string()});
-            audit(store, &task.id, run_id, "merge_failed", actor, detail).await;
+            let event = AuditEvent::MergeFailed {
+                error: e.to_string(),
+            };
+            audit(store, &task.id, run_id, actor, event).await;
             return Err(ActionError::Forge(e));
         }
     };
@@ -161,17 +162,21 @@ pub async fn merge_tested(
             t.updated_ms = now_ms();
         })
         .await?;
-    let (action, detail) = match authority {
-        MergeAuthority::Approval { approver } => (
-            "merged",
-            json!({"tested": req.tested, "merge_commit": merged.sha, "requester": task.requester, "approver": approver}),
-        ),
-        MergeAuthority::AutoMerge { .. } => (
-            "merge",
-            json!({"decision": "auto_merge", "tested": req.tested, "merge_commit": merged.sha, "method": req.method}),
-        ),
+    let event = match authority {
+        MergeAuthority::Approval { approver } => AuditEvent::Merged {
+            tested_sha: req.tested.to_string(),
+            merge_commit: merged.sha.clone(),
+            requester: task.requester.clone(),
+            approver: approver.to_string(),
+        },
+        MergeAuthority::AutoMerge { .. } => AuditEvent::AutoMerged {
+            decision: Decision::AutoMerge,
+            tested_sha: req.tested.to_string(),
+            merge_commit: merged.sha.clone(),
+            method: req.method,
+        },
     };
-    audit(store, &task.id, run_id, action, actor, detail).await;
+    audit(store, &task.id, run_id, actor, event).await;
     Ok(merged)
 }
 
@@ -216,9 +221,10 @@ impl Actions {
             Err(refusal) => {
                 self.audit(
                     task_id,
-                    "merge_refused",
                     approver,
-                    json!({"reason": refusal.to_string()}),
+                    AuditEvent::MergeRefused {
+                        reason: refusal.to_string(),
+                    },
                 )
                 .await;
                 Err(ActionError::MergeRefused(refusal))
@@ -307,6 +313,8 @@ fn latest_report(store: &Store, task: &Task) -> Result<Option<RunReport>, Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
     use crate::forge::{Publication, PullRequestContent};
     use crate::task::{Origin, RepoRef};
     use crate::workspace::Worktree;
@@ -445,6 +453,28 @@ mod tests {
         let audit = store.audit_log(Some(&task.id)).unwrap();
         let e = audit.iter().find(|e| e.action == "merge_failed").unwrap();
         assert_eq!(e.detail, json!({"error": "no merge today"}));
+    }
+
+    #[tokio::test]
+    async fn a_secret_in_a_forge_error_is_redacted_from_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_redaction(vec!["merge".to_string()]);
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        // The fake's error text, "no merge today", holds the "secret" `merge`.
+        let forge = FakeForge {
+            result: Err("no merge today"),
+        };
+        let req = merge_request(&[], &task, "abc", "slipway ([policy] auto_merge)");
+        let authority = MergeAuthority::AutoMerge { run_id: "r1" };
+        merge_tested(&forge, &store, &task, &req, authority)
+            .await
+            .unwrap_err();
+        let audit = store.audit_log(Some(&task.id)).unwrap();
+        let e = audit.iter().find(|e| e.action == "merge_failed").unwrap();
+        assert_eq!(e.detail, json!({"error": "no <redacted> today"}));
     }
 
     #[test]

@@ -18,13 +18,12 @@ pub mod revert;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::config::{Config, SlackConfig};
 use crate::forge::{ForgeError, Forges};
 use crate::queue::Queue;
 use crate::repos::RepoConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditEvent, Store, StoreError};
 use crate::task::Task;
 
 pub use merge::{MergeAuthority, MergeRefusal, merge_tested};
@@ -162,25 +161,16 @@ impl Actions {
     }
 
     /// Writes an audit entry; a failure is logged, not returned (the action itself happened).
-    async fn audit(&self, task_id: &str, action: &str, actor: &str, detail: Value) {
-        audit(&self.inner.store, task_id, None, action, actor, detail).await;
+    async fn audit(&self, task_id: &str, actor: &str, event: AuditEvent) {
+        audit(&self.inner.store, task_id, None, actor, event).await;
     }
 }
 
 /// Appends an audit entry for `task_id` (and `run_id`); a store failure is logged, not
 /// returned, because the audited action already happened.
-async fn audit(
-    store: &Store,
-    task_id: &str,
-    run_id: Option<&str>,
-    action: &str,
-    actor: &str,
-    detail: Value,
-) {
-    if let Err(e) = store
-        .audit_now(Some(task_id), run_id, action, actor, detail)
-        .await
-    {
+async fn audit(store: &Store, task_id: &str, run_id: Option<&str>, actor: &str, event: AuditEvent) {
+    let action = event.action();
+    if let Err(e) = store.audit_now(Some(task_id), run_id, actor, event).await {
         tracing::error!(error = %e, action, task_id, "could not write the audit log");
     }
 }

@@ -2,9 +2,8 @@
 //! the outcome is typed.
 #![warn(missing_docs)]
 
-use serde_json::json;
-
 use super::{ActionError, Actions};
+use crate::store::AuditEvent;
 use crate::task::{Task, TaskState};
 
 /// What a rerun did.
@@ -37,9 +36,10 @@ impl Actions {
         };
         self.audit(
             &t.id,
-            "rerun",
             user,
-            json!({"revision": t.current().number}),
+            AuditEvent::Rerun {
+                revision: t.current().number,
+            },
         )
         .await;
         Ok(RerunOutcome::Queued(Box::new(t)))

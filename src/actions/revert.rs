@@ -7,9 +7,8 @@
 //! Must not word anything: the outcome is typed.
 #![warn(missing_docs)]
 
-use serde_json::json;
-
 use super::{ActionError, Actions};
+use crate::store::AuditEvent;
 use crate::task::{RevertOf, Task, TaskState};
 
 /// What asking for a revert found.
@@ -106,9 +105,11 @@ impl Actions {
         self.inner.queue.submit(&mut revert).await?;
         self.audit(
             &of.id,
-            "revert_requested",
             user,
-            json!({"revert_task": revert.id, "merge_commit": merge_commit}),
+            AuditEvent::RevertRequested {
+                revert_task: revert.id.clone(),
+                merge_commit,
+            },
         )
         .await;
         Ok(revert)

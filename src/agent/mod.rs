@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::sandbox::SandboxError;
-use crate::store::{RunLog, StoreError};
+use crate::store::{AuditEvent, RunLog, StoreError};
 use crate::tools::builtins::{ToolContext, ToolOutcome};
 use llm::{Block, CompletionRequest, Llm, LlmError, Message, Role, ToolSpec, Usage};
 
@@ -287,13 +287,27 @@ impl AgentNode<'_> {
                     }
                     ToolOutcome::Denied(reason) => {
                         self.log
-                            .audit("tool_denied", "agent", json!({"tool": name, "arguments": crate::task::truncate_chars(&arguments, 2000), "reason": reason}))
+                            .audit(
+                                "agent",
+                                AuditEvent::ToolDenied {
+                                    tool: name.clone(),
+                                    arguments: crate::task::truncate_chars(&arguments, 2000),
+                                    reason: reason.clone(),
+                                },
+                            )
                             .await?;
                         (reason.clone(), true)
                     }
                     ToolOutcome::Halt(reason) => {
                         self.log
-                            .audit("policy_violation", "agent", json!({"tool": name, "arguments": crate::task::truncate_chars(&arguments, 2000), "reason": reason}))
+                            .audit(
+                                "agent",
+                                AuditEvent::PolicyViolation {
+                                    tool: name.clone(),
+                                    arguments: crate::task::truncate_chars(&arguments, 2000),
+                                    reason: reason.clone(),
+                                },
+                            )
                             .await?;
                         violation = Some(reason.clone());
                         (format!("{reason}. The run is halted."), true)
@@ -314,9 +328,12 @@ impl AgentNode<'_> {
                     .await?;
                 self.log
                     .audit(
-                        "tool_call",
                         "agent",
-                        json!({"tool": name, "ok": !is_error, "duration_ms": duration_ms}),
+                        AuditEvent::ToolCall {
+                            tool: name.clone(),
+                            ok: !is_error,
+                            duration_ms,
+                        },
                     )
                     .await?;
                 results.push(Block::ToolResult {

@@ -142,7 +142,8 @@ pub async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, Ex
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = Store::open(&cfg.data_dir.join("store"))?;
+    let store =
+        Store::open(&cfg.data_dir.join("store"))?.with_redaction(cfg.secret_values.0.clone());
     let (forges, workspaces) = match Forges::build(cfg, Workspaces::new(&cfg.data_dir)) {
         Ok(v) => v,
         Err(e) => return usage(e).map(Err),

@@ -11,6 +11,7 @@ use crate::agent::AgentEnd;
 use crate::forge::CiOutcome;
 use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
+use crate::store::AuditEvent;
 
 /// The ci node; skipped when nothing was published or the forge has no CI.
 pub struct Ci;
@@ -86,9 +87,12 @@ impl crate::run::Node for Ci {
         cx.tracker
             .log
             .audit(
-                "ci",
                 "slipway",
-                json!({"commit": sha, "status": gate.status, "detail": gate.detail}),
+                AuditEvent::Ci {
+                    commit: sha.clone(),
+                    status: gate.status,
+                    detail: gate.detail.clone(),
+                },
             )
             .await?;
         let outcome = Outcome {

@@ -8,6 +8,7 @@ use crate::agent::AgentEnd;
 use crate::gates::{self, Evidence, classify, secrets};
 use crate::report::{Decision, Gate, GateName, GateStatus};
 use crate::run::{FlowError, Judged, NodeName, Outcome, RunCtx};
+use crate::store::{AuditEvent, SecretFinding};
 
 /// The gates node.
 pub struct Gates;
@@ -26,7 +27,19 @@ impl crate::run::Node for Gates {
         if !findings.is_empty() {
             cx.tracker
                 .log
-                .audit("secret_found", "slipway", json!({"findings": findings.iter().map(|f| json!({"rule": f.rule, "path": f.path, "line": f.line})).collect::<Vec<_>>()}))
+                .audit(
+                    "slipway",
+                    AuditEvent::SecretFound {
+                        findings: findings
+                            .iter()
+                            .map(|f| SecretFinding {
+                                rule: f.rule.to_string(),
+                                path: f.path.clone(),
+                                line: f.line,
+                            })
+                            .collect(),
+                    },
+                )
                 .await?;
         }
         let has_ci = cx.forge()?.has_ci();

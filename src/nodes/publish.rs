@@ -2,11 +2,11 @@
 //! change that may go on (not `halt`, with a commit) leaves slipway's data dir.
 
 use async_trait::async_trait;
-use serde_json::json;
 
 use super::nothing_to_publish;
 use crate::run::lifecycle::pr_content;
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
+use crate::store::AuditEvent;
 
 /// The publish node.
 pub struct Publish;
@@ -46,15 +46,23 @@ impl crate::run::Node for Publish {
         cx.tracker
             .log
             .audit(
-                "push",
                 "slipway",
-                json!({"branch": branch, "commit": cx.commit, "to": p.location}),
+                AuditEvent::Push {
+                    branch,
+                    commit: cx.commit.clone(),
+                    to: p.location.clone(),
+                },
             )
             .await?;
         if p.opened {
             cx.tracker
                 .log
-                .audit("pr_opened", "slipway", json!({"pr": p.pr_url}))
+                .audit(
+                    "slipway",
+                    AuditEvent::PrOpened {
+                        pr: p.pr_url.clone(),
+                    },
+                )
                 .await?;
         }
         cx.tracker

@@ -7,7 +7,6 @@
 //! or policy file: exit status 2; a forge or store failure: 1). From then on the task and
 //! its run are stored, and every failure ends with a `halt` report that says what happened.
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +19,7 @@ use super::tracker::Tracker;
 use crate::forge::PullRequestContent;
 use crate::gates::checks::CheckStatus;
 use crate::report::{Decision, Gate, GateStatus, RunReport};
-use crate::store::{RunLog, RunRecord, RunState};
+use crate::store::{AuditEvent, RunLog, RunRecord, RunState};
 use crate::task::{Task, TaskState, new_id, now_ms};
 
 /// Runs the current revision of `task` through `blueprint`. `events` (bounded) receives
@@ -138,9 +137,12 @@ async fn record_start(cx: &mut RunCtx<'_>, blueprint: &Blueprint) -> Result<(), 
     cx.tracker
         .log
         .audit(
-            "run_started",
             &cx.task.requester,
-            json!({"revision": cx.tracker.record.revision, "branch": cx.task.branch, "blueprint": blueprint.id.as_str()}),
+            AuditEvent::RunStarted {
+                revision: cx.tracker.record.revision,
+                branch: cx.task.branch.clone(),
+                blueprint: blueprint.id,
+            },
         )
         .await?;
     Ok(())
@@ -199,9 +201,11 @@ async fn finish(
             cx.tracker
                 .log
                 .audit(
-                    "decision",
                     "slipway",
-                    json!({"decision": report.decision, "reasons": report.reasons}),
+                    AuditEvent::Decision {
+                        decision: report.decision,
+                        reasons: report.reasons.clone(),
+                    },
                 )
                 .await?;
             cx.tracker
@@ -221,13 +225,16 @@ async fn finish(
             cx.tracker
                 .log
                 .audit(
-                    if cancelled {
-                        "run_cancelled"
-                    } else {
-                        "run_failed"
-                    },
                     "slipway",
-                    json!({"error": message}),
+                    if cancelled {
+                        AuditEvent::RunCancelled {
+                            error: message.clone(),
+                        }
+                    } else {
+                        AuditEvent::RunFailed {
+                            error: message.clone(),
+                        }
+                    },
                 )
                 .await?;
             let state = if cancelled {

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::events::{NodeKind, NodeName, RunEvent};
 use crate::report::RunReport;
-use crate::store::{NodeRecord, RunLog, RunRecord, RunState, StoreError};
+use crate::store::{AuditEvent, NodeRecord, RunLog, RunRecord, RunState, StoreError};
 use crate::task::now_ms;
 
 /// Node bookkeeping for one run: emits events, appends node records, persists the run
@@ -86,9 +86,13 @@ impl Tracker {
             self.log.store.put_run(&self.record).await?;
             self.log
                 .audit(
-                    "node_finished",
                     "slipway",
-                    serde_json::json!({"node": t.name, "kind": t.kind.as_str(), "ok": ok, "duration_ms": duration_ms}),
+                    AuditEvent::NodeFinished {
+                        node: t.name.to_string(),
+                        kind: t.kind.as_str().to_string(),
+                        ok,
+                        duration_ms,
+                    },
                 )
                 .await?;
         }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::api::WebApi;
@@ -21,7 +21,7 @@ use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
 use crate::report::RunReport;
 use crate::run::RunEvent;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditEvent, Store, StoreError};
 use crate::task::now_ms;
 
 /// Failures of a thread write that are not Slack's (Slack failures are logged where they
@@ -92,11 +92,12 @@ impl Egress {
     }
 
     /// Writes a front-end audit entry; a failure is logged.
-    pub async fn audit(&self, task_id: &str, action: &str, actor: &str, detail: Value) {
+    pub async fn audit(&self, task_id: &str, actor: &str, event: AuditEvent) {
+        let action = event.action();
         if let Err(e) = self
             .inner
             .store
-            .audit_now(Some(task_id), None, action, actor, detail)
+            .audit_now(Some(task_id), None, actor, event)
             .await
         {
             tracing::error!(error = %e, action, "could not write the audit log");
@@ -339,9 +340,11 @@ impl Egress {
             .await?;
         self.audit(
             task_id,
-            "slack_report",
             "slipway",
-            json!({"ts": ts, "decision": report.decision}),
+            AuditEvent::SlackReport {
+                ts,
+                decision: report.decision,
+            },
         )
         .await;
         Ok(())

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::reply::Reply;
 use super::{HandlerError, read_thread};
 use crate::actions::{Actions, Settings};
@@ -23,7 +21,7 @@ use crate::slack::egress::Egress;
 use crate::slack::thread::{
     Command, RepoChoice, choose_repo, parse_command, revision_from_thread, strip_mentions,
 };
-use crate::store::Store;
+use crate::store::{AuditEvent, Store};
 use crate::task::{Origin, RepoRef, Revision, Task};
 
 /// The bot's acknowledgement on a mention.
@@ -272,9 +270,12 @@ impl Mention {
         egress
             .audit(
                 &task.id,
-                "slack_task_created",
                 user,
-                json!({"channel": channel, "ts": ts, "repo": task.repo.name}),
+                AuditEvent::SlackTaskCreated {
+                    channel: channel.to_string(),
+                    ts: ts.to_string(),
+                    repo: task.repo.name.clone(),
+                },
             )
             .await;
         Ok(())

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::json;
 
 use super::HandlerError;
 use crate::actions::close::CloseOutcome;
@@ -19,7 +18,7 @@ use crate::slack::api::WebApi;
 use crate::slack::bindings::{Bindings, ReportMessage};
 use crate::slack::copy;
 use crate::slack::egress::Egress;
-use crate::store::Store;
+use crate::store::{AuditEvent, Store};
 use crate::task::{Origin, Task};
 
 /// ✅ approves and merges (Slack sends reaction names without colons).
@@ -84,9 +83,11 @@ impl Reaction {
         self.egress
             .audit(
                 &task.id,
-                "slack_reaction",
                 user,
-                json!({"reaction": reaction, "message_ts": item_ts}),
+                AuditEvent::SlackReaction {
+                    reaction: reaction.to_string(),
+                    message_ts: item_ts.to_string(),
+                },
             )
             .await;
         match reaction {

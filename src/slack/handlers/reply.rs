@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::{HandlerError, read_thread};
 use crate::actions::Settings;
 use crate::queue::Queue;
@@ -15,6 +13,7 @@ use crate::slack::bindings::Bindings;
 use crate::slack::copy;
 use crate::slack::egress::Egress;
 use crate::slack::thread::revision_from_thread;
+use crate::store::AuditEvent;
 use crate::task::{Task, TaskState};
 
 /// The reply handler's handles. Cheap to clone.
@@ -99,9 +98,11 @@ impl Reply {
         self.egress
             .audit(
                 &updated.id,
-                "slack_revision",
                 &updated.requester,
-                json!({"revision": n, "ts": ts}),
+                AuditEvent::SlackRevision {
+                    revision: n,
+                    ts: ts.to_string(),
+                },
             )
             .await;
         Ok(())
