@@ -1,4 +1,4 @@
-//! Blueprints as data: each one an ordered list of [`Step`]s over the nodes in
+//! Blueprints as data: each one an ordered list of [`Step`](crate::run::Step)s over the nodes in
 //! `crate::nodes`. A new blueprint is a new file here plus, at most, new node files.
 //!
 //! Must not hold run logic: the lifecycle is `crate::run`, the work is in the nodes.

@@ -1,4 +1,4 @@
-//! `commit`: the pass's change as one commit by slipway[bot], with `Requested-by`,
+//! `commit`: the pass's change as one commit by `slipway[bot]`, with `Requested-by`,
 //! `Slipway-Task`, `Slipway-Run` and `Slipway-Revision` trailers; then the diff the gates
 //! judge, computed once.
 
