@@ -47,8 +47,16 @@ pub struct McpHub {
     owned: Arc<Mutex<Vec<Client>>>,
     /// Keeps sandboxed server processes alive as long as the hub.
     guards: Arc<std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>>,
-    /// Servers whose transport failed, shared with every fork so later runs skip them.
+    /// Servers whose transport failed, for this hub. A fork starts from its parent's set and
+    /// keeps its own: a sandboxed server that one run's agent crashed is that run's loss only
+    /// (the next run starts a fresh one).
     dead: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The parent's dead set and the servers this fork shares with it (host-side and URL
+    /// servers): their failure is the parent's too, so later runs skip them.
+    parent: Option<(
+        Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+        std::collections::BTreeSet<String>,
+    )>,
     /// Secret values redacted from every result before the model sees it.
     secrets: Arc<Vec<String>>,
 }
@@ -214,9 +222,12 @@ impl McpHub {
     /// A hub for one run: it can call this hub's servers, and owns only what it adds.
     pub async fn fork(&self) -> Self {
         let peers = self.peers.lock().await.clone();
+        let shared = peers.keys().cloned().collect();
+        let dead = self.dead.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Self {
             peers: Arc::new(Mutex::new(peers)),
-            dead: self.dead.clone(),
+            dead: Arc::new(std::sync::Mutex::new(dead)),
+            parent: Some((self.dead.clone(), shared)),
             secrets: self.secrets.clone(),
             ..Self::default()
         }
@@ -266,6 +277,14 @@ impl McpHub {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(server.to_string());
+                if let Some((parent, shared)) = &self.parent
+                    && shared.contains(server)
+                {
+                    parent
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(server.to_string());
+                }
                 return Err(format!(
                     "MCP server {server} failed: {e}; it is unavailable for the rest of this run"
                 ));

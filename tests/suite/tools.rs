@@ -346,3 +346,51 @@ async fn a_streamable_http_mcp_server_is_discovered_and_called() {
     assert!(answer.contains("CALC-7: over HTTP"), "{answer}");
     hub.close().await;
 }
+
+/// Issue "Reliability" #8: a sandboxed server the agent crashes is that run's loss only; the
+/// next run starts a fresh one and is offered its tools again.
+#[tokio::test]
+async fn a_sandboxed_server_crashed_in_one_run_is_back_in_the_next() {
+    let mut script = vec![
+        Turn::call("crash", json!({})),
+        Turn::call("finish", json!({"summary": "crashed it"})),
+    ];
+    script.extend([
+        Turn::call("lookup_ticket", json!({"id": "X-2"})),
+        Turn::call("finish", json!({"summary": "looked it up"})),
+    ]);
+    let cmd = vec!["python3".to_string(), "tools/mcp_server.py".to_string()];
+    let h = Harness::with(Backend::Bwrap, LlmProvider::Openai, script, |c| {
+        c.file.mcp_servers = vec![tracker(cmd, false)]
+    })
+    .await;
+    let repo = h.repo_path();
+    std::fs::create_dir_all(repo.join("tools")).unwrap();
+    std::fs::copy(server_script(), repo.join("tools/mcp_server.py")).unwrap();
+    sh(&repo, "git add -A && git commit -qm 'tracker mcp server'");
+    let mut first = h.task("crash the ticket tracker");
+    let report = h.run(&mut first).await.unwrap();
+    assert!(
+        report.tools.contains(&"crash".to_string()),
+        "{:?}",
+        report.tools
+    );
+    let mut second = h.task("look up ticket X-2 in the ticket tracker");
+    let report = h.run(&mut second).await.unwrap();
+    assert!(
+        report.tools.contains(&"lookup_ticket".to_string()),
+        "the tracker is offered again: {:?}",
+        report.tools
+    );
+    let reqs = h.fake.requests();
+    let answer = reqs.last().unwrap().body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        answer.contains("X-2") && !answer.contains("is_error\":true"),
+        "{answer}"
+    );
+}
