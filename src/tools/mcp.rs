@@ -37,6 +37,9 @@ pub fn runs_on_host(cfg: &McpServerConfig) -> bool {
     cfg.host_side || cfg.url.is_some()
 }
 
+/// Names of servers whose transport failed.
+type DeadSet = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
+
 /// Connected servers, by (sanitised) name. A run works on a [`McpHub::fork`] of the host
 /// hub, so its sandboxed servers never leak into other runs.
 #[derive(Default, Clone)]
@@ -50,13 +53,10 @@ pub struct McpHub {
     /// Servers whose transport failed, for this hub. A fork starts from its parent's set and
     /// keeps its own: a sandboxed server that one run's agent crashed is that run's loss only
     /// (the next run starts a fresh one).
-    dead: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    dead: DeadSet,
     /// The parent's dead set and the servers this fork shares with it (host-side and URL
     /// servers): their failure is the parent's too, so later runs skip them.
-    parent: Option<(
-        Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-        std::collections::BTreeSet<String>,
-    )>,
+    parent: Option<(DeadSet, std::collections::BTreeSet<String>)>,
     /// Secret values redacted from every result before the model sees it.
     secrets: Arc<Vec<String>>,
 }
