@@ -2,7 +2,7 @@
 //! - `secrets/scan_diff`: scanner throughput over a large synthetic diff (criterion reports
 //!   bytes/s);
 //! - `gates/host_side`: what the gates add to a run on a medium repo (3,000 files, a 60-file
-//!   change): numstat, whitespace check, full diff, secrets scan, classification, gates and
+//!   change): full diff, file list, whitespace check, secrets scan, classification, gates and
 //!   the decision. The sandboxed gates (dependencies, coverage) are one command each and show
 //!   in a run's `sandbox_gates` node.
 //!
@@ -94,7 +94,7 @@ fn host_side_gates(c: &mut Criterion) {
     c.bench_function("gates/host_side_3000_files_60_changed", |b| {
         b.to_async(&rt).iter(|| async {
             let diff = ws.diff(&wt).await.unwrap();
-            let changes = slipway::workspace::changes_from_diff(&diff);
+            let changes = ws.changes(&wt, &diff).await.unwrap();
             let ws_only = ws.whitespace_only(&wt, &changes).await.unwrap();
             let findings = scanner.scan_diff(&diff);
             let gates = gates::evaluate(&Evidence {

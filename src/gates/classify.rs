@@ -292,12 +292,7 @@ mod tests {
     use super::*;
 
     fn ch(path: &str, added: usize, deleted: usize) -> FileChange {
-        FileChange {
-            path: path.into(),
-            added,
-            deleted,
-            binary: false,
-        }
+        FileChange::modified(path, added, deleted)
     }
 
     #[test]
@@ -321,6 +316,15 @@ mod tests {
             classify(&[ch("calc.py", 1, 1)], false, plain).class,
             Classification::Refactor
         );
+    }
+
+    #[test]
+    fn security_sensitive_code_counts_in_a_file_whose_name_has_a_space() {
+        // git ends a `---`/`+++` name holding a space with a TAB.
+        let diff = "diff --git a/app/u v.py b/app/u v.py\nindex 73cdb8b..744dd7e 100644\n--- a/app/u v.py\t\n+++ b/app/u v.py\t\n@@ -1 +1,2 @@\n a=1\n+requests.get(u, verify=False)\n";
+        let c = classify(&[ch("app/u v.py", 1, 0)], false, diff);
+        assert_eq!(c.class, Classification::Security, "{}", c.evidence);
+        assert!(c.evidence.contains("app/u v.py: "), "{}", c.evidence);
     }
 
     #[test]

@@ -63,12 +63,7 @@ mod tests {
     use crate::report::{Decision, GateName, GateStatus};
 
     fn change(path: &str, added: usize, deleted: usize) -> FileChange {
-        FileChange {
-            path: path.into(),
-            added,
-            deleted,
-            binary: false,
-        }
+        FileChange::modified(path, added, deleted)
     }
 
     fn passing_tests() -> Vec<CheckResult> {

@@ -168,12 +168,7 @@ mod tests {
 
     #[test]
     fn manifests_pick_their_resolver() {
-        let ch = |p: &str| FileChange {
-            path: p.into(),
-            added: 1,
-            deleted: 1,
-            binary: false,
-        };
+        let ch = |p: &str| FileChange::modified(p, 1, 1);
         assert_eq!(
             resolver_commands(&[ch("sub/Cargo.lock")]),
             vec![RESOLVERS[0].1]

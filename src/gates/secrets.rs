@@ -353,4 +353,12 @@ mod tests {
         assert_eq!(f[0].rule, "aws-access-key-id");
         assert!(!f[0].redacted.contains("EXAMPLZ"));
     }
+
+    #[test]
+    fn a_finding_names_a_file_whose_name_has_a_space_exactly() {
+        let diff = "diff --git a/conf/a b.py b/conf/a b.py\nnew file mode 100644\n--- /dev/null\n+++ b/conf/a b.py\t\n@@ -0,0 +1 @@\n+KEY = 'AKIAIOSFODNN7EXAMPLZ'\n";
+        let f = Scanner::new().scan_diff(diff);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "conf/a b.py");
+    }
 }

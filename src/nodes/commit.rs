@@ -54,7 +54,7 @@ impl crate::run::Node for Commit {
         }
         let wt = cx.wt()?;
         let diff = svc.workspaces.diff(wt).await?;
-        let changes = crate::workspace::changes_from_diff(&diff);
+        let changes = svc.workspaces.changes(wt, &diff).await?;
         let whitespace_only = svc.workspaces.whitespace_only(wt, &changes).await?;
         let detail = match &cx.commit {
             Some(c) if cx.commit != cx.pass_start_commit => {

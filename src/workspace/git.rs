@@ -53,6 +53,17 @@ pub(super) async fn finish(
     args: &[&str],
     input: Option<&str>,
 ) -> Result<String> {
+    let out = finish_bytes(cmd, args, input).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`finish`], returning stdout's bytes as git wrote them (for `-z` output, whose paths
+/// need not be UTF-8).
+pub(super) async fn finish_bytes(
+    cmd: &mut Command,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<Vec<u8>> {
     use tokio::io::AsyncWriteExt;
     if input.is_some() {
         cmd.stdin(Stdio::piped());
@@ -78,7 +89,7 @@ pub(super) async fn finish(
             source,
         })?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     } else {
         Err(WorkspaceError::Git {
             args: args.join(" "),
@@ -111,6 +122,11 @@ pub(super) fn wt_command(wt: &Worktree, args: &[&str]) -> Command {
 
 pub(super) async fn wt_git(wt: &Worktree, args: &[&str]) -> Result<String> {
     finish(&mut wt_command(wt, args), args, None).await
+}
+
+/// [`wt_git`], returning stdout's bytes unconverted.
+pub(super) async fn wt_git_bytes(wt: &Worktree, args: &[&str]) -> Result<Vec<u8>> {
+    finish_bytes(&mut wt_command(wt, args), args, None).await
 }
 
 pub(super) async fn wt_git_with_input(wt: &Worktree, args: &[&str], input: &str) -> Result<String> {

@@ -11,10 +11,12 @@
 //! This file holds the shared types ([`Workspaces`], [`Worktree`], [`FileChange`], the error)
 //! and the credential hook; each sibling file adds one job to [`Workspaces`]: `mirror`
 //! (the cache), `worktree` (a run's clone), `commit` (commit and push), `diff` (what the
-//! gates read), `whitespace` (the formatting-only check), `merge` (merges into the base and
-//! reverts), and `git` (how every host git command is built and run). It must not touch the
-//! forge's API, the sandbox or the store: callers hand it paths, branches and URLs.
+//! gates read), `changes` (the file list the gates judge), `whitespace` (the formatting-only
+//! check), `merge` (merges into the base and reverts), and `git` (how every host git command
+//! is built and run). It must not touch the forge's API, the sandbox or the store: callers
+//! hand it paths, branches and URLs.
 
+mod changes;
 mod commit;
 mod diff;
 mod git;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-pub use self::diff::{changes_from_diff, unquote_path};
+pub use self::diff::unquote_path;
 pub use self::git::git;
 pub use self::mirror::repo_name_from_url;
 
@@ -81,6 +83,16 @@ pub enum WorkspaceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The change names a path that is not UTF-8 (shown lossily): the gates match paths as
+    /// text, so it cannot be judged. Not retried: the same commit gives the same answer.
+    #[error(
+        "the change names a file that is not UTF-8 ({0:?}); slipway cannot judge it, so nothing was published: use a UTF-8 name"
+    )]
+    NonUtf8Path(String),
+    /// Git's file list and its unified diff disagree, or git printed something unexpected.
+    /// Fails closed: no gate runs on a list that may be incomplete.
+    #[error("cannot read the change's file list from git: {0}")]
+    UnreadableChanges(String),
 }
 
 /// The workspace's result type.
@@ -103,13 +115,59 @@ pub struct Worktree {
     pub replaces: Option<String>,
 }
 
+/// How a file changed between the base and HEAD (git's `--raw` status letter; renames and
+/// copies are never detected, so they show as a deletion and an addition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// `A`: the file is new.
+    Added,
+    /// `D`: the file is gone.
+    Deleted,
+    /// `M`: its content or its mode changed.
+    Modified,
+    /// `T`: its type changed (a file became a symlink, or the reverse).
+    TypeChanged,
+}
+
 /// A file changed between the base and HEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChange {
+    /// Path from the repo root, exactly as git stores it (any character but NUL).
     pub path: String,
+    pub kind: ChangeKind,
+    /// Git's mode before and after, as octal numbers: `0o100644` a file, `0o100755` an
+    /// executable, `0o120000` a symlink, `0o160000` a submodule; 0 where there is no file.
+    pub old_mode: u32,
+    pub new_mode: u32,
+    /// Lines added and deleted in the text diff the gates read (`--text`: a binary file's
+    /// lines count too).
     pub added: usize,
     pub deleted: usize,
+    /// Whether git sees the file as binary (its content or a `.gitattributes` `-diff`).
+    /// Informational: the counts above do not depend on it.
     pub binary: bool,
+}
+
+impl FileChange {
+    /// True when more than the file's content changes: it appears, disappears, or changes
+    /// type or mode. Such a change is never mere formatting.
+    pub fn is_structural(&self) -> bool {
+        self.kind != ChangeKind::Modified || self.old_mode != self.new_mode
+    }
+
+    /// A content change to a regular file, for tests.
+    #[cfg(test)]
+    pub(crate) fn modified(path: &str, added: usize, deleted: usize) -> Self {
+        Self {
+            path: path.into(),
+            kind: ChangeKind::Modified,
+            old_mode: 0o100644,
+            new_mode: 0o100644,
+            added,
+            deleted,
+            binary: false,
+        }
+    }
 }
 
 /// Credentials for git over HTTPS, asked for per command and handed to git only through

@@ -9,8 +9,12 @@ use super::{FileChange, Result, Workspaces, Worktree};
 impl Workspaces {
     /// True when the change is only formatting: nothing but end-of-line whitespace and blank
     /// lines, or, when no indentation-sensitive file (Python, YAML, Makefile) is touched, no
-    /// whitespace at all.
+    /// whitespace at all. Never when a file appears, disappears or changes type or mode
+    /// ([`FileChange::is_structural`]): git counts no lines for an empty file or a `chmod`.
     pub async fn whitespace_only(&self, wt: &Worktree, changes: &[FileChange]) -> Result<bool> {
+        if changes.iter().any(FileChange::is_structural) {
+            return Ok(false);
+        }
         let range = format!("{}...HEAD", wt.base_sha);
         let base: Vec<&str> = GATE_DIFF
             .iter()

@@ -367,3 +367,84 @@ async fn an_and_to_or_change_under_an_auth_path_needs_approval_as_security() {
         report.reasons
     );
 }
+
+#[tokio::test]
+async fn an_empty_file_touched_under_slipway_halts_on_forbidden_paths() {
+    // `touch` makes a diff with no `---`/`+++` lines; the file list must still hold it.
+    for backend in [Backend::Bwrap, Backend::Docker] {
+        let mut script = vec![Turn::call(
+            "run",
+            json!({"command": "mkdir -p .slipway && touch .slipway/setup.sh"}),
+        )];
+        script.extend(fix_script());
+        let h = Harness::new(backend, LlmProvider::Openai, script).await;
+        let mut task = h.task("fix add()");
+        let report = h.run(&mut task).await.unwrap();
+        assert_eq!(report.decision, Decision::Halt, "{backend:?}: {report:#?}");
+        assert_eq!(gate(&report, "forbidden_paths"), GateStatus::Fail);
+        assert!(
+            detail(&report, "forbidden_paths").contains(".slipway/setup.sh"),
+            "{}",
+            detail(&report, "forbidden_paths")
+        );
+        assert!(
+            sh(&h.repo_path(), "git branch --list 'slipway/*'")
+                .trim()
+                .is_empty(),
+            "a halted run publishes nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pem_file_whose_name_has_a_space_is_caught_by_a_forbidden_glob() {
+    let mut script = vec![Turn::call(
+        "write_file",
+        json!({"path": "certs/a b.pem", "content": "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ\n-----END CERTIFICATE-----\n"}),
+    )];
+    script.extend(fix_script());
+    let h = Harness::with(Backend::Bwrap, LlmProvider::Anthropic, script, |c| {
+        c.file.policy.forbidden_paths = vec!["**/*.pem".into()];
+        c.file.policy.review_paths = vec!["certs/**".into()];
+    })
+    .await;
+    let mut task = h.task("fix add() and add the cert");
+    let report = h.run(&mut task).await.unwrap();
+    assert_eq!(report.decision, Decision::Halt, "{report:#?}");
+    assert_eq!(gate(&report, "forbidden_paths"), GateStatus::Fail);
+    assert!(
+        detail(&report, "forbidden_paths").ends_with("certs/a b.pem"),
+        "{:?}",
+        detail(&report, "forbidden_paths")
+    );
+    assert!(
+        detail(&report, "scope").contains("review-required path(s): certs/a b.pem"),
+        "{}",
+        detail(&report, "scope")
+    );
+}
+
+#[tokio::test]
+async fn a_chmod_only_change_is_listed_and_is_not_formatting() {
+    let h = Harness::with(
+        Backend::Bwrap,
+        LlmProvider::Anthropic,
+        vec![
+            Turn::call("run", json!({"command": "chmod +x calc.py"})),
+            Turn::call("finish", json!({"summary": "made calc.py executable"})),
+        ],
+        |c| c.file.policy.auto_merge = vec!["formatting".into()],
+    )
+    .await;
+    let (_bare, source) = bare_fixed_repo(&h, &[]);
+    let mut task = task_on(&source, "make calc.py executable");
+    let report = h.run(&mut task).await.unwrap();
+    assert_eq!(gate(&report, "diff"), GateStatus::Pass, "{report:#?}");
+    assert!(
+        detail(&report, "diff").contains("1 file(s), +0 −0"),
+        "{}",
+        detail(&report, "diff")
+    );
+    assert_ne!(report.classification, Classification::Formatting);
+    assert_eq!(report.decision, Decision::NeedsApproval, "{report:#?}");
+}
