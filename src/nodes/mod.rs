@@ -11,6 +11,7 @@ pub mod gates;
 pub mod implement;
 pub mod merge;
 pub mod prefetch;
+pub mod probe;
 pub mod publish;
 pub mod revert;
 pub mod sandbox;

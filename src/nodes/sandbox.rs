@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::gates::sandboxed;
-use crate::run::{FlowError, NodeName, Outcome, RunCtx};
+use crate::report::{Gate, GateName, GateStatus};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
 use crate::sandbox::NetworkAccess;
 
 /// The sandbox node.
@@ -21,6 +22,30 @@ impl crate::run::Node for Sandbox {
         let session = svc.sandbox.start(&cx.spec(NetworkAccess::None)?).await?;
         cx.session = Some(session);
         cx.pass_start_commit = cx.commit.clone();
+        // Once per run, before any agent: every check must be able to start.
+        if !cx.checks_probed {
+            cx.checks_probed = true;
+            let missing = super::probe::missing(cx.session()?, &cx.check_cmds, &cx.cancel).await?;
+            if !missing.is_empty() {
+                let detail = missing.join("; ");
+                // The report's `setup` gate says why nothing ran.
+                let gate = Gate::new(GateName::Setup, GateStatus::Fail, detail.clone());
+                match cx
+                    .extra_gates
+                    .iter_mut()
+                    .find(|g| g.name == GateName::Setup)
+                {
+                    Some(g) => *g = gate,
+                    None => cx.extra_gates.push(gate),
+                }
+                let error = RunError::Setup {
+                    detail: format!(
+                        "{detail}; add the toolchain to the sandbox image or .slipway/setup.sh"
+                    ),
+                };
+                return Ok(Outcome::stopped_with(detail, error));
+            }
+        }
         if cx.coverage_baseline.is_none()
             && let Some(cmd) = cx.coverage_cmd.clone()
         {

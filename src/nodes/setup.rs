@@ -44,12 +44,14 @@ impl crate::run::Node for Setup {
                 format!("`{}` ({})", setup.command, setup.source),
             )
         } else if out.exit_code == Some(127) {
+            // A setup that cannot start is a setup failure, not a warning: the agent would
+            // work without the repo's dependencies.
             Gate::new(
                 GateName::Setup,
-                GateStatus::Warn,
+                GateStatus::Fail,
                 format!(
-                    "`{}` could not run: command not found in the sandbox",
-                    setup.command
+                    "`{}` ({}) cannot start: its program is not in the sandbox; add the toolchain to the image or .slipway/setup.sh",
+                    setup.command, setup.source
                 ),
             )
         } else {

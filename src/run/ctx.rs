@@ -189,6 +189,8 @@ pub struct RunCtx<'a> {
     pub judged: Option<Judged>,
     /// The run's newest commit.
     pub commit: Option<String>,
+    /// Whether the checks were probed (once per run, in the first pass's sandbox).
+    pub checks_probed: bool,
     /// The commit when the current sandbox pass started (the commit node's "new commit?").
     pub pass_start_commit: Option<String>,
     /// The PR, once published.
@@ -248,6 +250,7 @@ impl<'a> RunCtx<'a> {
             judged: None,
             commit: None,
             pass_start_commit: None,
+            checks_probed: false,
             pr_url: None,
             pr_number,
             merged: None,

@@ -1,6 +1,7 @@
 mod architecture;
 mod blueprints;
 mod cli;
+mod environments;
 mod gates;
 mod github;
 mod isolation;
