@@ -122,7 +122,7 @@ fn escape_text(text: &str, out: &mut String) {
 
 /// Untrusted text for one line of Markdown (a table cell with `table`, a list item without):
 /// on one line, with its backtick-delimited parts as code spans (gate details quote commands
-/// that way) and everything else escaped by [`escape_text`]. Code spans are inert in
+/// that way) and everything else escaped (`escape_text`). Code spans are inert in
 /// Markdown; in a table `|` is escaped inside them too (GitHub's table rule).
 pub fn markdown_inline(text: &str, table: bool) -> String {
     let text = strip_controls(text).replace(['\n', '\r'], " ");
