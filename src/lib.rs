@@ -23,5 +23,6 @@ pub mod store;
 pub mod task;
 pub mod tls;
 pub mod tools;
+pub mod untrusted;
 pub mod web;
 pub mod workspace;

@@ -155,12 +155,17 @@ impl std::fmt::Debug for SlackEndpoint {
 pub struct SecretValues(pub Vec<String>);
 
 impl SecretValues {
-    /// `text` with every known secret value replaced by `<redacted>`.
+    /// `text` with every known secret value replaced by `<redacted>`, in its own spelling
+    /// and in its Slack-escaped one (Slack copy escapes `&<>` in quoted errors before egress
+    /// redacts them).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.0 {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
+            let escaped = crate::untrusted::mrkdwn(s);
+            for spelling in [s.as_str(), escaped.as_str()] {
+                if !spelling.is_empty() && out.contains(spelling) {
+                    out = out.replace(spelling, "<redacted>");
+                }
             }
         }
         out
@@ -445,5 +450,16 @@ host_side = false
         let env = Env::from_pairs([("SLIPWAY_SANDBOX", "vm")]);
         let err = Config::from_parts(FileConfig::default(), &env).unwrap_err();
         assert!(err.to_string().contains("SLIPWAY_SANDBOX"));
+    }
+
+    /// Errors are escaped for Slack before egress redacts them: a secret holding `&`, `<` or
+    /// `>` must be found in its escaped spelling too.
+    #[test]
+    fn a_secret_escaped_for_slack_is_still_redacted() {
+        let secrets = SecretValues(vec!["hunter&2<x>".into()]);
+        let said =
+            crate::slack::copy::run_failed("clone of https://u:hunter&2<x>@git.example failed");
+        let posted = secrets.redact(&said);
+        assert!(!posted.contains("hunter"), "{posted}");
     }
 }

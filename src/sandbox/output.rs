@@ -1,5 +1,9 @@
 //! Output capping: keep the head and the tail of a command's output, drop the middle.
-//! Failing tests print the useful part at the end, build tools at the start.
+//! Failing tests print the useful part at the end, build tools at the start. Terminal control
+//! sequences (colours, OSC hyperlinks, cursor moves) are stripped here, where the bytes become
+//! text, so neither the model, the store, the PR nor Slack ever sees them.
+
+use crate::untrusted::strip_controls;
 
 /// Collects up to `cap` bytes: the first half as they come, and the last half in a window.
 #[derive(Debug)]
@@ -54,7 +58,8 @@ impl CappedOutput {
         head.starts_with("slipway-exec:") && head.contains("Cannot fork")
     }
 
-    /// The kept text (lossy UTF-8) and the number of bytes dropped.
+    /// The kept text (lossy UTF-8, terminal control sequences stripped) and the number of
+    /// bytes dropped.
     pub fn finish(mut self) -> (String, usize) {
         let tail_cap = self.cap - self.cap / 2;
         if self.tail.len() > tail_cap {
@@ -62,11 +67,15 @@ impl CappedOutput {
             self.omitted += drop;
             self.tail.drain(..drop);
         }
-        let mut text = String::from_utf8_lossy(&self.head).into_owned();
-        if self.omitted > 0 {
-            text.push_str(&format!("\n[… {} bytes omitted …]\n", self.omitted));
+        if self.omitted == 0 {
+            // Head and tail are contiguous: a sequence split between them is still one.
+            self.head.append(&mut self.tail);
+            return (strip_controls(&String::from_utf8_lossy(&self.head)), 0);
         }
-        text.push_str(&String::from_utf8_lossy(&self.tail));
+        // Stripped apart: a sequence cut off by the gap must not swallow the marker.
+        let mut text = strip_controls(&String::from_utf8_lossy(&self.head));
+        text.push_str(&format!("\n[… {} bytes omitted …]\n", self.omitted));
+        text.push_str(&strip_controls(&String::from_utf8_lossy(&self.tail)));
         (text, self.omitted)
     }
 }
@@ -95,5 +104,17 @@ mod tests {
         assert!(text.starts_with("HEAD!"));
         assert!(text.ends_with("TAIL!"));
         assert_eq!(omitted, 10_000);
+    }
+
+    #[test]
+    fn terminal_control_sequences_are_stripped_but_newlines_and_tabs_kept() {
+        let mut c = CappedOutput::new(1000);
+        c.push(b"\x1b[31mFAIL\x1b[0m\ttest_x\n");
+        // An OSC 8 hyperlink to an attacker's URL, a carriage return, a bell, a clear-line.
+        c.push(b"\x1b]8;;https://evil.example\x07link\x1b]8;;\x07\r\n\x07done\x1b[2K");
+        // A sequence split across two writes.
+        c.push(b"\x1b[");
+        c.push(b"1mbold\x1b[m");
+        assert_eq!(c.finish().0, "FAIL\ttest_x\nlink\ndonebold");
     }
 }

@@ -5,6 +5,10 @@
 //! and must not call Slack. Block Kit reports are rendered by `crate::gates::render`. Merge
 //! refusal reasons are the `Display` of `crate::actions::MergeRefusal` (they are audited
 //! too); [`not_merged`] frames them.
+//!
+//! Everything quoted into a sentence that slipway did not write (errors, node details, tool
+//! output) goes through [`mrkdwn`]: it is text, so `<!channel>` or `<https://…|label>` in it
+//! cannot notify anyone or forge a link.
 #![warn(missing_docs)]
 
 use crate::actions::ActionError;
@@ -12,6 +16,12 @@ use crate::forge::ForgeError;
 use crate::report::Decision;
 use crate::repos::RepoConfig;
 use crate::task::{Task, TaskState, short_sha, truncate_chars};
+use crate::untrusted::mrkdwn;
+
+/// A quoted error (or any `Display` slipway did not word) as mrkdwn text.
+fn quoted(error: &dyn std::fmt::Display) -> String {
+    mrkdwn(&error.to_string())
+}
 
 /// `@slipway help`.
 pub const HELP: &str = "I turn a thread into a reviewed change.\n\
@@ -143,12 +153,18 @@ pub fn repo_without_url(repo: &str) -> String {
 
 /// A local repo whose `url` does not resolve; `error` says why.
 pub fn repo_unreachable(repo: &str, error: &dyn std::fmt::Display) -> String {
-    format!("I cannot fetch `{repo}`: {error}. An operator fixes its `url` in slipway.toml.")
+    format!(
+        "I cannot fetch `{repo}`: {}. An operator fixes its `url` in slipway.toml.",
+        quoted(error)
+    )
 }
 
 /// Appended to the first status when the thread could not be read.
 pub fn thread_unread_note(error: &dyn std::fmt::Display, advice: &str) -> String {
-    format!("\n_(I could not read the rest of the thread: {error}; {advice})_")
+    format!(
+        "\n_(I could not read the rest of the thread: {}; {advice})_",
+        quoted(error)
+    )
 }
 
 /// The first status message of a new task; `note` from [`thread_unread_note`] or empty.
@@ -164,7 +180,8 @@ pub fn task_queued(task: &Task, note: &str) -> String {
 /// The queue could not store a new task.
 pub fn queue_failed(error: &dyn std::fmt::Display) -> String {
     format!(
-        "❌ I could not queue this task: {error}. Nothing will run; mention me again in a minute, or ask an operator to check slipway's store."
+        "❌ I could not queue this task: {}. Nothing will run; mention me again in a minute, or ask an operator to check slipway's store.",
+        quoted(error)
     )
 }
 
@@ -210,7 +227,7 @@ pub fn reverting(of: &Task, merge_commit: &str, user: &str, revert_task: &str) -
 
 /// A refused approval; `why` is a `MergeRefusal`.
 pub fn not_merged(why: &dyn std::fmt::Display) -> String {
-    format!("Not merged: {why}")
+    format!("Not merged: {}", quoted(why))
 }
 
 /// An approval that merged.
@@ -235,7 +252,7 @@ pub fn merge_failed(e: &ForgeError) -> String {
         }
         _ => " Reply in the thread to refine the change, or 🔁 to rerun it on the new base.",
     };
-    format!("❌ Not merged: {e}.{next}")
+    format!("❌ Not merged: {}.{next}", quoted(e))
 }
 
 /// ❌ (or `cancel`) stopped a running run.
@@ -252,7 +269,10 @@ pub fn closed(task: &Task, user: &str, pr: &Result<Option<String>, ForgeError>) 
     let what = match (pr, &task.pr_url) {
         (Ok(Some(u)), _) => format!("its pull request {u} is closed"),
         (Err(e), Some(u)) => {
-            format!("the pull request {u} could not be closed ({e}); close it on GitHub")
+            format!(
+                "the pull request {u} could not be closed ({}); close it on GitHub",
+                quoted(e)
+            )
         }
         (_, Some(u)) => format!("the pull request {u} stays as it is"),
         _ => format!("the branch `{}` stays in the repo", task.branch),
@@ -300,7 +320,7 @@ pub fn node_line(node: &str, ok: bool, detail: &str, duration_ms: u64) -> String
     let detail = if ok || detail.is_empty() {
         String::new()
     } else {
-        format!(": {}", truncate_chars(detail, 120))
+        format!(": {}", mrkdwn(&truncate_chars(detail, 120)))
     };
     format!("{mark} {node} {:.1} s{detail}", duration_ms as f64 / 1000.0)
 }
@@ -323,7 +343,7 @@ pub fn interrupted(rerun: bool) -> &'static str {
 pub fn run_failed(error: &str) -> String {
     format!(
         "❌ The run failed: {}\nReply in the thread to refine the task, or react 🔁 here to run it again.",
-        truncate_chars(error, 1500)
+        mrkdwn(&truncate_chars(error, 1500))
     )
 }
 
@@ -368,5 +388,29 @@ mod tests {
             "❌ Not merged: #1 is already closed; nothing was merged."
         );
         assert!(merge_failed(&ForgeError::Unsupported("x")).ends_with("on the new base."));
+    }
+
+    #[test]
+    fn tool_output_in_a_status_line_or_failure_is_text_not_markup() {
+        let line = node_line(
+            "checks",
+            false,
+            "<!channel> see <https://evil.example|logs> & <@U0X>",
+            10,
+        );
+        assert!(
+            line.ends_with(
+                ": &lt;!channel&gt; see &lt;https://evil.example|logs&gt; &amp; &lt;@U0X&gt;"
+            ),
+            "{line}"
+        );
+        let failed = run_failed("git said <!here> & left");
+        assert!(
+            failed.contains("git said &lt;!here&gt; &amp; left"),
+            "{failed}"
+        );
+        let note = thread_unread_note(&"<!here>", "try again");
+        assert!(!note.contains("<!here>"), "{note}");
+        assert!(!not_merged(&"<!here>").contains("<!here>"));
     }
 }

@@ -186,6 +186,10 @@ pub fn links(text: &str) -> Vec<String> {
 /// is the instruction. Messages of the requester and approvers are context; everyone else's
 /// are untrusted context (shown to the model as data, never as instructions). Bot messages
 /// are left out. `number` is set by the caller.
+///
+/// `links` (shown to the model outside the untrusted fence) holds only the links and file
+/// names of trusted messages. An untrusted message's links stay in its text, and its file
+/// names are appended to it, so both reach the model only inside the fence.
 pub fn revision_from_thread(
     messages: &[ThreadMessage],
     trigger_ts: &str,
@@ -199,29 +203,40 @@ pub fn revision_from_thread(
     let mut untrusted = Vec::new();
     let mut found_links = Vec::new();
     for m in messages.iter().filter(|m| !m.from_bot) {
-        for l in links(&m.text) {
-            if !found_links.contains(&l) {
-                found_links.push(l);
+        // The trigger is the requester's own message (or a trusted reply): its links count.
+        let is_trusted = m.ts == trigger_ts || trusted(&m.user);
+        if is_trusted {
+            for l in links(&m.text) {
+                if !found_links.contains(&l) {
+                    found_links.push(l);
+                }
             }
-        }
-        for f in &m.files {
-            let f = format!("file: {f}");
-            if !found_links.contains(&f) {
-                found_links.push(f);
+            for f in &m.files {
+                let f = format!("file: {f}");
+                if !found_links.contains(&f) {
+                    found_links.push(f);
+                }
             }
         }
         if m.ts == trigger_ts {
             continue;
         }
         let text = strip_mentions(&m.text);
-        if text.is_empty() {
+        if is_trusted {
+            if !text.is_empty() {
+                context.push(text);
+            }
             continue;
         }
-        if trusted(&m.user) {
-            context.push(text);
-        } else {
-            untrusted.push(format!("<{}>: {text}", m.user));
+        let files = m
+            .files
+            .iter()
+            .map(|f| format!(" [file: {f}]"))
+            .collect::<String>();
+        if text.is_empty() && files.is_empty() {
+            continue;
         }
+        untrusted.push(format!("<{}>: {text}{files}", m.user));
     }
     Some(Revision {
         number: 0,

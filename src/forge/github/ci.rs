@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::untrusted::strip_controls;
+
 /// The parts of a check run slipway reads (`GET /repos/{o}/{r}/commits/{sha}/check-runs`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CheckRun {
@@ -149,7 +151,8 @@ pub fn evaluate(
 }
 
 /// The failures as the agent's CI fix round sees them: each check's name, conclusion, link
-/// and output (each capped at `cap` characters), plus annotations when fetched.
+/// and output (each capped at `cap` characters), plus annotations when fetched. CI logs are
+/// test runners' output: terminal control sequences are stripped before the model sees them.
 pub fn failures_text(
     failures: &[CiFailure],
     annotations: &[(String, Vec<String>)],
@@ -164,7 +167,7 @@ pub fn failures_text(
         if !f.output.is_empty() {
             out.push_str(&format!(
                 "```\n{}\n```\n",
-                crate::task::truncate_chars(&f.output, cap).replace("```", "ʼʼʼ")
+                crate::task::truncate_chars(&strip_controls(&f.output), cap).replace("```", "ʼʼʼ")
             ));
         }
         if let Some((_, notes)) = annotations.iter().find(|(n, _)| n == &f.name)
@@ -172,7 +175,7 @@ pub fn failures_text(
         {
             out.push_str("Annotations:\n");
             for n in notes {
-                out.push_str(&format!("- {n}\n"));
+                out.push_str(&format!("- {}\n", strip_controls(n)));
             }
         }
         out.push('\n');
@@ -275,5 +278,23 @@ mod tests {
         assert!(t.contains("### CI check `test`: failure") && t.contains("https://ci/1"));
         assert!(t.contains("calc.py:3 assert"));
         assert_eq!(t.matches("```").count(), 2, "{t}");
+    }
+
+    #[test]
+    fn ci_logs_reach_the_model_without_terminal_sequences() {
+        let f = CiFailure {
+            name: "test".into(),
+            conclusion: "failure".into(),
+            output: "\x1b[31mFAILED\x1b[0m test_add\x1b]0;pwned\x07".into(),
+            url: None,
+            check_run_id: Some(1),
+        };
+        let notes = vec!["\x1b[1mcalc.py:3\x1b[0m".to_string()];
+        let t = failures_text(&[f], &[("test".into(), notes)], 100);
+        assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t:?}");
+        assert!(
+            t.contains("FAILED test_add") && t.contains("calc.py:3"),
+            "{t}"
+        );
     }
 }
