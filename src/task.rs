@@ -46,6 +46,13 @@ pub struct Revision {
     pub links: Vec<String>,
     /// Unix time, ms.
     pub created_ms: u64,
+    /// Who wrote this revision's instruction (a Slack user ID, or the local user name).
+    /// `None` means the task's requester: revision 1, and every revision stored before
+    /// authors were recorded. Read it through [`Task::author_of`]. An author may not approve
+    /// the change (`crate::actions::approval`), and the commit of a revision by someone
+    /// other than the requester names them (`Revision-by`).
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 /// Lifecycle of a task as the store records it.
@@ -191,6 +198,7 @@ impl Task {
                 untrusted_context: Vec::new(),
                 links: Vec::new(),
                 created_ms: now,
+                author: Some(requester.to_string()),
             }],
             state: TaskState::Queued,
             runs: Vec::new(),
@@ -210,6 +218,11 @@ impl Task {
     pub fn current(&self) -> &Revision {
         // `Task::new` creates revision 1 and revisions are only ever appended.
         &self.revisions[self.revisions.len() - 1]
+    }
+
+    /// Who wrote revision `rev` of this task: its recorded author, else the requester.
+    pub fn author_of<'a>(&'a self, rev: &'a Revision) -> &'a str {
+        rev.author.as_deref().unwrap_or(&self.requester)
     }
 
     /// A one-line title for commits and PRs: the instruction's first line, at most 72 chars.
@@ -321,5 +334,32 @@ mod tests {
         );
         assert_eq!(t.title().len(), 72);
         assert_eq!(t.current().number, 1);
+    }
+
+    #[test]
+    fn a_revision_stored_without_an_author_was_written_by_the_requester() {
+        let repo = RepoRef {
+            name: "r".into(),
+            source: "/r".into(),
+            base: "main".into(),
+            forge: Default::default(),
+        };
+        let mut t = Task::new(repo, "U0ALICE", Origin::Cli, "fix it");
+        assert_eq!(t.author_of(t.current()), "U0ALICE");
+        // A task stored before authors were recorded still loads.
+        let mut old = serde_json::to_value(&t).unwrap();
+        old["revisions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("author");
+        let old: Task = serde_json::from_value(old).unwrap();
+        assert_eq!(old.revisions[0].author, None);
+        assert_eq!(old.author_of(&old.revisions[0]), "U0ALICE");
+        t.revisions.push(Revision {
+            number: 2,
+            author: Some("U0BOB".into()),
+            ..t.revisions[0].clone()
+        });
+        assert_eq!(t.author_of(t.current()), "U0BOB");
     }
 }

@@ -3,7 +3,7 @@
 //! PR is closed. Must not word anything: the outcome is typed.
 #![warn(missing_docs)]
 
-use super::{ActionError, Actions};
+use super::{ActionError, Actions, ApproverGroups};
 use crate::forge::ForgeError;
 use crate::store::AuditEvent;
 use crate::task::{Task, TaskState, now_ms};
@@ -27,9 +27,17 @@ pub enum CloseOutcome {
 
 impl Actions {
     /// `user` closes `task` (as the front end last read it). Errors: `NotTrusted` (nothing
-    /// changed) or `Store`.
-    pub async fn close(&self, task: &Task, user: &str) -> Result<CloseOutcome, ActionError> {
-        self.inner.settings.check_trusted(user, task)?;
+    /// changed; `groups` resolves user-group approvers) or `Store`.
+    pub async fn close(
+        &self,
+        task: &Task,
+        user: &str,
+        groups: &dyn ApproverGroups,
+    ) -> Result<CloseOutcome, ActionError> {
+        self.inner
+            .settings
+            .check_trusted(user, task, groups)
+            .await?;
         let queue = &self.inner.queue;
         if queue.cancel(&task.id) {
             self.audit(&task.id, user, AuditEvent::CancelRequested {})

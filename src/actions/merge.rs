@@ -7,9 +7,7 @@
 //! ([`MergeRefusal`], [`ActionError`]) for the front end to word.
 #![warn(missing_docs)]
 
-use async_trait::async_trait;
-
-use super::approval::{Approval, authorize};
+use super::approval::{Approval, Authors, authorize};
 use super::{ActionError, Actions, audit};
 use crate::forge::{Forge, ForgeError, MergeRequest, Merged};
 use crate::report::{Decision, RunReport};
@@ -46,6 +44,15 @@ pub enum MergeRefusal {
     /// [`authorize`] said no; its reason.
     #[error("{0}")]
     NotAuthorized(String),
+    /// [`authorize`] said no because the approver wrote revision `revision` of the change
+    /// (a merge includes every revision) and `[slack] allow_self_approval` is off.
+    #[error("{approver} wrote revision {revision} of this change, so cannot approve it.")]
+    OwnRevision {
+        /// The approver's user ID.
+        approver: String,
+        /// The newest revision they wrote.
+        revision: u32,
+    },
     /// The task's forge is not configured.
     #[error("{0}")]
     NoForge(ForgeError),
@@ -84,13 +91,7 @@ impl MergeAuthority<'_> {
     }
 }
 
-/// Resolves the user groups (`S…` approvers) a user belongs to. The Slack front end asks
-/// Slack; it is called only once the cheap checks passed.
-#[async_trait]
-pub trait ApproverGroups: Send + Sync {
-    /// The configured approver groups `user` is in; empty when unknown or on failure.
-    async fn groups_of(&self, user: &str) -> Vec<String>;
-}
+pub use super::approval::ApproverGroups;
 
 /// The merge method of repo `name` in `repos`, else the default (squash).
 pub fn merge_method(repos: &[RepoConfig], name: &str) -> MergeMethod {
@@ -244,7 +245,8 @@ impl Actions {
     }
 
     /// The approval checks, in the order their refusals are told: task state, a tested
-    /// commit, the message approved, the newest report, [`authorize`], a forge.
+    /// commit, the message approved, the newest report, [`authorize`] (over every revision's
+    /// author, see [`Authors::of`]), a forge.
     async fn check_approval(
         &self,
         task: &Task,
@@ -282,14 +284,21 @@ impl Actions {
         }
         let groups = groups.groups_of(approver).await;
         let settings = &self.inner.settings;
-        if let Approval::Refuse(why) = authorize(
+        match authorize(
             approver,
             &groups,
-            &task.requester,
+            Authors::of(task),
             &settings.slack,
             report.decision,
         ) {
-            return Ok(Err(MergeRefusal::NotAuthorized(why)));
+            Approval::Merge => {}
+            Approval::Refuse(why) => return Ok(Err(MergeRefusal::NotAuthorized(why))),
+            Approval::OwnRevision { revision } => {
+                return Ok(Err(MergeRefusal::OwnRevision {
+                    approver: approver.to_string(),
+                    revision,
+                }));
+            }
         }
         match self.inner.forges.of(task) {
             Ok(f) => Ok(Ok((f.clone(), commit))),
@@ -313,6 +322,7 @@ fn latest_report(store: &Store, task: &Task) -> Result<Option<RunReport>, Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use serde_json::json;
 
     use crate::forge::{Publication, PullRequestContent};

@@ -2,7 +2,7 @@
 //! the outcome is typed.
 #![warn(missing_docs)]
 
-use super::{ActionError, Actions};
+use super::{ActionError, Actions, ApproverGroups};
 use crate::store::AuditEvent;
 use crate::task::{Task, TaskState};
 
@@ -21,9 +21,17 @@ pub enum RerunOutcome {
 
 impl Actions {
     /// `user` reruns `task` (as the front end last read it). Errors: `NotTrusted` (nothing
-    /// changed) or `Store`.
-    pub async fn rerun(&self, task: &Task, user: &str) -> Result<RerunOutcome, ActionError> {
-        self.inner.settings.check_trusted(user, task)?;
+    /// changed; `groups` resolves user-group approvers) or `Store`.
+    pub async fn rerun(
+        &self,
+        task: &Task,
+        user: &str,
+        groups: &dyn ApproverGroups,
+    ) -> Result<RerunOutcome, ActionError> {
+        self.inner
+            .settings
+            .check_trusted(user, task, groups)
+            .await?;
         let queue = &self.inner.queue;
         if queue.is_running(&task.id) || task.state == TaskState::Queued {
             return Ok(RerunOutcome::AlreadyQueued);

@@ -7,7 +7,7 @@
 //! Must not word anything: the outcome is typed.
 #![warn(missing_docs)]
 
-use super::{ActionError, Actions};
+use super::{ActionError, Actions, ApproverGroups};
 use crate::store::AuditEvent;
 use crate::task::{RevertOf, Task, TaskState};
 
@@ -45,9 +45,17 @@ fn revert_key(task_id: &str) -> String {
 impl Actions {
     /// `user` asks to revert `task` (as the front end last read it; it is read again).
     /// On `Planned`, the reservation `slack/revert/<id>` is stored. Errors: `NotTrusted`
-    /// (nothing changed) or `Store`.
-    pub async fn plan_revert(&self, task: &Task, user: &str) -> Result<RevertOutcome, ActionError> {
-        self.inner.settings.check_trusted(user, task)?;
+    /// (nothing changed; `groups` resolves user-group approvers) or `Store`.
+    pub async fn plan_revert(
+        &self,
+        task: &Task,
+        user: &str,
+        groups: &dyn ApproverGroups,
+    ) -> Result<RevertOutcome, ActionError> {
+        self.inner
+            .settings
+            .check_trusted(user, task, groups)
+            .await?;
         let has_prs = self
             .inner
             .forges

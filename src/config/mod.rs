@@ -45,13 +45,16 @@ pub enum ConfigError {
 /// Result alias for configuration loading.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
-/// `[slack]`: who may approve merges.
+/// `[slack]`: who the approvers are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlackConfig {
-    /// Slack user IDs (`U…`) or user-group IDs (`S…`) allowed to approve merges.
+    /// Slack user IDs (`U…`) or user-group IDs (`S…`): the approvers. A member of a listed
+    /// group is an approver like a listed user, for merges (✅), replies and trusted
+    /// context, ❌, 🔁 and ⏪ alike (the actions module's `Settings` holds the rule).
     pub approvers: Vec<String>,
-    /// May the requester approve their own task's merge?
+    /// May someone who wrote instructions in a change (its requester, or the author of any
+    /// of its revisions) approve its merge?
     pub allow_self_approval: bool,
 }
 

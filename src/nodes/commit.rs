@@ -1,6 +1,6 @@
 //! `commit`: the pass's change as one commit by `slipway[bot]`, with `Requested-by`,
-//! `Slipway-Task`, `Slipway-Run` and `Slipway-Revision` trailers; then the diff the gates
-//! judge, computed once.
+//! `Revision-by` (when someone other than the requester wrote the revision), `Slipway-Task`,
+//! `Slipway-Run` and `Slipway-Revision` trailers; then the diff the gates judge, computed once.
 
 use async_trait::async_trait;
 
@@ -37,12 +37,16 @@ impl crate::run::Node for Commit {
             None => "Unfinished: no agent ran".into(),
         };
         let rev_s = rev.number.to_string();
-        let trailers = [
-            ("Requested-by", cx.task.requester.as_str()),
+        let author = cx.task.author_of(rev);
+        let mut trailers = vec![("Requested-by", cx.task.requester.as_str())];
+        if author != cx.task.requester {
+            trailers.push(("Revision-by", author));
+        }
+        trailers.extend([
             ("Slipway-Task", cx.task.id.as_str()),
             ("Slipway-Run", cx.run_id.as_str()),
             ("Slipway-Revision", rev_s.as_str()),
-        ];
+        ]);
         let wt = cx.wt()?;
         // A pass that changes nothing keeps the commit it started from.
         if let Some(c) = svc

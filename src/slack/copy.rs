@@ -11,7 +11,7 @@
 //! cannot notify anyone or forge a link.
 #![warn(missing_docs)]
 
-use crate::actions::ActionError;
+use crate::actions::{ActionError, MergeRefusal};
 use crate::forge::ForgeError;
 use crate::report::Decision;
 use crate::repos::RepoConfig;
@@ -65,7 +65,8 @@ pub const RUNNING_HEADLINE: &str = "running";
 /// The status headline of a failed run.
 pub const FAILED_HEADLINE: &str = "failed";
 
-/// A non-requester's message in a task's thread when they mention the bot.
+/// A message in a task's thread from someone who is neither its requester nor an approver
+/// (listed, or in a listed user group), when they mention the bot.
 pub fn context_only(requester: &str) -> String {
     format!(
         "Only the requester (<@{requester}>) or an approver can change this task; your message is passed on as context."
@@ -230,6 +231,14 @@ pub fn not_merged(why: &dyn std::fmt::Display) -> String {
     format!("Not merged: {}", quoted(why))
 }
 
+/// A refused approval from someone who wrote revision `revision` of the change (a merge
+/// includes every revision, so nobody approves instructions they gave).
+pub fn own_revision_not_merged(approver: &str, revision: u32) -> String {
+    format!(
+        "Not merged: <@{approver}> wrote revision {revision} of this change, and nobody approves their own instructions. Ask another approver to react ✅."
+    )
+}
+
 /// An approval that merged.
 pub fn merged(task: &Task, tested: &str, merge_commit: &str, approver: &str) -> String {
     format!(
@@ -352,6 +361,9 @@ pub fn run_failed(error: &str) -> String {
 pub fn action_error(e: &ActionError, verb: &str) -> Option<String> {
     match e {
         ActionError::NotTrusted { requester } => Some(not_allowed(requester, verb)),
+        ActionError::MergeRefused(MergeRefusal::OwnRevision { approver, revision }) => {
+            Some(own_revision_not_merged(approver, *revision))
+        }
         ActionError::MergeRefused(r) => Some(not_merged(r)),
         ActionError::Forge(f) => Some(merge_failed(f)),
         ActionError::Store(_) => None,
@@ -412,5 +424,28 @@ mod tests {
         let note = thread_unread_note(&"<!here>", "try again");
         assert!(!note.contains("<!here>"), "{note}");
         assert!(!not_merged(&"<!here>").contains("<!here>"));
+    }
+
+    #[test]
+    fn a_revision_author_is_told_why_their_approval_did_not_merge() {
+        let e = ActionError::MergeRefused(MergeRefusal::OwnRevision {
+            approver: "U0BOB".into(),
+            revision: 2,
+        });
+        let said = action_error(&e, "merge").unwrap();
+        assert!(
+            said.starts_with("Not merged: <@U0BOB> wrote revision 2"),
+            "{said}"
+        );
+        assert!(said.contains("another approver"), "{said}");
+        // The audited reason is the refusal's own text.
+        assert_eq!(
+            MergeRefusal::OwnRevision {
+                approver: "U0BOB".into(),
+                revision: 2
+            }
+            .to_string(),
+            "U0BOB wrote revision 2 of this change, so cannot approve it."
+        );
     }
 }

@@ -183,9 +183,13 @@ pub fn links(text: &str) -> Vec<String> {
 }
 
 /// The revision a thread asks for. `trigger_ts` is the mention (or reply) that asks; its text
-/// is the instruction. Messages of the requester and approvers are context; everyone else's
-/// are untrusted context (shown to the model as data, never as instructions). Bot messages
-/// are left out. `number` is set by the caller.
+/// is the instruction and its user the revision's author. Messages of the requester and
+/// `approvers` are context; everyone else's are untrusted context (shown to the model as
+/// data, never as instructions). Bot messages are left out. `number` is set by the caller.
+///
+/// `approvers` are user IDs: the caller expands `[slack] approvers` user groups to the
+/// thread's authors who are in them (`crate::actions::Settings::approvers_among`), so a
+/// group member's message is as trusted here as it is for ✅, ❌, 🔁 and ⏪.
 ///
 /// `links` (shown to the model outside the untrusted fence) holds only the links and file
 /// names of trusted messages. An untrusted message's links stay in its text, and its file
@@ -245,6 +249,7 @@ pub fn revision_from_thread(
         untrusted_context: untrusted,
         links: found_links,
         created_ms: now_ms(),
+        author: Some(trigger.user.clone()),
     })
 }
 
@@ -390,5 +395,16 @@ mod tests {
                 .len(),
             499
         );
+    }
+
+    #[test]
+    fn the_trigger_message_names_the_revision_author() {
+        let thread = vec![
+            msg("U0ALICE", "1.0", "<@U0BOT> fix add()"),
+            msg("U0CAROL", "1.1", "also document mul()"),
+        ];
+        let r = revision_from_thread(&thread, "1.1", "U0ALICE", &["U0CAROL".into()]).unwrap();
+        assert_eq!(r.author.as_deref(), Some("U0CAROL"));
+        assert_eq!(r.context, vec!["fix add()".to_string()]);
     }
 }

@@ -193,6 +193,7 @@ async fn a_run_opens_one_labelled_pr_with_the_gate_report_and_a_revision_updates
         untrusted_context: vec![],
         links: vec![],
         created_ms: 0,
+        author: None,
     });
     let second = gh.h.run(&mut task).await.unwrap();
     assert_eq!(second.pr_url, report.pr_url);

@@ -1,3 +1,4 @@
+mod approvals;
 mod architecture;
 mod blueprints;
 mod cli;

@@ -313,6 +313,7 @@ async fn a_second_revision_adds_a_commit_to_the_same_branch() {
         untrusted_context: vec![],
         links: vec![],
         created_ms: 0,
+        author: None,
     });
     let second = h.run(&mut task).await.unwrap();
     assert_eq!(second.revision, 2);

@@ -129,6 +129,7 @@ async fn a_refinement_waits_behind_its_running_task_and_is_not_lost() {
         untrusted_context: vec![],
         links: vec![],
         created_ms: 0,
+        author: None,
     };
     // The running task is not run twice at once: the refinement waits.
     let refined = q.refine(&t.id, refinement).await.unwrap().unwrap();

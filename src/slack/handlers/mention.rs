@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::reply::Reply;
-use super::{HandlerError, read_thread};
+use super::{HandlerError, SlackGroups, read_thread};
 use crate::actions::{Actions, Settings};
 use crate::queue::Queue;
 use crate::repos::ForgeKind;
@@ -75,7 +75,7 @@ pub struct Mention {
     pub actions: Actions,
     /// A trusted mention in a task's thread refines it.
     pub reply: Reply,
-    /// `[[repos]]` and approvers.
+    /// `[[repos]]` and approvers (groups resolved through `api`).
     pub settings: Arc<Settings>,
     /// `[queue] concurrency`, for `status`.
     pub concurrency: usize,
@@ -117,6 +117,7 @@ impl Mention {
             }
             Command::Cancel => match existing {
                 Some(task) => {
+                    let groups = SlackGroups::new(&self.api, &self.settings);
                     super::reaction::close(
                         &self.actions,
                         &self.egress,
@@ -124,6 +125,7 @@ impl Mention {
                         thread_ts,
                         &task,
                         user,
+                        &groups,
                     )
                     .await?
                 }
@@ -140,8 +142,11 @@ impl Mention {
             }
             Command::Task(_) => match existing {
                 Some(task) => {
-                    if self.settings.is_trusted(user, &task) {
-                        self.reply.refine(channel, ts, thread_ts, &task).await?;
+                    let groups = SlackGroups::new(&self.api, &self.settings);
+                    if self.settings.is_trusted(user, &task, &groups).await {
+                        self.reply
+                            .refine(channel, ts, thread_ts, user, &task, &groups)
+                            .await?;
                     } else {
                         self.egress
                             .say(channel, thread_ts, &copy::context_only(&task.requester))
@@ -218,8 +223,15 @@ impl Mention {
         };
         let (messages, read_error) =
             read_thread(&self.api, channel, thread_ts, ts, Some(text), user).await;
-        let approvers = &self.settings.slack.approvers;
-        let Some(revision) = revision_from_thread(&messages, ts, user, approvers) else {
+        // Approvers (user groups expanded) among the thread's authors are trusted context.
+        let groups = SlackGroups::new(&self.api, &self.settings);
+        let authors: Vec<&str> = messages
+            .iter()
+            .filter(|m| !m.from_bot)
+            .map(|m| m.user.as_str())
+            .collect();
+        let approvers = self.settings.approvers_among(&authors, &groups).await;
+        let Some(revision) = revision_from_thread(&messages, ts, user, &approvers) else {
             egress
                 .say(channel, thread_ts, copy::MENTION_NOT_FOUND)
                 .await;
@@ -248,6 +260,7 @@ impl Mention {
         task.revisions[0] = Revision {
             number: 1,
             instructions,
+            author: Some(user.to_string()),
             ..revision
         };
         // Bind before queueing, so the run's first event finds its thread.

@@ -12,7 +12,10 @@ pub mod mention;
 pub mod reaction;
 pub mod reply;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 use self::mention::{Mention, MentionsSeen};
 use self::reaction::Reaction;
@@ -21,7 +24,7 @@ use super::api::{SlackError, WebApi};
 use super::bindings::Bindings;
 use super::egress::{Egress, EgressError};
 use super::thread::ThreadMessage;
-use crate::actions::{ActionError, Actions, Settings};
+use crate::actions::{ActionError, Actions, ApproverGroups, Settings};
 use crate::forge::Forges;
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
@@ -162,5 +165,71 @@ async fn read_thread(
             tracing::warn!(error = %e, advice = e.advice(), "could not read the thread");
             (trigger.into_iter().collect(), Some(e))
         }
+    }
+}
+
+/// Approver groups through Slack (`usergroups.users.list`): the configured `S…` approvers a
+/// user is a member of. Built per event, so membership is as fresh as the event; within it
+/// each group is read at most once (a thread of 500 authors costs one call per group).
+pub struct SlackGroups<'a> {
+    api: &'a WebApi,
+    settings: &'a Settings,
+    /// Group ID → members, filled on first use. A failed read counts as no members for the
+    /// rest of the event (fails closed). A std mutex: never held across an await.
+    members: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl<'a> SlackGroups<'a> {
+    /// Resolves `settings`' approver groups through `api`.
+    pub fn new(api: &'a WebApi, settings: &'a Settings) -> Self {
+        Self {
+            api,
+            settings,
+            members: Mutex::default(),
+        }
+    }
+
+    /// The members of `group`, read from Slack once per instance.
+    async fn members(&self, group: &str) -> Vec<String> {
+        let cached = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group)
+            .cloned();
+        if let Some(m) = cached {
+            return m;
+        }
+        let members = match self.api.group_members(group).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(group, error = %e, advice = e.advice(), "could not read a user group");
+                Vec::new()
+            }
+        };
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string(), members.clone());
+        members
+    }
+}
+
+#[async_trait]
+impl ApproverGroups for SlackGroups<'_> {
+    async fn groups_of(&self, user: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in self
+            .settings
+            .slack
+            .approvers
+            .iter()
+            .filter(|a| a.starts_with('S'))
+        {
+            if self.members(g).await.iter().any(|m| m == user) {
+                out.push(g.clone());
+            }
+        }
+        out
     }
 }

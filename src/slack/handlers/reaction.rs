@@ -6,11 +6,8 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use super::HandlerError;
+use super::{HandlerError, SlackGroups};
 use crate::actions::close::CloseOutcome;
-use crate::actions::merge::ApproverGroups;
 use crate::actions::rerun::RerunOutcome;
 use crate::actions::revert::RevertOutcome;
 use crate::actions::{ActionError, Actions, Settings};
@@ -33,7 +30,8 @@ pub const REVERT: &str = "rewind";
 /// The reaction handler's handles. Cheap to clone.
 #[derive(Clone)]
 pub struct Reaction {
-    /// Only for user-group membership (`usergroups.users.list`) of approvers.
+    /// Only for user-group membership (`usergroups.users.list`) of approvers, for ✅ ❌ 🔁 ⏪
+    /// alike.
     pub api: WebApi,
     /// Posts and status messages.
     pub egress: Egress,
@@ -92,7 +90,19 @@ impl Reaction {
             .await;
         match reaction {
             APPROVE => self.approve(&ch, &thread_ts, &task, &msg, user).await,
-            CANCEL => close(&self.actions, &self.egress, &ch, &thread_ts, &task, user).await,
+            CANCEL => {
+                let groups = SlackGroups::new(&self.api, &self.settings);
+                close(
+                    &self.actions,
+                    &self.egress,
+                    &ch,
+                    &thread_ts,
+                    &task,
+                    user,
+                    &groups,
+                )
+                .await
+            }
             RERUN => self.rerun(&ch, &thread_ts, &task, user).await,
             _ => self.revert(&ch, &thread_ts, &task, user).await,
         }
@@ -108,10 +118,7 @@ impl Reaction {
         user: &str,
     ) -> Result<(), HandlerError> {
         let _answering = self.answering.lock().await;
-        let groups = SlackGroups {
-            api: &self.api,
-            settings: &self.settings,
-        };
+        let groups = SlackGroups::new(&self.api, &self.settings);
         let text = match self
             .actions
             .approve_merge(&task.id, msg.commit.as_deref(), user, &groups)
@@ -133,7 +140,8 @@ impl Reaction {
         task: &Task,
         user: &str,
     ) -> Result<(), HandlerError> {
-        let text = match self.actions.rerun(task, user).await {
+        let groups = SlackGroups::new(&self.api, &self.settings);
+        let text = match self.actions.rerun(task, user, &groups).await {
             Ok(RerunOutcome::Queued(t)) => {
                 let n = t.current().number;
                 self.egress
@@ -159,7 +167,8 @@ impl Reaction {
         task: &Task,
         user: &str,
     ) -> Result<(), HandlerError> {
-        let text = match self.actions.plan_revert(task, user).await {
+        let groups = SlackGroups::new(&self.api, &self.settings);
+        let text = match self.actions.plan_revert(task, user, &groups).await {
             Ok(RevertOutcome::Planned(plan)) => {
                 // Replies in the thread now refine the revert; bound before it queues, so
                 // its first event finds the thread.
@@ -183,7 +192,8 @@ impl Reaction {
     }
 }
 
-/// ❌ (or `@slipway cancel`): [`Actions::close`], its outcome told in the thread.
+/// ❌ (or `@slipway cancel`): [`Actions::close`], its outcome told in the thread; `groups`
+/// resolves user-group approvers.
 pub async fn close(
     actions: &Actions,
     egress: &Egress,
@@ -191,8 +201,9 @@ pub async fn close(
     thread_ts: &str,
     task: &Task,
     user: &str,
+    groups: &SlackGroups<'_>,
 ) -> Result<(), HandlerError> {
-    let text = match actions.close(task, user).await {
+    let text = match actions.close(task, user, groups).await {
         Ok(CloseOutcome::RunCancelled) => copy::cancelling(user),
         Ok(CloseOutcome::AlreadyMerged) => copy::CLOSE_MERGED.to_string(),
         Ok(CloseOutcome::Closed { pr }) => copy::closed(task, user, &pr),
@@ -205,33 +216,4 @@ pub async fn close(
 /// The words for an action's error, or the error itself when it is not for the thread.
 fn say_error(e: ActionError, verb: &str) -> Result<String, HandlerError> {
     copy::action_error(&e, verb).ok_or(HandlerError::Action(e))
-}
-
-/// Approver groups through Slack: the configured `S…` approvers `user` is a member of.
-struct SlackGroups<'a> {
-    api: &'a WebApi,
-    settings: &'a Settings,
-}
-
-#[async_trait]
-impl ApproverGroups for SlackGroups<'_> {
-    async fn groups_of(&self, user: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for g in self
-            .settings
-            .slack
-            .approvers
-            .iter()
-            .filter(|a| a.starts_with('S'))
-        {
-            match self.api.group_members(g).await {
-                Ok(members) if members.iter().any(|m| m == user) => out.push(g.clone()),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(group = g, error = %e, advice = e.advice(), "could not read a user group")
-                }
-            }
-        }
-        out
-    }
 }

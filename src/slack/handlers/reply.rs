@@ -1,11 +1,12 @@
-//! A reply in a task's thread: from the requester or an approver it becomes revision n+1
-//! on the same branch and PR; from anyone else it is left as untrusted context for the next
-//! revision. Must not start tasks or act on reactions.
+//! A reply in a task's thread: from the requester or an approver (listed, or in a listed
+//! user group) it becomes revision n+1 on the same branch and PR, written by that person;
+//! from anyone else it is left as untrusted context for the next revision. Must not start
+//! tasks or act on reactions.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
 
-use super::{HandlerError, read_thread};
+use super::{HandlerError, SlackGroups, read_thread};
 use crate::actions::Settings;
 use crate::queue::Queue;
 use crate::slack::api::WebApi;
@@ -27,7 +28,7 @@ pub struct Reply {
     pub bindings: Bindings,
     /// Refines queued tasks.
     pub queue: Queue,
-    /// Approvers (who may refine besides the requester).
+    /// Approvers (who may refine besides the requester; groups resolved through `api`).
     pub settings: Arc<Settings>,
 }
 
@@ -43,7 +44,8 @@ impl Reply {
         let Some(task) = self.bindings.task_for_thread(channel, thread_ts)? else {
             return Ok(());
         };
-        if !self.settings.is_trusted(user, &task) {
+        let groups = SlackGroups::new(&self.api, &self.settings);
+        if !self.settings.is_trusted(user, &task, &groups).await {
             // Context for the next revision, never an instruction.
             tracing::debug!(
                 task_id = task.id,
@@ -52,17 +54,24 @@ impl Reply {
             );
             return Ok(());
         }
-        self.refine(channel, ts, thread_ts, &task).await
+        self.refine(channel, ts, thread_ts, user, &task, &groups)
+            .await
     }
 
-    /// Queues revision n+1 of `task` from the thread as it reads now (message `ts` is the
-    /// trigger). Also used by a trusted mention in a task's thread.
+    /// Queues revision n+1 of `task` from the thread as it reads now: message `ts` by `user`
+    /// is the trigger, and `user` becomes the revision's author (audited as
+    /// the actor of `slack_revision`). The caller checked that `user` is trusted. The
+    /// thread's other authors are trusted context when they are the requester or approvers
+    /// (`groups` resolves user groups), untrusted otherwise. Also used by a trusted mention
+    /// in a task's thread.
     pub async fn refine(
         &self,
         channel: &str,
         ts: &str,
         thread_ts: &str,
+        user: &str,
         task: &Task,
+        groups: &SlackGroups<'_>,
     ) -> Result<(), HandlerError> {
         if task.state == TaskState::Merged {
             self.egress
@@ -70,10 +79,15 @@ impl Reply {
                 .await;
             return Ok(());
         }
-        let (messages, _) =
-            read_thread(&self.api, channel, thread_ts, ts, None, &task.requester).await;
-        let approvers = &self.settings.slack.approvers;
-        let Some(revision) = revision_from_thread(&messages, ts, &task.requester, approvers) else {
+        let (messages, _) = read_thread(&self.api, channel, thread_ts, ts, None, user).await;
+        let authors: Vec<&str> = messages
+            .iter()
+            .filter(|m| !m.from_bot)
+            .map(|m| m.user.as_str())
+            .collect();
+        let approvers = self.settings.approvers_among(&authors, groups).await;
+        let Some(mut revision) = revision_from_thread(&messages, ts, &task.requester, &approvers)
+        else {
             self.egress
                 .say(channel, thread_ts, copy::REPLY_NOT_FOUND)
                 .await;
@@ -82,6 +96,8 @@ impl Reply {
         if revision.instructions.trim().is_empty() {
             return Ok(());
         }
+        // The event's user is who asked, whatever the thread's copy of the message says.
+        revision.author = Some(user.to_string());
         let running = self.queue.is_running(&task.id);
         let Some(updated) = self.queue.refine(&task.id, revision).await? else {
             return Ok(());
@@ -98,7 +114,7 @@ impl Reply {
         self.egress
             .audit(
                 &updated.id,
-                &updated.requester,
+                user,
                 AuditEvent::SlackRevision {
                     revision: n,
                     ts: ts.to_string(),
