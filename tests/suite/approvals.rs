@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::slack::{Bot, DEV, settle};
 use crate::support::fake_llm::Turn;
-use crate::support::fake_slack::FakeSlack;
+use crate::support::fake_slack::{FakeSlack, Posted};
 use crate::support::{fix_then_document_script, sh};
 use slipway::sandbox::Backend;
 
@@ -21,6 +21,23 @@ async fn wait_task(bot: &Bot, secs: u64, cond: impl Fn(&slipway::task::Task) -> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Alice's mention runs to its report; then Bob, an approver, replies in the thread with
+/// revision 2, which runs to its report. Returns the thread and revision 2's report.
+async fn bob_writes_revision_2(bot: &Bot) -> (Posted, Posted) {
+    let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
+    bot.wait_reports(&thread, 1).await;
+    let reply = bot.slack.say(
+        DEV,
+        "U0BOB",
+        "also give mul() a docstring",
+        Some(&thread.ts),
+    );
+    bot.slack.push(FakeSlack::message_event(&reply)).await;
+    bot.wait_reports(&thread, 2).await;
+    let report = bot.slack.reports(DEV, &thread.ts)[1].clone();
+    (thread, report)
 }
 
 /// The bot's newest post in the thread containing any of `needles` (waits up to 60 s).
@@ -48,18 +65,8 @@ async fn an_approver_who_wrote_a_revision_cannot_approve_it_and_the_revision_nam
         c.file.slack.approvers = vec!["U0BOB".into(), "U0CAROL".into()];
     })
     .await;
-    let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
-    bot.wait_reports(&thread, 1).await;
     // Bob, an approver, writes revision 2 …
-    let reply = bot.slack.say(
-        DEV,
-        "U0BOB",
-        "also give mul() a docstring",
-        Some(&thread.ts),
-    );
-    bot.slack.push(FakeSlack::message_event(&reply)).await;
-    bot.wait_reports(&thread, 2).await;
-    let report = bot.slack.reports(DEV, &thread.ts)[1].clone();
+    let (thread, report) = bob_writes_revision_2(&bot).await;
     let main_before = sh(&bot.repo, "git rev-parse main");
     let task_id = bot.tasks()[0].id.clone();
     let audit = bot.h.runner.store.audit_log(Some(&task_id)).unwrap();
@@ -109,17 +116,7 @@ async fn an_approver_who_wrote_a_revision_may_approve_it_when_self_approval_is_a
         c.file.slack.allow_self_approval = true;
     })
     .await;
-    let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
-    bot.wait_reports(&thread, 1).await;
-    let reply = bot.slack.say(
-        DEV,
-        "U0BOB",
-        "also give mul() a docstring",
-        Some(&thread.ts),
-    );
-    bot.slack.push(FakeSlack::message_event(&reply)).await;
-    bot.wait_reports(&thread, 2).await;
-    let report = bot.slack.reports(DEV, &thread.ts)[1].clone();
+    let (thread, report) = bob_writes_revision_2(&bot).await;
     bot.react("U0BOB", "white_check_mark", &report.ts).await;
     let said = answer(&bot, &thread.ts, &["Merged", "Not merged"]).await;
     assert!(said.starts_with("✅ Merged"), "{said}");

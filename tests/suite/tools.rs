@@ -132,14 +132,9 @@ async fn a_stdio_mcp_server_is_discovered_offered_and_called() {
     );
 }
 
-async fn in_sandbox_server_has_no_network_and_no_secrets(backend: Backend) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let script = vec![
-        Turn::call("whoami", json!({"port": port})),
-        Turn::call("write_file", json!({"path": "NOTE.md", "content": "n\n"})),
-        Turn::call("finish", json!({"summary": "note"})),
-    ];
+/// A harness whose repo carries tests/support/mcp_server.py as `tools/mcp_server.py`,
+/// configured as a sandboxed (not host-side) server.
+async fn sandboxed_tracker_harness(backend: Backend, script: Vec<Turn>) -> Harness {
     let cmd = vec!["python3".to_string(), "tools/mcp_server.py".to_string()];
     let h = Harness::with(backend, LlmProvider::Openai, script, |c| {
         c.file.mcp_servers = vec![tracker(cmd, false)]
@@ -149,6 +144,18 @@ async fn in_sandbox_server_has_no_network_and_no_secrets(backend: Backend) {
     std::fs::create_dir_all(repo.join("tools")).unwrap();
     std::fs::copy(server_script(), repo.join("tools/mcp_server.py")).unwrap();
     sh(&repo, "git add -A && git commit -qm 'tracker mcp server'");
+    h
+}
+
+async fn in_sandbox_server_has_no_network_and_no_secrets(backend: Backend) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = vec![
+        Turn::call("whoami", json!({"port": port})),
+        Turn::call("write_file", json!({"path": "NOTE.md", "content": "n\n"})),
+        Turn::call("finish", json!({"summary": "note"})),
+    ];
+    let h = sandboxed_tracker_harness(backend, script).await;
     let mut task = h.task("ask the ticket tracker server whoami about its environment");
     let report = h.run(&mut task).await.unwrap();
     assert!(
@@ -359,15 +366,7 @@ async fn a_sandboxed_server_crashed_in_one_run_is_back_in_the_next() {
         Turn::call("lookup_ticket", json!({"id": "X-2"})),
         Turn::call("finish", json!({"summary": "looked it up"})),
     ]);
-    let cmd = vec!["python3".to_string(), "tools/mcp_server.py".to_string()];
-    let h = Harness::with(Backend::Bwrap, LlmProvider::Openai, script, |c| {
-        c.file.mcp_servers = vec![tracker(cmd, false)]
-    })
-    .await;
-    let repo = h.repo_path();
-    std::fs::create_dir_all(repo.join("tools")).unwrap();
-    std::fs::copy(server_script(), repo.join("tools/mcp_server.py")).unwrap();
-    sh(&repo, "git add -A && git commit -qm 'tracker mcp server'");
+    let h = sandboxed_tracker_harness(Backend::Bwrap, script).await;
     let mut first = h.task("crash the ticket tracker");
     let report = h.run(&mut first).await.unwrap();
     assert!(
