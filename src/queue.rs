@@ -377,6 +377,12 @@ impl Queue {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(item.task_id.clone(), cancel.clone());
+            // A ❌ that raced the end of an earlier run must not mark this one.
+            self.inner
+                .user_cancelled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&item.task_id);
             self.inner
                 .dispatched
                 .lock()
@@ -434,13 +440,14 @@ impl Queue {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&task_id);
-        // Only a run the shutdown stopped is an interruption. One that ended by itself during
-        // the grace period (a report, an auto-merge) keeps its result and its state.
+        // Only a run the shutdown stopped (cancelled, or failed as it was torn down) is an
+        // interruption. One that ended by itself during the grace period (a report, an
+        // auto-merge) keeps its result and its state.
         let interrupted = self.inner.shutdown.is_cancelled()
             && !by_user
             && matches!(
                 store.get_task(&task_id),
-                Ok(Some(t)) if t.state == TaskState::Cancelled
+                Ok(Some(t)) if matches!(t.state, TaskState::Cancelled | TaskState::Failed)
             );
         if interrupted {
             // The item stays queued and the task counts as interrupted, so the next start

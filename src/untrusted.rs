@@ -103,11 +103,15 @@ pub fn markdown_code(text: &str) -> String {
 /// emphasis and strikethrough (`*`, `_`, `~`), images and links (`!`, `[`, `]`), raw HTML and
 /// autolinks (`<`, `>`, `&` as entities), math (`$`), table cells (`|`) and escapes (`\`).
 /// The `:` of a bare `scheme://` is escaped too: GFM's extended autolinks do not recognise
-/// `https\://…`, so an attacker's URL stays text instead of becoming a link.
+/// `https\://…`, so an attacker's URL stays text instead of becoming a link. Likewise the
+/// `.` of `www.` (GFM's `www.` autolink), and `@` is followed by a word joiner (U+2060), so
+/// neither `@user`/`@org/team` mentions (which notify on GitHub) nor e-mail autolinks form.
 fn escape_text(text: &str, out: &mut String) {
     for (i, c) in text.char_indices() {
         match c {
             ':' if text[i + 1..].starts_with("//") => out.push_str("\\:"),
+            '.' if text[..i].ends_with("www") => out.push_str("\\."),
+            '@' => out.push_str("@\u{2060}"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
@@ -152,6 +156,18 @@ pub fn markdown_inline(text: &str, table: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mentions_and_www_or_email_autolinks_stay_text_on_github() {
+        let md = markdown_inline(
+            "ping @acme/security-team, see www.evil.example or a@b.example",
+            false,
+        );
+        assert!(!md.contains("@acme"), "{md}");
+        assert!(md.contains("@\u{2060}acme/security-team"), "{md}");
+        assert!(md.contains("www\\.evil.example"), "{md}");
+        assert!(!md.contains("a@b.example"), "{md}");
+    }
 
     #[test]
     fn control_sequences_go_and_text_newlines_and_tabs_stay() {

@@ -163,7 +163,10 @@ impl SecretValues {
     /// redacts them).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.0 {
+        // Longest first, so a short secret inside a longer one leaves no piece of it.
+        let mut secrets: Vec<&String> = self.0.iter().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in secrets {
             let escaped = crate::untrusted::mrkdwn(s);
             for spelling in [s.as_str(), escaped.as_str()] {
                 if !spelling.is_empty() && out.contains(spelling) {

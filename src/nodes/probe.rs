@@ -21,11 +21,17 @@ const BUILTINS: &[&str] = &[
 /// there is nothing plain to probe (a builtin or a subshell first).
 pub fn probe_for(command: &str) -> Option<(String, String)> {
     let words = shlex::split(command)?;
-    let mut it = words
-        .iter()
-        .skip_while(|w| w.contains('=') && !w.starts_with('='));
+    let mut it = words.iter();
     let program = it.next()?;
-    if BUILTINS.contains(&program.as_str()) || program.contains(['$', '`']) {
+    // Only a plain program word is probed: a leading assignment (`PATH=… pytest`) changes
+    // where it is found, and shell syntax (`(cd web && npm test)`, `~/bin/x`, globs,
+    // functions, expansions) is the shell's to resolve. Those run as they are.
+    if program.contains('=')
+        || BUILTINS.contains(&program.as_str())
+        || program.contains([
+            '$', '`', '(', ')', '{', '}', ';', '&', '|', '<', '>', '~', '*', '?',
+        ])
+    {
         return None;
     }
     let quoted = shlex::try_quote(program).ok()?;
@@ -80,7 +86,7 @@ mod tests {
         let (p, w) = probe_for("go test ./...").unwrap_or_default();
         assert_eq!(p, "command -v go >/dev/null 2>&1");
         assert_eq!(w, "`go`");
-        let (p, w) = probe_for("CI=1 python3 -m pytest -q").unwrap_or_default();
+        let (p, w) = probe_for("python3 -m pytest -q").unwrap_or_default();
         assert!(
             p.starts_with("command -v python3 >/dev/null 2>&1 && python3 -c "),
             "{p}"
@@ -88,6 +94,10 @@ mod tests {
         assert!(p.ends_with(" pytest"), "{p}");
         assert_eq!(w, "`python3 -m pytest` (the module pytest)");
         assert!(probe_for("cd sub && make test").is_none());
+        assert!(probe_for("PATH=$HOME/.local/bin:$PATH pytest").is_none());
+        assert!(probe_for("(cd web && npm test)").is_none());
+        assert!(probe_for("~/.local/bin/ruff check .").is_none());
+        assert!(probe_for("f(){ true; }; f").is_none());
         assert!(probe_for("$TOOL test").is_none());
         assert!(probe_for("").is_none());
     }

@@ -50,8 +50,16 @@ impl crate::run::Node for Setup {
                 GateName::Setup,
                 GateStatus::Fail,
                 format!(
-                    "`{}` ({}) cannot start: its program is not in the sandbox; add the toolchain to the image or .slipway/setup.sh",
-                    setup.command, setup.source
+                    "`{}` ({}) cannot run: a program it needs is not in the sandbox ({}); add the toolchain to the image or .slipway/setup.sh",
+                    setup.command,
+                    setup.source,
+                    out.output
+                        .lines()
+                        .rev()
+                        .find(|l| l.contains("not found"))
+                        .or_else(|| out.output.lines().last())
+                        .unwrap_or("exit 127")
+                        .trim()
                 ),
             )
         } else {

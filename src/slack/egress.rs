@@ -291,6 +291,7 @@ impl Egress {
         let Some(s) = &bound.status else { return };
         let elapsed = now_ms().saturating_sub(s.started_ms) as f64 / 1000.0;
         let text = copy::status(s.revision, s.run_id.as_deref(), state, elapsed, &s.lines);
+        let text = self.redact(&text);
         if let Err(e) = self.inner.api.update(channel, &s.ts, &text, None).await {
             tracing::warn!(error = %e, advice = e.advice(), "could not edit the status message");
         }
@@ -303,12 +304,14 @@ impl Egress {
         task_id: &str,
         report: &RunReport,
     ) -> Result<(), EgressError> {
+        // Everything posted is redacted, the Block Kit as well as its text fallback.
         let kit = render::block_kit(report);
+        let kit: Value = serde_json::from_str(&self.redact(&kit.to_string())).unwrap_or(kit);
         let text = kit
             .get("text")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| render::plain_text(report));
+            .unwrap_or_else(|| self.redact(&render::plain_text(report)));
         let ts = match self
             .inner
             .api

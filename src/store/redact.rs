@@ -11,7 +11,7 @@ pub(super) fn redact_json(secrets: &[String], v: Value) -> Value {
         return v;
     }
     let text = v.to_string();
-    let forms: Vec<String> = secrets
+    let mut forms: Vec<String> = secrets
         .iter()
         .flat_map(|s| {
             let escaped = serde_json::to_string(s).unwrap_or_default();
@@ -20,6 +20,8 @@ pub(super) fn redact_json(secrets: &[String], v: Value) -> Value {
         })
         .filter(|f| !f.is_empty())
         .collect();
+    // Longest first, so a short secret inside a longer one leaves no piece of it.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     if !forms.iter().any(|f| text.contains(f.as_str())) {
         return v;
     }
@@ -51,6 +53,11 @@ mod tests {
         assert_eq!(
             redact_json(&[], json!({"a": "tok-123"})),
             json!({"a": "tok-123"})
+        );
+        let nested = vec!["abc".to_string(), "xxabcxx".to_string()];
+        assert_eq!(
+            redact_json(&nested, json!("key xxabcxx")),
+            json!("key <redacted>")
         );
     }
 }

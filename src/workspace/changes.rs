@@ -33,6 +33,8 @@ impl Workspaces {
                 "diff",
                 "--no-ext-diff",
                 "--no-textconv",
+                // A `.gitmodules` the agent wrote may say `ignore = all`: show every gitlink.
+                "--ignore-submodules=none",
                 "--no-renames",
                 "--no-color",
                 "--raw",
@@ -279,6 +281,23 @@ mod tests {
             (ChangeKind::Added, 0, 0o100644, 0)
         );
         assert!(c[0].is_structural());
+    }
+
+    /// Security review: a `.gitmodules` with `ignore = all` hid a gitlink from `git diff`,
+    /// so a submodule at a forbidden path reached no gate.
+    #[tokio::test]
+    async fn a_gitlink_hidden_by_gitmodules_ignore_all_is_listed() {
+        let c = changes_after(
+            "true",
+            "mkdir -p infra/prod && cd infra/prod && git init -q -b main . \
+             && git -c user.email=t@e -c user.name=t commit -q --allow-empty -m x && cd ../.. \
+             && printf '[submodule \"prod\"]\\n\\tpath = infra/prod\\n\\turl = https://evil.example/x\\n\\tignore = all\\n' > .gitmodules",
+        )
+        .await;
+        let gitlink = c.iter().find(|c| c.path == "infra/prod");
+        assert!(gitlink.is_some(), "{:?}", paths(&c));
+        assert_eq!(gitlink.map(|g| g.new_mode), Some(0o160000));
+        assert!(paths(&c).contains(&".gitmodules"));
     }
 
     #[tokio::test]

@@ -6,14 +6,16 @@ use super::git::wt_git;
 use super::{Result, Workspaces, Worktree};
 
 /// How the gates read a diff: as text (no `.gitattributes -diff`, no external diff drivers
-/// or textconv) with paths unquoted.
-pub(super) const GATE_DIFF: [&str; 6] = [
+/// or textconv) with paths unquoted, and every submodule (gitlink) shown whatever a
+/// `.gitmodules` `ignore =` in the change says.
+pub(super) const GATE_DIFF: [&str; 7] = [
     "-c",
     "core.quotePath=false",
     "diff",
     "--text",
     "--no-ext-diff",
     "--no-textconv",
+    "--ignore-submodules=none",
 ];
 
 impl Workspaces {

@@ -7,20 +7,22 @@ use slipway::sandbox::Backend;
 use slipway::task::TaskState;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Harness, git_repo};
+use crate::support::{Harness, sh};
 
-const GO_MOD: &str = "module example.com/calc\n\ngo 1.22\n";
-const GO_TEST: &str = "package calc\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif 2+3 != 5 {\n\t\tt.Fatal(\"no\")\n\t}\n}\n";
-
-/// A Python repo whose declared test command needs `go`, which the sandbox lacks.
-const GO_CHECK: &str = "[checks]\ntest = \"go test ./...\"\n";
+/// A program no sandbox image or host has (bwrap mounts the host's `/usr`, so a real
+/// toolchain name would make the test depend on the machine).
+const MISSING: &str = "slipway-test-no-such-toolchain";
 
 async fn a_check_that_cannot_start_halts_before_the_agent(backend: Backend) {
     let h = Harness::new(backend, LlmProvider::Openai, vec![]).await;
     let repo = h.repo_path();
     std::fs::create_dir_all(repo.join(".slipway")).unwrap();
-    std::fs::write(repo.join(".slipway/policy.toml"), GO_CHECK).unwrap();
-    crate::support::sh(&repo, "git add -A && git commit -qm 'tests need go'");
+    let checks = format!("[checks]\ntest = \"{MISSING} test ./...\"\n");
+    std::fs::write(repo.join(".slipway/policy.toml"), checks).unwrap();
+    sh(
+        &repo,
+        "git add -A && git commit -qm 'tests need a toolchain'",
+    );
     for blueprint in ["code_change", "checks_only"] {
         let mut task = h.task("make add() faster");
         let report = h
@@ -28,10 +30,10 @@ async fn a_check_that_cannot_start_halts_before_the_agent(backend: Backend) {
             .run(&mut task, blueprint, CancellationToken::new(), None)
             .await
             .unwrap();
-        // Detected `go vet` / `go test`, but the sandbox has no `go`: halt, no model call.
+        // The declared test command's program is not in the sandbox: halt, no model call.
         assert_eq!(report.decision, Decision::Halt, "{report:#?}");
         assert!(
-            report.reasons[0].contains("`go` is not in the sandbox")
+            report.reasons[0].contains(&format!("`{MISSING}` is not in the sandbox"))
                 && report.reasons[0].contains("setup failed, so the agent did not start"),
             "{:?}",
             report.reasons
@@ -39,9 +41,9 @@ async fn a_check_that_cannot_start_halts_before_the_agent(backend: Backend) {
         let setup = report.gates.iter().find(|g| g.name == "setup").unwrap();
         assert_eq!(setup.status, GateStatus::Fail);
         assert!(
-            setup
-                .detail
-                .contains("tests check `go test ./...` (.slipway/policy.toml)"),
+            setup.detail.contains(&format!(
+                "tests check `{MISSING} test ./...` (.slipway/policy.toml)"
+            )),
             "{}",
             setup.detail
         );
@@ -69,16 +71,28 @@ async fn a_check_that_cannot_start_halts_before_the_agent_docker() {
 async fn a_setup_that_cannot_start_halts_before_the_agent(backend: Backend) {
     let h = Harness::new(backend, LlmProvider::Openai, vec![]).await;
     let repo = h.repo_path();
-    std::fs::remove_dir_all(&repo).unwrap();
-    git_repo(&repo, &[("go.mod", GO_MOD), ("calc_test.go", GO_TEST)]);
+    std::fs::create_dir_all(repo.join(".slipway")).unwrap();
+    std::fs::write(
+        repo.join(".slipway/setup.sh"),
+        format!("echo fetching\n{MISSING} install\n"),
+    )
+    .unwrap();
+    sh(
+        &repo,
+        "git add -A && git commit -qm 'setup needs a toolchain'",
+    );
     let mut task = h.task("make add() faster");
     let report = h.run(&mut task).await.unwrap();
-    // `go mod download` is detected from go.mod; `go` is missing: halt at setup.
+    // The setup script calls a program the sandbox lacks: halt at setup.
     assert_eq!(report.decision, Decision::Halt, "{report:#?}");
     let setup = report.gates.iter().find(|g| g.name == "setup").unwrap();
     assert_eq!(setup.status, GateStatus::Fail);
     assert!(
-        setup.detail.contains("`go mod download`") && setup.detail.contains("cannot start"),
+        setup.detail.contains("`sh .slipway/setup.sh`")
+            && setup
+                .detail
+                .contains("a program it needs is not in the sandbox")
+            && setup.detail.contains(MISSING),
         "{}",
         setup.detail
     );
