@@ -4,6 +4,7 @@
 
 #![deny(clippy::print_stdout)]
 
+pub mod access;
 pub mod actions;
 pub mod agent;
 pub mod blueprints;

@@ -35,9 +35,18 @@ pub enum MergeMethod {
 pub struct RepoConfig {
     /// `owner/name` on the forge.
     pub name: String,
-    /// Channels whose tasks default to this repo.
+    /// Channels whose tasks default to this repo; with [`RepoConfig::restrict_to_channels`]
+    /// also the only conversations its tasks may start from.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// (added) New tasks for this repo start only from its `channels` (a DM or any other
+    /// channel is refused, `crate::access`). Default false: `channels` only picks the default.
+    #[serde(default)]
+    pub restrict_to_channels: bool,
+    /// (added) Slack user IDs that may start tasks for this repo; empty means anyone.
+    /// Refinements and reactions follow the approver rules, not this list.
+    #[serde(default)]
+    pub requesters: Vec<String>,
     /// Where its branches and PRs live.
     #[serde(default)]
     pub forge: ForgeKind,

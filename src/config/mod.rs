@@ -99,7 +99,7 @@ pub struct Config {
     pub github: GithubEndpoint,
 }
 
-/// `[queue]` (added): bounded concurrency of runs.
+/// `[queue]` (added): bounded concurrency of runs, and how many tasks one person may start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
@@ -107,6 +107,10 @@ pub struct QueueConfig {
     pub concurrency: usize,
     /// How long a seen Slack event is remembered for deduplication, seconds.
     pub dedupe_ttl_s: u64,
+    /// (added) New tasks one Slack user may start in any 60 minutes, all repos together
+    /// (a sliding window counted from the stored tasks, so a restart forgets nothing);
+    /// 0 = no limit. Refinements and reruns are not counted (`crate::access`).
+    pub max_tasks_per_user_per_hour: u32,
 }
 
 impl Default for QueueConfig {
@@ -114,6 +118,7 @@ impl Default for QueueConfig {
         Self {
             concurrency: 2,
             dedupe_ttl_s: 24 * 3600,
+            max_tasks_per_user_per_hour: 0,
         }
     }
 }

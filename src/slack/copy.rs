@@ -11,6 +11,7 @@
 //! cannot notify anyone or forge a link.
 #![warn(missing_docs)]
 
+use crate::access::StartRefusal;
 use crate::actions::{ActionError, MergeRefusal};
 use crate::forge::ForgeError;
 use crate::report::Decision;
@@ -73,8 +74,9 @@ pub fn context_only(requester: &str) -> String {
     )
 }
 
-/// `@slipway status`: running and queued tasks. `running`/`queued` are the already
-/// rendered bullet lists ([`task_lines`]); `concurrency` is `[queue] concurrency`.
+/// `@slipway status`: running and queued tasks. `running`/`queued` are the counts over the
+/// whole queue and the already rendered bullet lists of this conversation's tasks
+/// ([`task_lines`]); `concurrency` is `[queue] concurrency`.
 pub fn queue_status(running: (usize, &str), concurrency: usize, queued: (usize, &str)) -> String {
     format!(
         "*Running* ({} of at most {concurrency})\n{}\n*Queued* ({})\n{}",
@@ -82,12 +84,11 @@ pub fn queue_status(running: (usize, &str), concurrency: usize, queued: (usize, 
     )
 }
 
-/// One bullet per task, or "• none".
-pub fn task_lines(tasks: &[Task]) -> String {
-    if tasks.is_empty() {
-        return "• none".into();
-    }
-    tasks
+/// One bullet per task started in this conversation, then how many others there are
+/// (counted, never named: their titles belong to other channels and DMs); "• none" when
+/// there are neither.
+pub fn task_lines(tasks: &[Task], elsewhere: usize) -> String {
+    let mut lines: Vec<String> = tasks
         .iter()
         .map(|t| {
             format!(
@@ -98,8 +99,51 @@ pub fn task_lines(tasks: &[Task]) -> String {
                 t.current().number
             )
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if elsewhere > 0 {
+        lines.push(format!(
+            "• {elsewhere} from other conversations (ask there to see them)"
+        ));
+    }
+    if lines.is_empty() {
+        return "• none".into();
+    }
+    lines.join("\n")
+}
+
+/// A new task refused by `crate::access`; `repo` is the repo asked for, `now_ms` the time
+/// the rate limit's reset is counted from. Nothing was started.
+pub fn start_refused(refusal: &StartRefusal, repo: &str, now_ms: u64) -> String {
+    match refusal {
+        StartRefusal::Channel { allowed } if allowed.is_empty() => format!(
+            "🚫 `{repo}` takes tasks only from its own channels, and none is configured, so nothing was started. An operator sets its `channels` in slipway.toml."
+        ),
+        StartRefusal::Channel { allowed } => {
+            let channels = allowed
+                .iter()
+                .map(|c| format!("<#{c}>"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "🚫 `{repo}` takes tasks only from {channels}, so nothing was started here. Ask there."
+            )
+        }
+        StartRefusal::Requester => format!(
+            "🚫 Only the people listed as `requesters` of `{repo}` in slipway.toml can start tasks on it, so nothing was started. Ask one of them, or an operator to add you."
+        ),
+        StartRefusal::RateLimit {
+            limit,
+            resets_at_ms,
+        } => {
+            let minutes = resets_at_ms.saturating_sub(now_ms).div_ceil(60_000).max(1);
+            let secs = resets_at_ms / 1000;
+            let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+            format!(
+                "🚫 You started {limit} task{} in the last hour, the most `[queue] max_tasks_per_user_per_hour` allows, so nothing was started. You can start another in {minutes} min (<!date^{secs}^{{time}}|{h:02}:{m:02} UTC>).",
+                if *limit == 1 { "" } else { "s" }
+            )
+        }
+    }
 }
 
 /// The configured repos, for "which repo?" answers.
@@ -373,6 +417,31 @@ pub fn action_error(e: &ActionError, verb: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limit_refusal_gives_the_figure_and_when_it_resets() {
+        let limit = StartRefusal::RateLimit {
+            limit: 3,
+            resets_at_ms: 1_700_000_000_000 + 90_000,
+        };
+        assert_eq!(
+            start_refused(&limit, "acme/calc", 1_700_000_000_000),
+            "🚫 You started 3 tasks in the last hour, the most `[queue] max_tasks_per_user_per_hour` allows, so nothing was started. You can start another in 2 min (<!date^1700000090^{time}|22:14 UTC>)."
+        );
+        let channel = StartRefusal::Channel {
+            allowed: vec!["C0DEV".into()],
+        };
+        assert!(start_refused(&channel, "acme/calc", 0).contains("only from <#C0DEV>"));
+    }
+
+    #[test]
+    fn status_lines_count_other_conversations_without_naming_them() {
+        assert_eq!(task_lines(&[], 0), "• none");
+        assert_eq!(
+            task_lines(&[], 2),
+            "• 2 from other conversations (ask there to see them)"
+        );
+    }
 
     #[test]
     fn help_names_every_reaction_on_a_report() {

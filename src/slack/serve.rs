@@ -94,6 +94,7 @@ impl Service {
             settings: Arc::new(Settings::from_config(&cfg)),
             egress: egress.clone(),
             concurrency: cfg.file.queue.concurrency,
+            max_tasks_per_user_per_hour: cfg.file.queue.max_tasks_per_user_per_hour,
             mentions: mentions.clone(),
         });
         let bot = Bot::new(BotParts {

@@ -266,6 +266,8 @@ mod tests {
             base: "main".into(),
             merge_method: Default::default(),
             delete_branch: true,
+            restrict_to_channels: false,
+            requesters: vec![],
         }
     }
 

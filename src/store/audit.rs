@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::access::RefusalReason;
 use crate::report::{Decision, GateStatus};
 use crate::repos::MergeMethod;
 use crate::task::BlueprintId;
@@ -154,6 +155,15 @@ pub enum AuditEvent {
         ts: String,
         repo: String,
     },
+    /// `task_refused {"reason", "repo", "channel", "ts"}`: a mention asking for a new task
+    /// on `repo` in `channel` was refused (`crate::access`) and started nothing; the actor is
+    /// who asked. Stored without a task ID (no task exists).
+    TaskRefused {
+        reason: RefusalReason,
+        repo: String,
+        channel: String,
+        ts: String,
+    },
     /// `slack_revision {"revision", "ts"}`: a thread reply queued a new revision.
     SlackRevision { revision: u32, ts: String },
     /// `slack_report {"ts", "decision"}`: a run's report was posted as message `ts`.
@@ -204,6 +214,7 @@ impl AuditEvent {
             Self::CancelRequested {} => "cancel_requested",
             Self::Closed { .. } => "closed",
             Self::SlackTaskCreated { .. } => "slack_task_created",
+            Self::TaskRefused { .. } => "task_refused",
             Self::SlackRevision { .. } => "slack_revision",
             Self::SlackReport { .. } => "slack_report",
             Self::SlackReaction { .. } => "slack_reaction",
@@ -453,6 +464,16 @@ mod tests {
                 json!({"channel": "C0DEV", "ts": "1700000000.000100", "repo": "o/n"}),
             ),
             (
+                AuditEvent::TaskRefused {
+                    reason: RefusalReason::RateLimit,
+                    repo: "o/n".into(),
+                    channel: "D0DM".into(),
+                    ts: "1700000000.000100".into(),
+                },
+                "task_refused",
+                json!({"reason": "rate_limit", "repo": "o/n", "channel": "D0DM", "ts": "1700000000.000100"}),
+            ),
+            (
                 AuditEvent::SlackRevision {
                     revision: 2,
                     ts: "1700000000.000200".into(),
@@ -485,7 +506,7 @@ mod tests {
         // One case at least per variant (`action()` is exhaustive, so a new variant
         // without a case shows up as a missing spelling here).
         let spellings: std::collections::BTreeSet<_> = cases.iter().map(|c| c.1).collect();
-        assert_eq!(spellings.len(), 25, "{spellings:?}");
+        assert_eq!(spellings.len(), 26, "{spellings:?}");
         for (event, action, detail) in cases {
             assert_eq!(event.action(), action, "action() agrees with serde");
             let (stored_action, stored_detail) = event.clone().into_parts().unwrap();

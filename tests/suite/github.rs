@@ -639,6 +639,8 @@ async fn slack_merge_refusals_merge_revert_and_close_go_through_github() {
             base: "main".into(),
             merge_method: MergeMethod::Squash,
             delete_branch: true,
+            restrict_to_channels: false,
+            requesters: vec![],
         }];
     })
     .await;

@@ -1,3 +1,4 @@
+mod access;
 mod approvals;
 mod architecture;
 mod blueprints;

@@ -62,6 +62,8 @@ impl Bot {
             base: "main".into(),
             merge_method: MergeMethod::Merge,
             delete_branch: true,
+            restrict_to_channels: false,
+            requesters: vec![],
         }];
         tweak(&mut cfg);
         let cfg = Arc::new(cfg);

@@ -2,6 +2,11 @@
 //! `cancel`), a refinement of the thread's task, or a new task (the repo from the text or
 //! the channel, the whole thread read as context). Must not act on reactions or render
 //! queue events.
+//!
+//! A new task first passes `crate::access::decide_start` (the repo's channels and
+//! requesters, the per-user rate limit). A refusal is answered in the thread, audited as
+//! `task_refused` and starts nothing; the 👀 stays, since it only says the mention was seen.
+//! `status` names only the tasks started in the conversation it is asked in.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use std::time::Instant;
 
 use super::reply::Reply;
 use super::{HandlerError, SlackGroups, read_thread};
+use crate::access::{StartDecision, StartRequest, decide_start};
 use crate::actions::{Actions, Settings};
 use crate::queue::Queue;
 use crate::repos::ForgeKind;
@@ -22,7 +28,7 @@ use crate::slack::thread::{
     Command, RepoChoice, choose_repo, parse_command, revision_from_thread, strip_mentions,
 };
 use crate::store::{AuditEvent, Store};
-use crate::task::{Origin, RepoRef, Revision, Task};
+use crate::task::{Origin, RepoRef, Revision, Task, now_ms};
 
 /// The bot's acknowledgement on a mention.
 pub const SEEN: &str = "eyes";
@@ -79,6 +85,8 @@ pub struct Mention {
     pub settings: Arc<Settings>,
     /// `[queue] concurrency`, for `status`.
     pub concurrency: usize,
+    /// `[queue] max_tasks_per_user_per_hour` (0 = no limit), for new tasks.
+    pub max_tasks_per_user_per_hour: u32,
     /// Whether GitHub credentials are configured (`forge = "github"` repos need them).
     pub github_configured: bool,
     /// Bumped on every 👀.
@@ -112,7 +120,7 @@ impl Mention {
                 self.egress.say(channel, thread_ts, copy::HELP).await;
             }
             Command::Status => {
-                let text = self.status_text()?;
+                let text = self.status_text(channel)?;
                 self.egress.say(channel, thread_ts, &text).await;
             }
             Command::Cancel => match existing {
@@ -159,22 +167,93 @@ impl Mention {
         Ok(())
     }
 
-    fn status_text(&self) -> Result<String, HandlerError> {
+    /// The queue as seen from `channel`: counts over the whole queue, titles only of tasks
+    /// whose thread is in `channel` (a DM sees its own tasks only).
+    fn status_text(&self, channel: &str) -> Result<String, HandlerError> {
         let s = self.queue.status()?;
-        let tasks = |ids: &[String]| -> Result<Vec<Task>, HandlerError> {
-            let mut out = Vec::new();
+        let here = |ids: &[String]| -> Result<(Vec<Task>, usize), HandlerError> {
+            let mut mine = Vec::new();
             for id in ids {
-                out.extend(self.store.get_task(id)?);
+                mine.extend(self.store.get_task(id)?.filter(
+                    |t| matches!(&t.origin, Origin::Slack { channel: c, .. } if c == channel),
+                ));
             }
-            Ok(out)
+            let elsewhere = ids.len() - mine.len();
+            Ok((mine, elsewhere))
         };
-        let running = copy::task_lines(&tasks(&s.running)?);
-        let queued = copy::task_lines(&tasks(&s.queued)?);
+        let (running, running_elsewhere) = here(&s.running)?;
+        let (queued, queued_elsewhere) = here(&s.queued)?;
+        let running = copy::task_lines(&running, running_elsewhere);
+        let queued = copy::task_lines(&queued, queued_elsewhere);
         Ok(copy::queue_status(
             (s.running.len(), &running),
             self.concurrency,
             (s.queued.len(), &queued),
         ))
+    }
+
+    /// Asks `crate::access` whether `user` may start a task on `repo` from `channel`. On a
+    /// refusal, answers in the thread, audits `task_refused` and returns false.
+    async fn may_start(
+        &self,
+        repo: &RepoConfig,
+        channel: &str,
+        ts: &str,
+        thread_ts: &str,
+        user: &str,
+    ) -> Result<bool, HandlerError> {
+        let limit = self.max_tasks_per_user_per_hour;
+        // Counted from the store, so a restart forgets nothing; read only when limited.
+        let created: Vec<u64> = if limit > 0 {
+            self.store
+                .list_tasks()?
+                .into_iter()
+                .filter(|t| t.requester == user)
+                .map(|t| t.created_ms)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let now = now_ms();
+        let refusal = match decide_start(&StartRequest {
+            repo,
+            channel,
+            user,
+            created_by_user_ms: &created,
+            max_per_hour: limit,
+            now_ms: now,
+        }) {
+            StartDecision::Allow => return Ok(true),
+            StartDecision::Refuse(r) => r,
+        };
+        tracing::info!(
+            repo = repo.name,
+            channel,
+            user,
+            reason = ?refusal.reason(),
+            "new task refused"
+        );
+        self.egress
+            .say(
+                channel,
+                thread_ts,
+                &copy::start_refused(&refusal, &repo.name, now),
+            )
+            .await;
+        self.store
+            .audit_now(
+                None,
+                None,
+                user,
+                AuditEvent::TaskRefused {
+                    reason: refusal.reason(),
+                    repo: repo.name.clone(),
+                    channel: channel.to_string(),
+                    ts: ts.to_string(),
+                },
+            )
+            .await?;
+        Ok(false)
     }
 
     async fn start(
@@ -202,6 +281,9 @@ impl Mention {
                 return Ok(());
             }
         };
+        if !self.may_start(&repo, channel, ts, thread_ts, user).await? {
+            return Ok(());
+        }
         if instruction_without_repo(text, &repo.name).is_empty() {
             egress
                 .say(channel, thread_ts, &copy::no_instruction(&repo.name))

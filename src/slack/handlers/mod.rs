@@ -46,6 +46,8 @@ pub struct HandlerParts {
     pub egress: Egress,
     /// `[queue] concurrency`, for `status`.
     pub concurrency: usize,
+    /// `[queue] max_tasks_per_user_per_hour`, for new tasks.
+    pub max_tasks_per_user_per_hour: u32,
     /// The 👀 counter (shared with `/metrics`).
     pub mentions: MentionsSeen,
 }
@@ -72,6 +74,7 @@ impl Handlers {
             settings,
             egress,
             concurrency,
+            max_tasks_per_user_per_hour,
             mentions,
         } = parts;
         let bindings = Bindings::new(store.clone());
@@ -99,6 +102,7 @@ impl Handlers {
             reply: reply.clone(),
             settings: settings.clone(),
             concurrency,
+            max_tasks_per_user_per_hour,
             github_configured,
             seen: mentions,
         };
