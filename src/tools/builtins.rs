@@ -3,7 +3,9 @@
 //!
 //! File tools act on the host side of the clone, confined by [`super::paths`]; `run` goes to
 //! the sandbox. A bad call (unknown tool, bad JSON, a path that escapes, zero or several
-//! `edit_file` matches) is a [`ToolOutcome::Error`] for the model, never a failed run.
+//! `edit_file` matches) is a [`ToolOutcome::Error`] for the model, never a failed run. So is
+//! a file too large for a tool: every read and write is bounded by [`super::files`], whose
+//! caps are stated to the model when they apply.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +15,11 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::ToolSpec;
+use super::files::{
+    self, EDIT_MAX_BYTES, FileError, LINE_MAX_BYTES, LIST_MAX, READ_MAX_BYTES, READ_MAX_LINES,
+    SEARCH_FILE_MAX_BYTES, SEARCH_MAX_BYTES, SEARCH_MAX_MATCHES, SEARCH_SKIPPED_SHOWN,
+    WRITE_MAX_BYTES,
+};
 use super::guard::{CommandGuard, Verdict};
 use super::paths::{self, Access};
 use crate::sandbox::{SandboxError, Session};
@@ -30,15 +37,6 @@ pub const NAMES: &[&str] = &[
     READ_FILE, LIST_DIR, SEARCH, EDIT_FILE, WRITE_FILE, RUN, FINISH,
 ];
 
-/// Most bytes `read_file` returns at once.
-const READ_CAP_BYTES: usize = 64 * 1024;
-/// Most matches `search` returns.
-const SEARCH_MAX_MATCHES: usize = 200;
-/// Longest line `search` prints.
-const SEARCH_LINE_CHARS: usize = 300;
-/// Most entries `list_dir` returns.
-const LIST_MAX: usize = 500;
-
 /// The JSON schemas the model sees.
 pub fn specs() -> Vec<ToolSpec> {
     let s = |name: &str, description: &str, schema: Value| ToolSpec {
@@ -49,7 +47,11 @@ pub fn specs() -> Vec<ToolSpec> {
     vec![
         s(
             READ_FILE,
-            "Read a text file of the repository. Lines are numbered from 1; give start_line and end_line to read part of a large file.",
+            &format!(
+                "Read a text file of the repository. Lines are numbered from 1; give start_line and end_line to read part of a large file. One call returns at most {READ_MAX_LINES} lines or {}, and cuts lines longer than {}; a note says so and where to read on.",
+                files::human(READ_MAX_BYTES as u64),
+                files::human(LINE_MAX_BYTES as u64)
+            ),
             json!({"type": "object", "properties": {
               "path": {"type": "string", "description": "Path relative to the repo root"},
               "start_line": {"type": "integer", "minimum": 1},
@@ -65,7 +67,10 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         s(
             SEARCH,
-            "Search file contents with a regular expression (ripgrep semantics: .gitignore respected, hidden files skipped). Prints path:line:text.",
+            &format!(
+                "Search file contents with a regular expression (ripgrep semantics: .gitignore respected, hidden files skipped). Prints path:line:text. Files over {} are skipped and named.",
+                files::human(SEARCH_FILE_MAX_BYTES)
+            ),
             json!({"type": "object", "properties": {
               "pattern": {"type": "string", "description": "Regular expression"},
               "path": {"type": "string", "description": "Directory or file to search; default the repo root"},
@@ -74,7 +79,10 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         s(
             EDIT_FILE,
-            "Replace old_text with new_text in a file. old_text must occur exactly once; include surrounding lines to make it unique.",
+            &format!(
+                "Replace old_text with new_text in a file of at most {}. old_text must occur exactly once; include surrounding lines to make it unique.",
+                files::human(EDIT_MAX_BYTES)
+            ),
             json!({"type": "object", "properties": {
               "path": {"type": "string"},
               "old_text": {"type": "string"},
@@ -83,7 +91,10 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         s(
             WRITE_FILE,
-            "Create or overwrite a file with the given content.",
+            &format!(
+                "Create or overwrite a file with the given content (at most {}).",
+                files::human(WRITE_MAX_BYTES as u64)
+            ),
             json!({"type": "object", "properties": {
               "path": {"type": "string"},
               "content": {"type": "string"}},
@@ -170,6 +181,11 @@ fn path_err(e: paths::PathError) -> ToolOutcome {
     ToolOutcome::Error(e.to_string())
 }
 
+/// A file the tool cannot use is the model's to work around, never a failed run.
+fn file_err(e: FileError) -> ToolOutcome {
+    ToolOutcome::Error(e.to_string())
+}
+
 /// Resolves a path for writing; slipway's own policy files (`.slipway/**`) end the run.
 fn writable(root: &Path, path: &str) -> Result<std::path::PathBuf, ToolOutcome> {
     let full = paths::resolve(root, path, Access::Write).map_err(path_err)?;
@@ -191,50 +207,19 @@ fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let a: A = parse(args)?;
     let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
-    let bytes = std::fs::read(&full)
-        .map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
-    if bytes.contains(&0) {
-        return Err(ToolOutcome::Error(format!("{} is a binary file", a.path)));
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
     if a.end_line == Some(0) {
         return Err(ToolOutcome::Error("end_line counts from 1".into()));
     }
     let start = a.start_line.unwrap_or(1).max(1);
-    let end = a.end_line.unwrap_or(lines.len()).min(lines.len());
-    if start > end.max(1) && !lines.is_empty() {
+    if let Some(end) = a.end_line
+        && end < start
+    {
         return Err(ToolOutcome::Error(format!(
-            "start_line {start} is past the end ({} lines)",
-            lines.len()
+            "end_line {end} is before start_line {start}"
         )));
     }
-    let mut out = String::new();
-    for (i, l) in lines.iter().enumerate().take(end).skip(start - 1) {
-        let mut line = format!("{:>5}\t{l}\n", i + 1);
-        if out.is_empty() && line.len() > READ_CAP_BYTES {
-            // One line larger than the cap: show its start rather than nothing.
-            line = format!(
-                "{:>5}\t{}… [line truncated at {READ_CAP_BYTES} bytes]\n",
-                i + 1,
-                crate::task::truncate_chars(l, READ_CAP_BYTES / 2)
-            );
-            out.push_str(&line);
-            continue;
-        }
-        if out.len() + line.len() > READ_CAP_BYTES {
-            out.push_str(&format!(
-                "[truncated at {READ_CAP_BYTES} bytes: read on from start_line {}]\n",
-                i + 1
-            ));
-            break;
-        }
-        out.push_str(&line);
-    }
-    if lines.is_empty() {
-        out.push_str("[empty file]");
-    }
-    Ok(ToolOutcome::Output(out))
+    let text = files::read_window(&full, &a.path, start, a.end_line).map_err(file_err)?;
+    Ok(ToolOutcome::Output(text))
 }
 
 fn list_dir(ctx: &ToolContext<'_>, args: &str) -> Step {
@@ -295,34 +280,65 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let mut out = String::new();
     let mut count = 0usize;
+    // Files over the size cap, named in the output (the first few) so the model knows.
+    let mut skipped: Vec<String> = Vec::new();
+    let mut skipped_count = 0usize;
     'files: for entry in walk.build().filter_map(Result::ok) {
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(entry.path()) else {
+        let shown = paths::display(ctx.root, entry.path());
+        let Ok(meta) = entry.metadata() else {
             continue;
         };
-        if bytes.contains(&0) {
+        if meta.len() > SEARCH_FILE_MAX_BYTES {
+            skipped_count += 1;
+            if skipped.len() < SEARCH_SKIPPED_SHOWN {
+                skipped.push(format!("{shown} ({})", files::human(meta.len())));
+            }
             continue;
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let shown = paths::display(ctx.root, entry.path());
-        for (i, line) in text.lines().enumerate() {
-            if re.is_match(line) {
-                count += 1;
-                if count > SEARCH_MAX_MATCHES {
-                    out.push_str(&format!(
-                        "[stopped after {SEARCH_MAX_MATCHES} matches; narrow the pattern or path]\n"
-                    ));
-                    break 'files;
-                }
-                let line = crate::task::truncate_chars(line, SEARCH_LINE_CHARS);
-                out.push_str(&format!("{shown}:{}:{line}\n", i + 1));
+        let limit = SEARCH_MAX_MATCHES + 1 - count;
+        let Ok(files::Scan::Text { matches }) = files::scan(entry.path(), &shown, &re, limit)
+        else {
+            continue;
+        };
+        for (n, line) in matches {
+            count += 1;
+            if count > SEARCH_MAX_MATCHES {
+                out.push_str(&format!(
+                    "[stopped after {SEARCH_MAX_MATCHES} matches; narrow the pattern or path]\n"
+                ));
+                break 'files;
             }
+            let line = format!("{shown}:{n}:{line}\n");
+            if out.len() + line.len() > SEARCH_MAX_BYTES {
+                out.push_str(&format!(
+                    "[stopped at {SEARCH_MAX_BYTES} bytes of matches; narrow the pattern or path]\n"
+                ));
+                break 'files;
+            }
+            out.push_str(&line);
         }
     }
     if count == 0 {
         out = "no matches".into();
+    }
+    if skipped_count > 0 {
+        if count == 0 {
+            out.push('\n');
+        }
+        let more = skipped_count - skipped.len();
+        out.push_str(&format!(
+            "[skipped {skipped_count} files over {}: {}{}; use `run` to search them]\n",
+            files::human(SEARCH_FILE_MAX_BYTES),
+            skipped.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
     }
     Ok(ToolOutcome::Output(out))
 }
@@ -341,8 +357,7 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         ));
     }
     let full = paths::resolve(ctx.root, &a.path, Access::Write).map_err(path_err)?;
-    let text = std::fs::read_to_string(&full)
-        .map_err(|e| ToolOutcome::Error(format!("cannot read {}: {e}", a.path)))?;
+    let text = files::read_for_edit(&full, &a.path).map_err(file_err)?;
     let n = count_overlapping(&text, &a.old_text);
     match n {
         0 => Err(ToolOutcome::Error(format!(
@@ -350,9 +365,17 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
             a.path
         ))),
         1 => {
+            let size = (text.len() - a.old_text.len() + a.new_text.len()) as u64;
+            if size > EDIT_MAX_BYTES {
+                return Err(file_err(FileError::TooLarge {
+                    path: a.path,
+                    tool: "edit_file",
+                    size,
+                    cap: EDIT_MAX_BYTES,
+                }));
+            }
             let new = text.replacen(&a.old_text, &a.new_text, 1);
-            std::fs::write(&full, new)
-                .map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+            files::write(&full, &a.path, new.as_bytes()).map_err(file_err)?;
             Ok(ToolOutcome::Output(format!("edited {}", a.path)))
         }
         n => Err(ToolOutcome::Error(format!(
@@ -382,16 +405,23 @@ fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         content: String,
     }
     let a: A = parse(args)?;
+    if a.content.len() > WRITE_MAX_BYTES {
+        return Err(ToolOutcome::Error(format!(
+            "content is {}; write_file writes at most {}: generate a large file with `run`",
+            files::human(a.content.len() as u64),
+            files::human(WRITE_MAX_BYTES as u64)
+        )));
+    }
     let full = writable(ctx.root, &a.path)?;
     if full.is_dir() {
         return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
     }
+    files::check_writable(&full, &a.path).map_err(file_err)?;
     if let Some(parent) = full.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
     }
-    std::fs::write(&full, &a.content)
-        .map_err(|e| ToolOutcome::Error(format!("cannot write {}: {e}", a.path)))?;
+    files::write(&full, &a.path, a.content.as_bytes()).map_err(file_err)?;
     Ok(ToolOutcome::Output(format!(
         "wrote {} ({} bytes)",
         a.path,
@@ -435,12 +465,4 @@ fn finish(args: &str) -> Step {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn overlapping_matches_count() {
-        assert_eq!(super::count_overlapping("aaa", "aa"), 2);
-        assert_eq!(super::count_overlapping("a-b a-b", "a-b"), 2);
-        assert_eq!(super::count_overlapping("ünï ünï", "ï ü"), 1);
-        assert_eq!(super::count_overlapping("x", "y"), 0);
-    }
-}
+mod tests;

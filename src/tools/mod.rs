@@ -3,6 +3,7 @@
 
 pub mod builtins;
 pub mod eval;
+pub mod files;
 pub mod guard;
 pub mod mcp;
 pub mod paths;

@@ -393,3 +393,64 @@ async fn a_sandboxed_server_crashed_in_one_run_is_back_in_the_next() {
         "{answer}"
     );
 }
+
+/// Issue "Security hardening" #4: a file the agent makes huge inside the sandbox (1 GiB is
+/// allowed by the fsize limit) reaches the host-side file tools as a capped result or a tool
+/// error; the slipway process keeps its memory and the run goes on.
+#[tokio::test]
+async fn a_huge_file_made_in_the_sandbox_gets_capped_tool_results_and_the_run_goes_on() {
+    let mut script = vec![
+        Turn::call(
+            "run",
+            json!({"command": "truncate -s 1G big.bin && yes '' | head -c 64M > lines.txt"}),
+        ),
+        Turn::call("read_file", json!({"path": "lines.txt"})),
+        Turn::call("read_file", json!({"path": "big.bin"})),
+        Turn::call("search", json!({"pattern": "return a"})),
+        Turn::call(
+            "edit_file",
+            json!({"path": "big.bin", "old_text": "x", "new_text": "y"}),
+        ),
+        Turn::call("run", json!({"command": "rm big.bin lines.txt"})),
+    ];
+    script.extend(fix_script());
+    let h = Harness::new(Backend::Bwrap, LlmProvider::Anthropic, script).await;
+    let mut task = h.task("fix add() in calc.py");
+    let report = h.run(&mut task).await.unwrap();
+    assert_eq!(report.decision, Decision::NeedsApproval, "{report:#?}");
+    let reqs = h.fake.requests();
+    let answer = |i: usize| {
+        reqs[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    let read = answer(2);
+    assert!(
+        read.contains("lines.txt is 64.0 MiB; showing lines 1–2000")
+            && read.contains("start_line 2001")
+            && !read.contains("is_error\":true"),
+        "{}",
+        &read[read.len().saturating_sub(400)..]
+    );
+    let binary = answer(3);
+    assert!(
+        binary.contains("big.bin is a binary file (1.0 GiB)") && binary.contains("is_error\":true"),
+        "{binary}"
+    );
+    let search = answer(4);
+    assert!(
+        search.contains("calc.py:2:    return a - b")
+            && search.contains("skipped 2 files over 8.0 MiB")
+            && search.contains("big.bin")
+            && search.contains("lines.txt"),
+        "{search}"
+    );
+    let edit = answer(5);
+    assert!(
+        edit.contains("big.bin is 1.0 GiB") && edit.contains("is_error\":true"),
+        "{edit}"
+    );
+}

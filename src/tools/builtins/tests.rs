@@ -1,0 +1,260 @@
+//! Unit tests of the built-in tools, called as the agent calls them (`call`), on temp dirs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{ToolContext, ToolOutcome, call};
+use crate::sandbox::{ExecOutput, Result, Session, StdioProcess};
+use crate::tools::guard::CommandGuard;
+
+/// File tools never reach the sandbox.
+struct NoSandbox;
+
+#[async_trait::async_trait]
+impl Session for NoSandbox {
+    async fn exec(&self, _: &str, _: Duration, _: &CancellationToken) -> Result<ExecOutput> {
+        panic!("file tools do not run commands")
+    }
+    async fn spawn_stdio(&self, _: &[String]) -> Result<StdioProcess> {
+        panic!("file tools do not start processes")
+    }
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn tool(root: &Path, name: &str, args: Value) -> ToolOutcome {
+    let guard = CommandGuard::new(&[]);
+    let routes = crate::tools::Routes::new();
+    let cancel = CancellationToken::new();
+    let ctx = ToolContext {
+        root,
+        session: &NoSandbox,
+        cancel: &cancel,
+        max_timeout: Duration::from_secs(1),
+        output_cap: 1024,
+        guard: &guard,
+        mcp: None,
+        routes: &routes,
+    };
+    futures::executor::block_on(call(&ctx, name, &args.to_string())).unwrap()
+}
+
+fn repo() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let r = std::fs::canonicalize(d.path()).unwrap();
+    (d, r)
+}
+
+/// A sparse file of `len` zero bytes: instant, and no disk is used.
+fn sparse(path: &Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+/// A file of `len` bytes, all `byte`, written in 1 MiB chunks.
+fn filled(path: &Path, byte: u8, len: usize) {
+    let chunk = vec![byte; 1 << 20];
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+}
+
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Serialises the tests that measure peak memory: the high-water mark is per process.
+static MEMORY: Mutex<()> = Mutex::new(());
+
+/// Most memory ever resident during `f`, over what was resident before it, in bytes: the
+/// process's high-water mark (VmHWM) is reset first (`/proc/self/clear_refs`, 5).
+fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let _one = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_kib("VmRSS:");
+    let out = f();
+    let peak = status_kib("VmHWM:");
+    (out, peak.saturating_sub(before) * 1024)
+}
+
+/// Any file tool may hold a few buffers, never a file.
+const PEAK: u64 = 16 << 20;
+
+fn output(o: ToolOutcome) -> String {
+    match o {
+        ToolOutcome::Output(s) => s,
+        other => panic!("expected output, got {other:?}"),
+    }
+}
+
+fn error(o: ToolOutcome) -> String {
+    match o {
+        ToolOutcome::Error(s) => s,
+        other => panic!("expected a tool error, got {other:?}"),
+    }
+}
+
+#[test]
+fn read_file_shows_a_window_of_a_huge_file_of_newlines_in_bounded_memory() {
+    let (_d, r) = repo();
+    filled(&r.join("nl.txt"), b'\n', 48 << 20);
+    let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "nl.txt"})));
+    let out = output(out);
+    assert!(peak < PEAK, "read_file used {peak} bytes");
+    assert!(
+        out.contains("nl.txt is 48.0 MiB; showing lines 1–2000") && out.contains("start_line 2001"),
+        "{}",
+        &out[out.len().saturating_sub(300)..]
+    );
+    assert_eq!(out.lines().filter(|l| l.ends_with('\t')).count(), 2000);
+    // Deep in the file: only the lines asked for, still bounded.
+    let (out, peak) = peak_growth(|| {
+        tool(
+            &r,
+            "read_file",
+            json!({"path": "nl.txt", "start_line": 40_000_000, "end_line": 40_000_001}),
+        )
+    });
+    assert!(peak < PEAK, "read_file used {peak} bytes");
+    assert_eq!(output(out), "40000000\t\n40000001\t\n");
+    let past = error(tool(
+        &r,
+        "read_file",
+        json!({"path": "nl.txt", "start_line": 60_000_000}),
+    ));
+    assert!(past.contains("past the end (50331648 lines)"), "{past}");
+}
+
+#[test]
+fn read_file_refuses_a_sparse_2_gib_file_without_loading_it() {
+    let (_d, r) = repo();
+    sparse(&r.join("big.bin"), 2 << 30);
+    let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "big.bin"})));
+    assert!(peak < PEAK, "read_file used {peak} bytes");
+    let e = error(out);
+    assert!(e.contains("binary") && e.contains("2.0 GiB"), "{e}");
+}
+
+#[test]
+fn read_file_cuts_a_very_long_line_with_a_note() {
+    let (_d, r) = repo();
+    filled(&r.join("min.js"), b'x', 40 << 20);
+    let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "min.js"})));
+    assert!(peak < PEAK, "read_file used {peak} bytes");
+    let out = output(out);
+    assert!(out.len() < 16 * 1024, "{} bytes returned", out.len());
+    assert!(
+        out.contains("[line 1 cut at 8192 bytes"),
+        "{}",
+        &out[8000..]
+    );
+}
+
+#[test]
+fn search_skips_files_over_the_size_cap_and_names_them() {
+    let (_d, r) = repo();
+    std::fs::write(r.join("small.txt"), "a needle here\n").unwrap();
+    sparse(&r.join("big.bin"), 2 << 30);
+    filled(&r.join("nl.txt"), b'\n', 48 << 20);
+    for i in 0..12 {
+        sparse(&r.join(format!("z{i:02}.dat")), 64 << 20);
+    }
+    let (out, peak) = peak_growth(|| tool(&r, "search", json!({"pattern": "needle"})));
+    assert!(peak < PEAK, "search used {peak} bytes");
+    let out = output(out);
+    assert!(out.contains("small.txt:1:a needle here"), "{out}");
+    assert!(
+        out.contains("skipped 14 files over 8.0 MiB") && out.contains("and 4 more"),
+        "{out}"
+    );
+    assert!(
+        out.lines().count() < 20,
+        "the skipped list is bounded: {out}"
+    );
+}
+
+#[test]
+fn search_caps_its_output_bytes() {
+    let (_d, r) = repo();
+    let line = format!("needle {}\n", "y".repeat(290));
+    std::fs::write(r.join("many.txt"), line.repeat(150)).unwrap();
+    let out = output(tool(&r, "search", json!({"pattern": "needle"})));
+    assert!(out.len() <= 33 * 1024, "{} bytes", out.len());
+    assert!(
+        out.contains("[stopped at 32768 bytes of matches"),
+        "{}",
+        &out[out.len() - 200..]
+    );
+}
+
+#[test]
+fn edit_file_refuses_a_file_over_the_cap_and_leaves_it_alone() {
+    let (_d, r) = repo();
+    sparse(&r.join("big.bin"), 2 << 30);
+    let args = json!({"path": "big.bin", "old_text": "a", "new_text": "b"});
+    let (out, peak) = peak_growth(|| tool(&r, "edit_file", args));
+    assert!(peak < PEAK, "edit_file used {peak} bytes");
+    let e = error(out);
+    assert!(
+        e.contains("big.bin is 2.0 GiB") && e.contains("4.0 MiB"),
+        "{e}"
+    );
+    assert_eq!(std::fs::metadata(r.join("big.bin")).unwrap().len(), 2 << 30);
+}
+
+#[test]
+fn write_file_refuses_oversized_content() {
+    let (_d, r) = repo();
+    let content = "z".repeat(5 << 20);
+    let e = error(tool(
+        &r,
+        "write_file",
+        json!({"path": "huge.txt", "content": content}),
+    ));
+    assert!(e.contains("5.0 MiB") && e.contains("4.0 MiB"), "{e}");
+    assert!(!r.join("huge.txt").exists());
+}
+
+#[test]
+fn file_tools_refuse_a_fifo_instead_of_blocking() {
+    let (_d, r) = repo();
+    let made = std::process::Command::new("mkfifo")
+        .arg(r.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (name, args) in [
+        ("read_file", json!({"path": "pipe"})),
+        (
+            "edit_file",
+            json!({"path": "pipe", "old_text": "a", "new_text": "b"}),
+        ),
+        ("write_file", json!({"path": "pipe", "content": "x"})),
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = r.clone();
+        std::thread::spawn(move || tx.send(tool(&root, name, args)));
+        let out = rx.recv_timeout(Duration::from_secs(10));
+        let e = error(out.unwrap_or_else(|_| panic!("{name} blocked on a FIFO")));
+        assert!(e.contains("not a regular file"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn overlapping_matches_count() {
+    assert_eq!(super::count_overlapping("aaa", "aa"), 2);
+    assert_eq!(super::count_overlapping("a-b a-b", "a-b"), 2);
+    assert_eq!(super::count_overlapping("ünï ünï", "ï ü"), 1);
+    assert_eq!(super::count_overlapping("x", "y"), 0);
+}
