@@ -23,7 +23,7 @@ impl crate::run::Node for Publish {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let forge = cx.forge()?;
-        let report = cx.report(cx.judged.as_ref(), cx.blueprint.as_str());
+        let report = cx.report(cx.judged.as_ref());
         let content = pr_content(cx, &report);
         let p = match forge.publish(cx.wt()?, cx.task, &content).await {
             Ok(p) => p,

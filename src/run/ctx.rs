@@ -202,10 +202,11 @@ pub struct RunCtx<'a> {
 }
 
 impl<'a> RunCtx<'a> {
-    /// A fresh context for `task`'s current revision.
+    /// A fresh context for `task`'s current revision through `blueprint`.
     pub fn new(
         svc: &'a Runner,
         task: &'a mut Task,
+        blueprint: BlueprintId,
         tracker: Tracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -216,7 +217,7 @@ impl<'a> RunCtx<'a> {
             svc,
             run_id: tracker.record.run_id.clone(),
             task,
-            blueprint: BlueprintId::default(),
+            blueprint,
             tracker,
             cancel,
             started: Instant::now(),
@@ -363,7 +364,7 @@ impl<'a> RunCtx<'a> {
     }
 
     /// The run report for `judged`, or (without a judgement) for a run that ended early.
-    pub fn report(&self, judged: Option<&Judged>, blueprint: &str) -> RunReport {
+    pub fn report(&self, judged: Option<&Judged>) -> RunReport {
         let (gates, class, decision, reasons) = match judged {
             Some(j) => (
                 j.gates.clone(),
@@ -390,7 +391,7 @@ impl<'a> RunCtx<'a> {
                 .map_or_else(|| self.task.branch.clone(), |d| d.wt.branch.clone()),
             commit: self.commit.clone(),
             pr_url: self.pr_url.clone(),
-            blueprint: blueprint.to_string(),
+            blueprint: self.blueprint.as_str().to_string(),
             decision,
             reasons,
             classification: class,

@@ -67,8 +67,7 @@ pub async fn execute(
             branch: task.branch.clone(),
         })
         .await;
-    let mut cx = RunCtx::new(svc, task, tracker, cancel);
-    cx.blueprint = blueprint.id;
+    let mut cx = RunCtx::new(svc, task, blueprint.id, tracker, cancel);
 
     // Each top-level step in turn; the run is recorded as soon as it has a work tree.
     let mut outcome: Result<(), FlowError> = Ok(());
@@ -92,7 +91,7 @@ pub async fn execute(
                 return Err(e);
             }
             if cx.dirs.is_some() {
-                record_start(&mut cx, blueprint).await?;
+                record_start(&mut cx).await?;
                 // The sandbox home; from here a failure is a stored, reported run.
                 let home = cx.home();
                 if let Err(e) = std::fs::create_dir_all(&home) {
@@ -107,12 +106,12 @@ pub async fn execute(
     }
     cx.close_sandbox().await;
     cx.close_tools().await;
-    finish(cx, blueprint, outcome).await
+    finish(cx, outcome).await
 }
 
 /// The run now has a work tree: store the task as running and the run record, and audit
 /// `run_started`.
-async fn record_start(cx: &mut RunCtx<'_>, blueprint: &Blueprint) -> Result<(), RunError> {
+async fn record_start(cx: &mut RunCtx<'_>) -> Result<(), RunError> {
     let svc = cx.svc;
     cx.previous_summary = previous_summary(svc, cx.task);
     // Only the fields this run owns are written; revisions added meanwhile are kept (and
@@ -141,7 +140,7 @@ async fn record_start(cx: &mut RunCtx<'_>, blueprint: &Blueprint) -> Result<(), 
             AuditEvent::RunStarted {
                 revision: cx.tracker.record.revision,
                 branch: cx.task.branch.clone(),
-                blueprint: blueprint.id,
+                blueprint: cx.blueprint,
             },
         )
         .await?;
@@ -164,18 +163,14 @@ fn previous_summary(svc: &Runner, task: &Task) -> Option<String> {
 }
 
 /// Ends a stored run: report, run record, task state, audit, and the final event.
-async fn finish(
-    mut cx: RunCtx<'_>,
-    blueprint: &Blueprint,
-    outcome: Result<(), FlowError>,
-) -> Result<RunReport, RunError> {
+async fn finish(mut cx: RunCtx<'_>, outcome: Result<(), FlowError>) -> Result<RunReport, RunError> {
     let svc = cx.svc;
     cx.timings.total = cx.started.elapsed().as_millis() as u64;
     let result: Result<RunReport, RunError> = match outcome {
         Ok(()) => {
             let mut report = match cx.judged.as_ref() {
-                Some(j) => cx.report(Some(j), blueprint.id.as_str()),
-                None => unjudged_report(&cx, blueprint),
+                Some(j) => cx.report(Some(j)),
+                None => unjudged_report(&cx),
             };
             report.timings_ms = cx.timings.clone();
             let summary = cx.summary().map(str::to_string);
@@ -221,7 +216,7 @@ async fn finish(
             } else {
                 TaskState::Failed
             };
-            let report = failure_report(&cx, blueprint, &message);
+            let report = failure_report(&cx, &message);
             cx.tracker
                 .log
                 .audit(
@@ -315,8 +310,8 @@ pub fn pr_content(cx: &RunCtx<'_>, report: &RunReport) -> PullRequestContent {
 
 /// The report of a blueprint without a gates node: the checks' gates, and nothing to
 /// publish (`needs_approval` when every gate passed, else `halt`).
-fn unjudged_report(cx: &RunCtx<'_>, blueprint: &Blueprint) -> RunReport {
-    let mut report = cx.report(None, blueprint.id.as_str());
+fn unjudged_report(cx: &RunCtx<'_>) -> RunReport {
+    let mut report = cx.report(None);
     report.gates.extend(cx.results.iter().map(|r| {
         let status = match r.status {
             CheckStatus::Pass => GateStatus::Pass,
@@ -337,7 +332,7 @@ fn unjudged_report(cx: &RunCtx<'_>, blueprint: &Blueprint) -> RunReport {
     };
     report.reasons = vec![format!(
         "blueprint {} judges no change: {}",
-        blueprint.id.as_str(),
+        cx.blueprint.as_str(),
         if failed {
             "a check failed"
         } else {
@@ -349,7 +344,7 @@ fn unjudged_report(cx: &RunCtx<'_>, blueprint: &Blueprint) -> RunReport {
 
 /// The report of a run that failed or was cancelled after it was stored: decision `halt`,
 /// the error as the reason.
-fn failure_report(cx: &RunCtx<'_>, blueprint: &Blueprint, message: &str) -> RunReport {
+fn failure_report(cx: &RunCtx<'_>, message: &str) -> RunReport {
     let failed_node = cx
         .tracker
         .record
@@ -362,7 +357,7 @@ fn failure_report(cx: &RunCtx<'_>, blueprint: &Blueprint, message: &str) -> RunR
     if let Some(n) = failed_node {
         reasons.push(format!("at node {n}"));
     }
-    let mut report = cx.report(None, blueprint.id.as_str());
+    let mut report = cx.report(None);
     // The judgement, when the run got that far, keeps its classification.
     if let Some(j) = &cx.judged {
         report.classification = j.classified.class;
