@@ -14,6 +14,7 @@ pub mod forge;
 pub mod gates;
 pub mod nodes;
 pub mod queue;
+pub mod redact;
 pub mod report;
 pub mod repos;
 pub mod run;

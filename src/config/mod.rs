@@ -167,19 +167,12 @@ impl SecretValues {
     /// and in its Slack-escaped one (Slack copy escapes `&<>` in quoted errors before egress
     /// redacts them).
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        // Longest first, so a short secret inside a longer one leaves no piece of it.
-        let mut secrets: Vec<&String> = self.0.iter().collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for s in secrets {
-            let escaped = crate::untrusted::mrkdwn(s);
-            for spelling in [s.as_str(), escaped.as_str()] {
-                if !spelling.is_empty() && out.contains(spelling) {
-                    out = out.replace(spelling, "<redacted>");
-                }
-            }
-        }
-        out
+        let spellings = self
+            .0
+            .iter()
+            .flat_map(|s| [s.clone(), crate::untrusted::mrkdwn(s)])
+            .collect();
+        crate::redact::replace_spellings(text, spellings).unwrap_or_else(|| text.to_string())
     }
 }
 

@@ -10,26 +10,17 @@ pub(super) fn redact_json(secrets: &[String], v: Value) -> Value {
     if secrets.is_empty() {
         return v;
     }
-    let text = v.to_string();
-    let mut forms: Vec<String> = secrets
+    let spellings = secrets
         .iter()
         .flat_map(|s| {
             let escaped = serde_json::to_string(s).unwrap_or_default();
-            let escaped = escaped.trim_matches('"').to_string();
-            [s.clone(), escaped]
+            [s.clone(), escaped.trim_matches('"').to_string()]
         })
-        .filter(|f| !f.is_empty())
         .collect();
-    // Longest first, so a short secret inside a longer one leaves no piece of it.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    if !forms.iter().any(|f| text.contains(f.as_str())) {
-        return v;
+    match crate::redact::replace_spellings(&v.to_string(), spellings) {
+        Some(t) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
+        None => v,
     }
-    let mut t = text;
-    for f in &forms {
-        t = t.replace(f.as_str(), "<redacted>");
-    }
-    serde_json::from_str(&t).unwrap_or(Value::String(t))
 }
 
 #[cfg(test)]

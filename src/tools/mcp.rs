@@ -304,8 +304,8 @@ impl McpHub {
         {
             text = s.to_string();
         }
-        for s in self.secrets.iter().filter(|s| !s.is_empty()) {
-            text = text.replace(s.as_str(), "<redacted>");
+        if let Some(redacted) = crate::redact::replace_spellings(&text, self.secrets.to_vec()) {
+            text = redacted;
         }
         let capped = crate::task::cap_bytes(&text, RESULT_CAP);
         if result.is_error == Some(true) {
