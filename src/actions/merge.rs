@@ -370,6 +370,17 @@ mod tests {
         t
     }
 
+    /// A store holding `task()`, and a forge whose merge answers `result`.
+    async fn stored(
+        result: Result<Merged, &'static str>,
+    ) -> (tempfile::TempDir, Store, Task, FakeForge) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let task = task();
+        store.put_task(&task).await.unwrap();
+        (dir, store, task, FakeForge { result })
+    }
+
     fn merged() -> Merged {
         Merged {
             sha: "b".repeat(40),
@@ -379,13 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_approved_merge_stores_merged_and_audits_merged_by_the_approver() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let task = task();
-        store.put_task(&task).await.unwrap();
-        let forge = FakeForge {
-            result: Ok(merged()),
-        };
+        let (_dir, store, task, forge) = stored(Ok(merged())).await;
         let tested = "a".repeat(40);
         let req = merge_request(&[], &task, &tested, "U0BOB");
         let authority = MergeAuthority::Approval { approver: "U0BOB" };
@@ -409,13 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_auto_merge_audits_merge_with_its_run_and_method() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let task = task();
-        store.put_task(&task).await.unwrap();
-        let forge = FakeForge {
-            result: Ok(merged()),
-        };
+        let (_dir, store, task, forge) = stored(Ok(merged())).await;
         let tested = "a".repeat(40);
         let req = merge_request(&[], &task, &tested, "slipway ([policy] auto_merge)");
         let authority = MergeAuthority::AutoMerge { run_id: "r1" };
@@ -440,13 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_merge_changes_nothing_and_audits_merge_failed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let task = task();
-        store.put_task(&task).await.unwrap();
-        let forge = FakeForge {
-            result: Err("no merge today"),
-        };
+        let (_dir, store, task, forge) = stored(Err("no merge today")).await;
         let req = merge_request(&[], &task, "abc", "U0BOB");
         let authority = MergeAuthority::Approval { approver: "U0BOB" };
         let err = merge_tested(&forge, &store, &task, &req, authority)
