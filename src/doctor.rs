@@ -141,6 +141,8 @@ async fn smoke(s: &dyn Sandbox, cfg: &Config) -> Result<u64, String> {
         home: root.join("home"),
         policy: SandboxPolicy::for_run(&cfg.file.sandbox, NetworkAccess::None),
         run_id: id,
+        image: None,
+        mounts: Vec::new(),
     };
     let result = async {
         for dir in [&spec.workspace, &spec.home] {

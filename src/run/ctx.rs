@@ -293,6 +293,8 @@ impl<'a> RunCtx<'a> {
             home: self.home(),
             policy: SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network),
             run_id: self.run_id.clone(),
+            image: None,
+            mounts: Vec::new(),
         })
     }
 

@@ -25,7 +25,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Backend, CappedOutput, ExecOutput, HOME, NetworkAccess, Result, Sandbox, SandboxError,
+    Backend, CappedOutput, ExecOutput, HOME, Mount, NetworkAccess, Result, Sandbox, SandboxError,
     SandboxPolicy, SandboxSpec, Session, WORKSPACE,
 };
 
@@ -85,6 +85,7 @@ impl Sandbox for BwrapSandbox {
             workspace: spec.workspace.clone(),
             git_dir: spec.git_dir.clone(),
             home: spec.home.clone(),
+            mounts: spec.mounts.clone(),
             policy: spec.policy.clone(),
             children: Mutex::new(Vec::new()),
         };
@@ -108,6 +109,7 @@ pub struct BwrapSession {
     workspace: PathBuf,
     git_dir: PathBuf,
     home: PathBuf,
+    mounts: Vec<Mount>,
     policy: SandboxPolicy,
     /// PIDs of running bwrap processes, killed on close.
     children: Mutex<Vec<u32>>,
@@ -172,6 +174,10 @@ impl BwrapSession {
             &self.git_dir.display().to_string(),
             &format!("{WORKSPACE}/.git"),
         ]);
+        for m in &self.mounts {
+            let flag = if m.writable { "--bind" } else { "--ro-bind" };
+            cmd.args([flag, &m.host.display().to_string(), &m.target]);
+        }
         // bwrap's own root is a tmpfs; make it read-only once every mount is in place.
         cmd.args(["--remount-ro", "/"]);
         cmd.args(["--chdir", WORKSPACE, "--hostname", "sandbox", "--clearenv"]);

@@ -228,7 +228,10 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
-        self.preflight().await?;
+        let image = spec.image.clone().unwrap_or_else(|| self.image.clone());
+        if !self.image_exists(&image).await? {
+            return Err(SandboxError::ImageMissing(image));
+        }
         let lim = &spec.policy.limits;
         let ws = spec.workspace.display().to_string();
         let offline = spec.policy.network == NetworkAccess::None;
@@ -238,12 +241,17 @@ impl Sandbox for DockerSandbox {
             soft: Some(n),
             hard: Some(n),
         };
+        let mut binds = vec![
+            format!("{ws}:{WORKSPACE}:rw"),
+            format!("{}:{WORKSPACE}/.git:ro", spec.git_dir.display()),
+            format!("{}:{HOME}:rw", spec.home.display()),
+        ];
+        binds.extend(spec.mounts.iter().map(|m| {
+            let mode = if m.writable { "rw" } else { "ro" };
+            format!("{}:{}:{mode}", m.host.display(), m.target)
+        }));
         let host_config = HostConfig {
-            binds: Some(vec![
-                format!("{ws}:{WORKSPACE}:rw"),
-                format!("{}:{WORKSPACE}/.git:ro", spec.git_dir.display()),
-                format!("{}:{HOME}:rw", spec.home.display()),
-            ]),
+            binds: Some(binds),
             network_mode: Some(if offline { "none" } else { "bridge" }.to_string()),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
@@ -272,7 +280,7 @@ impl Sandbox for DockerSandbox {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(image),
             // PID 1 only waits; commands arrive as execs.
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),

@@ -176,12 +176,53 @@ pub struct SandboxSpec {
     pub home: PathBuf,
     /// Labels the container (and names it) for cleanup.
     pub run_id: String,
+    /// The image this sandbox runs (docker backend): a repo's own image or its environment
+    /// snapshot. `None` is the backend's default (`[sandbox] image`). bwrap ignores it: it
+    /// always runs the host's read-only `/usr`.
+    pub image: Option<String>,
+    /// Extra bind mounts, applied in order after the work tree and its git directory (so a
+    /// target inside `/workspace` lands on top of the clone): the environment snapshot at
+    /// [`ENV_DIR`], `node_modules`, a CA bundle.
+    pub mounts: Vec<Mount>,
+}
+
+/// One bind mount of a host path into a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute host path (file or directory); it must exist.
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub target: String,
+    /// Read-write when true; read-only otherwise.
+    pub writable: bool,
+}
+
+impl Mount {
+    /// A read-only bind of `host` at `target`.
+    pub fn ro(host: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            target: target.into(),
+            writable: false,
+        }
+    }
+
+    /// A read-write bind of `host` at `target`.
+    pub fn rw(host: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        Self {
+            writable: true,
+            ..Self::ro(host, target)
+        }
+    }
 }
 
 /// Where the run's clone appears inside the sandbox.
 pub const WORKSPACE: &str = "/workspace";
 /// The run's home inside the sandbox.
 pub const HOME: &str = "/home/sandbox";
+/// Where a repo's environment (the setup's outputs: venv, caches, toolchain homes) appears
+/// inside the sandbox: read-write for the setup that builds it, read-only for everything else.
+pub const ENV_DIR: &str = "/env";
 
 /// The result of one command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

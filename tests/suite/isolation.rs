@@ -32,6 +32,8 @@ async fn start(backend: Backend, tweak: impl FnOnce(&mut SandboxConfig)) -> Boxe
         home: home.path().to_path_buf(),
         policy: SandboxPolicy::for_run(&cfg, NetworkAccess::None),
         run_id: run_id.clone(),
+        image: None,
+        mounts: Vec::new(),
     };
     let session = support::sandbox(backend).await.start(&spec).await.unwrap();
     Boxed {
