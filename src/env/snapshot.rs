@@ -1,0 +1,538 @@
+//! Environment snapshots: a repo's set-up environment (the setup's outputs), kept on disk
+//! and reused by later runs until its inputs change or it expires.
+//!
+//! A snapshot is a directory `<data>/envs/<repo>/<key>/` holding:
+//! - `env/`: mounted at [`crate::sandbox::ENV_DIR`] (`/env`): the venv, `CARGO_HOME`,
+//!   `GOPATH`, the setup's home;
+//! - `carry/<name>/`: directories setup made inside the work tree (`node_modules`), mounted
+//!   back at `/workspace/<name>`;
+//! - `meta.json`: [`SnapshotMeta`].
+//!
+//! The same directory serves both backends (the docker backend's setup container has a
+//! read-only root, so nothing outside `/env`, its home and the work tree survives setup; the
+//! directory is therefore the whole snapshot). A snapshot is built under `.building/` and
+//! renamed into place only when setup succeeded: a failed or timed-out setup never becomes
+//! an entry, and a reader never sees half of one.
+//!
+//! The key ([`EnvKey`]) is the SHA-256 of everything that decides the environment: the
+//! image's identity, the setup's source and commands, its environment, and the bytes of
+//! every input file (manifests, lockfiles, setup script, devcontainer) at the base commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bumped when the layout or the conventions inside a snapshot change, so old entries are
+/// never reused by a slipway that expects another shape.
+const FORMAT: &str = "slipway-env-1";
+
+/// Snapshot failures: all are host file-system errors, named with the path.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("environment cache at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("environment cache entry {path} is unreadable: {message}")]
+    Meta { path: PathBuf, message: String },
+}
+
+type Result<T, E = SnapshotError> = std::result::Result<T, E>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A snapshot's key: 64 lowercase hex characters (SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnvKey(pub String);
+
+impl EnvKey {
+    /// The first 12 characters, for messages.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::fmt::Display for EnvKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the key is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct KeyInputs<'a> {
+    /// The image's identity: the engine's image ID (a content digest) for the docker backend,
+    /// `host:<os-release>` for bwrap.
+    pub image: &'a str,
+    /// Where the setup came from, as the setup gate names it.
+    pub source: &'a str,
+    /// The setup commands, in order.
+    pub setup: &'a [String],
+    /// The environment setup runs with (not the host's proxy settings: those do not change
+    /// what gets installed).
+    pub env: Option<&'a BTreeMap<String, String>>,
+    /// Repo-relative input files and their bytes at the base commit (`None`: absent).
+    pub files: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl KeyInputs<'_> {
+    /// The key: SHA-256 over a length-prefixed encoding of every field, so no two different
+    /// inputs can collide by concatenation.
+    pub fn key(&self) -> EnvKey {
+        let mut h = Sha256::new();
+        let mut put = |tag: &str, bytes: &[u8]| {
+            h.update(tag.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        put("format", FORMAT.as_bytes());
+        put("image", self.image.as_bytes());
+        put("source", self.source.as_bytes());
+        for c in self.setup {
+            put("setup", c.as_bytes());
+        }
+        for (k, v) in self.env.into_iter().flatten() {
+            put("env-k", k.as_bytes());
+            put("env-v", v.as_bytes());
+        }
+        let mut files = self.files.clone();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, bytes) in &files {
+            put("file", path.as_bytes());
+            match bytes {
+                Some(b) => put("bytes", &Sha256::digest(b)),
+                None => put("absent", b""),
+            }
+        }
+        EnvKey(hex(&h.finalize()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is recorded with a snapshot (`meta.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub key: EnvKey,
+    /// The repo's name (`owner/name` or the local repo's name).
+    pub repo: String,
+    /// Where the setup came from (`detected from pyproject.toml`, `.slipway/setup.sh`, …).
+    pub source: String,
+    /// The image setup ran in (docker), or `host` (bwrap).
+    pub image: String,
+    /// The base commit whose files built it.
+    pub base_sha: String,
+    /// Unix time of creation, ms.
+    pub created_ms: u64,
+    /// How long setup took, ms.
+    pub setup_ms: u64,
+    /// Size on disk, bytes (measured once, at creation).
+    pub bytes: u64,
+    /// Directory names carried back into `/workspace` (e.g. `node_modules`).
+    pub carry: Vec<String>,
+}
+
+/// A usable snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    /// The entry's directory (`<data>/envs/<repo>/<key>`).
+    pub dir: PathBuf,
+}
+
+impl Snapshot {
+    /// The directory mounted at `/env`.
+    pub fn env_dir(&self) -> PathBuf {
+        self.dir.join("env")
+    }
+
+    /// The host directory carried back at `/workspace/<name>`.
+    pub fn carry_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("carry").join(name)
+    }
+
+    /// Age now, given the creation time.
+    pub fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.meta.created_ms))
+    }
+}
+
+/// A snapshot being built: `env/` and `src/` (the base commit's tree, mounted at
+/// `/workspace` during setup) under `.building/`. Dropped without [`Building::commit`], it is
+/// removed.
+#[derive(Debug)]
+pub struct Building {
+    dir: PathBuf,
+    target: PathBuf,
+    done: bool,
+}
+
+impl Building {
+    /// The directory mounted at `/env` (read-write) during setup.
+    pub fn env_dir(&self) -> PathBuf {
+        self.dir.join("env")
+    }
+
+    /// The setup's home (inside `env/`, so what `pip install --user` puts there survives).
+    pub fn home_dir(&self) -> PathBuf {
+        self.dir.join("env").join("home")
+    }
+
+    /// The base commit's tree, mounted at `/workspace` during setup.
+    pub fn src_dir(&self) -> PathBuf {
+        self.dir.join("src")
+    }
+
+    /// Keeps the entry: moves each `carry` directory out of the tree, drops the tree and the
+    /// home's caches, records `meta` (its `bytes` measured here) and renames the entry into
+    /// place. If an entry with the same key appeared meanwhile (a concurrent run built it),
+    /// that one wins and this one is removed.
+    pub fn commit(mut self, mut meta: SnapshotMeta) -> Result<Snapshot> {
+        let carry = self.dir.join("carry");
+        std::fs::create_dir_all(&carry).map_err(io(&carry))?;
+        let mut kept = Vec::new();
+        for name in &meta.carry {
+            let from = self.src_dir().join(name);
+            if std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
+                let to = carry.join(name);
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+                kept.push(name.clone());
+            }
+        }
+        meta.carry = kept;
+        remove_tree(&self.src_dir());
+        // Download caches are not part of the environment (uv links what it installs).
+        remove_tree(&self.home_dir().join(".cache"));
+        meta.bytes = du(&self.dir);
+        let meta_path = self.dir.join("meta.json");
+        let text = serde_json::to_vec_pretty(&meta).map_err(|e| SnapshotError::Meta {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&meta_path, text).map_err(io(&meta_path))?;
+        if let Some(parent) = self.target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        match std::fs::rename(&self.dir, &self.target) {
+            Ok(()) => {}
+            Err(_) if self.target.join("meta.json").is_file() => {
+                // Somebody else committed the same key first: theirs is as good.
+                remove_tree(&self.dir);
+            }
+            Err(e) => return Err(io(&self.target)(e)),
+        }
+        self.done = true;
+        Ok(Snapshot {
+            meta,
+            dir: self.target.clone(),
+        })
+    }
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        if !self.done {
+            remove_tree(&self.dir);
+        }
+    }
+}
+
+/// The snapshot store under `<data>/envs`.
+#[derive(Debug, Clone)]
+pub struct EnvStore {
+    root: PathBuf,
+    ttl: Duration,
+}
+
+/// A repo name as a single path component (`acme/calc` → `acme__calc`).
+fn repo_dir(repo: &str) -> String {
+    repo.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .replace("..", "__")
+}
+
+impl EnvStore {
+    /// The store under `data_dir/envs`; entries older than `ttl` are not reused.
+    pub fn new(data_dir: &Path, ttl: Duration) -> Self {
+        Self {
+            root: data_dir.join("envs"),
+            ttl,
+        }
+    }
+
+    /// The usable snapshot for `repo` and `key`: present, complete and younger than the TTL.
+    pub fn lookup(&self, repo: &str, key: &EnvKey) -> Option<Snapshot> {
+        let dir = self.root.join(repo_dir(repo)).join(&key.0);
+        let snap = read_entry(&dir).ok()?;
+        (snap.meta.key == *key && snap.age() < self.ttl).then_some(snap)
+    }
+
+    /// Starts building the snapshot for `repo` and `key`.
+    pub fn begin(&self, repo: &str, key: &EnvKey) -> Result<Building> {
+        let building = self.root.join(".building");
+        std::fs::create_dir_all(&building).map_err(io(&building))?;
+        let dir = building.join(format!("{}-{}", key.short(), crate::task::new_id()));
+        for sub in ["env/home", "src"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        Ok(Building {
+            dir,
+            target: self.root.join(repo_dir(repo)).join(&key.0),
+            done: false,
+        })
+    }
+
+    /// Every complete entry, newest first (expired ones included; see [`Self::is_expired`]).
+    pub fn list(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        let Ok(repos) = std::fs::read_dir(&self.root) else {
+            return Ok(out);
+        };
+        for repo in repos.filter_map(|e| e.ok()) {
+            if repo.file_name() == ".building" || !repo.path().is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(repo.path())
+                .map_err(io(&repo.path()))?
+                .filter_map(|e| e.ok())
+            {
+                if let Ok(s) = read_entry(&entry.path()) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.meta.created_ms.cmp(&a.meta.created_ms));
+        Ok(out)
+    }
+
+    /// Whether `snap` is past the TTL.
+    pub fn is_expired(&self, snap: &Snapshot) -> bool {
+        snap.age() >= self.ttl
+    }
+
+    /// Removes expired entries, entries a newer one of the same repo replaced (all but the
+    /// newest `keep` per repo), and leftovers of interrupted builds older than an hour; with
+    /// `all`, every entry. Returns the entries removed.
+    pub fn prune(&self, all: bool, keep: usize) -> Result<Vec<SnapshotMeta>> {
+        let mut removed = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for snap in self.list()? {
+            let n = seen.entry(snap.meta.repo.clone()).or_default();
+            *n += 1;
+            if all || self.is_expired(&snap) || *n > keep {
+                remove_tree(&snap.dir);
+                removed.push(snap.meta);
+            }
+        }
+        let building = self.root.join(".building");
+        if let Ok(rd) = std::fs::read_dir(&building) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(3600));
+                if all || old {
+                    remove_tree(&e.path());
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn read_entry(dir: &Path) -> Result<Snapshot> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    let meta: SnapshotMeta = serde_json::from_slice(&text).map_err(|e| SnapshotError::Meta {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Snapshot {
+        meta,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Unix time now, ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Removes a directory tree, first making every directory in it writable (a read-only
+/// directory, as Go's module cache makes, cannot otherwise be emptied).
+pub fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+        return;
+    }
+    for e in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+        if e.file_type().is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove an environment directory");
+    }
+}
+
+/// Bytes on disk under `dir` (regular files, each hard-linked inode counted once).
+fn du(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && seen.insert((m.dev(), m.ino())))
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &EnvKey, repo: &str) -> SnapshotMeta {
+        SnapshotMeta {
+            key: key.clone(),
+            repo: repo.into(),
+            source: "detected from package-lock.json".into(),
+            image: "sha256:abc".into(),
+            base_sha: "0".repeat(40),
+            created_ms: now_ms(),
+            setup_ms: 10,
+            bytes: 0,
+            carry: vec!["node_modules".into(), "absent".into()],
+        }
+    }
+
+    fn inputs(lock: &[u8]) -> KeyInputs<'static> {
+        KeyInputs {
+            image: "sha256:abc",
+            source: "detected from package-lock.json",
+            setup: &[],
+            env: None,
+            files: vec![("package-lock.json".into(), Some(lock.to_vec()))],
+        }
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input() {
+        let base = inputs(b"{}").key();
+        assert_eq!(base, inputs(b"{}").key());
+        assert_ne!(base, inputs(b"{ }").key());
+        let mut other = inputs(b"{}");
+        other.image = "sha256:def";
+        assert_ne!(base, other.key());
+        let mut absent = inputs(b"{}");
+        absent.files = vec![("package-lock.json".into(), None)];
+        assert_ne!(base, absent.key());
+        let cmds = ["npm ci".to_string()];
+        let mut with_setup = inputs(b"{}");
+        with_setup.setup = &cmds;
+        assert_ne!(base, with_setup.key());
+        // Concatenation cannot collide: ("ab","c") and ("a","bc").
+        let ab = ["ab".to_string(), "c".to_string()];
+        let bc = ["a".to_string(), "bc".to_string()];
+        let (mut x, mut y) = (inputs(b""), inputs(b""));
+        x.setup = &ab;
+        y.setup = &bc;
+        assert_ne!(x.key(), y.key());
+    }
+
+    #[test]
+    fn a_committed_build_is_found_and_carries_its_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
+        let key = inputs(b"{}").key();
+        assert!(store.lookup("acme/web", &key).is_none());
+        let b = store.begin("acme/web", &key).unwrap();
+        std::fs::create_dir_all(b.src_dir().join("node_modules/left-pad")).unwrap();
+        std::fs::write(b.src_dir().join("node_modules/left-pad/index.js"), "x").unwrap();
+        std::fs::write(b.src_dir().join("package.json"), "{}").unwrap();
+        std::fs::create_dir_all(b.home_dir().join(".cache/pip")).unwrap();
+        std::fs::write(b.env_dir().join("marker"), "venv").unwrap();
+        let snap = b.commit(meta(&key, "acme/web")).unwrap();
+        assert_eq!(snap.meta.carry, vec!["node_modules".to_string()]);
+        assert!(snap.carry_dir("node_modules").join("left-pad/index.js").is_file());
+        assert!(!snap.dir.join("src").exists(), "the base tree is not kept");
+        assert!(!snap.env_dir().join("home/.cache").exists());
+        assert_eq!(snap.meta.bytes, 5);
+        let found = store.lookup("acme/web", &key).expect("hit");
+        assert_eq!(found.meta, snap.meta);
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert!(
+            std::fs::read_dir(tmp.path().join("envs/.building"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_abandoned_build_leaves_nothing_and_is_never_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
+        let key = inputs(b"{}").key();
+        let b = store.begin("acme/web", &key).unwrap();
+        std::fs::write(b.env_dir().join("half"), "x").unwrap();
+        drop(b);
+        assert!(store.lookup("acme/web", &key).is_none());
+        assert!(store.list().unwrap().is_empty());
+        assert!(
+            std::fs::read_dir(tmp.path().join("envs/.building"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn expired_and_superseded_entries_are_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
+        let k1 = inputs(b"1").key();
+        let k2 = inputs(b"2").key();
+        let mut old = meta(&k1, "acme/web");
+        old.created_ms -= 7_200_000;
+        store.begin("acme/web", &k1).unwrap().commit(old).unwrap();
+        store
+            .begin("acme/web", &k2)
+            .unwrap()
+            .commit(meta(&k2, "acme/web"))
+            .unwrap();
+        assert!(store.lookup("acme/web", &k1).is_none(), "past the TTL");
+        assert!(store.lookup("acme/web", &k2).is_some());
+        let removed = store.prune(false, 3).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].key, k1);
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(store.prune(true, 3).unwrap().len(), 1);
+        assert!(store.list().unwrap().is_empty());
+    }
+}
