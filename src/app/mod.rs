@@ -262,6 +262,7 @@ async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
                 pr_url: Some(url), ..
             } => eprintln!("  🔗 {url}"),
             RunEvent::Published { .. } => {}
+            RunEvent::NodeProgress { node, detail } => eprintln!("  ⏳ {node:<10} {detail}"),
             RunEvent::NodeFinished {
                 node,
                 ok,

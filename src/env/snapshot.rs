@@ -389,7 +389,10 @@ pub fn remove_tree(dir: &Path) {
     if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
         return;
     }
-    for e in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+    for e in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
         if e.file_type().is_dir() {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
@@ -479,7 +482,11 @@ mod tests {
         std::fs::write(b.env_dir().join("marker"), "venv").unwrap();
         let snap = b.commit(meta(&key, "acme/web")).unwrap();
         assert_eq!(snap.meta.carry, vec!["node_modules".to_string()]);
-        assert!(snap.carry_dir("node_modules").join("left-pad/index.js").is_file());
+        assert!(
+            snap.carry_dir("node_modules")
+                .join("left-pad/index.js")
+                .is_file()
+        );
         assert!(!snap.dir.join("src").exists(), "the base tree is not kept");
         assert!(!snap.env_dir().join("home/.cache").exists());
         assert_eq!(snap.meta.bytes, 5);

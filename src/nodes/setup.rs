@@ -1,17 +1,25 @@
-//! `setup`: the repo's dependency fetch (`.slipway/setup.sh` or detected), with network and
-//! no secrets, before the agent starts. A failure halts the run with no model spend.
+//! `setup`: makes the repo's environment ready before the agent starts: its image, then a
+//! snapshot reused from an earlier run or built by the setup commands, which run from the
+//! base commit's tree with network and no secrets (`env::build`). A failure halts the run
+//! with no model spend, and names the file or command to fix.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::env::build::{PrepareError, PrepareRequest, Prepared, SetupFailure};
+use crate::env::snapshot::EnvStore;
+use crate::env::{EnvSource, describe_source};
 use crate::report::{Gate, GateName, GateStatus};
-use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
-use crate::sandbox::NetworkAccess;
+use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
+use crate::sandbox::{NetworkAccess, SandboxError, SandboxPolicy};
 
-/// The setup node; skipped when there is nothing to set up.
+/// The setup node; skipped when the repo declares no environment and nothing is detected.
 pub struct Setup;
+
+/// Exit status of a shell whose command was not found.
+const COMMAND_NOT_FOUND: i64 = 127;
 
 #[async_trait]
 impl crate::run::Node for Setup {
@@ -20,77 +28,152 @@ impl crate::run::Node for Setup {
     }
 
     fn skip(&self, cx: &RunCtx<'_>) -> bool {
-        cx.setup_cmd.is_none()
+        cx.env_plan
+            .as_ref()
+            .is_none_or(|p| p.source == EnvSource::None)
     }
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
-        let Some(setup) = cx.setup_cmd.clone() else {
+        let Some(plan) = cx.env_plan.clone() else {
             return Ok(Outcome::ok("nothing to set up"));
         };
-        let cfg = &cx.svc.cfg;
-        let session = cx
-            .svc
-            .sandbox
-            .start(&cx.spec(NetworkAccess::Setup)?)
-            .await?;
-        let timeout = Duration::from_secs(cfg.file.sandbox.setup_timeout_s);
-        let out = session.exec(&setup.command, timeout, &cx.cancel).await;
-        session.close().await?;
-        let out = out?;
-        let gate = if out.success() {
-            Gate::new(
-                GateName::Setup,
-                GateStatus::Pass,
-                format!("`{}` ({})", setup.command, setup.source),
-            )
-        } else if out.exit_code == Some(127) {
-            // A setup that cannot start is a setup failure, not a warning: the agent would
-            // work without the repo's dependencies.
-            Gate::new(
-                GateName::Setup,
-                GateStatus::Fail,
-                format!(
-                    "`{}` ({}) cannot run: a program it needs is not in the sandbox ({}); add the toolchain to the image or .slipway/setup.sh",
-                    setup.command,
-                    setup.source,
-                    out.output
-                        .lines()
-                        .rev()
-                        .find(|l| l.contains("not found"))
-                        .or_else(|| out.output.lines().last())
-                        .unwrap_or("exit 127")
-                        .trim()
-                ),
-            )
-        } else {
-            Gate::new(
-                GateName::Setup,
-                GateStatus::Fail,
-                format!(
-                    "`{}` failed: {}",
-                    setup.command,
-                    out.output.lines().last().unwrap_or("")
-                ),
-            )
+        let svc = cx.svc;
+        let cfg = &svc.cfg.file.sandbox;
+        let store = EnvStore::new(
+            &svc.cfg.data_dir,
+            Duration::from_secs(cfg.env_ttl_h.saturating_mul(3600)),
+        );
+        let source = describe_source(&plan.source);
+        if !plan.setup.is_empty() {
+            cx.tracker
+                .emit(RunEvent::NodeProgress {
+                    node: NodeName::Setup.as_str().into(),
+                    detail: format!("preparing the environment ({source})"),
+                })
+                .await;
+        }
+        let wt = cx.wt()?.clone();
+        let base_tree = cx.base_tree();
+        let req = PrepareRequest {
+            repo: &cx.task.repo.name,
+            base_sha: &wt.base_sha,
+            base_tree: base_tree.clone(),
+            git_dir: &wt.git_dir,
+            plan: &plan,
+            setup_policy: SandboxPolicy::for_run(cfg, NetworkAccess::Setup),
+            setup_mounts: Vec::new(),
+            run_id: &cx.run_id,
+            timeout: Duration::from_secs(cfg.setup_timeout_s),
+            cancel: &cx.cancel,
         };
+        let result = crate::env::build::prepare(svc.sandbox.as_ref(), &store, req).await;
+        // A hit leaves the exported tree behind; a miss moved it into the snapshot.
+        if base_tree.exists() {
+            crate::env::snapshot::remove_tree(&base_tree);
+        }
+        let cap = cfg.output_cap_bytes;
+        let prepared = match result {
+            Ok(Ok(p)) => p,
+            Ok(Err(failure)) => {
+                transcript(cx, &failure.steps, cap).await?;
+                return Ok(stop(cx, failed_detail(&source, &failure)));
+            }
+            Err(PrepareError::Sandbox(SandboxError::Cancelled)) => {
+                return Err(FlowError::Cancelled);
+            }
+            Err(PrepareError::Image(msg)) => return Ok(stop(cx, format!("{source}: {msg}"))),
+            Err(PrepareError::Sandbox(
+                e @ (SandboxError::Build { .. }
+                | SandboxError::ImageMissing(_)
+                | SandboxError::Unsupported(_)),
+            )) => return Ok(stop(cx, format!("{source}: {e}"))),
+            Err(e) => {
+                return Err(RunError::Setup {
+                    detail: format!("the environment could not be prepared: {e}"),
+                }
+                .into());
+            }
+        };
+        transcript(cx, &prepared.steps, cap).await?;
+        let detail = passed_detail(&source, &prepared);
+        cx.extra_gates
+            .push(Gate::new(GateName::Setup, GateStatus::Pass, detail.clone()));
+        cx.environment = Some(prepared);
+        Ok(Outcome::ok(detail))
+    }
+}
+
+/// Records each setup command and its output in the run's transcript.
+async fn transcript(
+    cx: &RunCtx<'_>,
+    steps: &[crate::env::build::SetupStep],
+    cap: usize,
+) -> Result<(), FlowError> {
+    for s in steps {
         cx.tracker
             .log
             .transcript(
                 "setup",
-                out.duration_ms,
-                json!({"command": setup.command, "output": out.render(cfg.file.sandbox.output_cap_bytes)}),
+                s.output.duration_ms,
+                json!({"command": s.command, "output": s.output.render(cap)}),
             )
             .await?;
-        let failed = gate.status == GateStatus::Fail;
-        let detail = gate.detail.clone();
-        cx.extra_gates.push(gate);
-        if failed {
-            // Without its dependencies the agent would only burn tokens.
-            let error = RunError::Setup {
-                detail: detail.clone(),
-            };
-            return Ok(Outcome::stopped_with(detail, error));
-        }
-        Ok(Outcome::ok(detail))
     }
+    Ok(())
+}
+
+/// The gate line of a ready environment: source, commands, cache state and notes.
+fn passed_detail(source: &str, p: &Prepared) -> String {
+    let mut d = format!("{source}; {}", p.status());
+    if let Some(k) = &p.key {
+        d.push_str(&format!(" (snapshot {})", k.short()));
+    }
+    if let Some(img) = &p.image {
+        d.push_str(&format!("; image {img}"));
+    }
+    for n in &p.plan.notes {
+        d.push_str("; ");
+        d.push_str(n);
+    }
+    d
+}
+
+/// The gate line of a failed setup: the command, why, and what to do.
+fn failed_detail(source: &str, f: &SetupFailure) -> String {
+    let Some(last) = f.steps.last() else {
+        return format!("{source}: `{}` failed", f.command);
+    };
+    let out = &last.output;
+    let tail = out
+        .output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if out.timed_out {
+        format!(
+            "{source}: `{}` timed out; raise [sandbox] setup_timeout_s or make the setup faster",
+            f.command
+        )
+    } else if out.exit_code == Some(COMMAND_NOT_FOUND) {
+        // A setup that cannot start is a setup failure, not a warning: the agent would
+        // work without the repo's dependencies.
+        format!(
+            "{source}: `{}` cannot run: a program it needs is not in the sandbox ({tail}); add the toolchain to the image or .slipway/setup.sh",
+            f.command
+        )
+    } else {
+        format!("{source}: `{}` failed: {tail}", f.command)
+    }
+}
+
+/// Records the failed `setup` gate and ends the run before the agent (no model spend).
+fn stop(cx: &mut RunCtx<'_>, detail: String) -> Outcome {
+    cx.extra_gates
+        .push(Gate::new(GateName::Setup, GateStatus::Fail, detail.clone()));
+    let error = RunError::Setup {
+        detail: detail.clone(),
+    };
+    Outcome::stopped_with(detail, error)
 }

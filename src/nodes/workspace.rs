@@ -37,12 +37,19 @@ impl crate::run::Node for Workspace {
             workspaces: svc.workspaces.clone(),
             wt: wt.clone(),
             home: cx.home(),
+            base_tree: cx.base_tree(),
         });
         // The repo's policy, read before the agent runs (and `.slipway/**` can never be
         // published by an agent, so later revisions see only what people committed).
         let repo_policy = RepoPolicy::load(&wt.path).map_err(RunError::from)?;
         cx.check_cmds = checks::detect(&wt.path, repo_policy.as_ref());
-        cx.setup_cmd = checks::detect_setup(&wt.path);
+        // The environment comes from the base commit, never from files an agent changed.
+        let base_tree = cx.base_tree();
+        crate::env::snapshot::remove_tree(&base_tree);
+        std::fs::create_dir_all(&base_tree)
+            .map_err(|e| RunError::Internal(format!("creating {}: {e}", base_tree.display())))?;
+        svc.workspaces.export_base(&wt, &base_tree).await?;
+        cx.env_plan = Some(crate::env::resolve_interim(&base_tree, None));
         cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
         cx.coverage_cmd = repo_policy
             .as_ref()

@@ -103,6 +103,8 @@ pub struct RunDirs {
     pub wt: Worktree,
     /// The sandbox home (`$DATA/homes/<run>`).
     pub home: PathBuf,
+    /// The base commit's exported tree (`$DATA/envs/.bases/<run>`), gone once setup took it.
+    pub base_tree: PathBuf,
 }
 
 impl Drop for RunDirs {
@@ -112,6 +114,9 @@ impl Drop for RunDirs {
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(path = %self.home.display(), error = %e, "could not remove sandbox home");
+        }
+        if self.base_tree.exists() {
+            crate::env::snapshot::remove_tree(&self.base_tree);
         }
     }
 }
@@ -142,8 +147,10 @@ pub struct RunCtx<'a> {
     pub forge: Option<Arc<dyn Forge>>,
     /// The repo's checks, read from the commit the run starts from.
     pub check_cmds: Vec<CheckCommand>,
-    /// The setup command, when there is one.
-    pub setup_cmd: Option<CheckCommand>,
+    /// The repo's environment, resolved from the base commit's tree.
+    pub env_plan: Option<crate::env::EnvPlan>,
+    /// The environment made ready by the setup node (the offline sandboxes use it).
+    pub environment: Option<crate::env::build::Prepared>,
     /// Server policy tightened by the repo's.
     pub policy: EffectivePolicy,
     /// The repo's coverage command, when it has one.
@@ -225,7 +232,8 @@ impl<'a> RunCtx<'a> {
             dirs: None,
             forge: None,
             check_cmds: Vec::new(),
-            setup_cmd: None,
+            env_plan: None,
+            environment: None,
             guard: CommandGuard::new(&policy.denied_commands),
             policy,
             coverage_cmd: None,
@@ -270,6 +278,16 @@ impl<'a> RunCtx<'a> {
         self.svc.cfg.data_dir.join("homes").join(&self.run_id)
     }
 
+    /// Where the base commit's tree is exported for environment resolution and setup.
+    pub fn base_tree(&self) -> PathBuf {
+        self.svc
+            .cfg
+            .data_dir
+            .join("envs")
+            .join(".bases")
+            .join(&self.run_id)
+    }
+
     /// The forge of the task's repo (the workspace node chose it).
     pub fn forge(&self) -> Result<Arc<dyn Forge>, FlowError> {
         self.forge.clone().ok_or_else(|| {
@@ -287,14 +305,22 @@ impl<'a> RunCtx<'a> {
     /// The sandbox of this run with `network`.
     pub fn spec(&self, network: NetworkAccess) -> Result<SandboxSpec, FlowError> {
         let wt = self.wt()?;
+        let mut policy = SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network);
+        let (image, mounts) = match &self.environment {
+            Some(env) => {
+                env.apply(&mut policy);
+                (env.image.clone(), env.mounts())
+            }
+            None => (None, Vec::new()),
+        };
         Ok(SandboxSpec {
             workspace: wt.path.clone(),
             git_dir: wt.git_dir.clone(),
             home: self.home(),
-            policy: SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network),
+            policy,
             run_id: self.run_id.clone(),
-            image: None,
-            mounts: Vec::new(),
+            image,
+            mounts,
         })
     }
 

@@ -115,6 +115,14 @@ pub enum RunEvent {
         /// Deterministic or agent.
         kind: NodeKind,
     },
+    /// A long node says what it is doing (e.g. setup building an environment for the first
+    /// time); front ends show it until the node finishes.
+    NodeProgress {
+        /// The node's stored spelling ([`NodeName::as_str`]).
+        node: String,
+        /// One line.
+        detail: String,
+    },
     /// A node ended; `ok` false when it failed.
     NodeFinished {
         /// The node's stored spelling ([`NodeName::as_str`]).

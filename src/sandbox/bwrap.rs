@@ -73,6 +73,33 @@ impl Sandbox for BwrapSandbox {
         Ok(())
     }
 
+    async fn image_identity(&self, _image: Option<&str>) -> Result<String> {
+        // The host's /usr is the image: its release and the package database's state.
+        let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let dpkg = std::fs::metadata("/var/lib/dpkg/status")
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(release.as_bytes());
+        let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("host:{short}:{dpkg}"))
+    }
+
+    async fn build_image(
+        &self,
+        _context: &Path,
+        dockerfile: &str,
+        _args: &std::collections::BTreeMap<String, String>,
+        _tag: &str,
+    ) -> Result<()> {
+        Err(SandboxError::Unsupported(format!(
+            "the bwrap backend runs the host's /usr and cannot build {dockerfile}; use the docker backend (SLIPWAY_SANDBOX=docker)"
+        )))
+    }
+
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
         if !spec.git_dir.join("HEAD").exists() {
             return Err(SandboxError::Spawn(format!(

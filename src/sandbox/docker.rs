@@ -190,6 +190,12 @@ impl DockerSandbox {
     }
 }
 
+/// The last `n` non-empty lines of `text`, joined with ` ⏎ `.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" ⏎ ")
+}
+
 async fn remove_container(docker: &Docker, id: &str) {
     let opts = RemoveContainerOptionsBuilder::new()
         .force(true)
@@ -225,6 +231,72 @@ impl Sandbox for DockerSandbox {
         } else {
             Err(SandboxError::ImageMissing(self.image.clone()))
         }
+    }
+
+    async fn image_identity(&self, image: Option<&str>) -> Result<String> {
+        let image = image.unwrap_or(&self.image);
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.id.unwrap_or_else(|| image.to_string())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(SandboxError::ImageMissing(image.to_string())),
+            Err(e) => Err(engine_err(e)),
+        }
+    }
+
+    async fn build_image(
+        &self,
+        context: &std::path::Path,
+        dockerfile: &str,
+        args: &std::collections::BTreeMap<String, String>,
+        tag: &str,
+    ) -> Result<()> {
+        if self.image_exists(tag).await? {
+            return Ok(());
+        }
+        let failed = |message: String| SandboxError::Build {
+            dockerfile: dockerfile.to_string(),
+            message,
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.follow_symlinks(false);
+        tar.append_dir_all(".", context).map_err(|e| {
+            failed(format!(
+                "reading the build context {}: {e}",
+                context.display()
+            ))
+        })?;
+        let body = tar.into_inner().map_err(|e| failed(e.to_string()))?;
+        let buildargs: HashMap<String, String> =
+            args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .buildargs(&buildargs)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream = self
+            .docker
+            .build_image(opts, None, Some(bollard::body_full(body.into())));
+        let mut log = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(line) = info.stream {
+                        log.push_str(&line);
+                    }
+                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                        return Err(failed(last_lines(&format!("{log}{err}"), 5)));
+                    }
+                }
+                Err(e) => return Err(failed(last_lines(&format!("{log}{e}"), 5))),
+            }
+        }
+        if !self.image_exists(tag).await? {
+            return Err(failed(last_lines(&log, 5)));
+        }
+        Ok(())
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {

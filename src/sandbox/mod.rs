@@ -54,6 +54,12 @@ pub enum SandboxError {
     Spawn(String),
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(
+        "building {dockerfile} failed: {message}; fix the Dockerfile (the build log is in the run's transcript)"
+    )]
+    Build { dockerfile: String, message: String },
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -287,6 +293,20 @@ pub trait Sandbox: Send + Sync {
     async fn preflight(&self) -> Result<()>;
     /// Starts a sandbox for `spec`. Errors leave nothing running.
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>>;
+    /// What identifies the root file system `image` (`None`: the default) gives a sandbox,
+    /// for environment snapshot keys: the engine's image ID (`sha256:…`, a content digest)
+    /// for docker; for bwrap, the host's OS release and package database state.
+    async fn image_identity(&self, image: Option<&str>) -> Result<String>;
+    /// Builds a Dockerfile (a devcontainer's `build`) into `tag` unless `tag` exists.
+    /// `context` is a host directory; `dockerfile` is relative to it. Docker only: bwrap
+    /// answers [`SandboxError::Unsupported`].
+    async fn build_image(
+        &self,
+        context: &std::path::Path,
+        dockerfile: &str,
+        args: &BTreeMap<String, String>,
+        tag: &str,
+    ) -> Result<()>;
 }
 
 /// A started sandbox. Close it when done; dropping it unclosed also cleans up, in the

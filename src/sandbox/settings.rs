@@ -55,6 +55,10 @@ pub struct SandboxConfig {
     pub setup_timeout_s: u64,
     /// Extra host paths the bwrap backend binds read-only (toolchains outside `/usr`).
     pub bwrap_ro_paths: Vec<PathBuf>,
+    /// How long an environment snapshot is reused, hours (then it is built again).
+    pub env_ttl_h: u64,
+    /// Pre-started sandboxes kept per recently used repo (0: none).
+    pub warm: u32,
 }
 
 impl Default for SandboxConfig {
@@ -70,6 +74,8 @@ impl Default for SandboxConfig {
             tmp_mb: 1024,
             setup_timeout_s: 900,
             bwrap_ro_paths: Vec::new(),
+            env_ttl_h: 24,
+            warm: 0,
         }
     }
 }

@@ -370,12 +370,19 @@ pub fn finished_headline(decision: Decision) -> String {
 /// A status line for a finished node; `detail` is shown only when it failed.
 pub fn node_line(node: &str, ok: bool, detail: &str, duration_ms: u64) -> String {
     let mark = if ok { "✓" } else { "✗" };
-    let detail = if ok || detail.is_empty() {
+    // Setup's result says whether the environment was cached: worth a line even when ok.
+    let detail = if (ok && node != "setup") || detail.is_empty() {
         String::new()
     } else {
         format!(": {}", mrkdwn(&truncate_chars(detail, 120)))
     };
     format!("{mark} {node} {:.1} s{detail}", duration_ms as f64 / 1000.0)
+}
+
+/// A node's progress line, shown until the node finishes (e.g. `⏳ setup: building the
+/// environment for this repo, first run`).
+pub fn progress_line(node: &str, detail: &str) -> String {
+    format!("⏳ {node}: {}", mrkdwn(&truncate_chars(detail, 160)))
 }
 
 /// The status line linking the PR as soon as it exists.

@@ -209,6 +209,13 @@ impl Egress {
                     self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
                         .await;
                 }
+                RunEvent::NodeProgress { node, detail } => {
+                    if let Some(s) = bound.status.as_mut() {
+                        s.lines.push(copy::progress_line(&node, &detail));
+                    }
+                    self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
+                        .await;
+                }
                 RunEvent::NodeFinished {
                     node,
                     ok,
@@ -217,6 +224,9 @@ impl Egress {
                     ..
                 } => {
                     if let Some(s) = bound.status.as_mut() {
+                        // The node's progress line gives way to its result.
+                        let progress = copy::progress_line(&node, "");
+                        s.lines.retain(|l| !l.starts_with(progress.trim_end()));
                         s.lines
                             .push(copy::node_line(&node, ok, &detail, duration_ms));
                     }

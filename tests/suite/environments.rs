@@ -111,3 +111,201 @@ async fn a_setup_that_cannot_start_halts_before_the_agent_bwrap() {
 async fn a_setup_that_cannot_start_halts_before_the_agent_docker() {
     a_setup_that_cannot_start_halts_before_the_agent(Backend::Docker).await;
 }
+
+/// The snapshot entries of the test repo: (key directory, number of setup builds recorded in
+/// its `/env/builds`).
+fn snapshots(h: &Harness) -> Vec<(std::path::PathBuf, usize)> {
+    let dir = h.data.path().join("envs/acme_calc");
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| {
+            let builds = std::fs::read_to_string(e.path().join("env/builds")).unwrap_or_default();
+            (e.path(), builds.lines().count())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn checks_only(h: &Harness) -> slipway::report::RunReport {
+    let mut task = h.task("does it set up?");
+    h.runner
+        .run(&mut task, "checks_only", CancellationToken::new(), None)
+        .await
+        .unwrap()
+}
+
+fn gate<'r>(report: &'r slipway::report::RunReport, name: &str) -> &'r slipway::report::Gate {
+    report
+        .gates
+        .iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| panic!("no {name} gate: {report:#?}"))
+}
+
+/// Setup runs once per environment key: a second run reuses the snapshot, and a lockfile
+/// change on the base builds a new one.
+async fn the_environment_is_built_once_and_rebuilt_when_a_lockfile_changes(backend: Backend) {
+    let h = Harness::new(backend, LlmProvider::Openai, vec![]).await;
+    let repo = h.repo_path();
+    std::fs::create_dir_all(repo.join(".slipway")).unwrap();
+    std::fs::write(
+        repo.join(".slipway/setup.sh"),
+        "echo built >> /env/builds\necho ready > /env/greeting\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".slipway/policy.toml"),
+        "[checks]\ntest = \"grep -q ready /env/greeting && ! touch /env/agent-was-here\"\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("requirements.txt"), "# no dependencies yet\n").unwrap();
+    sh(&repo, "git add -A && git commit -qm 'setup script'");
+
+    let first = checks_only(&h).await;
+    assert_eq!(gate(&first, "tests").status, GateStatus::Pass, "{first:#?}");
+    let setup = gate(&first, "setup");
+    assert_eq!(setup.status, GateStatus::Pass);
+    assert!(
+        setup.detail.contains(".slipway/setup.sh") && setup.detail.contains("built in"),
+        "{}",
+        setup.detail
+    );
+    assert_eq!(snapshots(&h).iter().map(|s| s.1).collect::<Vec<_>>(), [1]);
+
+    let second = checks_only(&h).await;
+    let setup = gate(&second, "setup");
+    assert!(setup.detail.contains("cached"), "{}", setup.detail);
+    assert_eq!(gate(&second, "tests").status, GateStatus::Pass);
+    assert_eq!(
+        snapshots(&h).iter().map(|s| s.1).collect::<Vec<_>>(),
+        [1],
+        "the hit ran no setup"
+    );
+
+    // A dependency change on the base is a new environment.
+    std::fs::write(repo.join("requirements.txt"), "# one more line\n").unwrap();
+    sh(&repo, "git commit -qam 'lockfile changed'");
+    let third = checks_only(&h).await;
+    assert!(
+        gate(&third, "setup").detail.contains("built in"),
+        "{}",
+        gate(&third, "setup").detail
+    );
+    assert_eq!(
+        snapshots(&h).iter().map(|s| s.1).collect::<Vec<_>>(),
+        [1, 1],
+        "two keys, each built once"
+    );
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+    assert!(h.fake.requests().is_empty(), "no model spend");
+}
+
+#[tokio::test]
+async fn the_environment_is_built_once_and_rebuilt_when_a_lockfile_changes_bwrap() {
+    the_environment_is_built_once_and_rebuilt_when_a_lockfile_changes(Backend::Bwrap).await;
+}
+
+#[tokio::test]
+async fn the_environment_is_built_once_and_rebuilt_when_a_lockfile_changes_docker() {
+    the_environment_is_built_once_and_rebuilt_when_a_lockfile_changes(Backend::Docker).await;
+}
+
+/// Revision 2 onwards, the branch tip holds agent-written commits. Setup must come from the
+/// base commit: an agent-added `-e ./pkg` requirement (whose `setup.py` would run with
+/// network and plant a `usercustomize.py` that every later Python process runs) never runs.
+async fn setup_never_runs_what_an_earlier_revision_wrote(backend: Backend) {
+    let h = Harness::new(backend, LlmProvider::Openai, vec![]).await;
+    let repo = h.repo_path();
+    std::fs::create_dir_all(repo.join(".slipway")).unwrap();
+    std::fs::write(repo.join("requirements.txt"), "# none\n").unwrap();
+    std::fs::write(
+        repo.join(".slipway/policy.toml"),
+        "[checks]\ntest = \"python3 -c 'import sys; sys.exit(0)'\"\n",
+    )
+    .unwrap();
+    sh(&repo, "git add -A && git commit -qm base");
+    let task = h.task("does it set up?");
+    // What an earlier revision's agent pushed to the task's branch.
+    let plant = r#"import os, pathlib
+for d in [os.environ.get("HOME", "/tmp"), "/env", "/workspace"]:
+    try:
+        pathlib.Path(d, "PWNED").write_text("setup ran agent code")
+    except OSError:
+        pass
+site = pathlib.Path(os.environ.get("HOME", "/tmp"), ".local/lib/python3/site-packages")
+site.mkdir(parents=True, exist_ok=True)
+(site / "usercustomize.py").write_text("open('/workspace/PWNED-CHECK','w').write('x')\n")
+from setuptools import setup
+setup(name="evil", version="1")
+"#;
+    sh(
+        &repo,
+        &format!(
+            "git checkout -qb {branch} && mkdir -p evil && printf '%s' \"$PLANT\" > evil/setup.py \
+             && printf -- '-e ./evil\\n' >> requirements.txt && git add -A \
+             && git commit -qm 'agent: add a dependency' && git checkout -q main",
+            branch = task.branch
+        )
+        .replace("$PLANT", &plant.replace('\'', "'\\''").replace('"', "\\\"")),
+    );
+    let mut task = task;
+    let report = h
+        .runner
+        .run(&mut task, "checks_only", CancellationToken::new(), None)
+        .await
+        .unwrap();
+    let setup = gate(&report, "setup");
+    assert_eq!(setup.status, GateStatus::Pass, "{report:#?}");
+    assert_eq!(
+        gate(&report, "tests").status,
+        GateStatus::Pass,
+        "{report:#?}"
+    );
+    let planted: Vec<_> = walk(h.data.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("PWNED"))
+        })
+        .collect();
+    assert!(
+        planted.is_empty(),
+        "agent code ran during setup or checks: {planted:?}"
+    );
+    let transcript = h.runner.store.transcript(&report.run_id).unwrap();
+    let text = format!("{transcript:?}");
+    assert!(
+        !text.contains("evil"),
+        "setup saw the agent's requirement: {text}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn setup_never_runs_what_an_earlier_revision_wrote_bwrap() {
+    setup_never_runs_what_an_earlier_revision_wrote(Backend::Bwrap).await;
+}
+
+#[tokio::test]
+async fn setup_never_runs_what_an_earlier_revision_wrote_docker() {
+    setup_never_runs_what_an_earlier_revision_wrote(Backend::Docker).await;
+}

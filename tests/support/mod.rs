@@ -210,18 +210,25 @@ impl Harness {
             .await
     }
 
-    /// Entries under the data dir's `worktrees/`, `gitdirs/` and `homes/` (none after a run).
+    /// Entries under the data dir's `worktrees/`, `gitdirs/`, `homes/` and the environment
+    /// store's scratch (`envs/.bases`, `envs/.building`): none after a run.
     pub fn leftovers(&self) -> Vec<PathBuf> {
-        ["worktrees", "gitdirs", "homes"]
-            .iter()
-            .flat_map(|d| {
-                std::fs::read_dir(self.data.path().join(d))
-                    .into_iter()
-                    .flatten()
-            })
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect()
+        [
+            "worktrees",
+            "gitdirs",
+            "homes",
+            "envs/.bases",
+            "envs/.building",
+        ]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(self.data.path().join(d))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect()
     }
 }
 
