@@ -321,7 +321,7 @@ impl EnvStore {
                 }
             }
         }
-        out.sort_by(|a, b| b.meta.created_ms.cmp(&a.meta.created_ms));
+        out.sort_by_key(|s| std::cmp::Reverse(s.meta.created_ms));
         Ok(out)
     }
 
