@@ -10,6 +10,7 @@ pub mod agent;
 pub mod blueprints;
 pub mod config;
 pub mod doctor;
+pub mod env;
 pub mod forge;
 pub mod gates;
 pub mod nodes;

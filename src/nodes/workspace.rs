@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::gates::checks;
+use crate::env::{self, RepoEnvConfig};
+use crate::gates::checks::{self, CheckCommand, CheckKind};
 use crate::gates::policy::{self, RepoPolicy};
 use crate::run::ctx::RunDirs;
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
@@ -42,7 +43,21 @@ impl crate::run::Node for Workspace {
         // published by an agent, so later revisions see only what people committed).
         let repo_policy = RepoPolicy::load(&wt.path).map_err(RunError::from)?;
         cx.check_cmds = checks::detect(&wt.path, repo_policy.as_ref());
-        cx.setup_cmd = checks::detect_setup(&wt.path);
+        // Until the setup node runs the whole plan (image, env, carry), its commands as one.
+        let repo_env = svc
+            .cfg
+            .file
+            .repos
+            .iter()
+            .find(|r| r.name == cx.task.repo.name)
+            .map(RepoEnvConfig::from)
+            .unwrap_or_default();
+        let plan = env::resolve(&wt.path, &repo_env).map_err(RunError::from)?;
+        cx.setup_cmd = (!plan.setup.is_empty()).then(|| CheckCommand {
+            kind: CheckKind::Tests,
+            command: plan.setup.join(" && "),
+            source: plan.source.to_string(),
+        });
         cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
         cx.coverage_cmd = repo_policy
             .as_ref()
