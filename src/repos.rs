@@ -62,6 +62,16 @@ pub struct RepoConfig {
     /// (added) Delete the task's branch after its PR merges (GitHub forge).
     #[serde(default = "default_true")]
     pub delete_branch: bool,
+    /// (added) The docker image this repo's sandbox runs (`ghcr.io/acme/dev:latest`), over
+    /// its devcontainer's image and `[sandbox] image` (`crate::env`, `DESIGN.md` §5). Unset
+    /// or empty: not named here.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// (added) The shell command that sets this repo's environment up (`make deps`), run in
+    /// the base commit's tree with network and no secrets, over the devcontainer's commands,
+    /// `.slipway/setup.sh` and detection. `""` means nothing to set up.
+    #[serde(default)]
+    pub setup: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -314,7 +314,7 @@ pub async fn prepare(
         };
         files.push((rel.to_string(), bytes));
     }
-    let source = super::describe_source(&plan.source);
+    let source = plan.source.to_string();
     let key = KeyInputs {
         image: &identity,
         source: &source,

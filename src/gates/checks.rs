@@ -135,12 +135,12 @@ fn detect_from_files(root: &Path) -> Vec<CheckCommand> {
         }
         return out;
     }
-    if has("pyproject.toml") || has("setup.cfg") {
-        let file = if has("pyproject.toml") {
-            "pyproject.toml"
-        } else {
-            "setup.cfg"
-        };
+    // Packaging metadata (`[tool.pytest]`, `[tool.pytest.ini_options]` or none) or pytest's
+    // own files: pytest, which setup puts in the venv first on PATH (`crate::env`).
+    if let Some(file) = ["pyproject.toml", "setup.cfg", "pytest.ini", "conftest.py"]
+        .into_iter()
+        .find(|f| has(f))
+    {
         return vec![cmd(Tests, "python3 -m pytest -q", file)];
     }
     if has("go.mod") {
@@ -173,46 +173,6 @@ fn detect_from_files(root: &Path) -> Vec<CheckCommand> {
         return vec![cmd(Tests, "python3 -m unittest", "*.py")];
     }
     Vec::new()
-}
-
-/// The setup step for the repo at `root` (network on, no secrets): `.slipway/setup.sh`, or a
-/// detected dependency fetch. `None` when there is nothing to fetch.
-pub fn detect_setup(root: &Path) -> Option<CheckCommand> {
-    let has = |f: &str| root.join(f).is_file();
-    let setup = |command: &str, file: &str| {
-        Some(CheckCommand {
-            kind: CheckKind::Tests,
-            command: command.to_string(),
-            source: file.to_string(),
-        })
-    };
-    let slipway_dir_ok = std::fs::symlink_metadata(root.join(".slipway")).is_ok_and(|m| m.is_dir());
-    let script_ok =
-        std::fs::symlink_metadata(root.join(".slipway/setup.sh")).is_ok_and(|m| m.is_file());
-    if slipway_dir_ok && script_ok {
-        return setup("sh .slipway/setup.sh", ".slipway/setup.sh");
-    }
-    if has("requirements.txt") {
-        return setup(
-            "python3 -m pip install --user --break-system-packages --quiet -r requirements.txt",
-            "requirements.txt",
-        );
-    }
-    if has("package-lock.json") {
-        // --ignore-scripts: install scripts are code an earlier revision could have changed,
-        // and setup has network.
-        return setup(
-            "npm ci --ignore-scripts --no-audit --no-fund",
-            "package-lock.json",
-        );
-    }
-    if has("Cargo.toml") {
-        return setup("cargo fetch", "Cargo.toml");
-    }
-    if has("go.mod") {
-        return setup("go mod download", "go.mod");
-    }
-    None
 }
 
 /// Runs every check in order (format, lint, tests), all of them even after a failure, so a
@@ -311,6 +271,27 @@ mod tests {
                 source: ".slipway/policy.toml".into()
             }]
         );
+    }
+
+    #[test]
+    fn python_projects_run_pytest_from_their_config() {
+        for (file, text) in [
+            ("pyproject.toml", "[tool.pytest]\nminversion = \"9.0\"\n"),
+            (
+                "pyproject.toml",
+                "[tool.pytest.ini_options]\naddopts = \"-q\"\n",
+            ),
+            ("pytest.ini", "[pytest]\n"),
+            ("conftest.py", ""),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join(file), text).unwrap();
+            std::fs::write(d.path().join("test_x.py"), "").unwrap();
+            let c = detect(d.path(), None);
+            assert_eq!(c.len(), 1);
+            assert_eq!(c[0].command, "python3 -m pytest -q", "{file}");
+            assert_eq!(c[0].source, format!("detected from {file}"));
+        }
     }
 
     #[test]

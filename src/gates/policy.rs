@@ -47,6 +47,16 @@ pub struct RepoChecks {
     pub coverage: Option<String>,
 }
 
+/// `[setup]` of a repo's policy file: how the environment's setup may install (`crate::env`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepoSetup {
+    /// Package install scripts (npm/pnpm/yarn lifecycle scripts such as `postinstall`) run
+    /// during detected setup. Default false: `--ignore-scripts`. Setup reads this from the
+    /// base commit, and `.slipway/**` is never published by an agent, so only people opt in.
+    pub allow_scripts: bool,
+}
+
 /// A repo's `.slipway/policy.toml`. Every key optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +69,8 @@ pub struct RepoPolicy {
     pub required_gates: Vec<String>,
     pub denied_commands: Vec<String>,
     pub checks: Option<RepoChecks>,
+    /// `[setup]`: how setup may install.
+    pub setup: RepoSetup,
 }
 
 /// Where a repo's policy file lives, relative to its root.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::env::build::{PrepareError, PrepareRequest, Prepared, SetupFailure};
 use crate::env::snapshot::EnvStore;
-use crate::env::{EnvSource, describe_source};
+use crate::env::EnvSource;
 use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
 use crate::sandbox::{NetworkAccess, SandboxError, SandboxPolicy};
@@ -43,7 +43,7 @@ impl crate::run::Node for Setup {
             &svc.cfg.data_dir,
             Duration::from_secs(cfg.env_ttl_h.saturating_mul(3600)),
         );
-        let source = describe_source(&plan.source);
+        let source = plan.source.to_string();
         if !plan.setup.is_empty() {
             cx.tracker
                 .emit(RunEvent::NodeProgress {

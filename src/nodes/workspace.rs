@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::env::{self, RepoEnvConfig};
 use crate::gates::checks;
 use crate::gates::policy::{self, RepoPolicy};
 use crate::run::ctx::RunDirs;
@@ -49,7 +50,15 @@ impl crate::run::Node for Workspace {
         std::fs::create_dir_all(&base_tree)
             .map_err(|e| RunError::Internal(format!("creating {}: {e}", base_tree.display())))?;
         svc.workspaces.export_base(&wt, &base_tree).await?;
-        cx.env_plan = Some(crate::env::resolve_interim(&base_tree, None));
+        let repo_env = svc
+            .cfg
+            .file
+            .repos
+            .iter()
+            .find(|r| r.name == cx.task.repo.name)
+            .map(RepoEnvConfig::from)
+            .unwrap_or_default();
+        cx.env_plan = Some(env::resolve(&base_tree, &repo_env).map_err(RunError::from)?);
         cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
         cx.coverage_cmd = repo_policy
             .as_ref()

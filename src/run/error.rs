@@ -3,6 +3,7 @@
 
 use crate::agent::AgentError;
 use crate::agent::llm::LlmError;
+use crate::env::EnvError;
 use crate::forge::ForgeError;
 use crate::gates::policy::PolicyError;
 use crate::sandbox::SandboxError;
@@ -23,6 +24,10 @@ pub enum RunError {
     #[error("{0}; fix the file in the repo")]
     /// The repo's `.slipway/policy.toml` is invalid.
     RepoPolicy(#[from] PolicyError),
+    #[error("{0}; fix the file in the repo")]
+    /// The repo's environment cannot be resolved (an invalid devcontainer.json, a linked
+    /// `.slipway/setup.sh`, a manifest that does not parse).
+    Env(#[from] EnvError),
     #[error(transparent)]
     /// The sandbox could not start or run a command.
     Sandbox(#[from] SandboxError),
@@ -61,7 +66,9 @@ impl RunError {
     /// True for mistakes the user or operator fixes (exit status 2), false for failures.
     pub fn is_usage(&self) -> bool {
         match self {
-            Self::EmptyTask | Self::UnknownBlueprint(_) | Self::RepoPolicy(_) => true,
+            Self::EmptyTask | Self::UnknownBlueprint(_) | Self::RepoPolicy(_) | Self::Env(_) => {
+                true
+            }
             Self::Workspace(e) => matches!(
                 e,
                 WorkspaceError::NotFound(_)

@@ -268,6 +268,8 @@ mod tests {
             delete_branch: true,
             restrict_to_channels: false,
             requesters: vec![],
+            image: None,
+            setup: None,
         }
     }
 

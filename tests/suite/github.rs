@@ -641,6 +641,8 @@ async fn slack_merge_refusals_merge_revert_and_close_go_through_github() {
             delete_branch: true,
             restrict_to_channels: false,
             requesters: vec![],
+            image: None,
+            setup: None,
         }];
     })
     .await;

@@ -64,6 +64,8 @@ impl Bot {
             delete_branch: true,
             restrict_to_channels: false,
             requesters: vec![],
+            image: None,
+            setup: None,
         }];
         tweak(&mut cfg);
         let cfg = Arc::new(cfg);
