@@ -83,6 +83,35 @@ enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Cached environments (snapshots) per repo.
+    Env {
+        #[command(subcommand)]
+        action: EnvAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvAction {
+    /// Every snapshot: repo, key, source, age, size, setup time.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build (or find cached) the environment of a repo, so its next run starts warm.
+    Build {
+        /// Local path or clone URL, or the name of a [[repos]] entry.
+        #[arg(long)]
+        repo: String,
+        /// Base branch (default: the [[repos]] entry's base, else main).
+        #[arg(long)]
+        base: Option<String>,
+    },
+    /// Remove expired snapshots, all but the newest 3 per repo, and interrupted builds.
+    Prune {
+        /// Remove every snapshot.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +230,22 @@ fn main() -> ExitCode {
             Command::Sandbox {
                 action: SandboxAction::Build { image },
             } => cmd_sandbox_build(cfg, image).await,
+            Command::Env { action } => match action {
+                EnvAction::List { json } => app::env::list(&cfg, json),
+                EnvAction::Prune { all } => app::env::prune(&cfg, all),
+                EnvAction::Build { repo, base } => {
+                    cmd_run(
+                        cfg,
+                        &repo,
+                        base,
+                        "env_build",
+                        false,
+                        "prebuild the environment",
+                        &requester,
+                    )
+                    .await
+                }
+            },
         }
     });
     match result {

@@ -94,17 +94,20 @@ pub enum BlueprintId {
     /// Set up the repo's environment and run its checks, no agent: does this repo build and
     /// test in the sandbox? Publishes nothing.
     ChecksOnly,
+    /// Make the repo's environment snapshot ready and stop (`slipway env build`).
+    EnvBuild,
 }
 
 impl BlueprintId {
     /// Every blueprint, in `--blueprint` order.
-    pub const ALL: &[BlueprintId] = &[Self::CodeChange, Self::ChecksOnly];
+    pub const ALL: &[BlueprintId] = &[Self::CodeChange, Self::ChecksOnly, Self::EnvBuild];
 
-    /// The name (`code_change`, `checks_only`).
+    /// The name (`code_change`, `checks_only`, `env_build`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CodeChange => "code_change",
             Self::ChecksOnly => "checks_only",
+            Self::EnvBuild => "env_build",
         }
     }
 

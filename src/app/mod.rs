@@ -2,6 +2,7 @@
 //! (store, sandbox, model, registry, forges) and hands each command exactly what it uses.
 //! `main.rs` owns the command line; nothing here parses arguments.
 
+pub mod env;
 mod tools;
 
 pub use tools::cmd_tools;
@@ -76,7 +77,8 @@ pub async fn cmd_run(
     let base = base
         .or_else(|| configured.map(|r| r.base.clone()))
         .unwrap_or_else(|| "main".into());
-    let runner = match build_runner(&cfg).await? {
+    let needs_model = blueprint == BlueprintId::CodeChange;
+    let runner = match build_runner(&cfg, needs_model).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
@@ -109,7 +111,15 @@ pub async fn cmd_run(
             } else {
                 eprint!("{}", report.to_text());
             }
-            let ok = report.commit.is_some() && report.decision != Decision::Halt;
+            let ok = if blueprint == BlueprintId::EnvBuild {
+                // Nothing is committed: success is a ready environment.
+                report
+                    .gates
+                    .iter()
+                    .all(|g| g.status != slipway::report::GateStatus::Fail)
+            } else {
+                report.commit.is_some() && report.decision != Decision::Halt
+            };
             Ok(ExitCode::from(if ok { 0 } else { 1 }))
         }
         Err(e) if e.is_usage() => usage(e),
@@ -122,9 +132,16 @@ pub async fn cmd_run(
 
 /// The services of a run, built once: model, sandbox (checked), store, registry, forge.
 /// `Ok(Err(code))` is a usage error already printed.
-pub async fn build_runner(cfg: &Arc<Config>) -> anyhow::Result<Result<Runner, ExitCode>> {
+/// `needs_model` false (a blueprint with no agent) accepts a missing model configuration.
+pub async fn build_runner(
+    cfg: &Arc<Config>,
+    needs_model: bool,
+) -> anyhow::Result<Result<Runner, ExitCode>> {
     let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
         Ok(l) => l,
+        Err(agent::llm::LlmError::NotConfigured(why)) if !needs_model => {
+            Arc::new(agent::llm::Unconfigured(why))
+        }
         Err(e) => return usage(e).map(Err),
     };
     let sandbox = match sandbox::select(
@@ -183,7 +200,7 @@ pub async fn cmd_serve(
             "forge = \"github\" without GITHUB_TOKEN or GitHub App credentials; tasks for it are refused in their threads"
         );
     }
-    let runner = match build_runner(&cfg).await? {
+    let runner = match build_runner(&cfg, true).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };

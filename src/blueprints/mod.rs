@@ -5,6 +5,7 @@
 
 pub mod checks_only;
 pub mod code_change;
+pub mod env_build;
 
 use crate::run::Blueprint;
 use crate::task::BlueprintId;
@@ -14,5 +15,6 @@ pub fn get(id: BlueprintId) -> Blueprint {
     match id {
         BlueprintId::CodeChange => code_change::blueprint(),
         BlueprintId::ChecksOnly => checks_only::blueprint(),
+        BlueprintId::EnvBuild => env_build::blueprint(),
     }
 }

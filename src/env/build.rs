@@ -89,6 +89,9 @@ pub struct PrepareRequest<'a> {
     /// Longest the whole setup may take.
     pub timeout: Duration,
     pub cancel: &'a CancellationToken,
+    /// Told when the snapshot is missing and setup is about to run (front ends say
+    /// "building the environment for this repo, first run").
+    pub on_miss: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A ready environment.
@@ -329,6 +332,9 @@ pub async fn prepare(
         prepared.cached = true;
         prepared.ready_ms = t0.elapsed().as_millis() as u64;
         return Ok(Ok(prepared));
+    }
+    if let Some(tx) = req.on_miss {
+        let _ = tx.send(());
     }
     let building = store.begin(req.repo, &key)?;
     let src = building.src_dir();

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::env::EnvSource;
 use crate::env::build::{PrepareError, PrepareRequest, Prepared, SetupFailure};
 use crate::env::snapshot::EnvStore;
-use crate::env::EnvSource;
 use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
 use crate::sandbox::{NetworkAccess, SandboxError, SandboxPolicy};
@@ -44,14 +44,7 @@ impl crate::run::Node for Setup {
             Duration::from_secs(cfg.env_ttl_h.saturating_mul(3600)),
         );
         let source = plan.source.to_string();
-        if !plan.setup.is_empty() {
-            cx.tracker
-                .emit(RunEvent::NodeProgress {
-                    node: NodeName::Setup.as_str().into(),
-                    detail: format!("preparing the environment ({source})"),
-                })
-                .await;
-        }
+        let (on_miss, missed) = tokio::sync::oneshot::channel();
         let wt = cx.wt()?.clone();
         let base_tree = cx.base_tree();
         let req = PrepareRequest {
@@ -65,8 +58,25 @@ impl crate::run::Node for Setup {
             run_id: &cx.run_id,
             timeout: Duration::from_secs(cfg.setup_timeout_s),
             cancel: &cx.cancel,
+            on_miss: Some(on_miss),
         };
-        let result = crate::env::build::prepare(svc.sandbox.as_ref(), &store, req).await;
+        let tracker = &cx.tracker;
+        let announce = async {
+            if missed.await.is_ok() {
+                tracker
+                    .emit(RunEvent::NodeProgress {
+                        node: NodeName::Setup.as_str().into(),
+                        detail: format!(
+                            "building the environment for this repo, first run ({source})"
+                        ),
+                    })
+                    .await;
+            }
+        };
+        let (result, ()) = tokio::join!(
+            crate::env::build::prepare(svc.sandbox.as_ref(), &store, req),
+            announce
+        );
         // A hit leaves the exported tree behind; a miss moved it into the snapshot.
         if base_tree.exists() {
             crate::env::snapshot::remove_tree(&base_tree);

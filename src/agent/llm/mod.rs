@@ -155,6 +155,22 @@ pub trait Llm: Send + Sync {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, LlmError>;
 }
 
+/// The model of a process with none configured: blueprints with no agent node
+/// (`checks_only`, `env_build`) run without one; any call answers
+/// [`LlmError::NotConfigured`] with the original reason.
+pub struct Unconfigured(pub String);
+
+#[async_trait]
+impl Llm for Unconfigured {
+    fn describe(&self) -> String {
+        "none".into()
+    }
+
+    async fn complete(&self, _req: &CompletionRequest) -> Result<Completion, LlmError> {
+        Err(LlmError::NotConfigured(self.0.clone()))
+    }
+}
+
 /// Builds the configured provider.
 pub fn from_config(
     endpoint: &Result<LlmEndpoint, settings::NoModel>,
