@@ -287,14 +287,26 @@ impl<'a> RunCtx<'a> {
     /// The sandbox of this run with `network`.
     pub fn spec(&self, network: NetworkAccess) -> Result<SandboxSpec, FlowError> {
         let wt = self.wt()?;
+        let cfg = &self.svc.cfg;
+        // Setup alone gets the CA bundle and the allowlisted host variables.
+        let (policy, mounts) = match network {
+            NetworkAccess::Setup => {
+                let setup = SandboxPolicy::for_setup(&cfg.file.sandbox, &cfg.setup_env)?;
+                (setup.policy, setup.mounts)
+            }
+            NetworkAccess::None => (
+                SandboxPolicy::for_run(&cfg.file.sandbox, network),
+                Vec::new(),
+            ),
+        };
         Ok(SandboxSpec {
             workspace: wt.path.clone(),
             git_dir: wt.git_dir.clone(),
             home: self.home(),
-            policy: SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network),
+            policy,
             run_id: self.run_id.clone(),
             image: None,
-            mounts: Vec::new(),
+            mounts,
         })
     }
 
