@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this machine for slipway's tests (and for `slipway run` with the docker backend):
-#   - installs git, Podman (with runc), bubblewrap, mmdebstrap and CA certificates from Debian when missing;
+#   - installs git, Podman (with runc), bubblewrap, slirp4netns, iproute2, mmdebstrap and CA certificates
+#     from Debian when missing;
 #   - starts Podman's Docker-compatible API socket at /run/podman/podman.sock (runc runtime:
 #     crun fails on hosts with hybrid cgroups);
 #   - builds the default sandbox image slipway-sandbox:local when it is absent.
@@ -16,6 +17,10 @@ command -v podman >/dev/null || missing+=(podman)
 [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 [ -x /usr/sbin/runc ] || missing+=(runc)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+# The setup sandbox's network: slirp4netns (bwrap backend); nsenter and ip fence it (both).
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+command -v nsenter >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v prlimit >/dev/null || missing+=(util-linux)
 command -v strings >/dev/null || missing+=(binutils)

@@ -38,7 +38,11 @@ pub async fn run(cfg: &Config) -> ExitCode {
             _ => Status::Problem("git is not installed: apt-get install git".into()),
         },
     ));
-    lines.push(("sandbox", sandbox_status(cfg).await));
+    let (status, chosen) = sandbox_status(cfg).await;
+    lines.push(("sandbox", status));
+    if let Some(s) = chosen {
+        lines.push(("setup", setup_status(s.as_ref(), cfg).await));
+    }
     if let Some(fallback) = bwrap_fallback_status(cfg).await {
         lines.push(("bwrap", fallback));
     }
@@ -78,39 +82,71 @@ pub async fn run(cfg: &Config) -> ExitCode {
 /// The configured backend, proved by use: a real sandbox (a container with the docker
 /// backend, namespaces with bwrap) is started under the run policy, runs one command with no
 /// network, and is removed. A preflight alone said `ok` on machines where no container could
-/// start (Podman without `catatonit`).
-async fn sandbox_status(cfg: &Config) -> Status {
+/// start (Podman without `catatonit`). Also returns the backend when it works, for the
+/// setup check.
+async fn sandbox_status(cfg: &Config) -> (Status, Option<std::sync::Arc<dyn Sandbox>>) {
     let chosen = sandbox::select(
         cfg.file.sandbox.backend,
         &cfg.file.sandbox,
         cfg.docker_host.as_deref(),
     )
     .await;
-    match chosen {
-        Ok(s) => match s.preflight().await {
-            Ok(()) => match smoke(s.as_ref(), cfg).await {
-                Ok(ms) => Status::Ok(format!(
-                    "{} ({}): a sandbox started, ran a command with no network, and was removed ({ms} ms)",
+    let s = match chosen {
+        Ok(s) => s,
+        Err(e) => return (Status::Problem(e.to_string()), None),
+    };
+    if let Err(e) = s.preflight().await {
+        return (Status::Problem(e.to_string()), None);
+    }
+    match smoke(s.as_ref(), cfg, NetworkAccess::None).await {
+        Ok(ms) => (
+            Status::Ok(format!(
+                "{} ({}): a sandbox started, ran a command with no network, and was removed ({ms} ms)",
+                s.backend().as_str(),
+                s.image()
+            )),
+            Some(s),
+        ),
+        Err(e) => {
+            // Podman's container init is only a Recommends of its Debian package.
+            let hint = if e.contains("container-init binary not found") {
+                "; install Podman's init: apt-get install catatonit"
+            } else {
+                ""
+            };
+            (
+                Status::Problem(format!(
+                    "{} ({}) cannot start a sandbox: {e}{hint}",
                     s.backend().as_str(),
                     s.image()
                 )),
-                Err(e) => {
-                    // Podman's container init is only a Recommends of its Debian package.
-                    let hint = if e.contains("container-init binary not found") {
-                        "; install Podman's init: apt-get install catatonit"
-                    } else {
-                        ""
-                    };
-                    Status::Problem(format!(
-                        "{} ({}) cannot start a sandbox: {e}{hint}",
-                        s.backend().as_str(),
-                        s.image()
-                    ))
-                }
-            },
-            Err(e) => Status::Problem(e.to_string()),
+                None,
+            )
+        }
+    }
+}
+
+/// The setup sandbox, proved by use: started under the setup policy, which on either backend
+/// means its own network namespace fenced from the host and from cloud metadata (the start
+/// fails otherwise), with the CA bundle and the allowlisted variables; then removed.
+async fn setup_status(s: &dyn Sandbox, cfg: &Config) -> Status {
+    let how = match s.backend() {
+        sandbox::Backend::Docker => "the engine's bridge".to_string(),
+        sandbox::Backend::Bwrap => match crate::sandbox::which("slirp4netns") {
+            Some(p) => format!("slirp4netns ({})", p.display()),
+            None => "slirp4netns (missing)".into(),
         },
-        Err(e) => Status::Problem(e.to_string()),
+    };
+    let ca = match sandbox::setup_env::CaBundle::of(&cfg.file.sandbox).path() {
+        Some(p) => format!("CA bundle {}", p.display()),
+        None => "no CA bundle".into(),
+    };
+    let vars: Vec<&String> = cfg.setup_env.vars().keys().collect();
+    match smoke(s, cfg, NetworkAccess::Setup).await {
+        Ok(ms) => Status::Ok(format!(
+            "network of its own via {how}, fenced from the host and cloud metadata; {ca}; host variables {vars:?} ({ms} ms)"
+        )),
+        Err(e) => Status::Problem(format!("setup cannot run: {e}")),
     }
 }
 
@@ -121,7 +157,7 @@ async fn bwrap_fallback_status(cfg: &Config) -> Option<Status> {
         return None;
     }
     let bwrap = sandbox::bwrap::BwrapSandbox::detect().ok()?;
-    Some(match smoke(&bwrap, cfg).await {
+    Some(match smoke(&bwrap, cfg, NetworkAccess::None).await {
         Ok(ms) => Status::Ok(format!(
             "fallback: a sandbox started, ran a command with no network, and was removed ({ms} ms)"
         )),
@@ -129,20 +165,31 @@ async fn bwrap_fallback_status(cfg: &Config) -> Option<Status> {
     })
 }
 
-/// Starts a sandbox on empty directories under the data dir, runs `echo` in it and removes
-/// it and the directories; the wall time in ms, or what failed.
-async fn smoke(s: &dyn Sandbox, cfg: &Config) -> Result<u64, String> {
+/// Starts a sandbox with `network` on empty directories under the data dir, runs `echo` in
+/// it and removes it and the directories; the wall time in ms, or what failed.
+async fn smoke(s: &dyn Sandbox, cfg: &Config, network: NetworkAccess) -> Result<u64, String> {
     let started = std::time::Instant::now();
     let id = format!("doctor-{}", crate::task::new_id());
     let root = cfg.data_dir.join("doctor").join(&id);
+    let (policy, mounts) = match network {
+        NetworkAccess::Setup => {
+            let setup = SandboxPolicy::for_setup(&cfg.file.sandbox, &cfg.setup_env)
+                .map_err(|e| e.to_string())?;
+            (setup.policy, setup.mounts)
+        }
+        NetworkAccess::None => (
+            SandboxPolicy::for_run(&cfg.file.sandbox, network),
+            Vec::new(),
+        ),
+    };
     let spec = SandboxSpec {
         workspace: root.join("workspace"),
         git_dir: root.join("git"),
         home: root.join("home"),
-        policy: SandboxPolicy::for_run(&cfg.file.sandbox, NetworkAccess::None),
+        policy,
         run_id: id,
         image: None,
-        mounts: Vec::new(),
+        mounts,
     };
     let result = async {
         for dir in [&spec.workspace, &spec.home] {

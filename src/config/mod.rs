@@ -93,6 +93,9 @@ pub struct Config {
     /// PATH, HOME, LANG and the variables `[[mcp_servers]] env` names: all a host-side MCP
     /// server may receive. Its `Debug` prints names only.
     pub mcp_env: McpEnv,
+    /// The host values of `[sandbox] setup_env`, checked and captured once here: what the
+    /// setup sandbox alone receives (`SandboxPolicy::for_setup`). Its `Debug` prints names.
+    pub setup_env: crate::sandbox::setup_env::SetupHostEnv,
     /// Slack endpoints and tokens (`SLACK_API_URL`, `SLACK_APP_TOKEN`, `SLACK_BOT_TOKEN`).
     pub slack: SlackEndpoint,
     /// GitHub endpoint and credentials (`GITHUB_*`).
@@ -287,6 +290,26 @@ impl Config {
                 .filter_map(|k| env.get(&k).map(|v| (k.clone(), v.to_string())))
                 .collect(),
         );
+        let setup_env = crate::sandbox::setup_env::SetupHostEnv::capture(
+            &file.sandbox.setup_env,
+            |k| env.get(k).map(str::to_owned),
+            &secret_values.0,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "[sandbox] setup_env".into(),
+            value: String::new(),
+            expected: e.to_string(),
+        })?;
+        if let crate::sandbox::setup_env::CaBundle::Configured(path) =
+            crate::sandbox::setup_env::CaBundle::of(&file.sandbox)
+            && !(path.is_absolute() && path.is_file())
+        {
+            return Err(ConfigError::Invalid {
+                name: "[sandbox] ca_bundle".into(),
+                value: path.display().to_string(),
+                expected: "\"\" (the host's system bundle), \"none\", or the absolute path of an existing PEM file".into(),
+            });
+        }
         Ok(Self {
             file,
             data_dir,
@@ -295,6 +318,7 @@ impl Config {
             secret_values,
             credentials_present,
             mcp_env,
+            setup_env,
             slack: slack_endpoint(env)?,
             github: github_endpoint(env)?,
         })
@@ -314,6 +338,7 @@ impl Config {
             secret_values: SecretValues::default(),
             credentials_present: Vec::new(),
             mcp_env: McpEnv::default(),
+            setup_env: Default::default(),
             slack: SlackEndpoint::default(),
             github: GithubEndpoint::default(),
         }
@@ -465,5 +490,20 @@ host_side = false
             crate::slack::copy::run_failed("clone of https://u:hunter&2<x>@git.example failed");
         let posted = secrets.redact(&said);
         assert!(!posted.contains("hunter"), "{posted}");
+    }
+
+    #[test]
+    fn setup_env_refuses_every_secret_variable_and_names_it() {
+        for var in SECRET_VARS {
+            assert!(
+                crate::sandbox::setup_env::check_name(var).is_err(),
+                "{var} accepted"
+            );
+        }
+        let mut file = FileConfig::default();
+        file.sandbox.setup_env.push("NPM_TOKEN".into());
+        let e = Config::from_parts(file, &Env::from_pairs([("NPM_TOKEN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("NPM_TOKEN"), "{e}");
+        assert!(e.to_string().contains("[sandbox] setup_env"), "{e}");
     }
 }

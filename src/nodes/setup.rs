@@ -13,7 +13,7 @@ use crate::env::build::{PrepareError, PrepareRequest, Prepared, SetupFailure};
 use crate::env::snapshot::EnvStore;
 use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError, RunEvent};
-use crate::sandbox::{NetworkAccess, SandboxError, SandboxPolicy};
+use crate::sandbox::{SandboxError, SandboxPolicy};
 
 /// The setup node; skipped when the repo declares no environment and nothing is detected.
 pub struct Setup;
@@ -46,6 +46,8 @@ impl crate::run::Node for Setup {
         let source = plan.source.to_string();
         let (on_miss, missed) = tokio::sync::oneshot::channel();
         let wt = cx.wt()?.clone();
+        // The network, CA bundle and proxy variables of setup alone.
+        let setup = SandboxPolicy::for_setup(cfg, &svc.cfg.setup_env).map_err(RunError::from)?;
         let base_tree = cx.base_tree();
         let req = PrepareRequest {
             repo: &cx.task.repo.name,
@@ -53,8 +55,8 @@ impl crate::run::Node for Setup {
             base_tree: base_tree.clone(),
             git_dir: &wt.git_dir,
             plan: &plan,
-            setup_policy: SandboxPolicy::for_run(cfg, NetworkAccess::Setup),
-            setup_mounts: Vec::new(),
+            setup_policy: setup.policy,
+            setup_mounts: setup.mounts,
             run_id: &cx.run_id,
             timeout: Duration::from_secs(cfg.setup_timeout_s),
             cancel: &cx.cancel,
@@ -95,7 +97,9 @@ impl crate::run::Node for Setup {
             Err(PrepareError::Sandbox(
                 e @ (SandboxError::Build { .. }
                 | SandboxError::ImageMissing(_)
-                | SandboxError::Unsupported(_)),
+                | SandboxError::Unsupported(_)
+                | SandboxError::SetupNetwork(_)
+                | SandboxError::CaBundleMissing { .. }),
             )) => return Ok(stop(cx, format!("{source}: {e}"))),
             Err(e) => {
                 return Err(RunError::Setup {

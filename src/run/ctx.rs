@@ -305,14 +305,27 @@ impl<'a> RunCtx<'a> {
     /// The sandbox of this run with `network`.
     pub fn spec(&self, network: NetworkAccess) -> Result<SandboxSpec, FlowError> {
         let wt = self.wt()?;
-        let mut policy = SandboxPolicy::for_run(&self.svc.cfg.file.sandbox, network);
-        let (image, mounts) = match &self.environment {
-            Some(env) => {
-                env.apply(&mut policy);
-                (env.image.clone(), env.mounts())
+        let cfg = &self.svc.cfg;
+        // Setup alone gets the CA bundle and the allowlisted host variables; the offline
+        // sandboxes get the prepared environment (snapshot mounts, variables, image).
+        let (mut policy, mut mounts) = match network {
+            NetworkAccess::Setup => {
+                let setup = SandboxPolicy::for_setup(&cfg.file.sandbox, &cfg.setup_env)?;
+                (setup.policy, setup.mounts)
             }
-            None => (None, Vec::new()),
+            NetworkAccess::None => (
+                SandboxPolicy::for_run(&cfg.file.sandbox, network),
+                Vec::new(),
+            ),
         };
+        let mut image = None;
+        if network == NetworkAccess::None
+            && let Some(env) = &self.environment
+        {
+            env.apply(&mut policy);
+            mounts.extend(env.mounts());
+            image = env.image.clone();
+        }
         Ok(SandboxSpec {
             workspace: wt.path.clone(),
             git_dir: wt.git_dir.clone(),

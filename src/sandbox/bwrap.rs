@@ -5,8 +5,13 @@
 //! `/etc/shadow` and `/etc/gshadow` masked), configured extra read-only paths, a fresh
 //! `/proc`, a minimal `/dev`, a tmpfs `/tmp`, the run's home at `/home/sandbox`, and the
 //! clone at `/workspace` (its `.git` read-only). `/root`, `/home`, `/var`, `/run` (engine sockets), and slipway's data dir are
-//! not there. Namespaces: all unshared, network too except for setup; all capabilities
-//! dropped; `--die-with-parent`; a new session (no TIOCSTI).
+//! not there. Namespaces: all unshared, network included; all capabilities dropped;
+//! `--die-with-parent`; a new session (no TIOCSTI).
+//!
+//! Setup ([`NetworkAccess::Setup`]) never shares the host's network namespace: each setup
+//! command gets its own namespace plus slirp4netns, fenced ([`super::slirp`]). The command is
+//! wrapped to wait for a `go` line on its stdin, which slipway writes only once the network
+//! is up and fenced; without slirp4netns the setup sandbox does not start.
 //!
 //! Limits are rlimits set by util-linux `prlimit` before bwrap starts: RLIMIT_DATA for
 //! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, RLIMIT_NPROC. The kernel does
@@ -20,10 +25,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::slirp::{Slirp, SlirpGuard};
 use super::{
     Backend, CappedOutput, ExecOutput, HOME, Mount, NetworkAccess, Result, Sandbox, SandboxError,
     SandboxPolicy, SandboxSpec, Session, WORKSPACE,
@@ -36,20 +42,21 @@ pub struct BwrapSandbox {
     prlimit: Option<PathBuf>,
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
+/// Runs `"$@"` once a `go` line arrives on stdin (exit 125 on anything else, e.g. EOF when
+/// slipway gave up on the network); `$1` is `null` to give the command `/dev/null` as stdin,
+/// `keep` to hand it the rest of stdin (a stdio server). `read` takes one byte at a time from
+/// a pipe, so nothing past the line is consumed.
+const GATE: &str = r#"read -r go && [ "$go" = go ] || exit 125
+mode=$1; shift
+if [ "$mode" = null ]; then exec "$@" </dev/null; else exec "$@"; fi"#;
 
 impl BwrapSandbox {
     /// Finds `bwrap` (and `prlimit`, for limits) in the system directories.
     pub fn detect() -> Result<Self> {
-        let bwrap = which("bwrap").ok_or_else(|| SandboxError::NoBackend {
+        let bwrap = super::which("bwrap").ok_or_else(|| SandboxError::NoBackend {
             detail: String::new(),
         })?;
-        let prlimit = which("prlimit").ok_or_else(|| SandboxError::NoBackend {
+        let prlimit = super::which("prlimit").ok_or_else(|| SandboxError::NoBackend {
             detail: " (bubblewrap is installed but prlimit, from util-linux, is not: it sets the sandbox limits)".into(),
         })?;
         Ok(Self {
@@ -107,8 +114,13 @@ impl Sandbox for BwrapSandbox {
                 spec.git_dir.display()
             )));
         }
+        let slirp = match spec.policy.network {
+            NetworkAccess::Setup => Some(Slirp::detect()?),
+            NetworkAccess::None => None,
+        };
         let session = BwrapSession {
             sandbox: self.clone(),
+            slirp,
             workspace: spec.workspace.clone(),
             git_dir: spec.git_dir.clone(),
             home: spec.home.clone(),
@@ -133,6 +145,8 @@ impl Sandbox for BwrapSandbox {
 /// A bwrap "session": a policy and a clone; each command is its own bwrap process.
 pub struct BwrapSession {
     sandbox: BwrapSandbox,
+    /// The setup network helper; `Some` exactly when the policy is [`NetworkAccess::Setup`].
+    slirp: Option<Slirp>,
     workspace: PathBuf,
     git_dir: PathBuf,
     home: PathBuf,
@@ -146,11 +160,12 @@ impl BwrapSession {
     /// bwrap running `sh -c command`.
     fn command(&self, command: &str) -> Command {
         let argv = ["/bin/sh".to_string(), "-c".to_string(), command.to_string()];
-        self.command_argv(&argv)
+        self.command_argv(&argv, false)
     }
 
-    /// bwrap running `argv` directly.
-    fn command_argv(&self, argv: &[String]) -> Command {
+    /// bwrap running `argv` directly; behind [`GATE`] in a setup sandbox (stdin piped then,
+    /// and passed on to `argv` when `keep_stdin`).
+    fn command_argv(&self, argv: &[String], keep_stdin: bool) -> Command {
         let lim = &self.policy.limits;
         let mut cmd = match &self.sandbox.prlimit {
             Some(prlimit) => {
@@ -172,9 +187,6 @@ impl BwrapSession {
         let ws = self.workspace.display().to_string();
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
         cmd.args(["--cap-drop", "ALL"]);
-        if self.policy.network == NetworkAccess::Setup {
-            cmd.arg("--share-net");
-        }
         for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"] {
             cmd.args(["--ro-bind-try", dir, dir]);
         }
@@ -205,19 +217,64 @@ impl BwrapSession {
             let flag = if m.writable { "--bind" } else { "--ro-bind" };
             cmd.args([flag, &m.host.display().to_string(), &m.target]);
         }
+        let gated = self.slirp.is_some();
+        if gated && let Some(resolv) = super::slirp::resolv_conf_override() {
+            cmd.args([
+                "--ro-bind",
+                &resolv.display().to_string(),
+                "/etc/resolv.conf",
+            ]);
+        }
         // bwrap's own root is a tmpfs; make it read-only once every mount is in place.
         cmd.args(["--remount-ro", "/"]);
         cmd.args(["--chdir", WORKSPACE, "--hostname", "sandbox", "--clearenv"]);
         for (k, v) in &self.policy.env {
             cmd.args(["--setenv", k, v]);
         }
-        cmd.arg("--").args(argv);
+        cmd.arg("--");
+        if gated {
+            let mode = if keep_stdin { "keep" } else { "null" };
+            cmd.args(["/bin/sh", "-c", GATE, "slipway-gate", mode]);
+        }
+        cmd.args(argv);
         cmd.env_clear()
-            .stdin(Stdio::null())
+            .stdin(if gated { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         cmd
+    }
+}
+
+impl BwrapSession {
+    /// In a setup sandbox: attaches slirp4netns to the namespace of `child` (a bwrap just
+    /// spawned behind [`GATE`]), fences it, then writes `go`. Hands the child's stdin back
+    /// when the command reads it (`keep_stdin`, a stdio server), else closes it. `None` for
+    /// an offline sandbox.
+    async fn open_network(
+        &self,
+        child: &mut Child,
+        keep_stdin: bool,
+    ) -> Result<Option<SlirpGuard>> {
+        let Some(slirp) = &self.slirp else {
+            return Ok(None);
+        };
+        let pid = child
+            .id()
+            .ok_or_else(|| SandboxError::Spawn("bwrap exited at once".into()))?;
+        let guard = slirp.attach(pid).await?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| SandboxError::Spawn("bwrap: no stdin pipe".into()))?;
+        stdin
+            .write_all(b"go\n")
+            .await
+            .map_err(|e| SandboxError::Spawn(format!("bwrap: cannot start the command: {e}")))?;
+        if keep_stdin {
+            child.stdin = Some(stdin);
+        }
+        Ok(Some(guard))
     }
 }
 
@@ -235,6 +292,12 @@ impl Session for BwrapSession {
             .command(command)
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        // Setup: the network comes up and is fenced before the command is let go; an error
+        // drops `child`, which kills bwrap.
+        let _network = tokio::select! {
+            n = self.open_network(&mut child, false) => n?,
+            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
         let pid = child.id();
         if let Some(pid) = pid {
             self.children
@@ -295,11 +358,12 @@ impl Session for BwrapSession {
     }
 
     async fn spawn_stdio(&self, argv: &[String]) -> Result<super::StdioProcess> {
-        let mut cmd = self.command_argv(argv);
+        let mut cmd = self.command_argv(argv, true);
         cmd.stdin(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let network = self.open_network(&mut child, true).await?;
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
             return Err(SandboxError::Spawn("bwrap: no stdio pipes".into()));
         };
@@ -312,7 +376,7 @@ impl Session for BwrapSession {
         Ok(super::StdioProcess {
             stdout: Box::new(stdout),
             stdin: Box::new(stdin),
-            guard: Box::new(std::sync::Mutex::new(child)),
+            guard: Box::new(std::sync::Mutex::new((child, network))),
         })
     }
 

@@ -5,10 +5,15 @@
 //! `network_mode = none`, `cap_drop ALL`, `no-new-privileges`, read-only root with a `/tmp`
 //! tmpfs, memory with equal swap, `nano_cpus`, `pids_limit`, and explicit `nofile`/`nproc`
 //! ulimits (Podman's defaults exceed some hosts' hard limits and the start fails).
+//! The setup sandbox ([`NetworkAccess::Setup`]) runs on the engine's bridge, and before any
+//! command runs slipway enters the container's network namespace from the host and fences it
+//! ([`super::fence`]): blackholes for cloud metadata, the bridge gateway and every address of
+//! the host. That needs a local engine and root; otherwise setup is refused.
 //! Containers carry `slipway.managed` and `slipway.pid` labels; [`DockerSandbox::connect`]
 //! removes those whose slipway process is gone, so a `kill -9` leaves nothing behind for long.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,11 +23,13 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::fence::{self, FenceError, FenceTools};
 use super::{
     Backend, CappedOutput, ExecOutput, HOME, NetworkAccess, Result, Sandbox, SandboxError,
     SandboxSpec, Session, WORKSPACE,
@@ -194,6 +201,69 @@ impl DockerSandbox {
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" ⏎ ")
+}
+
+impl DockerSandbox {
+    /// Fences the network of the started container `id` from the host: checks that the
+    /// engine is local and that the namespace at the container's `State.Pid` is not the
+    /// host's and holds the address the engine gave the container, then installs the
+    /// blackholes. PID 1 only sleeps until then, so nothing has run on the network yet.
+    async fn fence(&self, id: &str) -> Result<(), FenceError> {
+        if !self.host.starts_with("unix://") {
+            return Err(FenceError::RemoteEngine {
+                host: self.host.clone(),
+            });
+        }
+        let tools = FenceTools::detect()?;
+        let inspect = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| FenceError::Failed {
+                step: "inspecting the container",
+                detail: e.to_string(),
+            })?;
+        let pid = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| FenceError::Failed {
+                step: "inspecting the container",
+                detail: "the engine reported no process ID".into(),
+            })?;
+        let (mut addrs, mut gateways) = (Vec::new(), Vec::new());
+        if let Some(net) = &inspect.network_settings {
+            let push = |ip: &Option<String>, into: &mut Vec<IpAddr>| {
+                if let Some(a) = ip.as_deref().and_then(|s| s.parse().ok()) {
+                    into.push(a);
+                }
+            };
+            for n in net.networks.iter().flat_map(|m| m.values()) {
+                push(&n.ip_address, &mut addrs);
+                push(&n.global_ipv6_address, &mut addrs);
+                push(&n.gateway, &mut gateways);
+                push(&n.ipv6_gateway, &mut gateways);
+            }
+        }
+        let ipv6 = fence::enter_target(pid)?;
+        // A remote engine behind a local socket would name a PID of this machine that is not
+        // the container: the namespace must hold the container's own address.
+        let inside = tools.addresses_in(pid).await?;
+        if addrs.is_empty() || !addrs.iter().any(|a| inside.contains(a)) {
+            return Err(FenceError::WrongNamespace {
+                pid,
+                detail: format!(
+                    "the engine gave the container {addrs:?}, the namespace holds {inside:?}; is the engine on this machine?"
+                ),
+            });
+        }
+        let host = fence::host_addresses(&tools.ip).await?;
+        tools
+            .blackhole(pid, &fence::fence_routes(&host, &gateways, ipv6))
+            .await
+    }
 }
 
 async fn remove_container(docker: &Docker, id: &str) {
@@ -377,12 +447,17 @@ impl Sandbox for DockerSandbox {
             limits_timeout: lim.command_timeout,
             cap: lim.output_cap_bytes,
             closed: AtomicBool::new(false),
+            fence: (!offline).then(|| self.clone()),
         };
         // From here on, dropping `session` removes the container.
         self.docker
             .start_container(&session.id, None)
             .await
             .map_err(|e| SandboxError::Spawn(e.to_string()))?;
+        if let Err(e) = session.fence().await {
+            session.close().await?;
+            return Err(e);
+        }
         Ok(Box::new(session))
     }
 }
@@ -394,6 +469,9 @@ pub struct DockerSession {
     limits_timeout: Duration,
     cap: usize,
     closed: AtomicBool,
+    /// The engine, for a setup container: its network is fenced after every (re)start, since
+    /// a restart gives it a fresh namespace. `None` for an offline container.
+    fence: Option<DockerSandbox>,
 }
 
 impl DockerSession {
@@ -431,6 +509,20 @@ impl DockerSession {
     /// Kills every process in the container and starts it again. `/workspace` and the home
     /// are bind mounts and survive; `/tmp` is fresh.
     async fn restart(&self) -> Result<()> {
+        self.kill().await;
+        self.docker
+            .start_container(&self.id, None)
+            .await
+            .map_err(engine_err)?;
+        if let Err(e) = self.fence().await {
+            // Never leave a setup container running unfenced.
+            self.kill().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn kill(&self) {
         let _ = self
             .docker
             .kill_container(
@@ -438,10 +530,22 @@ impl DockerSession {
                 None::<bollard::query_parameters::KillContainerOptions>,
             )
             .await;
-        self.docker
-            .start_container(&self.id, None)
-            .await
-            .map_err(engine_err)
+    }
+
+    /// Fences a setup container's fresh network namespace (a no-op offline); refused setup
+    /// is an error ([`SandboxError::SetupNetwork`]).
+    async fn fence(&self) -> Result<()> {
+        let Some(engine) = &self.fence else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        engine.fence(&self.id).await?;
+        tracing::debug!(
+            container = %self.id,
+            ms = started.elapsed().as_millis() as u64,
+            "setup network fenced"
+        );
+        Ok(())
     }
 
     async fn run_exec(

@@ -1,7 +1,10 @@
 //! Sandboxes: where every command of a run executes (setup, the agent's `run` tool, checks).
 //!
 //! One policy, [`SandboxPolicy`], is decided here and enforced by both backends:
-//! - network: none, except for the setup step ([`NetworkAccess::Setup`]);
+//! - network: none, except for the setup step ([`NetworkAccess::Setup`]), which gets a
+//!   network of its own, never the host's namespace, fenced from the host and from cloud
+//!   metadata ([`fence`]); setup alone also gets the operator's CA bundle and allowlisted
+//!   proxy variables ([`setup_env`], [`SandboxPolicy::for_setup`]);
 //! - environment: built from scratch by [`sandbox_env`]; no host variable is inherited, so no
 //!   host secret gets in;
 //! - the run's work tree read-write at `/workspace`, its git directory read-only at
@@ -16,12 +19,15 @@
 
 pub mod bwrap;
 pub mod docker;
+pub mod fence;
 pub mod image;
 mod output;
 pub mod settings;
+pub mod setup_env;
+mod slirp;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +66,15 @@ pub enum SandboxError {
         "building {dockerfile} failed: {message}; fix the Dockerfile (the build log is in the run's transcript)"
     )]
     Build { dockerfile: String, message: String },
+    /// Setup would need network, and a separate, fenced one cannot be had here: setup is
+    /// refused rather than run on the host's network. The operator's to fix.
+    #[error("setup refused: {0}")]
+    SetupNetwork(#[from] fence::FenceError),
+    /// `[sandbox] ca_bundle` names a file that is not there.
+    #[error(
+        "the CA bundle {path} ([sandbox] ca_bundle) does not exist; fix the path, or set ca_bundle = \"none\""
+    )]
+    CaBundleMissing { path: PathBuf },
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -87,8 +102,11 @@ impl Backend {
 pub enum NetworkAccess {
     /// Loopback only: the agent loop and the checks.
     None,
-    /// The engine's default network: only the setup step (dependency fetch), never with
-    /// secrets.
+    /// Only the setup step (dependency fetch), never with secrets: a network namespace of its
+    /// own with outbound access (docker: the engine's bridge; bwrap: slirp4netns), fenced by
+    /// blackhole routes from the host's addresses and cloud metadata ([`fence`]) before the
+    /// command starts. Where that cannot be had, starting the sandbox fails with
+    /// [`SandboxError::SetupNetwork`].
     Setup,
 }
 
@@ -138,6 +156,55 @@ impl SandboxPolicy {
             extra_ro_paths: cfg.bwrap_ro_paths.clone(),
         }
     }
+}
+
+/// What the setup sandbox gets: its policy and the extra mounts (the CA bundle) to append to
+/// [`SandboxSpec::mounts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupSandbox {
+    pub policy: SandboxPolicy,
+    pub mounts: Vec<Mount>,
+}
+
+impl SandboxPolicy {
+    /// The policy of the setup sandbox: the run policy with [`NetworkAccess::Setup`], plus
+    /// the CA bundle `[sandbox] ca_bundle` names (bound read-only at
+    /// [`setup_env::SETUP_CA_BUNDLE`], named by every [`setup_env::CA_ENV`] variable) and the
+    /// host variables captured from `[sandbox] setup_env`. The only place setup's extras are
+    /// decided; no other sandbox gets them.
+    ///
+    /// Errors: [`SandboxError::CaBundleMissing`] when a configured bundle is not a file.
+    pub fn for_setup(cfg: &SandboxConfig, host: &setup_env::SetupHostEnv) -> Result<SetupSandbox> {
+        let mut policy = Self::for_run(cfg, NetworkAccess::Setup);
+        let mut mounts = Vec::new();
+        let ca = setup_env::CaBundle::of(cfg);
+        if let Some(path) = ca.path() {
+            if !path.is_file() {
+                return Err(SandboxError::CaBundleMissing {
+                    path: path.to_path_buf(),
+                });
+            }
+            mounts.push(Mount::ro(path, setup_env::SETUP_CA_BUNDLE));
+            for var in setup_env::CA_ENV {
+                policy
+                    .env
+                    .insert(var.to_string(), setup_env::SETUP_CA_BUNDLE.to_string());
+            }
+        }
+        for (k, v) in host.vars() {
+            // `capture` refused slipway's own names; never let a host value replace one.
+            policy.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Ok(SetupSandbox { policy, mounts })
+    }
+}
+
+/// The first of the system directories holding an executable `name`.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 /// The environment inside every sandbox, built from constants: no host value is copied.

@@ -59,6 +59,15 @@ pub struct SandboxConfig {
     pub env_ttl_h: u64,
     /// Pre-started sandboxes kept per recently used repo (0: none).
     pub warm: u32,
+    /// CA bundle (PEM) given to the setup sandbox only, for registries behind a
+    /// TLS-inspecting proxy: `""` = the host's system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt`) when it exists; `"none"` = none (the image's own
+    /// trust store); else an absolute path. See [`super::setup_env`].
+    pub ca_bundle: String,
+    /// Host variables copied into the setup sandbox only (proxies, index URLs); a proxy
+    /// variable in both cases. A name that looks like a secret (TOKEN, KEY, SECRET, PASSWORD,
+    /// AUTH, CREDENTIAL…) is a configuration error.
+    pub setup_env: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -76,6 +85,16 @@ impl Default for SandboxConfig {
             bwrap_ro_paths: Vec::new(),
             env_ttl_h: 24,
             warm: 0,
+            ca_bundle: String::new(),
+            setup_env: [
+                "HTTPS_PROXY",
+                "HTTP_PROXY",
+                "NO_PROXY",
+                "PIP_INDEX_URL",
+                "npm_config_registry",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

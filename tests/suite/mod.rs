@@ -10,5 +10,6 @@ mod isolation;
 mod llm;
 mod one_shot;
 mod queue;
+mod setup_isolation;
 mod slack;
 mod tools;
