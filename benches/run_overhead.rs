@@ -39,6 +39,8 @@ fn exec_true(c: &mut Criterion) {
                 home: home.path().to_path_buf(),
                 policy: SandboxPolicy::for_run(&SandboxConfig::default(), NetworkAccess::None),
                 run_id: format!("bench-{}", backend.as_str()),
+                image: None,
+                mounts: Vec::new(),
             };
             support::sandbox(backend).await.start(&spec).await.unwrap()
         });
