@@ -4,7 +4,9 @@
 #     from Debian when missing;
 #   - starts Podman's Docker-compatible API socket at /run/podman/podman.sock (runc runtime:
 #     crun fails on hosts with hybrid cgroups);
-#   - builds the default sandbox image slipway-sandbox:local when it is absent.
+#   - builds the default sandbox image slipway-sandbox:local when it is absent, or when its
+#     `slipway.image.inputs` label differs from the sha256 of deploy/sandbox/{packages.txt,
+#     tools.txt,install-tools.sh} (a machine with an older image gets the current toolchains).
 # Idempotent; needs root (apt-get, the rootful socket).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,12 @@ command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v prlimit >/dev/null || missing+=(util-linux)
 command -v strings >/dev/null || missing+=(binutils)
 command -v python3 >/dev/null || missing+=(python3)
+# `slipway sandbox build` downloads the toolchain wheels of deploy/sandbox/tools.txt with the host's pip.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# mmdebstrap's Recommends that it uses here: gpg (archive keys) and mount (/proc, /sys in the chroot).
+command -v gpg >/dev/null || missing+=(gpg)
+command -v mount >/dev/null || missing+=(mount)
+[ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 command -v curl >/dev/null || missing+=(curl)
 # rustls loads the system roots for the Slack client (native-certs).
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -51,8 +59,16 @@ if ! curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
 fi
 export DOCKER_HOST="unix://$sock"
 
-if ! curl -fsS --unix-socket "$sock" http://d/images/slipway-sandbox:local/json >/dev/null 2>&1; then
-  echo "building the sandbox image (about a minute)…"
+want=$(cat deploy/sandbox/packages.txt deploy/sandbox/tools.txt deploy/sandbox/install-tools.sh | sha256sum | cut -d' ' -f1)
+have=$(curl -fsS --unix-socket "$sock" http://d/images/slipway-sandbox:local/json 2>/dev/null \
+  | python3 -c 'import json, sys; print(((json.load(sys.stdin).get("Config") or {}).get("Labels") or {}).get("slipway.image.inputs", ""))' \
+  2>/dev/null || true)
+if [ "$have" != "$want" ]; then
+  if [ -z "$have" ]; then
+    echo "building the sandbox image (a few minutes)…"
+  else
+    echo "the sandbox image was built from other inputs (${have:0:12}, now ${want:0:12}): rebuilding (a few minutes)…"
+  fi
   cargo run --quiet -- sandbox build
 fi
 echo "test environment ready: DOCKER_HOST=$DOCKER_HOST, image slipway-sandbox:local"

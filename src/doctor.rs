@@ -7,12 +7,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::sandbox::image::Freshness;
 use crate::sandbox::settings::SandboxBackendChoice;
 use crate::sandbox::{self, NetworkAccess, Sandbox, SandboxPolicy, SandboxSpec};
 
 /// One check's outcome.
 enum Status {
     Ok(String),
+    /// Works, but should be fixed (the message says how); does not fail `doctor`.
+    Warn(String),
     /// Not needed for `slipway run` (e.g. Slack).
     Optional(String),
     Problem(String),
@@ -40,6 +43,9 @@ pub async fn run(cfg: &Config) -> ExitCode {
     ));
     let (status, chosen) = sandbox_status(cfg).await;
     lines.push(("sandbox", status));
+    if let Some(image) = image_status(cfg).await {
+        lines.push(("image", image));
+    }
     if let Some(s) = chosen {
         lines.push(("setup", setup_status(s.as_ref(), cfg).await));
     }
@@ -64,6 +70,7 @@ pub async fn run(cfg: &Config) -> ExitCode {
     for (name, status) in &lines {
         let (mark, text) = match status {
             Status::Ok(t) => ("ok  ", t),
+            Status::Warn(t) => ("warn", t),
             Status::Optional(t) => ("--  ", t),
             Status::Problem(t) => {
                 ok = false;
@@ -148,6 +155,36 @@ async fn setup_status(s: &dyn Sandbox, cfg: &Config) -> Status {
         )),
         Err(e) => Status::Problem(format!("setup cannot run: {e}")),
     }
+}
+
+/// Whether the docker backend's image was built from this slipway's inputs
+/// (`deploy/sandbox/`): a stale default image still runs, with older toolchains, so this
+/// warns. `None` when the docker backend is not in use or its image is missing (the
+/// `sandbox` line says so).
+async fn image_status(cfg: &Config) -> Option<Status> {
+    if cfg.file.sandbox.backend == SandboxBackendChoice::Bwrap {
+        return None;
+    }
+    let image = &cfg.file.sandbox.image;
+    let engine = sandbox::docker::DockerSandbox::connect(cfg.docker_host.as_deref(), image)
+        .await
+        .ok()?;
+    Some(match sandbox::image::freshness(&engine, image).await {
+        Ok(None) => return None,
+        Ok(Some(Freshness::Current)) => Status::Ok(format!(
+            "{image} was built from this slipway's deploy/sandbox inputs"
+        )),
+        Ok(Some(Freshness::Stale { found })) => Status::Warn(format!(
+            "{image} was built from other inputs ({} {}, expected {}), so its toolchains may be older than this slipway expects; rebuild it with `slipway sandbox build`",
+            sandbox::image::INPUTS_LABEL,
+            found.as_deref().unwrap_or("missing"),
+            sandbox::image::inputs_stamp()
+        )),
+        Ok(Some(Freshness::Foreign)) => {
+            Status::Optional(format!("{image} is your own image; not checked"))
+        }
+        Err(e) => Status::Warn(format!("cannot inspect {image}: {e}")),
+    })
 }
 
 /// bwrap as the fallback backend, when it is installed and not the one chosen: the same

@@ -358,17 +358,20 @@ pub async fn cmd_sandbox_build(
             Err(e) => return usage(e),
         };
     eprintln!(
-        "building {image} from Debian packages with the engine at {} (a few minutes)…",
+        "building {image} from Debian packages and PyPI toolchain wheels with the engine at {} (a few minutes)…",
         engine.host()
     );
     let work = cfg.data_dir.join("image-build");
     let summary = sandbox::image::build(&engine, &image, &work).await?;
     eprintln!(
-        "built {}: root filesystem {} MB, bootstrap {} ms, import {} ms",
+        "built {}: root filesystem {} MB, download_ms {} bootstrap_ms {} import_ms {}; {}={}",
         summary.image,
         summary.rootfs_bytes / 1_000_000,
+        summary.download_ms,
         summary.bootstrap_ms,
-        summary.import_ms
+        summary.import_ms,
+        sandbox::image::INPUTS_LABEL,
+        summary.stamp
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -158,6 +158,17 @@ impl DockerSandbox {
         }
     }
 
+    /// The labels of `image`, or `None` when the engine has no such image.
+    pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>> {
+        match self.docker.inspect_image(image).await {
+            Ok(info) => Ok(Some(info.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine_err(e)),
+        }
+    }
+
     /// Removes slipway containers whose owning process (label `slipway.pid`) is gone.
     pub async fn reap_orphans(&self) -> Result<usize> {
         let filters: HashMap<&str, Vec<&str>> =
@@ -296,10 +307,18 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn preflight(&self) -> Result<()> {
-        if self.image_exists(&self.image).await? {
-            Ok(())
-        } else {
-            Err(SandboxError::ImageMissing(self.image.clone()))
+        match super::image::freshness(self, &self.image).await? {
+            None => Err(SandboxError::ImageMissing(self.image.clone())),
+            // Still usable, but its toolchains are not the ones this slipway expects.
+            Some(super::image::Freshness::Stale { found }) => {
+                tracing::warn!(
+                    image = %self.image,
+                    found = found.as_deref().unwrap_or("none"),
+                    "the sandbox image was built from other inputs than this slipway's; rebuild it with `slipway sandbox build`"
+                );
+                Ok(())
+            }
+            Some(_) => Ok(()),
         }
     }
 

@@ -56,6 +56,10 @@ pub enum SandboxError {
     ImageMissing(String),
     #[error("container engine error: {0}")]
     Engine(String),
+    /// `slipway sandbox build` failed at `step` (a tool's name, e.g. `mmdebstrap`); the
+    /// message ends with the tool's last lines of stderr or what to install.
+    #[error("building the sandbox image failed at {step}: {message}")]
+    ImageBuild { step: &'static str, message: String },
     #[error("cannot start the sandbox: {0}")]
     Spawn(String),
     #[error("the run was cancelled")]

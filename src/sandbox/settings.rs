@@ -32,6 +32,9 @@ impl std::str::FromStr for SandboxBackendChoice {
     }
 }
 
+/// The default image of the `docker` backend, made by `slipway sandbox build`.
+pub const DEFAULT_IMAGE: &str = "slipway-sandbox:local";
+
 /// `[sandbox]`: the container every run executes in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -74,7 +77,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             backend: SandboxBackendChoice::Auto,
-            image: "slipway-sandbox:local".into(),
+            image: DEFAULT_IMAGE.into(),
             memory_mb: 4096,
             cpus: 2.0,
             pids: 512,

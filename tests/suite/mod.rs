@@ -3,6 +3,7 @@ mod approvals;
 mod architecture;
 mod blueprints;
 mod cli;
+mod default_image;
 mod environments;
 mod gates;
 mod github;
