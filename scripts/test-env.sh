@@ -43,6 +43,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The bwrap backend runs the host's /usr: detected Python setup needs uv there (the same
+# pinned version as the image's, from its wheel on PyPI).
+uv_pin=$(grep -E '^uv==' deploy/sandbox/tools.txt | cut -d= -f3)
+if [ "$(/usr/local/bin/uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_pin" ]; then
+  echo "installing uv $uv_pin into /usr/local/bin (for the bwrap backend)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "uv==$uv_pin"
+  python3 - "$tmp" <<'PY'
+import pathlib, sys, zipfile
+for whl in pathlib.Path(sys.argv[1]).glob("uv-*.whl"):
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            if name.endswith(("/scripts/uv", "/scripts/uvx")):
+                out = pathlib.Path("/usr/local/bin", name.rsplit("/", 1)[1])
+                out.write_bytes(z.read(name))
+                out.chmod(0o755)
+PY
+  rm -rf "$tmp"
+  /usr/local/bin/uv --version
+fi
+
 sock=/run/podman/podman.sock
 if ! curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
   mkdir -p /run/podman
