@@ -336,11 +336,13 @@ async fn a_second_revision_adds_a_commit_to_the_same_branch() {
 
 #[tokio::test]
 async fn a_setup_step_runs_with_network_and_its_cache_reaches_the_offline_sandbox() {
+    // Setup's outputs reach the offline sandbox through the environment directory (`/env`,
+    // read-only there), no longer through a home shared with the agent.
     let h = Harness::new(
         Backend::Docker,
         LlmProvider::Anthropic,
         vec![
-            Turn::call("run", json!({"command": "cat $HOME/fetched.txt; echo SETUP:$(cat $HOME/setup-net.txt); echo AGENT:$(cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,)"})),
+            Turn::call("run", json!({"command": "cat /env/fetched.txt; echo SETUP:$(cat /env/setup-net.txt); echo AGENT:$(cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,)"})),
             Turn::call("write_file", json!({"path": "NOTE.md", "content": "note\n"})),
             Turn::call("finish", json!({"summary": "note"})),
         ],
@@ -350,7 +352,7 @@ async fn a_setup_step_runs_with_network_and_its_cache_reaches_the_offline_sandbo
     std::fs::create_dir_all(repo.join(".slipway")).unwrap();
     std::fs::write(
         repo.join(".slipway/setup.sh"),
-        "echo fetched-by-setup > $HOME/fetched.txt\ncat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' , > $HOME/setup-net.txt\n",
+        "echo fetched-by-setup > /env/fetched.txt\ncat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' , > /env/setup-net.txt\n",
     )
     .unwrap();
     sh(&repo, "git add -A && git commit -qm setup");
