@@ -239,7 +239,10 @@ async fn resolve_image(
 ) -> Result<Option<String>, PrepareError> {
     match &plan.image {
         ImageSpec::Default => Ok(None),
-        ImageSpec::Named(name) => Ok(Some(name.clone())),
+        ImageSpec::Named(name) => {
+            sandbox.ensure_image(name).await?;
+            Ok(Some(name.clone()))
+        }
         ImageSpec::Dockerfile {
             dockerfile,
             context,
@@ -285,9 +288,20 @@ pub async fn prepare(
 ) -> Result<Result<Prepared, SetupFailure>, PrepareError> {
     let t0 = Instant::now();
     let plan = req.plan;
-    let image = resolve_image(sandbox, req.repo, &req.base_tree, plan).await?;
+    let bwrap = sandbox.backend() == crate::sandbox::Backend::Bwrap;
+    let image = if bwrap {
+        None
+    } else {
+        resolve_image(sandbox, req.repo, &req.base_tree, plan).await?
+    };
+    let mut plan_used = plan.clone();
+    if bwrap && plan.image != ImageSpec::Default {
+        plan_used.notes.push(
+            "the bwrap backend runs the host's toolchains: the repo's image is not used (use the docker backend for it)".into(),
+        );
+    }
     let mut prepared = Prepared {
-        plan: plan.clone(),
+        plan: plan_used,
         image: image.clone(),
         snapshot: None,
         cached: false,

@@ -28,12 +28,17 @@ impl crate::run::Node for Setup {
     }
 
     fn skip(&self, cx: &RunCtx<'_>) -> bool {
-        cx.env_plan
-            .as_ref()
-            .is_none_or(|p| p.source == EnvSource::None)
+        cx.env_error.is_none()
+            && cx
+                .env_plan
+                .as_ref()
+                .is_none_or(|p| p.source == EnvSource::None)
     }
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        if let Some(e) = cx.env_error.clone() {
+            return Ok(stop(cx, e));
+        }
         let Some(plan) = cx.env_plan.clone() else {
             return Ok(Outcome::ok("nothing to set up"));
         };
@@ -97,6 +102,7 @@ impl crate::run::Node for Setup {
             Err(PrepareError::Sandbox(
                 e @ (SandboxError::Build { .. }
                 | SandboxError::ImageMissing(_)
+                | SandboxError::ImagePull { .. }
                 | SandboxError::Unsupported(_)
                 | SandboxError::SetupNetwork(_)
                 | SandboxError::CaBundleMissing { .. }),

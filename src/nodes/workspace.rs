@@ -58,7 +58,12 @@ impl crate::run::Node for Workspace {
             .find(|r| r.name == cx.task.repo.name)
             .map(RepoEnvConfig::from)
             .unwrap_or_default();
-        cx.env_plan = Some(env::resolve(&base_tree, &repo_env).map_err(RunError::from)?);
+        // Bad environment input (an invalid devcontainer.json, a setup script that is a link)
+        // is the repo's to fix: the setup node halts with it, before the agent.
+        match env::resolve(&base_tree, &repo_env) {
+            Ok(plan) => cx.env_plan = Some(plan),
+            Err(e) => cx.env_error = Some(e.to_string()),
+        }
         cx.policy = policy::effective(&svc.cfg.file.policy, repo_policy.as_ref());
         cx.coverage_cmd = repo_policy
             .as_ref()

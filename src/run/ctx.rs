@@ -149,6 +149,9 @@ pub struct RunCtx<'a> {
     pub check_cmds: Vec<CheckCommand>,
     /// The repo's environment, resolved from the base commit's tree.
     pub env_plan: Option<crate::env::EnvPlan>,
+    /// Why the environment could not be resolved (an invalid devcontainer.json…): the setup
+    /// node halts with it, naming the file.
+    pub env_error: Option<String>,
     /// The environment made ready by the setup node (the offline sandboxes use it).
     pub environment: Option<crate::env::build::Prepared>,
     /// Server policy tightened by the repo's.
@@ -233,6 +236,7 @@ impl<'a> RunCtx<'a> {
             forge: None,
             check_cmds: Vec::new(),
             env_plan: None,
+            env_error: None,
             environment: None,
             guard: CommandGuard::new(&policy.denied_commands),
             policy,

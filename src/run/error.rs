@@ -43,7 +43,7 @@ pub enum RunError {
     /// The environment could not be set up, so the agent never started (no model spend).
     /// `detail` names the command and its last output line.
     #[error(
-        "setup failed, so the agent did not start: {detail}; fix .slipway/setup.sh or the dependency manifest"
+        "setup failed, so the agent did not start: {detail}; fix the file or command named in the repo, then react 🔁 or reply to run again"
     )]
     Setup {
         /// The command and its last output line.

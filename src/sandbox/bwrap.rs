@@ -95,6 +95,12 @@ impl Sandbox for BwrapSandbox {
         Ok(format!("host:{short}:{dpkg}"))
     }
 
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        Err(SandboxError::Unsupported(format!(
+            "the bwrap backend runs the host's /usr and cannot run the image {image}; use the docker backend (SLIPWAY_SANDBOX=docker)"
+        )))
+    }
+
     async fn build_image(
         &self,
         _context: &Path,

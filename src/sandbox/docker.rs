@@ -23,8 +23,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -333,6 +333,31 @@ impl Sandbox for DockerSandbox {
         }
     }
 
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        if self.image_exists(image).await? {
+            return Ok(());
+        }
+        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut progress = self.docker.create_image(Some(opts), None, None);
+        let failed = |message: String| SandboxError::ImagePull {
+            image: image.to_string(),
+            message,
+        };
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| failed(e.to_string()))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(failed(err));
+            }
+        }
+        if self.image_exists(image).await? {
+            Ok(())
+        } else {
+            Err(failed(
+                "the engine reported no error but has no such image".into(),
+            ))
+        }
+    }
+
     async fn build_image(
         &self,
         context: &std::path::Path,
@@ -617,7 +642,9 @@ impl Session for DockerSession {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput> {
-        let timeout = timeout.min(self.limits_timeout);
+        // The in-box `timeout` takes whole seconds: round down here, once, so the check
+        // below compares against the timeout that was really applied.
+        let timeout = Duration::from_secs(timeout.min(self.limits_timeout).as_secs().max(1));
         let started = Instant::now();
         let mut out = CappedOutput::new(self.cap);
         let result = tokio::select! {

@@ -66,6 +66,11 @@ pub enum SandboxError {
     Cancelled,
     #[error("{0}")]
     Unsupported(String),
+    /// A repo's image is not in the engine and pulling it failed.
+    #[error(
+        "the image {image} could not be pulled: {message}; check the image name ([[repos]] image or the devcontainer's image) and the engine's registry access, or load it into the engine"
+    )]
+    ImagePull { image: String, message: String },
     #[error(
         "building {dockerfile} failed: {message}; fix the Dockerfile (the build log is in the run's transcript)"
     )]
@@ -368,6 +373,10 @@ pub trait Sandbox: Send + Sync {
     /// for environment snapshot keys: the engine's image ID (`sha256:…`, a content digest)
     /// for docker; for bwrap, the host's OS release and package database state.
     async fn image_identity(&self, image: Option<&str>) -> Result<String>;
+    /// Makes sure `image` (a repo's `[[repos]] image` or devcontainer `image`) is in the
+    /// engine, pulling it when missing. bwrap has nothing to pull and answers
+    /// [`SandboxError::Unsupported`].
+    async fn ensure_image(&self, image: &str) -> Result<()>;
     /// Builds a Dockerfile (a devcontainer's `build`) into `tag` unless `tag` exists.
     /// `context` is a host directory; `dockerfile` is relative to it. Docker only: bwrap
     /// answers [`SandboxError::Unsupported`].

@@ -309,3 +309,178 @@ async fn setup_never_runs_what_an_earlier_revision_wrote_bwrap() {
 async fn setup_never_runs_what_an_earlier_revision_wrote_docker() {
     setup_never_runs_what_an_earlier_revision_wrote(Backend::Docker).await;
 }
+
+/// Commits `files` to the test repo (paths with folders allowed).
+fn commit_files(h: &Harness, files: &[(&str, &str)]) {
+    let repo = h.repo_path();
+    for (path, text) in files {
+        let p = repo.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    sh(&repo, "git add -A && git commit -qm environment");
+}
+
+/// A devcontainer whose image is built from its Dockerfile (with a build arg), whose
+/// `postCreateCommand` is the setup and whose `containerEnv` reaches the checks. Comments
+/// and trailing commas are JSONC; `forwardPorts` is ignored with a note.
+#[tokio::test]
+async fn a_devcontainer_with_a_dockerfile_builds_its_image_and_runs_its_setup() {
+    let h = Harness::new(Backend::Docker, LlmProvider::Openai, vec![]).await;
+    commit_files(
+        &h,
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{
+  // the team's dev environment
+  "build": { "dockerfile": "Dockerfile", "args": { "FLAVOUR": "baked" }, },
+  "postCreateCommand": "echo made-by-post-create > /env/made",
+  "containerEnv": { "GREETING": "hi" },
+  "forwardPorts": [8000],
+}"#,
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                "FROM slipway-sandbox:local\nARG FLAVOUR\nRUN echo \"$FLAVOUR\" > /etc/flavour\n",
+            ),
+            (
+                ".slipway/policy.toml",
+                "[checks]\ntest = \"test \\\"$GREETING\\\" = hi && grep -q baked /etc/flavour && grep -q made-by-post-create /env/made\"\n",
+            ),
+        ],
+    );
+    let report = checks_only(&h).await;
+    let setup = gate(&report, "setup");
+    assert_eq!(setup.status, GateStatus::Pass, "{report:#?}");
+    assert!(
+        setup.detail.contains(".devcontainer/devcontainer.json")
+            && setup
+                .detail
+                .contains("image localhost/slipway-env-acme-calc:")
+            && setup.detail.contains("forwardPorts"),
+        "{}",
+        setup.detail
+    );
+    assert_eq!(
+        gate(&report, "tests").status,
+        GateStatus::Pass,
+        "{report:#?}"
+    );
+    // The second run reuses the built image and the snapshot.
+    let again = checks_only(&h).await;
+    assert!(gate(&again, "setup").detail.contains("cached"));
+    assert_eq!(gate(&again, "tests").status, GateStatus::Pass);
+}
+
+/// Bad environment input halts before the agent (no model spend), names the file or the
+/// command in the setup gate and the reason, and leaves nothing behind.
+async fn bad_input_halts_naming_the_cause(
+    files: &[(&str, &str)],
+    configure: impl FnOnce(&mut slipway::config::Config),
+    want: &[&str],
+) {
+    let h = Harness::with(Backend::Docker, LlmProvider::Openai, vec![], configure).await;
+    commit_files(&h, files);
+    let mut task = h.task("make add() faster");
+    let report = h.run(&mut task).await.unwrap();
+    assert_eq!(report.decision, Decision::Halt, "{report:#?}");
+    let text = format!(
+        "{} {}",
+        gate(&report, "setup").detail,
+        report.reasons.join(" ")
+    );
+    for w in want {
+        assert!(text.contains(w), "{w:?} not in: {text}");
+    }
+    assert_eq!(gate(&report, "setup").status, GateStatus::Fail);
+    assert!(h.fake.requests().is_empty(), "no model spend");
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+    let stored = h.runner.store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(
+        stored.state,
+        TaskState::Failed,
+        "resumable by 🔁 or a reply"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_devcontainer_json_halts_naming_the_file_and_line() {
+    bad_input_halts_naming_the_cause(
+        &[(
+            ".devcontainer.json",
+            "{\n  \"image\": \"x\"\n  \"postCreateCommand\": 1\n}\n",
+        )],
+        |_| {},
+        &["invalid .devcontainer.json: line 2, column 15"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dockerfile_that_fails_to_build_halts_naming_it() {
+    bad_input_halts_naming_the_cause(
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                "{\"build\": {\"dockerfile\": \"Dockerfile\"}}",
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                "FROM slipway-sandbox:local\nRUN echo broken-step && exit 3\n",
+            ),
+        ],
+        |_| {},
+        &["building Dockerfile failed", "fix the Dockerfile"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lockfile_out_of_sync_with_its_manifest_halts_naming_the_command() {
+    bad_input_halts_naming_the_cause(
+        &[
+            (
+                "package.json",
+                r#"{"name": "calc-web", "version": "1.0.0", "dependencies": {"left-pad": "1.3.0"}, "scripts": {"test": "node -e 0"}}"#,
+            ),
+            (
+                "package-lock.json",
+                r#"{"name": "calc-web", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {"": {"name": "calc-web", "version": "1.0.0"}}}"#,
+            ),
+        ],
+        |_| {},
+        &["`npm ci --ignore-scripts --no-audit --no-fund` failed", "setup failed, so the agent did not start"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_setup_that_times_out_halts_and_is_not_cached() {
+    bad_input_halts_naming_the_cause(
+        &[(".slipway/setup.sh", "echo slow > /env/partial\nsleep 30\n")],
+        |cfg| cfg.file.sandbox.setup_timeout_s = 2,
+        &["`sh .slipway/setup.sh` timed out", "setup_timeout_s"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_halts_naming_it() {
+    bad_input_halts_naming_the_cause(
+        &[("NOTES.md", "the repo names an image\n")],
+        |cfg| {
+            cfg.file.repos.push(
+                toml::from_str(
+                    "name = \"acme/calc\"\nimage = \"localhost/slipway-test-no-such-image:1\"\n",
+                )
+                .unwrap(),
+            )
+        },
+        &[
+            "localhost/slipway-test-no-such-image:1",
+            "could not be pulled",
+        ],
+    )
+    .await;
+}
