@@ -261,9 +261,14 @@ pub struct RunReport {
 impl RunReport {
     /// The report as plain text for a terminal or a Slack fallback: decision, reasons, gates.
     pub fn to_text(&self) -> String {
+        let untested = self
+            .gates
+            .iter()
+            .any(|g| g.name == GateName::Tests && g.status == GateStatus::Skip);
         let mut out = format!(
-            "{} · {} · {} on {} (revision {})\n",
+            "{}{} · {} · {} on {} (revision {})\n",
             self.decision,
+            if untested { " (untested)" } else { "" },
             self.classification.as_str(),
             self.branch,
             self.repo,

@@ -60,6 +60,13 @@ pub fn decide(
         ));
         Decision::NeedsApproval
     };
+    // A repo with no test command is said first: nothing tested this change.
+    if let Some(t) = gates
+        .iter()
+        .find(|g| g.name == "tests" && g.status == GateStatus::Skip)
+    {
+        reasons.insert(0, format!("untested: {}", t.detail));
+    }
     reasons.append(&mut notes);
     (decision, reasons)
 }

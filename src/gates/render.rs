@@ -24,6 +24,23 @@ fn decision_line(d: Decision) -> &'static str {
     }
 }
 
+/// The decision line, saying first when no test ran at all (the repo declares no test
+/// command and none was detected).
+fn headline(r: &RunReport) -> String {
+    let untested = r
+        .gates
+        .iter()
+        .any(|g| g.name == crate::report::GateName::Tests && g.status == GateStatus::Skip);
+    if untested {
+        format!(
+            "{} · ⚠️ untested: this repo has no test command",
+            decision_line(r.decision)
+        )
+    } else {
+        decision_line(r.decision).to_string()
+    }
+}
+
 fn gate_mark(s: GateStatus) -> &'static str {
     match s {
         GateStatus::Pass => "✅",
@@ -69,7 +86,7 @@ pub fn markdown(
     }
     md.push_str(&format!(
         "**{}** · `{}` · revision {} · {} fix round(s)\n\n",
-        decision_line(r.decision),
+        headline(r),
         r.classification.as_str(),
         r.revision,
         r.fix_rounds
@@ -196,7 +213,7 @@ pub fn block_kit(r: &RunReport) -> Value {
     json!({
         "text": plain_text(r),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": crate::task::truncate_chars(&format!("*{}*\n{link}", decision_line(r.decision)), 3000)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": crate::task::truncate_chars(&format!("*{}*\n{link}", headline(r)), 3000)}},
             {"type": "section", "fields": [
                 {"type": "mrkdwn", "text": format!("*Class*\n`{}`", r.classification.as_str())},
                 {"type": "mrkdwn", "text": format!("*Fix rounds*\n{}", r.fix_rounds)},
@@ -279,6 +296,27 @@ mod tests {
                 network: false,
             },
         }
+    }
+
+    #[test]
+    fn a_repo_with_no_test_command_says_so_in_the_first_line() {
+        let mut r = report();
+        r.gates[0] = Gate::new(
+            GateName::Tests,
+            GateStatus::Skip,
+            "no tests command in .slipway/policy.toml [checks] or detected",
+        );
+        let blocks = block_kit(&r).to_string();
+        assert!(
+            blocks.contains("untested: this repo has no test command"),
+            "{blocks}"
+        );
+        let md = markdown(&r, Some("summary"), None, &[]);
+        assert!(
+            md.contains("untested: this repo has no test command"),
+            "{md}"
+        );
+        assert!(r.to_text().lines().next().unwrap().contains("(untested)"));
     }
 
     #[test]
