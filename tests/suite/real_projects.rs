@@ -13,10 +13,12 @@ use crate::support::real_projects::{
 use crate::support::{Harness, sh};
 
 fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
-    r.gates
-        .iter()
-        .find(|g| g.name == name)
-        .unwrap_or_else(|| panic!("no {name} gate in {:#?}", r.gates))
+    r.gates.iter().find(|g| g.name == name).unwrap_or_else(|| {
+        panic!(
+            "no {name} gate; decision {:?}, reasons {:?}, gates {:?}",
+            r.decision, r.reasons, r.gates
+        )
+    })
 }
 
 /// Unpacks X, replays X+1's fix files through `write_file`, runs the one-shot path, and
@@ -33,6 +35,8 @@ async fn replays_the_upstream_fix(p: RealProject, backend: Backend) {
         |cfg| cfg.file.sandbox.command_timeout_s = 900,
     )
     .await;
+    // A fix round (the checks failed) gets "finish" again, so the run still reports its gates.
+    h.fake.repeat_forever(real_projects::finish_turn(&p));
     let repo = h.repo_path();
     let mut task = h.task(p.request);
     let report = h.run(&mut task).await.unwrap();

@@ -53,7 +53,7 @@ pub struct RealProject {
     pub package: &'static str,
     /// Where it comes from.
     pub registry: Registry,
-    /// Debian only: the pool directory under `pool/main/` (e.g. `g/golang-foo`).
+    /// Debian only: the pool directory under `pool/main/` (`<initial>/<source package>`, e.g. `g/golang-go-patricia`).
     pub pool_dir: &'static str,
     /// Version X, with the bug.
     pub buggy: Artifact,
@@ -142,7 +142,7 @@ pub const WALKDIR: RealProject = RealProject {
 pub const GO_PATRICIA: RealProject = RealProject {
     package: "golang-github-tchap-go-patricia-dev",
     registry: Registry::Debian,
-    pool_dir: "g/golang-github-tchap-go-patricia",
+    pool_dir: "g/golang-go-patricia",
     buggy: Artifact {
         version: "2.3.2-1",
         file: "golang-github-tchap-go-patricia-dev_2.3.2-1_all.deb",
@@ -358,12 +358,17 @@ pub fn fix_script(p: &RealProject) -> Vec<Turn> {
         .into_iter()
         .map(|(path, content)| Turn::call("write_file", json!({"path": path, "content": content})))
         .collect();
-    turns.push(Turn::call(
+    turns.push(finish_turn(p));
+    turns
+}
+
+/// The scripted `finish` call that ends the session.
+pub fn finish_turn(p: &RealProject) -> Turn {
+    Turn::call(
         "finish",
         json!({"summary": format!(
             "Applied the upstream fix from {} {}.",
             p.package, p.fixed.version
         )}),
-    ));
-    turns
+    )
 }
