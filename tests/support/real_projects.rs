@@ -63,8 +63,13 @@ pub struct RealProject {
     pub fix_files: &'static [&'static str],
     /// What the Slack thread asks for.
     pub request: &'static str,
-    /// The manifest the `setup` gate should name as its source (e.g. `pyproject.toml`).
+    /// The project's manifest (e.g. `pyproject.toml`); it is at the project root.
     pub manifest: &'static str,
+    /// Files the `setup` gate may name as its source; it must name at least one.
+    pub setup_sources: &'static [&'static str],
+    /// A `tests` check for `.slipway/policy.toml`, committed with the base, when the detected
+    /// one cannot pass on the registry artifact; `None` keeps detection.
+    pub test_check: Option<&'static str>,
 }
 
 /// pyproject-api 1.9.0 → 1.9.1: legacy build requirements no longer include `wheel`
@@ -88,6 +93,8 @@ pub const PYPROJECT_API: RealProject = RealProject {
     fix_files: &["src/pyproject_api/_frontend.py", "tests/test_frontend.py"],
     request: "pyproject-api: the legacy backend requirements should not include `wheel` any more",
     manifest: "pyproject.toml",
+    setup_sources: &["pyproject.toml"],
+    test_check: None,
 };
 
 /// sonic-boom 5.0.1 → 5.0.2: `flush()` with `minLength: 0` no longer calls back before the
@@ -112,6 +119,11 @@ pub const SONIC_BOOM: RealProject = RealProject {
     fix_files: &["index.js", "test/flush.test.js", "test/flush-sync.test.js"],
     request: "sonic-boom: flush(cb) with minLength 0 calls back before the data is written",
     manifest: "package.json",
+    setup_sources: &["package-lock.json", "package.json"],
+    // `npm test` starts with `tsc && tsd`, and the tarball has no tsconfig.json (the git repo
+    // has), so bare `tsc` prints its help and exits 1 at both versions. The unit tests are the
+    // package's own `test:unit` script (borp 1.x, which declares node >= 22.6).
+    test_check: Some("npm run test:unit"),
 };
 
 /// walkdir 2.5.0 → 2.5.1: with `follow_links`, a symlink to a directory above the root is
@@ -135,6 +147,8 @@ pub const WALKDIR: RealProject = RealProject {
     fix_files: &["src/lib.rs", "src/tests/recursive.rs"],
     request: "walkdir: following a symlink to a directory above the root loops instead of erroring",
     manifest: "Cargo.toml",
+    setup_sources: &["Cargo.toml", "Cargo.lock"],
+    test_check: None,
 };
 
 /// github.com/tchap/go-patricia/v2 2.3.2 → 2.3.3 (Debian's packaging of the module):
@@ -158,6 +172,8 @@ pub const GO_PATRICIA: RealProject = RealProject {
     fix_files: &["patricia/patricia.go", "patricia/patricia_sparse_test.go"],
     request: "go-patricia: Trie.compact() panics with a nil pointer when the first child is nil",
     manifest: "go.mod",
+    setup_sources: &["go.mod"],
+    test_check: None,
 };
 
 /// All four shapes: Python, Node, Rust, Go.
@@ -320,11 +336,20 @@ pub fn unpack(p: &RealProject, art: &Artifact) -> (tempfile::TempDir, PathBuf) {
 
 /// Lays out version X of `p` at `repo` as a fresh git repo with one commit, "base", on `main`.
 /// Node projects get a `package-lock.json` (tarballs carry none), made on the host with
-/// `npm install --package-lock-only --ignore-scripts`, committed with the base.
+/// `npm install --package-lock-only --ignore-scripts`, committed with the base; a project with a
+/// [`RealProject::test_check`] gets a `.slipway/policy.toml` naming it.
 pub fn base_repo(p: &RealProject, repo: &Path) {
     let (_keep, root) = unpack(p, &p.buggy);
     std::fs::create_dir_all(repo).unwrap();
     run(Command::new("cp").arg("-a").arg(root.join(".")).arg(repo));
+    if let Some(test) = p.test_check {
+        std::fs::create_dir_all(repo.join(".slipway")).unwrap();
+        std::fs::write(
+            repo.join(".slipway/policy.toml"),
+            format!("[checks]\ntest = \"{test}\"\n"),
+        )
+        .unwrap();
+    }
     if p.registry == Registry::Npm && !repo.join("package-lock.json").exists() {
         sh(
             repo,
