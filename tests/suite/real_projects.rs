@@ -21,6 +21,27 @@ fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
     })
 }
 
+/// The end of the last message the model got: in a fix round, the failing checks' output.
+fn last_request_tail(h: &Harness) -> String {
+    let body = h
+        .fake
+        .requests()
+        .last()
+        .map(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .map(|m| m.to_string())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let start = body.len().saturating_sub(3000);
+    let start = (start..body.len())
+        .find(|&i| body.is_char_boundary(i))
+        .unwrap_or(body.len());
+    body[start..].to_string()
+}
+
 /// Unpacks X, replays X+1's fix files through `write_file`, runs the one-shot path, and
 /// checks that the `tests` gate passes and the `setup` gate names where the environment came from.
 async fn replays_the_upstream_fix(p: RealProject, backend: Backend) {
@@ -53,11 +74,12 @@ async fn replays_the_upstream_fix(p: RealProject, backend: Backend) {
     assert_eq!(
         tests.status,
         GateStatus::Pass,
-        "{} {} with the fix from {}: {}",
+        "{} {} with the fix from {}: {}\nwhat the last fix round showed the model: {}",
         p.package,
         p.buggy.version,
         p.fixed.version,
-        tests.detail
+        tests.detail,
+        last_request_tail(&h)
     );
     // The branch holds the upstream fix, byte for byte.
     for (path, content) in &fixes {
