@@ -49,7 +49,7 @@ pub struct Artifact {
 /// A real project with a buggy release and the next one that fixes it.
 #[derive(Clone, Copy, Debug)]
 pub struct RealProject {
-    /// Registry name of the package (PyPI/npm/crates.io name, Debian binary package name).
+    /// Registry name of the package (PyPI, npm or crate name; Debian binary package name).
     pub package: &'static str,
     /// Where it comes from.
     pub registry: Registry,
