@@ -11,6 +11,7 @@ mod isolation;
 mod llm;
 mod one_shot;
 mod queue;
+mod real_projects;
 mod setup_isolation;
 mod slack;
 mod tools;

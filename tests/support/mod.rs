@@ -7,6 +7,7 @@
 pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_slack;
+pub mod real_projects;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -156,10 +157,22 @@ impl Harness {
         script: Vec<Turn>,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::with_repo(backend, provider, script, python_repo, configure).await
+    }
+
+    /// Like [`Harness::with`], but `make_repo` lays out and commits the repo (on `main`) in
+    /// the empty directory it is given instead of the small Python calc repo.
+    pub async fn with_repo(
+        backend: Backend,
+        provider: LlmProvider,
+        script: Vec<Turn>,
+        make_repo: impl FnOnce(&Path),
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let fake = FakeLlm::start(script).await;
         let data = tempfile::tempdir().unwrap();
         let repo_dir = tempfile::tempdir().unwrap();
-        python_repo(repo_dir.path());
+        make_repo(repo_dir.path());
         let mut cfg = Config::for_test(data.path(), Some(fake.endpoint(provider)));
         cfg.file.sandbox.command_timeout_s = 60;
         configure(&mut cfg);
