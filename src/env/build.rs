@@ -80,6 +80,9 @@ pub struct PrepareRequest<'a> {
     /// The run's git directory, mounted read-only at `/workspace/.git` during setup (tools
     /// such as setuptools-scm read versions from it).
     pub git_dir: &'a Path,
+    /// The private index `Workspaces::export_base` left beside the base tree: lists what
+    /// setup generated (untracked, git-ignored files) afterwards.
+    pub base_index: PathBuf,
     pub plan: &'a EnvPlan,
     /// The setup sandbox's policy (network `Setup`, the operator's CA and proxy settings).
     pub setup_policy: SandboxPolicy,
@@ -120,6 +123,27 @@ pub struct SetupFailure {
 }
 
 impl Prepared {
+    /// Copies the snapshot's generated files into the run's work tree (never over a file
+    /// that is there: the tree's own files win). Returns how many were copied.
+    pub fn place_generated(&self, worktree: &Path) -> std::io::Result<usize> {
+        let Some(snap) = &self.snapshot else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for rel in &snap.meta.generated {
+            let to = worktree.join(rel);
+            if std::fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(snap.generated_dir().join(rel), &to)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The mounts every offline sandbox of the run gets: the snapshot's `/env` and its
     /// carried directories, read-only.
     pub fn mounts(&self) -> Vec<Mount> {
@@ -182,6 +206,70 @@ fn apply_env(plan: &EnvPlan, policy: &mut SandboxPolicy, offline: bool) {
         }
     }
     prepend_path(policy, &plan.path_prefix);
+}
+
+/// At most this many generated files are carried into the work tree, each at most
+/// [`GENERATED_MAX_BYTES`]; more means setup built something big (a `build/` tree), which
+/// the checks should make themselves.
+const GENERATED_MAX_FILES: usize = 200;
+/// Largest generated file carried, bytes.
+const GENERATED_MAX_BYTES: u64 = 1 << 20;
+
+/// The git-ignored files setup generated in the base tree outside the carried directories
+/// (a hatch-vcs or setuptools-scm `_version.py`, a compiled `.so` of an editable install),
+/// repo-relative; and a note when there were too many to carry. Tracked files and untracked
+/// files that are not ignored are never listed (an agent's commit would pick those up).
+fn generated_files(
+    git_dir: &Path,
+    src: &Path,
+    index: &Path,
+    carry: &[String],
+) -> (Vec<String>, Option<String>) {
+    let out = std::process::Command::new("git")
+        .arg(format!("--git-dir={}", git_dir.display()))
+        .arg(format!("--work-tree={}", src.display()))
+        .args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+        ])
+        .env("GIT_INDEX_FILE", index)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .current_dir(src)
+        .output();
+    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+        return (
+            Vec::new(),
+            Some("generated files could not be listed".into()),
+        );
+    };
+    let mut files = Vec::new();
+    for rel in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let rel = String::from_utf8_lossy(rel).into_owned();
+        let top = rel.split('/').next().unwrap_or("");
+        if carry.iter().any(|c| c == top) {
+            continue;
+        }
+        let small = std::fs::symlink_metadata(src.join(&rel))
+            .is_ok_and(|m| m.is_file() && m.len() <= GENERATED_MAX_BYTES);
+        if small {
+            files.push(rel);
+        }
+    }
+    if files.len() > GENERATED_MAX_FILES {
+        let n = files.len();
+        return (
+            Vec::new(),
+            Some(format!(
+                "setup generated {n} ignored files in the tree (more than {GENERATED_MAX_FILES}): none carried into the checks"
+            )),
+        );
+    }
+    files.sort();
+    (files, None)
 }
 
 /// The image tag a devcontainer Dockerfile builds into: per repo and per content of the
@@ -403,6 +491,10 @@ pub async fn prepare(
         return Ok(Err(SetupFailure { steps, command }));
     }
     let setup_ms = t0.elapsed().as_millis() as u64;
+    let (generated, skipped) = generated_files(req.git_dir, &src, &req.base_index, &plan.carry);
+    if let Some(why) = skipped {
+        prepared.plan.notes.push(why);
+    }
     let meta = SnapshotMeta {
         key,
         repo: req.repo.to_string(),
@@ -413,6 +505,7 @@ pub async fn prepare(
         setup_ms,
         bytes: 0,
         carry: plan.carry.clone(),
+        generated,
     };
     let snap = building.commit(meta)?;
     prepared.snapshot = Some(snap);

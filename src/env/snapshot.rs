@@ -142,6 +142,10 @@ pub struct SnapshotMeta {
     pub bytes: u64,
     /// Directory names carried back into `/workspace` (e.g. `node_modules`).
     pub carry: Vec<String>,
+    /// Git-ignored files setup generated in the tree (a hatch-vcs `_version.py`), kept under
+    /// `generated/` and copied into each run's work tree, repo-relative.
+    #[serde(default)]
+    pub generated: Vec<String>,
 }
 
 /// A usable snapshot.
@@ -161,6 +165,11 @@ impl Snapshot {
     /// The host directory carried back at `/workspace/<name>`.
     pub fn carry_dir(&self, name: &str) -> PathBuf {
         self.dir.join("carry").join(name)
+    }
+
+    /// Where the generated files are kept (same relative paths as in the tree).
+    pub fn generated_dir(&self) -> PathBuf {
+        self.dir.join("generated")
     }
 
     /// Age now, given the creation time.
@@ -212,6 +221,19 @@ impl Building {
             }
         }
         meta.carry = kept;
+        let generated = self.dir.join("generated");
+        let mut moved = Vec::new();
+        for rel in &meta.generated {
+            let from = self.src_dir().join(rel);
+            let to = generated.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            if std::fs::rename(&from, &to).is_ok() {
+                moved.push(rel.clone());
+            }
+        }
+        meta.generated = moved;
         remove_tree(&self.src_dir());
         // Download caches are not part of the environment (uv links what it installs).
         remove_tree(&self.home_dir().join(".cache"));
@@ -431,6 +453,7 @@ mod tests {
             setup_ms: 10,
             bytes: 0,
             carry: vec!["node_modules".into(), "absent".into()],
+            generated: vec!["src/pkg/_version.py".into()],
         }
     }
 
@@ -478,6 +501,8 @@ mod tests {
         std::fs::create_dir_all(b.src_dir().join("node_modules/left-pad")).unwrap();
         std::fs::write(b.src_dir().join("node_modules/left-pad/index.js"), "x").unwrap();
         std::fs::write(b.src_dir().join("package.json"), "{}").unwrap();
+        std::fs::create_dir_all(b.src_dir().join("src/pkg")).unwrap();
+        std::fs::write(b.src_dir().join("src/pkg/_version.py"), "v = 1").unwrap();
         std::fs::create_dir_all(b.home_dir().join(".cache/pip")).unwrap();
         std::fs::write(b.env_dir().join("marker"), "venv").unwrap();
         let snap = b.commit(meta(&key, "acme/web")).unwrap();
@@ -489,7 +514,11 @@ mod tests {
         );
         assert!(!snap.dir.join("src").exists(), "the base tree is not kept");
         assert!(!snap.env_dir().join("home/.cache").exists());
-        assert_eq!(snap.meta.bytes, 5);
+        assert_eq!(
+            std::fs::read_to_string(snap.generated_dir().join("src/pkg/_version.py")).unwrap(),
+            "v = 1"
+        );
+        assert_eq!(snap.meta.bytes, 10);
         let found = store.lookup("acme/web", &key).expect("hit");
         assert_eq!(found.meta, snap.meta);
         assert_eq!(store.list().unwrap().len(), 1);

@@ -58,6 +58,7 @@ impl crate::run::Node for Setup {
             repo: &cx.task.repo.name,
             base_sha: &wt.base_sha,
             base_tree: base_tree.clone(),
+            base_index: base_tree.with_extension("index"),
             git_dir: &wt.git_dir,
             plan: &plan,
             setup_policy: setup.policy,
@@ -88,6 +89,7 @@ impl crate::run::Node for Setup {
         if base_tree.exists() {
             crate::env::snapshot::remove_tree(&base_tree);
         }
+        let _ = std::fs::remove_file(base_tree.with_extension("index"));
         let cap = cfg.output_cap_bytes;
         let prepared = match result {
             Ok(Ok(p)) => p,
@@ -115,6 +117,11 @@ impl crate::run::Node for Setup {
             }
         };
         transcript(cx, &prepared.steps, cap).await?;
+        // What setup generated in the tree (a version file of an editable install) belongs
+        // in the checks' tree too; it is git-ignored, so no commit picks it up.
+        prepared
+            .place_generated(&wt.path)
+            .map_err(|e| RunError::RunDir(format!("copying setup's generated files: {e}")))?;
         let detail = passed_detail(&source, &prepared);
         cx.extra_gates
             .push(Gate::new(GateName::Setup, GateStatus::Pass, detail.clone()));

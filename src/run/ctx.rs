@@ -118,6 +118,7 @@ impl Drop for RunDirs {
         if self.base_tree.exists() {
             crate::env::snapshot::remove_tree(&self.base_tree);
         }
+        let _ = std::fs::remove_file(self.base_tree.with_extension("index"));
     }
 }
 

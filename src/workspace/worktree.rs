@@ -172,8 +172,9 @@ impl Workspaces {
     /// Writes the tree of the run's base commit (`wt.base_sha`: the base branch's tip, which
     /// only people changed) into `dest`, an empty directory: every tracked file, symlinks as
     /// symlinks, no `.git`, submodules left empty. Setup runs from this copy, never from the
-    /// branch tip an agent wrote to. Uses a private index, so the run's own index is untouched;
-    /// unlike `git archive`, `export-ignore` attributes do not drop files.
+    /// branch tip an agent wrote to. Uses a private index, kept at `<dest>.index` (the caller
+    /// removes it) so the files setup generates can be listed afterwards; the run's own index
+    /// is untouched. Unlike `git archive`, `export-ignore` attributes do not drop files.
     pub async fn export_base(&self, wt: &Worktree, dest: &Path) -> Result<()> {
         let index = dest.with_extension("index");
         let dest_arg = format!("--work-tree={}", dest.display());
@@ -197,7 +198,9 @@ impl Workspaces {
             Ok(())
         }
         .await;
-        let _ = std::fs::remove_file(&index);
+        if res.is_err() {
+            let _ = std::fs::remove_file(&index);
+        }
         res
     }
 
