@@ -134,3 +134,17 @@ fn real_project_artifacts_match_their_pins() {
         }
     }
 }
+
+// bwrap runs the host's toolchains (`/usr`, and `/usr/local/bin/uv` from test-env.sh): the
+// Python and Node projects run there too. The host's Rust is under ~/.cargo and it has no Go,
+// so those two run on the docker backend only.
+
+#[tokio::test]
+async fn real_python_src_layout_pyproject_api_fix_passes_its_tests_bwrap() {
+    replays_the_upstream_fix(PYPROJECT_API, Backend::Bwrap).await;
+}
+
+#[tokio::test]
+async fn real_node_sonic_boom_fix_passes_its_tests_bwrap() {
+    replays_the_upstream_fix(SONIC_BOOM, Backend::Bwrap).await;
+}
