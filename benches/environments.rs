@@ -69,7 +69,12 @@ async fn ready(h: &Harness, p: &RealProject) -> (u64, String) {
     let mut task = h.task(p.request);
     let report = h
         .runner
-        .run_blueprint(&mut task, &ready_blueprint(), CancellationToken::new(), None)
+        .run_blueprint(
+            &mut task,
+            &ready_blueprint(),
+            CancellationToken::new(),
+            None,
+        )
         .await
         .unwrap();
     let setup = report
@@ -169,6 +174,9 @@ fn main() {
         );
     }
     for r in &rows {
-        eprintln!("{} {}: setup gate: {}", r.project, r.backend, r.setup_detail);
+        eprintln!(
+            "{} {}: setup gate: {}",
+            r.project, r.backend, r.setup_detail
+        );
     }
 }

@@ -131,6 +131,11 @@ impl Prepared {
         };
         let mut n = 0;
         for rel in &snap.meta.generated {
+            // From revision 2 the tree holds agent commits: a directory on the way may be a
+            // symlink out of the tree. Never write through one (nor over anything there).
+            if !plain_path_under(worktree, rel) {
+                continue;
+            }
             let to = worktree.join(rel);
             if std::fs::symlink_metadata(&to).is_ok() {
                 continue;
@@ -206,6 +211,29 @@ fn apply_env(plan: &EnvPlan, policy: &mut SandboxPolicy, offline: bool) {
         }
     }
     prepend_path(policy, &plan.path_prefix);
+}
+
+/// Whether every existing component of `rel` under `root` is a real directory (no symlink),
+/// and `rel` has no `..` or absolute part: a write there stays inside `root`.
+fn plain_path_under(root: &Path, rel: &str) -> bool {
+    let rel = Path::new(rel);
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return false;
+    }
+    let mut at = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for c in &parts[..parts.len().saturating_sub(1)] {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return false,
+            Err(_) => return true, // the rest is created fresh, as directories
+        }
+    }
+    true
 }
 
 /// At most this many generated files are carried into the work tree, each at most
@@ -512,4 +540,27 @@ pub async fn prepare(
     prepared.steps = steps;
     prepared.ready_ms = t0.elapsed().as_millis() as u64;
     Ok(Ok(prepared))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_never_go_through_a_symlink_out_of_the_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wt = tmp.path().join("wt");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(wt.join("src/ok")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, wt.join("src/pkg")).unwrap();
+        assert!(plain_path_under(&wt, "src/ok/_version.py"));
+        assert!(plain_path_under(&wt, "src/new/deeper/_version.py"));
+        assert!(
+            !plain_path_under(&wt, "src/pkg/_version.py"),
+            "through a link"
+        );
+        assert!(!plain_path_under(&wt, "../outside/x.py"));
+        assert!(!plain_path_under(&wt, "/etc/passwd"));
+    }
 }
