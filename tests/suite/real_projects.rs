@@ -111,7 +111,7 @@ async fn real_go_patricia_fix_passes_its_tests_docker() {
 }
 
 /// The pinned artifacts are what the registries serve, and each fix is the small one
-/// described in REAL_PROJECTS.md (needs only the network, no sandbox).
+/// described in tests/REAL_PROJECTS.md (needs only the network, no sandbox).
 #[test]
 fn real_project_artifacts_match_their_pins() {
     for p in real_projects::ALL {
