@@ -77,6 +77,16 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
             ev.policy.max_lines
         ));
     }
+    // The check commands are fixed before the agent runs, but what they run is not: a change
+    // to a file that defines the checks (a conftest.py, a package.json script, a Makefile
+    // target) could make the tests gate pass on its own. Such a change always needs approval.
+    let defining = matching(&check_defining_globs(), ev.changes);
+    if !defining.is_empty() {
+        scope.push(format!(
+            "changes file(s) that define the checks, which then ran as changed: {}",
+            defining.join(", ")
+        ));
+    }
     let review = matching(&ev.policy.review_paths, ev.changes);
     if !review.is_empty() {
         scope.push(format!(
@@ -212,6 +222,47 @@ fn check_gate(ev: &Evidence<'_>, kind: CheckKind) -> Gate {
             format!("no {name} command in .slipway/policy.toml [checks] or detected"),
         ),
     }
+}
+
+/// Files that define what the format, lint and test commands do, in any ecosystem slipway
+/// detects: test runner configuration and fixtures, task runners, build scripts, lint and
+/// format configuration.
+pub const CHECK_DEFINING: &[&str] = &[
+    "**/conftest.py",
+    "**/pytest.ini",
+    "**/tox.ini",
+    "**/noxfile.py",
+    "**/setup.cfg",
+    "**/pyproject.toml",
+    "**/package.json",
+    "**/Makefile",
+    "**/GNUmakefile",
+    "**/makefile",
+    "**/justfile",
+    "**/.cargo/config",
+    "**/.cargo/config.toml",
+    "**/build.rs",
+    "**/Cargo.toml",
+    "**/jest.config.*",
+    "**/vitest.config.*",
+    "**/.mocharc*",
+    "**/karma.conf.*",
+    "**/.eslintrc*",
+    "**/eslint.config.*",
+    "**/.prettierrc*",
+    "**/ruff.toml",
+    "**/.ruff.toml",
+    "**/.flake8",
+    "**/mypy.ini",
+    "**/rustfmt.toml",
+    "**/.rustfmt.toml",
+    "**/clippy.toml",
+    "**/.golangci.yml",
+    "**/.golangci.yaml",
+];
+
+fn check_defining_globs() -> Vec<String> {
+    CHECK_DEFINING.iter().map(|g| g.to_string()).collect()
 }
 
 /// Paths of `changes` matching any of `globs` (invalid globs were refused at load).

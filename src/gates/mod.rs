@@ -326,6 +326,58 @@ mod tests {
     }
 
     #[test]
+    fn a_change_to_what_defines_the_checks_always_needs_approval() {
+        let p = policy::effective(&with_auto(&["tests", "docs"]), None);
+        for path in [
+            "tests/conftest.py",
+            "package.json",
+            "Makefile",
+            ".cargo/config.toml",
+        ] {
+            let changes = vec![change(path, 3, 0)];
+            let gates = evaluate(&Evidence {
+                checks: &passing_tests(),
+                commands: &[],
+                changes: &changes,
+                agent_end: &finished(),
+                fix_rounds: 0,
+                policy: &p,
+                secrets: &[],
+                added_lines: 3,
+                committed: true,
+                dependencies: None,
+                coverage: None,
+                ci: None,
+            });
+            let (d, reasons) = decide(C::Tests, &gates, &p);
+            assert_eq!(d, Decision::NeedsApproval, "{path}: {reasons:?}");
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("define the checks") && r.contains(path)),
+                "{path}: {reasons:?}"
+            );
+        }
+        // An ordinary test file is still auto-mergeable when policy says so.
+        let changes = vec![change("tests/test_calc.py", 3, 0)];
+        let gates = evaluate(&Evidence {
+            checks: &passing_tests(),
+            commands: &[],
+            changes: &changes,
+            agent_end: &finished(),
+            fix_rounds: 0,
+            policy: &p,
+            secrets: &[],
+            added_lines: 3,
+            committed: true,
+            dependencies: None,
+            coverage: None,
+            ci: None,
+        });
+        assert_eq!(decide(C::Tests, &gates, &p).0, Decision::AutoMerge);
+    }
+
+    #[test]
     fn red_or_pending_ci_blocks_auto_merge() {
         let p = policy::effective(&with_auto(&["docs"]), None);
         let mut gates = vec![
