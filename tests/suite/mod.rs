@@ -14,3 +14,4 @@ mod queue;
 mod setup_isolation;
 mod slack;
 mod tools;
+mod warm_pool;
