@@ -41,6 +41,7 @@ fn exec_true(c: &mut Criterion) {
                 run_id: format!("bench-{}", backend.as_str()),
                 image: None,
                 mounts: Vec::new(),
+                pool: None,
             };
             support::sandbox(backend).await.start(&spec).await.unwrap()
         });

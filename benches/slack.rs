@@ -80,11 +80,14 @@ async fn seen_latency() {
         slipway::forge::Forges::build(&cfg, slipway::workspace::Workspaces::new(data.path()))
             .unwrap();
     let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
+    let sandbox: Arc<dyn slipway::sandbox::Sandbox> =
+        Arc::new(slipway::sandbox::bwrap::BwrapSandbox::detect().unwrap());
     let runner = slipway::runner::Runner {
         cfg: cfg.clone(),
         store: slipway::store::Store::open(&data.path().join("store")).unwrap(),
         workspaces,
-        sandbox: Arc::new(slipway::sandbox::bwrap::BwrapSandbox::detect().unwrap()),
+        pool: slipway::env::pool::WarmPool::off(data.path(), sandbox.clone()),
+        sandbox,
         llm: slipway::agent::llm::from_config(&cfg.llm, &cfg.file.llm).unwrap(),
         forges,
         registry: Arc::new(registry),

@@ -227,6 +227,7 @@ async fn smoke(s: &dyn Sandbox, cfg: &Config, network: NetworkAccess) -> Result<
         run_id: id,
         image: None,
         mounts,
+        pool: None,
     };
     let result = async {
         for dir in [&spec.workspace, &spec.home] {

@@ -222,6 +222,10 @@ pub struct Timings {
     pub total: u64,
 }
 
+/// The words the sandbox node's detail, the report and the Slack status line use for a
+/// sandbox taken pre-started from the warm pool (`crate::env::pool`).
+pub const WARM_POOL: &str = "warm pool";
+
 /// Which sandbox ran the task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxInfo {
@@ -231,6 +235,10 @@ pub struct SandboxInfo {
     pub image: String,
     /// Whether the agent loop and checks had network. Always false: it is a policy, shown.
     pub network: bool,
+    /// Whether the run's first sandbox came pre-started from the warm pool
+    /// (`[sandbox] warm`). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
 }
 
 /// The run report (contract).
@@ -287,14 +295,19 @@ impl RunReport {
             out.push_str(&format!("  [{mark}] {}: {}\n", g.name, g.detail));
         }
         out.push_str(&format!(
-            "  fix rounds {} · {} steps · {} in / {} out tokens · ${:.4} · {} ms · sandbox {}\n",
+            "  fix rounds {} · {} steps · {} in / {} out tokens · ${:.4} · {} ms · sandbox {}{}\n",
             self.fix_rounds,
             self.agent.steps,
             self.agent.input_tokens,
             self.agent.output_tokens,
             self.agent.cost_usd,
             self.timings_ms.total,
-            self.sandbox.backend
+            self.sandbox.backend,
+            if self.sandbox.warm {
+                format!(" ({WARM_POOL})")
+            } else {
+                String::new()
+            }
         ));
         out
     }
@@ -328,6 +341,7 @@ mod tests {
                 backend: "docker".into(),
                 image: "i".into(),
                 network: false,
+                warm: false,
             },
         };
         let v = serde_json::to_value(&r).unwrap();

@@ -78,7 +78,7 @@ pub async fn cmd_run(
         .or_else(|| configured.map(|r| r.base.clone()))
         .unwrap_or_else(|| "main".into());
     let needs_model = blueprint == BlueprintId::CodeChange;
-    let runner = match build_runner(&cfg, needs_model).await? {
+    let runner = match build_runner(&cfg, needs_model, false).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
@@ -133,9 +133,11 @@ pub async fn cmd_run(
 /// The services of a run, built once: model, sandbox (checked), store, registry, forge.
 /// `Ok(Err(code))` is a usage error already printed.
 /// `needs_model` false (a blueprint with no agent) accepts a missing model configuration.
+/// `warm_pool` keeps `[sandbox] warm` pre-started sandboxes (a server; not one CLI run).
 pub async fn build_runner(
     cfg: &Arc<Config>,
     needs_model: bool,
+    warm_pool: bool,
 ) -> anyhow::Result<Result<Runner, ExitCode>> {
     let llm = match agent::llm::from_config(&cfg.llm, &cfg.file.llm) {
         Ok(l) => l,
@@ -169,7 +171,17 @@ pub async fn build_runner(
     for p in &registry.problems {
         tracing::warn!(problem = %p, "tool registry");
     }
+    let sc = &cfg.file.sandbox;
+    // `slipway run` is one run: nothing would take a pre-started sandbox.
+    let warm = if warm_pool { sc.warm } else { 0 };
+    let pool = slipway::env::pool::WarmPool::new(
+        &cfg.data_dir,
+        warm,
+        std::time::Duration::from_secs(sc.env_ttl_h.saturating_mul(3600)),
+        sandbox.clone(),
+    );
     Ok(Ok(Runner {
+        pool,
         cfg: cfg.clone(),
         store,
         workspaces,
@@ -200,11 +212,12 @@ pub async fn cmd_serve(
             "forge = \"github\" without GITHUB_TOKEN or GitHub App credentials; tasks for it are refused in their threads"
         );
     }
-    let runner = match build_runner(&cfg, true).await? {
+    let runner = match build_runner(&cfg, true, true).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
     let mcp = runner.mcp.clone();
+    let pool = runner.pool.clone();
     // The webhook wakes the GitHub forge's CI waits.
     let github_hook = slipway::web::GithubWebhook::new(
         cfg.github.webhook_secret.clone(),
@@ -244,6 +257,8 @@ pub async fn cmd_serve(
     service
         .shutdown(std::time::Duration::from_secs(grace_s))
         .await;
+    // No run is left to take a pre-started sandbox: close them all.
+    pool.shutdown().await;
     // The web server stops once the service has shut down: in-flight requests finish, for
     // at most another grace period (a stalled client is not waited for beyond it).
     let stop_web = web.abort_handle();

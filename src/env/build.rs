@@ -489,6 +489,7 @@ pub async fn prepare(
         run_id: req.run_id.to_string(),
         image: image.clone(),
         mounts,
+        pool: None,
     };
     let session = sandbox.start(&spec).await?;
     let deadline = Instant::now() + req.timeout;

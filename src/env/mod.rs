@@ -24,6 +24,7 @@
 pub mod build;
 mod detect;
 mod devcontainer;
+pub mod pool;
 mod resolve;
 pub mod snapshot;
 

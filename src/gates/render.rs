@@ -105,7 +105,7 @@ pub fn markdown(
         ));
     }
     md.push_str(&format!(
-        "\nAgent: {} steps, {} input / {} output tokens, ${:.4}. Time: {} ms total ({} ms agent, {} ms checks). Sandbox: {} (`{}`), network off.\n",
+        "\nAgent: {} steps, {} input / {} output tokens, ${:.4}. Time: {} ms total ({} ms agent, {} ms checks). Sandbox: {} (`{}`){}, network off.\n",
         r.agent.steps,
         r.agent.input_tokens,
         r.agent.output_tokens,
@@ -114,7 +114,12 @@ pub fn markdown(
         r.timings_ms.agent,
         r.timings_ms.checks,
         r.sandbox.backend,
-        r.sandbox.image
+        r.sandbox.image,
+        if r.sandbox.warm {
+            format!(", {}", crate::report::WARM_POOL)
+        } else {
+            String::new()
+        }
     ));
     md.push_str(&format!(
         "\n<details><summary>Tools offered ({})</summary>\n\n{}\n</details>\n",
@@ -294,6 +299,7 @@ mod tests {
                 backend: "docker".into(),
                 image: "slipway-sandbox:local".into(),
                 network: false,
+                warm: false,
             },
         }
     }

@@ -19,8 +19,24 @@ impl crate::run::Node for Sandbox {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let svc = cx.svc;
-        let session = svc.sandbox.start(&cx.spec(NetworkAccess::None)?).await?;
-        cx.session = Some(session);
+        let spec = cx.spec(NetworkAccess::None)?;
+        // The first pass adopts the warm pool's container when it is this very sandbox
+        // (same environment, image and policy); a slot started for another environment is
+        // closed, never used.
+        let mut warm = false;
+        if let Some(slot) = cx.warm.take() {
+            if slot.fits(&spec) {
+                cx.session = Some(slot.session);
+                cx.warm_used = true;
+                warm = true;
+            } else if let Err(e) = slot.session.close().await {
+                tracing::warn!(error = %e, "could not close an outdated warm sandbox");
+            }
+        }
+        if !warm {
+            cx.session = Some(svc.sandbox.start(&spec).await?);
+        }
+        svc.pool.remember(&cx.task.repo.name, &spec);
         cx.pass_start_commit = cx.commit.clone();
         // Once per run, before any agent: every check must be able to start.
         if !cx.checks_probed {
@@ -53,10 +69,19 @@ impl crate::run::Node for Sandbox {
             cx.coverage_baseline =
                 Some(sandboxed::coverage_percent(cx.session()?, &cmd, timeout, &cx.cancel).await?);
         }
-        Ok(Outcome::ok(format!(
+        let mut detail = format!(
             "{} ({}), no network",
             svc.sandbox.backend().as_str(),
             svc.sandbox.image()
-        )))
+        );
+        if warm {
+            let id = cx.session()?.container_id().unwrap_or_default();
+            detail.push_str(&format!(
+                "; {} (container {})",
+                crate::report::WARM_POOL,
+                &id[..12.min(id.len())]
+            ));
+        }
+        Ok(Outcome::ok(detail))
     }
 }

@@ -29,17 +29,49 @@ impl crate::run::Node for Workspace {
             ..cx.task.repo.clone()
         };
         let revision = cx.task.current().number;
-        let wt = svc
-            .workspaces
-            .prepare(&repo, &cx.task.branch, &cx.run_id, revision)
-            .await?;
-        // From here every exit removes the run's directories.
+        // A warm pool slot of the repo, when one is ready: the clone goes into its
+        // directories, which its running container already binds.
+        let mut slot = svc.pool.take(&cx.task.repo.name);
+        let mut wt = None;
+        if let Some(s) = &slot {
+            match svc
+                .workspaces
+                .prepare_at(
+                    &repo,
+                    &cx.task.branch,
+                    &cx.run_id,
+                    revision,
+                    &s.ws(),
+                    &s.git(),
+                )
+                .await
+            {
+                Ok(w) => wt = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not clone into the warm sandbox; starting one the usual way");
+                    if let Some(s) = slot.take() {
+                        svc.pool.discard(s);
+                    }
+                }
+            }
+        }
+        let wt = match wt {
+            Some(w) => w,
+            None => {
+                svc.workspaces
+                    .prepare(&repo, &cx.task.branch, &cx.run_id, revision)
+                    .await?
+            }
+        };
+        // From here every exit removes the run's directories (the slot's, when taken).
         cx.dirs = Some(RunDirs {
             workspaces: svc.workspaces.clone(),
             wt: wt.clone(),
-            home: cx.home(),
+            home: slot.as_ref().map_or_else(|| cx.home(), |s| s.home()),
             base_tree: cx.base_tree(),
+            slot_root: slot.as_ref().map(|s| s.root.clone()),
         });
+        cx.warm = slot;
         // The repo's policy, read before the agent runs (and `.slipway/**` can never be
         // published by an agent, so later revisions see only what people committed).
         let repo_policy = RepoPolicy::load(&wt.path).map_err(RunError::from)?;

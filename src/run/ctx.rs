@@ -105,6 +105,9 @@ pub struct RunDirs {
     pub home: PathBuf,
     /// The base commit's exported tree (`$DATA/envs/.bases/<run>`), gone once setup took it.
     pub base_tree: PathBuf,
+    /// The warm pool slot's directory (`$DATA/pool/<repo>/<slot>`) when the run took one:
+    /// its `ws`, `git` and `home` are the run's, and it goes last.
+    pub slot_root: Option<PathBuf>,
 }
 
 impl Drop for RunDirs {
@@ -119,6 +122,9 @@ impl Drop for RunDirs {
             crate::env::snapshot::remove_tree(&self.base_tree);
         }
         let _ = std::fs::remove_file(self.base_tree.with_extension("index"));
+        if let Some(root) = &self.slot_root {
+            crate::env::snapshot::remove_tree(root);
+        }
     }
 }
 
@@ -155,6 +161,11 @@ pub struct RunCtx<'a> {
     pub env_error: Option<String>,
     /// The environment made ready by the setup node (the offline sandboxes use it).
     pub environment: Option<crate::env::build::Prepared>,
+    /// The warm pool slot the workspace node cloned into; the sandbox node adopts its
+    /// container when it fits the run's sandbox, else closes it.
+    pub warm: Option<crate::env::pool::Slot>,
+    /// Whether the sandbox node adopted the warm pool's container (the report says so).
+    pub warm_used: bool,
     /// Server policy tightened by the repo's.
     pub policy: EffectivePolicy,
     /// The repo's coverage command, when it has one.
@@ -239,6 +250,8 @@ impl<'a> RunCtx<'a> {
             env_plan: None,
             env_error: None,
             environment: None,
+            warm: None,
+            warm_used: false,
             guard: CommandGuard::new(&policy.denied_commands),
             policy,
             coverage_cmd: None,
@@ -278,9 +291,13 @@ impl<'a> RunCtx<'a> {
         })
     }
 
-    /// The sandbox home of this run (`$DATA/homes/<run>`).
+    /// The sandbox home of this run: `$DATA/homes/<run>`, or the warm pool slot's `home`
+    /// once the workspace node took a slot.
     pub fn home(&self) -> PathBuf {
-        self.svc.cfg.data_dir.join("homes").join(&self.run_id)
+        match &self.dirs {
+            Some(d) => d.home.clone(),
+            None => self.svc.cfg.data_dir.join("homes").join(&self.run_id),
+        }
     }
 
     /// Where the base commit's tree is exported for environment resolution and setup.
@@ -339,12 +356,18 @@ impl<'a> RunCtx<'a> {
             run_id: self.run_id.clone(),
             image,
             mounts,
+            pool: None,
         })
     }
 
     /// Closes the pass's sandbox and MCP sidecar, whatever happened (a cancelled exec already
     /// removed them).
     pub async fn close_sandbox(&mut self) {
+        if let Some(slot) = self.warm.take()
+            && let Err(e) = slot.session.close().await
+        {
+            tracing::warn!(error = %e, "could not close an unused warm sandbox");
+        }
         if let Some(session) = self.session.take()
             && let Err(e) = session.close().await
         {
@@ -398,6 +421,7 @@ impl<'a> RunCtx<'a> {
             backend: self.svc.sandbox.backend().as_str().into(),
             image: self.svc.sandbox.image(),
             network: false,
+            warm: self.warm_used,
         }
     }
 

@@ -106,7 +106,11 @@ pub async fn execute(
     }
     cx.close_sandbox().await;
     cx.close_tools().await;
-    finish(cx, outcome).await
+    let repo = cx.task.repo.name.clone();
+    let result = finish(cx, outcome).await;
+    // The run's directories are gone: top the repo's warm pool back up, in the background.
+    svc.pool.refill(&repo);
+    result
 }
 
 /// The run now has a work tree: store the task as running and the run record, and audit

@@ -51,6 +51,8 @@ pub struct Runner {
     pub registry: Arc<crate::tools::registry::Registry>,
     /// Connections to the host-side MCP servers.
     pub mcp: crate::tools::mcp::McpHub,
+    /// Pre-started sandboxes per recently used repo (`[sandbox] warm`); off at 0.
+    pub pool: crate::env::pool::WarmPool,
 }
 
 impl Runner {

@@ -199,12 +199,17 @@ impl DockerSandbox {
     }
 
     /// The labels every container of this process gets.
-    fn labels(run_id: &str) -> HashMap<String, String> {
-        HashMap::from([
+    /// A warm pool's container also carries `slipway.pool=<repo>`.
+    fn labels(run_id: &str, pool: Option<&str>) -> HashMap<String, String> {
+        let mut l = HashMap::from([
             ("slipway.managed".to_string(), "1".to_string()),
             ("slipway.pid".to_string(), std::process::id().to_string()),
             ("slipway.run".to_string(), run_id.to_string()),
-        ])
+        ]);
+        if let Some(repo) = pool {
+            l.insert("slipway.pool".to_string(), repo.to_string());
+        }
+        l
     }
 }
 
@@ -474,7 +479,7 @@ impl Sandbox for DockerSandbox {
             working_dir: Some(WORKSPACE.into()),
             network_disabled: Some(offline),
             hostname: Some("sandbox".into()),
-            labels: Some(Self::labels(&spec.run_id)),
+            labels: Some(Self::labels(&spec.run_id, spec.pool.as_deref())),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -727,6 +732,10 @@ impl Session for DockerSession {
             remove_container(&self.docker, &self.id).await;
         }
         Ok(())
+    }
+
+    fn container_id(&self) -> Option<String> {
+        Some(self.id.clone())
     }
 }
 

@@ -266,6 +266,9 @@ pub struct SandboxSpec {
     /// target inside `/workspace` lands on top of the clone): the environment snapshot at
     /// [`ENV_DIR`], `node_modules`, a CA bundle.
     pub mounts: Vec<Mount>,
+    /// The repo whose warm pool this sandbox belongs to (docker: the `slipway.pool` label);
+    /// `None` for a run's own sandbox. See `crate::env::pool`.
+    pub pool: Option<String>,
 }
 
 /// One bind mount of a host path into a sandbox.
@@ -406,6 +409,10 @@ pub trait Session: Send + Sync {
     async fn spawn_stdio(&self, argv: &[String]) -> Result<StdioProcess>;
     /// Stops and removes everything the sandbox started.
     async fn close(&self) -> Result<()>;
+    /// The engine's container ID (docker), for reports and tests; `None` for bwrap.
+    fn container_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Picks the backend for `choice`: `auto` means a Docker-compatible engine when one answers,

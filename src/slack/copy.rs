@@ -370,8 +370,11 @@ pub fn finished_headline(decision: Decision) -> String {
 /// A status line for a finished node; `detail` is shown only when it failed.
 pub fn node_line(node: &str, ok: bool, detail: &str, duration_ms: u64) -> String {
     let mark = if ok { "✓" } else { "✗" };
-    // Setup's result says whether the environment was cached: worth a line even when ok.
-    let detail = if (ok && node != "setup") || detail.is_empty() {
+    // Setup's result says whether the environment was cached: worth a line even when ok;
+    // so is a sandbox that came pre-started from the warm pool.
+    let detail = if ok && node == "sandbox" && detail.contains(crate::report::WARM_POOL) {
+        format!(": {}", crate::report::WARM_POOL)
+    } else if (ok && node != "setup") || detail.is_empty() {
         String::new()
     } else {
         format!(": {}", mrkdwn(&truncate_chars(detail, 120)))
@@ -476,6 +479,21 @@ mod tests {
             "❌ Not merged: #1 is already closed; nothing was merged."
         );
         assert!(merge_failed(&ForgeError::Unsupported("x")).ends_with("on the new base."));
+    }
+
+    #[test]
+    fn a_sandbox_from_the_warm_pool_says_so_in_the_status_line() {
+        let warm = node_line(
+            "sandbox",
+            true,
+            "docker (img), no network; warm pool (container 0123456789ab)",
+            120,
+        );
+        assert_eq!(warm, "✓ sandbox 0.1 s: warm pool");
+        assert_eq!(
+            node_line("sandbox", true, "docker (img), no network", 900),
+            "✓ sandbox 0.9 s"
+        );
     }
 
     #[test]

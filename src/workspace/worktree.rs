@@ -121,6 +121,33 @@ impl Workspaces {
         }
     }
 
+    /// [`Self::prepare`], with the clone moved into `ws` and its git directory into `git`:
+    /// existing directories (a warm pool slot's, already bound into a running container) that
+    /// are filled, never replaced, so the container sees the files. `ws` may hold empty
+    /// mount-point directories the runtime made (`.git`, a carried `node_modules`): they are
+    /// left alone, and a tracked top-level entry with the same name is an error
+    /// ([`WorkspaceError::Io`], `AlreadyExists`), so the caller can start a sandbox the usual
+    /// way. On error, the run's own directories are removed; `ws`/`git` are the caller's.
+    pub async fn prepare_at(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        run_id: &str,
+        revision: u32,
+        ws: &Path,
+        git: &Path,
+    ) -> Result<Worktree> {
+        let wt = self.prepare(repo, branch, run_id, revision).await?;
+        let moved = move_children(&wt.path, ws).and_then(|()| move_children(&wt.git_dir, git));
+        self.remove(&wt);
+        moved?;
+        Ok(Worktree {
+            path: ws.to_path_buf(),
+            git_dir: git.to_path_buf(),
+            ..wt
+        })
+    }
+
     async fn clone_into(
         &self,
         mirror: &Path,
@@ -214,4 +241,25 @@ impl Workspaces {
             }
         }
     }
+}
+
+/// Moves every entry of `from` into the existing directory `to` (renames: the same file
+/// system), leaving `to` itself, and what it held, in place.
+fn move_children(from: &Path, to: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WorkspaceError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let dest = to.join(entry.file_name());
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(WorkspaceError::Io {
+                path: dest,
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            });
+        }
+        std::fs::rename(entry.path(), &dest).map_err(io(&entry.path()))?;
+    }
+    Ok(())
 }

@@ -40,6 +40,7 @@ async fn the_default_image_has_current_toolchains() {
         run_id: slipway::task::new_id(),
         image: None,
         mounts: Vec::new(),
+        pool: None,
     };
     let session = support::sandbox(Backend::Docker)
         .await

@@ -34,6 +34,7 @@ async fn start(backend: Backend, tweak: impl FnOnce(&mut SandboxConfig)) -> Boxe
         run_id: run_id.clone(),
         image: None,
         mounts: Vec::new(),
+        pool: None,
     };
     let session = support::sandbox(backend).await.start(&spec).await.unwrap();
     Boxed {

@@ -15,3 +15,4 @@ mod real_projects;
 mod setup_isolation;
 mod slack;
 mod tools;
+mod warm_pool;

@@ -50,6 +50,7 @@ async fn start(backend: Backend, network: NetworkAccess, ca_bundle: &str) -> Box
         run_id: slipway::task::new_id(),
         image: None,
         mounts,
+        pool: None,
     };
     let session = support::sandbox(backend).await.start(&spec).await.unwrap();
     Boxed {

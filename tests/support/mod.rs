@@ -181,11 +181,19 @@ impl Harness {
         let (forges, workspaces) = Forges::build(&cfg, Workspaces::new(data.path())).unwrap();
         let llm = slipway::agent::llm::from_config(&cfg.llm, &cfg.file.llm).unwrap();
         let (registry, mcp) = slipway::tools::load_registry(&cfg, &[], true).await;
+        let sandbox = sandbox(backend).await;
+        let pool = slipway::env::pool::WarmPool::new(
+            data.path(),
+            cfg.file.sandbox.warm,
+            std::time::Duration::from_secs(cfg.file.sandbox.env_ttl_h * 3600),
+            sandbox.clone(),
+        );
         let runner = Runner {
             cfg,
             store,
             workspaces,
-            sandbox: sandbox(backend).await,
+            pool,
+            sandbox,
             llm,
             forges,
             registry: Arc::new(registry),
