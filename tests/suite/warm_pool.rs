@@ -266,39 +266,3 @@ async fn a_refinement_runs_the_agent_in_the_warm_sandbox() {
         assert!(!exists(&c).await);
     }
 }
-
-/// Mention → sandbox ready, with and without the pool: the workspace, setup and sandbox
-/// nodes' durations from the run record, median of 5 (a measurement, not an assertion).
-/// `cargo test --test all warm_pool::measure -- --ignored --nocapture`
-#[tokio::test]
-#[ignore = "a benchmark: run by hand"]
-async fn measure_sandbox_ready_with_and_without_the_pool() {
-    for warm in [0, 1] {
-        let h = harness(warm).await;
-        checks_only(&h).await; // builds the snapshot (and the first slot)
-        let mut ready = Vec::new();
-        let mut parts = Vec::new();
-        for _ in 0..5 {
-            h.runner.pool.settled().await;
-            let (_, run) = checks_only(&h).await;
-            let ms = |n: &str| {
-                run.nodes
-                    .iter()
-                    .find(|r| r.node == n)
-                    .map_or(0, |r| r.duration_ms)
-            };
-            let sandbox = run.nodes.iter().find(|r| r.node == "sandbox").unwrap();
-            let end = sandbox.started_ms + sandbox.duration_ms - run.started_ms;
-            ready.push(end);
-            parts.push((ms("workspace"), ms("setup"), ms("sandbox")));
-            assert_eq!(warm == 1, sandbox.detail.contains("warm pool"));
-        }
-        let mut sorted = ready.clone();
-        sorted.sort_unstable();
-        eprintln!(
-            "warm={warm}: run start → sandbox ready, ms: median {} of {ready:?}; (workspace, setup, sandbox) ms: {parts:?}",
-            sorted[2]
-        );
-        h.runner.pool.shutdown().await;
-    }
-}
