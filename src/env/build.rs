@@ -41,6 +41,16 @@ pub enum PrepareError {
 /// or a devcontainer command usually installs from these, so a change to one of them on the
 /// base is a new environment even when the plan does not name it.
 const ALWAYS_KEYED: &[&str] = &[
+    ".python-version",
+    ".nvmrc",
+    ".node-version",
+    ".tool-versions",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+    "uv.toml",
+    ".npmrc",
+    ".yarnrc.yml",
+    "Makefile",
     "requirements.txt",
     "requirements-dev.txt",
     "requirements-test.txt",
@@ -346,6 +356,32 @@ fn dockerfile_tag(
     format!("localhost/slipway-env-{slug}:{digest}")
 }
 
+/// Refuses a Dockerfile whose `ADD` fetches a URL or that has `ONBUILD` triggers: the
+/// engine fetches `ADD` URLs itself, from the host's network, where nothing is fenced.
+fn refuse_remote_sources(path: &Path, name: &str) -> Result<(), PrepareError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PrepareError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for (i, line) in text.lines().enumerate() {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        let remote_add = words.first().is_some_and(|w| w == "add")
+            && words.iter().skip(1).any(|w| w.contains("://"));
+        let onbuild = words.first().is_some_and(|w| w == "onbuild");
+        if remote_add || onbuild {
+            return Err(PrepareError::Image(format!(
+                "{name} line {}: {} is not supported (the engine would fetch it from the host's network, unfenced); download in the devcontainer's setup commands instead",
+                i + 1,
+                if onbuild { "ONBUILD" } else { "ADD from a URL" }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The image the plan runs in, built first when it is a Dockerfile.
 async fn resolve_image(
     sandbox: &dyn Sandbox,
@@ -379,6 +415,11 @@ async fn resolve_image(
                 )));
             }
             let df = tree.join(dockerfile);
+            let df = df.canonicalize().map_err(|source| PrepareError::Io {
+                path: df.clone(),
+                source,
+            })?;
+            refuse_remote_sources(&df, dockerfile)?;
             let rel = df
                 .strip_prefix(&ctx)
                 .map(|p| p.to_string_lossy().into_owned())
@@ -437,22 +478,41 @@ pub async fn prepare(
     let mut files = Vec::new();
     for rel in names {
         let p = req.base_tree.join(rel);
-        // A symlinked input is keyed by its target text, never followed out of the tree.
+        // A symlinked input is keyed by its link text and by the bytes it points to when
+        // that stays inside the tree (never followed out of it).
         let bytes = match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => std::fs::read_link(&p)
-                .ok()
-                .map(|t| t.to_string_lossy().into_owned().into_bytes()),
+            Ok(m) if m.file_type().is_symlink() => {
+                let mut b = std::fs::read_link(&p)
+                    .map(|t| t.to_string_lossy().into_owned().into_bytes())
+                    .unwrap_or_default();
+                let root = req.base_tree.canonicalize().ok();
+                if let (Ok(target), Some(root)) = (p.canonicalize(), root)
+                    && target.starts_with(&root)
+                    && target.is_file()
+                {
+                    b.extend(std::fs::read(&target).unwrap_or_default());
+                }
+                Some(b)
+            }
             Ok(_) => std::fs::read(&p).ok(),
             Err(_) => None,
         };
         files.push((rel.to_string(), bytes));
     }
     let source = plan.source.to_string();
+    // What setup installs also depends on the index and registry it is pointed at.
+    let mut keyed_env = plan.env.clone();
+    for (k, v) in &req.setup_policy.env {
+        let upper = k.to_ascii_uppercase();
+        if upper.contains("INDEX") || upper.contains("REGISTRY") || upper.ends_with("PROXY") {
+            keyed_env.insert(format!("setup:{k}"), v.clone());
+        }
+    }
     let key = KeyInputs {
         image: &identity,
         source: &source,
         setup: &plan.setup,
-        env: Some(&plan.env),
+        env: Some(&keyed_env),
         files,
     }
     .key();

@@ -185,6 +185,10 @@ impl Snapshot {
 pub struct Building {
     dir: PathBuf,
     target: PathBuf,
+    /// Where a replaced, expired entry goes (`<envs>/.trash`); `prune` empties it later, so
+    /// a run still using the old entry keeps its mounts.
+    trash: PathBuf,
+    ttl: Duration,
     done: bool,
 }
 
@@ -247,11 +251,29 @@ impl Building {
         if let Some(parent) = self.target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
+        if let Ok(theirs) = read_entry(&self.target) {
+            if theirs.age() < self.ttl {
+                // Somebody else committed the same key first and it is fresh: theirs is as
+                // good, and it is the one on disk.
+                remove_tree(&self.dir);
+                self.done = true;
+                return Ok(theirs);
+            }
+            // An expired entry of the same key: set it aside (a run may still have it
+            // mounted) and put the new one in its place.
+            std::fs::create_dir_all(&self.trash).map_err(io(&self.trash))?;
+            let aside = self
+                .trash
+                .join(format!("{}-{}", meta.key.short(), crate::task::new_id()));
+            std::fs::rename(&self.target, &aside).map_err(io(&self.target))?;
+        }
         match std::fs::rename(&self.dir, &self.target) {
             Ok(()) => {}
-            Err(_) if self.target.join("meta.json").is_file() => {
-                // Somebody else committed the same key first: theirs is as good.
+            Err(_) if read_entry(&self.target).is_ok() => {
+                // Lost a race with a concurrent build of the same key: keep theirs.
                 remove_tree(&self.dir);
+                self.done = true;
+                return read_entry(&self.target);
             }
             Err(e) => return Err(io(&self.target)(e)),
         }
@@ -278,9 +300,12 @@ pub struct EnvStore {
     ttl: Duration,
 }
 
-/// A repo name as a single path component (`acme/calc` → `acme__calc`).
+/// A repo name as a single path component, unique per name: the name made safe plus a hash
+/// of the exact name (`acme/calc` → `acme_calc-1a2b3c4d`), so `a/b_c` and `a_b/c` never share.
 fn repo_dir(repo: &str) -> String {
-    repo.chars()
+    let digest = Sha256::digest(repo.as_bytes());
+    let safe: String = repo
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
                 c
@@ -289,7 +314,8 @@ fn repo_dir(repo: &str) -> String {
             }
         })
         .collect::<String>()
-        .replace("..", "__")
+        .replace("..", "__");
+    format!("{safe}-{}", hex(&digest[..4]))
 }
 
 impl EnvStore {
@@ -320,6 +346,8 @@ impl EnvStore {
         Ok(Building {
             dir,
             target: self.root.join(repo_dir(repo)).join(&key.0),
+            trash: self.root.join(".trash"),
+            ttl: self.ttl,
             done: false,
         })
     }
@@ -331,7 +359,7 @@ impl EnvStore {
             return Ok(out);
         };
         for repo in repos.filter_map(|e| e.ok()) {
-            if repo.file_name() == ".building" || !repo.path().is_dir() {
+            if repo.file_name().to_string_lossy().starts_with('.') || !repo.path().is_dir() {
                 continue;
             }
             for entry in std::fs::read_dir(repo.path())
@@ -353,8 +381,8 @@ impl EnvStore {
     }
 
     /// Removes expired entries, entries a newer one of the same repo replaced (all but the
-    /// newest `keep` per repo), and leftovers of interrupted builds older than an hour; with
-    /// `all`, every entry. Returns the entries removed.
+    /// newest `keep` per repo), and scratch older than an hour (interrupted builds, replaced
+    /// entries set aside, exported base trees of crashed runs); with `all`, everything. Returns the entries removed.
     pub fn prune(&self, all: bool, keep: usize) -> Result<Vec<SnapshotMeta>> {
         let mut removed = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -366,17 +394,19 @@ impl EnvStore {
                 removed.push(snap.meta);
             }
         }
-        let building = self.root.join(".building");
-        if let Ok(rd) = std::fs::read_dir(&building) {
-            for e in rd.filter_map(|e| e.ok()) {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(3600));
-                if all || old {
-                    remove_tree(&e.path());
+        for scratch in [".building", ".trash", ".bases"] {
+            let building = self.root.join(scratch);
+            if let Ok(rd) = std::fs::read_dir(&building) {
+                for e in rd.filter_map(|e| e.ok()) {
+                    let old = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(3600));
+                    if all || old {
+                        remove_tree(&e.path());
+                    }
                 }
             }
         }
@@ -546,6 +576,40 @@ mod tests {
                 .next()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_expired_entry_is_replaced_by_the_new_build() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
+        let key = inputs(b"1").key();
+        let mut old = meta(&key, "acme/web");
+        old.created_ms -= 7_200_000;
+        old.source = "old".into();
+        store.begin("acme/web", &key).unwrap().commit(old).unwrap();
+        assert!(store.lookup("acme/web", &key).is_none(), "expired");
+        let b = store.begin("acme/web", &key).unwrap();
+        std::fs::write(b.env_dir().join("new"), "x").unwrap();
+        let snap = b.commit(meta(&key, "acme/web")).unwrap();
+        assert!(
+            snap.env_dir().join("new").is_file(),
+            "the new build is in place"
+        );
+        let found = store.lookup("acme/web", &key).expect("fresh again");
+        assert_ne!(found.meta.source, "old");
+        assert!(
+            std::fs::read_dir(tmp.path().join("envs/.trash"))
+                .unwrap()
+                .next()
+                .is_some(),
+            "the old one was set aside, not deleted under a running sandbox"
+        );
+    }
+
+    #[test]
+    fn similar_repo_names_never_share_snapshots() {
+        assert_ne!(repo_dir("a/b_c"), repo_dir("a_b/c"));
+        assert!(repo_dir("acme/calc").starts_with("acme_calc-"));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let defining = matching(&check_defining_globs(), ev.changes);
     if !defining.is_empty() {
         scope.push(format!(
-            "changes file(s) that define the checks, which then ran as changed: {}",
+            "changes file(s) that define the checks or the environment (the checks ran them as changed; setup runs them with network once merged): {}",
             defining.join(", ")
         ));
     }
@@ -259,6 +259,12 @@ pub const CHECK_DEFINING: &[&str] = &[
     "**/clippy.toml",
     "**/.golangci.yml",
     "**/.golangci.yaml",
+    // What defines the environment: once merged, it runs in setup with network.
+    ".devcontainer/**",
+    ".devcontainer.json",
+    "**/Dockerfile",
+    // Manifests and lockfiles are the `dependencies` gate's (a lockfile-only bump may be
+    // auto-merged by policy), not listed here.
 ];
 
 fn check_defining_globs() -> Vec<String> {

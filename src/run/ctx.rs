@@ -332,8 +332,12 @@ impl<'a> RunCtx<'a> {
         // sandboxes get the prepared environment (snapshot mounts, variables, image).
         let (mut policy, mut mounts) = match network {
             NetworkAccess::Setup => {
-                let setup = SandboxPolicy::for_setup(&cfg.file.sandbox, &cfg.setup_env)?;
-                (setup.policy, setup.mounts)
+                // Setup runs over the base commit's tree (env::build), never over this work
+                // tree, which holds agent commits from revision 2 on.
+                return Err(RunError::Internal(
+                    "a sandbox with network over the run's work tree was asked for".into(),
+                )
+                .into());
             }
             NetworkAccess::None => (
                 SandboxPolicy::for_run(&cfg.file.sandbox, network),

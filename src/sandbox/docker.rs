@@ -394,6 +394,9 @@ impl Sandbox for DockerSandbox {
             .buildargs(&buildargs)
             .rm(true)
             .forcerm(true)
+            // A build's RUN steps would otherwise get the engine's network, unfenced (cloud
+            // metadata, the host): dependencies belong in the fenced setup commands.
+            .networkmode("none")
             .build();
         let mut stream = self
             .docker

@@ -91,6 +91,9 @@ pub fn metadata_prefixes() -> Vec<Prefix> {
             len: 16,
         },
         Prefix::host(IpAddr::from([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254])),
+        // Alibaba Cloud's metadata service and Azure's WireServer.
+        Prefix::host(IpAddr::from([100, 100, 100, 200])),
+        Prefix::host(IpAddr::from([168, 63, 129, 16])),
     ]
 }
 

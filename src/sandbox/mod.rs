@@ -185,6 +185,8 @@ impl SandboxPolicy {
     /// Errors: [`SandboxError::CaBundleMissing`] when a configured bundle is not a file.
     pub fn for_setup(cfg: &SandboxConfig, host: &setup_env::SetupHostEnv) -> Result<SetupSandbox> {
         let mut policy = Self::for_run(cfg, NetworkAccess::Setup);
+        // One setup command may take as long as the whole setup may (a long `npm ci`).
+        policy.limits.command_timeout = Duration::from_secs(cfg.setup_timeout_s);
         let mut mounts = Vec::new();
         let ca = setup_env::CaBundle::of(cfg);
         if let Some(path) = ca.path() {

@@ -82,6 +82,20 @@ pub enum SetupEnvError {
         "the value of {name} contains one of slipway's secrets (a token or API key); setup never gets secrets: take the secret out of {name} or remove {name} from [sandbox] setup_env"
     )]
     SecretValue { name: String },
+    #[error(
+        "the value of {name} is a URL with credentials in it (user:password@); setup runs third-party code with network and never gets credentials: use a proxy or index that needs none, or remove {name} from [sandbox] setup_env"
+    )]
+    Credentials { name: String },
+}
+
+/// Whether `value` holds a URL with userinfo (`scheme://user[:password]@host`).
+fn has_userinfo(value: &str) -> bool {
+    value.split_whitespace().any(|part| {
+        part.split_once("://").is_some_and(|(_, rest)| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority.contains('@')
+        })
+    })
 }
 
 /// The host values of the `[sandbox] setup_env` variables, captured once when the
@@ -124,6 +138,9 @@ impl SetupHostEnv {
                 .any(|s| !s.is_empty() && value.contains(s.as_str()))
             {
                 return Err(SetupEnvError::SecretValue { name: name.clone() });
+            }
+            if has_userinfo(&value) {
+                return Err(SetupEnvError::Credentials { name: name.clone() });
             }
             if PROXY_VARS.contains(&upper.as_str()) {
                 vars.insert(upper, value.clone());
@@ -266,5 +283,25 @@ mod tests {
             }
         );
         assert!(!e.to_string().contains("xoxb"));
+    }
+
+    #[test]
+    fn a_proxy_or_index_url_with_credentials_is_refused() {
+        for v in [
+            "http://svc:P4ss@proxy:3128",
+            "https://user:tok@artifactory.example/api/pypi/simple",
+            "https://tok@host/x",
+        ] {
+            let err = SetupHostEnv::capture(&["HTTPS_PROXY".to_string()], |_| Some(v.into()), &[])
+                .unwrap_err();
+            assert!(matches!(err, SetupEnvError::Credentials { .. }), "{v}");
+        }
+        let ok = SetupHostEnv::capture(
+            &["HTTPS_PROXY".to_string()],
+            |_| Some("http://proxy:3128".into()),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.vars()["HTTPS_PROXY"], "http://proxy:3128");
     }
 }

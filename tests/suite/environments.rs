@@ -115,7 +115,17 @@ async fn a_setup_that_cannot_start_halts_before_the_agent_docker() {
 /// The snapshot entries of the test repo: (key directory, number of setup builds recorded in
 /// its `/env/builds`).
 fn snapshots(h: &Harness) -> Vec<(std::path::PathBuf, usize)> {
-    let dir = h.data.path().join("envs/acme_calc");
+    let envs = h.data.path().join("envs");
+    let dir = std::fs::read_dir(&envs)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("acme_calc-"))
+        })
+        .unwrap_or_else(|| envs.join("acme_calc-none"));
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -481,6 +491,26 @@ async fn an_image_that_cannot_be_pulled_halts_naming_it() {
             "localhost/slipway-test-no-such-image:1",
             "could not be pulled",
         ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dockerfile_that_fetches_from_a_url_is_refused() {
+    // The engine would fetch it itself, from the host's network, where nothing is fenced.
+    bad_input_halts_naming_the_cause(
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                "{\"build\": {\"dockerfile\": \"Dockerfile\"}}",
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                "FROM slipway-sandbox:local\nADD http://169.254.169.254/latest/meta-data/ /creds\n",
+            ),
+        ],
+        |_| {},
+        &[".devcontainer/Dockerfile line 2: ADD from a URL is not supported"],
     )
     .await;
 }
