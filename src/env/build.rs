@@ -356,6 +356,52 @@ fn dockerfile_tag(
     format!("localhost/slipway-env-{slug}:{digest}")
 }
 
+/// Makes `dir/.git`: a git directory holding only `base_sha` (fetched shallow from
+/// `from`), HEAD detached at it and `index` (the base tree's) as its index. Returns its path.
+fn base_only_git_dir(
+    dir: &Path,
+    from: &Path,
+    base_sha: &str,
+    index: &Path,
+) -> std::io::Result<PathBuf> {
+    let git = |args: &[&str]| -> std::io::Result<()> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "git {}: {}",
+                args.first().unwrap_or(&""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    let dir_s = dir.display().to_string();
+    git(&["init", "-q", "--template=", &dir_s])?;
+    let gd = dir.join(".git");
+    let gd_arg = format!("--git-dir={}", gd.display());
+    let from = from.display().to_string();
+    git(&[
+        &gd_arg,
+        "fetch",
+        "-q",
+        "--no-tags",
+        "--depth=1",
+        &from,
+        base_sha,
+    ])?;
+    git(&[&gd_arg, "update-ref", "--no-deref", "HEAD", base_sha])?;
+    if index.is_file() {
+        std::fs::copy(index, gd.join("index"))?;
+    }
+    Ok(gd)
+}
+
 /// Refuses a Dockerfile whose `ADD` fetches a URL or that has `ONBUILD` triggers: the
 /// engine fetches `ADD` URLs itself, from the host's network, where nothing is fenced.
 fn refuse_remote_sources(path: &Path, name: &str) -> Result<(), PrepareError> {
@@ -541,9 +587,17 @@ pub async fn prepare(
     prepend_path(&mut policy, &[format!("{HOME}/.local/bin")]);
     let mut mounts = vec![Mount::rw(building.env_dir(), ENV_DIR)];
     mounts.extend(req.setup_mounts);
+    // Setup sees a git directory of the base commit alone (shallow, HEAD detached at it),
+    // never the run's, which holds the agent's commits from revision 2 on.
+    let setup_git = building.env_dir().with_file_name("git");
+    let git_dir = base_only_git_dir(&setup_git, req.git_dir, req.base_sha, &req.base_index)
+        .map_err(|e| PrepareError::Io {
+            path: setup_git.clone(),
+            source: e,
+        })?;
     let spec = SandboxSpec {
         workspace: src.clone(),
-        git_dir: req.git_dir.to_path_buf(),
+        git_dir,
         home: building.home_dir(),
         policy,
         run_id: req.run_id.to_string(),

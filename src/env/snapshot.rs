@@ -239,6 +239,8 @@ impl Building {
         }
         meta.generated = moved;
         remove_tree(&self.src_dir());
+        // Setup's base-only git directory, if it made one.
+        remove_tree(&self.dir.join("git"));
         // Download caches are not part of the environment (uv links what it installs).
         remove_tree(&self.home_dir().join(".cache"));
         meta.bytes = du(&self.dir);

@@ -514,3 +514,58 @@ async fn a_dockerfile_that_fetches_from_a_url_is_refused() {
     )
     .await;
 }
+
+/// Setup's git directory holds the base commit alone: no agent commit of an earlier revision
+/// can be read (or installed from) through it.
+async fn setup_sees_only_the_base_commit_in_git(backend: Backend) {
+    let h = Harness::new(backend, LlmProvider::Openai, vec![]).await;
+    commit_files(
+        &h,
+        &[(
+            ".slipway/setup.sh",
+            "git -C /workspace log -1 --format=%s > /env/head\n\
+             git -C /workspace rev-list --all | wc -l > /env/commits\n\
+             git -C /workspace status --porcelain | wc -l > /env/dirty\n",
+        )],
+    );
+    let task = h.task("does it set up?");
+    let repo = h.repo_path();
+    sh(
+        &repo,
+        &format!(
+            "git checkout -qb {} && echo secret-plan > agent.txt && git add -A \
+             && git commit -qm 'agent: revision 1' && git checkout -q main",
+            task.branch
+        ),
+    );
+    let mut task = task;
+    let report = h
+        .runner
+        .run(&mut task, "checks_only", CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        gate(&report, "setup").status,
+        GateStatus::Pass,
+        "{report:#?}"
+    );
+    let (dir, _) = snapshots(&h).pop().expect("a snapshot");
+    let read = |f: &str| std::fs::read_to_string(dir.join("env").join(f)).unwrap();
+    assert_eq!(
+        read("head").trim(),
+        "environment",
+        "HEAD is the base commit"
+    );
+    assert_eq!(read("commits").trim(), "1", "only the base commit is there");
+    assert_eq!(read("dirty").trim(), "0", "the index is the base tree's");
+}
+
+#[tokio::test]
+async fn setup_sees_only_the_base_commit_in_git_bwrap() {
+    setup_sees_only_the_base_commit_in_git(Backend::Bwrap).await;
+}
+
+#[tokio::test]
+async fn setup_sees_only_the_base_commit_in_git_docker() {
+    setup_sees_only_the_base_commit_in_git(Backend::Docker).await;
+}
