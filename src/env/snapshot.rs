@@ -580,15 +580,20 @@ mod tests {
         );
     }
 
+    /// Commits an entry of `key` for `acme/web` created two hours ago (past a 1 h TTL).
+    fn commit_expired(store: &EnvStore, key: &EnvKey, source: &str) {
+        let mut old = meta(key, "acme/web");
+        old.created_ms -= 7_200_000;
+        old.source = source.into();
+        store.begin("acme/web", key).unwrap().commit(old).unwrap();
+    }
+
     #[test]
     fn an_expired_entry_is_replaced_by_the_new_build() {
         let tmp = tempfile::tempdir().unwrap();
         let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
         let key = inputs(b"1").key();
-        let mut old = meta(&key, "acme/web");
-        old.created_ms -= 7_200_000;
-        old.source = "old".into();
-        store.begin("acme/web", &key).unwrap().commit(old).unwrap();
+        commit_expired(&store, &key, "old");
         assert!(store.lookup("acme/web", &key).is_none(), "expired");
         let b = store.begin("acme/web", &key).unwrap();
         std::fs::write(b.env_dir().join("new"), "x").unwrap();
@@ -620,9 +625,7 @@ mod tests {
         let store = EnvStore::new(tmp.path(), Duration::from_secs(3600));
         let k1 = inputs(b"1").key();
         let k2 = inputs(b"2").key();
-        let mut old = meta(&k1, "acme/web");
-        old.created_ms -= 7_200_000;
-        store.begin("acme/web", &k1).unwrap().commit(old).unwrap();
+        commit_expired(&store, &k1, "old");
         store
             .begin("acme/web", &k2)
             .unwrap()

@@ -325,6 +325,24 @@ mod tests {
         assert!(pg.detail.contains("ignored"));
     }
 
+    /// The gates of a finished run with passing tests that changed `changes`.
+    fn gates_of(changes: &[FileChange], p: &EffectivePolicy) -> Vec<Gate> {
+        evaluate(&Evidence {
+            checks: &passing_tests(),
+            commands: &[],
+            changes,
+            agent_end: &finished(),
+            fix_rounds: 0,
+            policy: p,
+            secrets: &[],
+            added_lines: changes.iter().map(|c| c.added).sum(),
+            committed: true,
+            dependencies: None,
+            coverage: None,
+            ci: None,
+        })
+    }
+
     #[test]
     fn a_change_to_what_defines_the_checks_always_needs_approval() {
         let p = policy::effective(&with_auto(&["tests", "docs"]), None);
@@ -334,22 +352,7 @@ mod tests {
             "Makefile",
             ".cargo/config.toml",
         ] {
-            let changes = vec![change(path, 3, 0)];
-            let gates = evaluate(&Evidence {
-                checks: &passing_tests(),
-                commands: &[],
-                changes: &changes,
-                agent_end: &finished(),
-                fix_rounds: 0,
-                policy: &p,
-                secrets: &[],
-                added_lines: 3,
-                committed: true,
-                dependencies: None,
-                coverage: None,
-                ci: None,
-            });
-            let (d, reasons) = decide(C::Tests, &gates, &p);
+            let (d, reasons) = decide(C::Tests, &gates_of(&[change(path, 3, 0)], &p), &p);
             assert_eq!(d, Decision::NeedsApproval, "{path}: {reasons:?}");
             assert!(
                 reasons
@@ -359,21 +362,7 @@ mod tests {
             );
         }
         // An ordinary test file is still auto-mergeable when policy says so.
-        let changes = vec![change("tests/test_calc.py", 3, 0)];
-        let gates = evaluate(&Evidence {
-            checks: &passing_tests(),
-            commands: &[],
-            changes: &changes,
-            agent_end: &finished(),
-            fix_rounds: 0,
-            policy: &p,
-            secrets: &[],
-            added_lines: 3,
-            committed: true,
-            dependencies: None,
-            coverage: None,
-            ci: None,
-        });
+        let gates = gates_of(&[change("tests/test_calc.py", 3, 0)], &p);
         assert_eq!(decide(C::Tests, &gates, &p).0, Decision::AutoMerge);
     }
 
