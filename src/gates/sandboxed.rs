@@ -36,7 +36,9 @@ const RESOLVERS: &[(&[&str], &str)] = &[
             "poetry.lock",
             "Pipfile.lock",
         ],
-        "python3 -m pip check",
+        // The project venv (detected setup makes it with uv, which installs no pip into it):
+        // uv checks it; elsewhere pip checks the interpreter's packages.
+        "if [ -n \"$VIRTUAL_ENV\" ] && command -v uv >/dev/null; then uv pip check; else python3 -m pip check; fi",
     ),
     (&["go.mod", "go.sum"], "go mod verify"),
 ];
