@@ -195,7 +195,8 @@ fn main() {
             r.cold_ms,
             r.warm_ms,
             r.cold_ms as f64 / r.warm_ms.max(1) as f64,
-            r.pool_ms.map_or("n/a (bwrap)".to_string(), |m| m.to_string()),
+            r.pool_ms
+                .map_or("n/a (bwrap)".to_string(), |m| m.to_string()),
             r.overhead_ms,
             r.total_ms,
             r.checks_ms
