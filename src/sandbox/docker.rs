@@ -1,7 +1,8 @@
 //! The `docker` backend: one container per sandbox, through bollard, against any
 //! Docker-compatible engine (Docker, or Podman's compatible socket).
 //!
-//! Hardening (FIELD_NOTES, "bollard against Podman"): `network_disabled` plus
+//! Hardening (FIELD_NOTES, "bollard against Podman"): the unprivileged sandbox user
+//! ([`super::user`]) as the container's `user` (execs inherit it), `network_disabled` plus
 //! `network_mode = none`, `cap_drop ALL`, `no-new-privileges`, read-only root with a `/tmp`
 //! tmpfs, memory with equal swap, `nano_cpus`, `pids_limit`, and explicit `nofile`/`nproc`
 //! ulimits (Podman's defaults exceed some hosts' hard limits and the start fails).
@@ -71,6 +72,10 @@ for pass in 1 2 3 4 5 6 7 8; do
   kill -9 $left 2>/dev/null
 done
 exit $rc"#;
+
+/// RLIMIT_NPROC of every container: a ceiling shared by all sandboxes (one uid), well
+/// above any one container's `pids_limit`.
+const SHARED_NPROC: i64 = 16384;
 
 /// Extra time past a command's timeout before the container itself is killed (the in-box
 /// `timeout -k 5` should have ended the command long before).
@@ -423,6 +428,7 @@ impl Sandbox for DockerSandbox {
         if !self.image_exists(&image).await? {
             return Err(SandboxError::ImageMissing(image));
         }
+        super::user::hand_over_spec_async(spec).await?;
         let lim = &spec.policy.limits;
         let ws = spec.workspace.display().to_string();
         let offline = spec.policy.network == NetworkAccess::None;
@@ -459,7 +465,10 @@ impl Sandbox for DockerSandbox {
             init: Some(true),
             ulimits: Some(vec![
                 ulimit("nofile", 4096),
-                ulimit("nproc", i64::from(lim.pids).max(64)),
+                // RLIMIT_NPROC counts every process of the sandbox uid on the host, across all
+                // sandboxes, so it cannot be a per-sandbox limit: `pids_limit` is. Set
+                // explicitly (the engine's default can exceed the host's hard limit).
+                ulimit("nproc", SHARED_NPROC.max(i64::from(lim.pids))),
                 ulimit("fsize", (lim.tmp_mb * 1024 * 1024) as i64),
             ]),
             ..Default::default()
@@ -475,6 +484,8 @@ impl Sandbox for DockerSandbox {
             // PID 1 only waits; commands arrive as execs.
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),
+            // Never root: PID 1 and every exec run as the unprivileged sandbox user.
+            user: Some(super::user::SandboxUser::of_host().spec()),
             env: Some(env),
             working_dir: Some(WORKSPACE.into()),
             network_disabled: Some(offline),
