@@ -299,6 +299,47 @@ async fn bwrap_sees_only_an_allowlisted_etc_and_the_toolchains_still_run() {
     b.session.close().await.unwrap();
 }
 
+/// A secret of the process in a file the agent reads (with `run` and with `read_file`)
+/// never reaches the model.
+#[tokio::test]
+async fn tool_results_are_redacted_before_the_model_sees_them() {
+    use serde_json::json;
+    const SECRET: &str = "xoxb-slipway-test-9f8e7d6c5b4a";
+    let script = vec![
+        crate::support::fake_llm::Turn::call("run", json!({"command": "cat deploy.env"})),
+        crate::support::fake_llm::Turn::call("read_file", json!({"path": "deploy.env"})),
+        crate::support::fake_llm::Turn::call("finish", json!({"summary": "looked"})),
+    ];
+    let h = support::Harness::with_repo(
+        Backend::Bwrap,
+        slipway::agent::llm::settings::LlmProvider::Anthropic,
+        script,
+        |dir| {
+            python_repo(dir);
+            std::fs::write(
+                dir.join("deploy.env"),
+                format!("SLACK_BOT_TOKEN={SECRET}\n"),
+            )
+            .unwrap();
+            support::sh(dir, "git add -A && git commit -qm 'deploy env'");
+        },
+        |c| c.secret_values.0.push(SECRET.into()),
+    )
+    .await;
+    let mut task = h.task("look at the deploy settings");
+    let _ = h.run(&mut task).await;
+    let reqs = h.fake.requests();
+    assert!(reqs.len() >= 3, "{} requests", reqs.len());
+    for r in &reqs {
+        assert!(!r.body.to_string().contains(SECRET), "{}", r.body);
+    }
+    assert!(
+        reqs[1].body.to_string().contains("<redacted>"),
+        "{}",
+        reqs[1].body
+    );
+}
+
 #[tokio::test]
 async fn docker_keeps_host_secrets_out() {
     no_host_secret_gets_in(Backend::Docker).await;
