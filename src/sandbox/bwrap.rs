@@ -20,10 +20,11 @@
 //! is up and fenced; without slirp4netns the setup sandbox does not start.
 //!
 //! Limits are rlimits set by util-linux `prlimit` before bwrap starts: RLIMIT_DATA for
-//! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, RLIMIT_NPROC. RLIMIT_NPROC
-//! counts every process of the sandbox uid on the host, so concurrent sandboxes share it; a
-//! fork bomb is also ended by the command timeout, which kills the namespace's init and so
-//! every process in it. Use the `docker` backend where a per-sandbox pids limit matters.
+//! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, and RLIMIT_NPROC as the
+//! ceiling every sandbox shares ([`super::user::SHARED_NPROC`]: the kernel counts it per
+//! uid, host-wide). bwrap has no per-sandbox process limit: a fork bomb is ended by the
+//! command timeout, which kills the namespace's init and so every process in it. Use the
+//! `docker` backend (`pids_limit`) where a per-sandbox process limit matters.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -332,7 +333,11 @@ impl BwrapSession {
                 c.arg(format!("--data={mem}"))
                     .arg(format!("--fsize={fsize}"))
                     .arg("--nofile=4096")
-                    .arg(format!("--nproc={}", lim.pids))
+                    // Shared by every sandbox of the uid: see `user::SHARED_NPROC`.
+                    .arg(format!(
+                        "--nproc={}",
+                        super::user::SHARED_NPROC.max(lim.pids)
+                    ))
                     .arg("--core=0")
                     .arg("--")
                     .arg(&self.sandbox.bwrap);

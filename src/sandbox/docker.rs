@@ -73,10 +73,6 @@ for pass in 1 2 3 4 5 6 7 8; do
 done
 exit $rc"#;
 
-/// RLIMIT_NPROC of every container: a ceiling shared by all sandboxes (one uid), well
-/// above any one container's `pids_limit`.
-const SHARED_NPROC: i64 = 16384;
-
 /// Extra time past a command's timeout before the container itself is killed (the in-box
 /// `timeout -k 5` should have ended the command long before).
 const KILL_GRACE: Duration = Duration::from_secs(15);
@@ -465,10 +461,10 @@ impl Sandbox for DockerSandbox {
             init: Some(true),
             ulimits: Some(vec![
                 ulimit("nofile", 4096),
-                // RLIMIT_NPROC counts every process of the sandbox uid on the host, across all
-                // sandboxes, so it cannot be a per-sandbox limit: `pids_limit` is. Set
-                // explicitly (the engine's default can exceed the host's hard limit).
-                ulimit("nproc", SHARED_NPROC.max(i64::from(lim.pids))),
+                // A ceiling shared by every sandbox (one uid); `pids_limit` is the
+                // per-sandbox limit. Set explicitly: the engine's default can exceed the
+                // host's hard limit.
+                ulimit("nproc", i64::from(super::user::SHARED_NPROC.max(lim.pids))),
                 ulimit("fsize", (lim.tmp_mb * 1024 * 1024) as i64),
             ]),
             ..Default::default()

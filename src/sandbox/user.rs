@@ -26,6 +26,12 @@ pub const SANDBOX_UID: u32 = 65532;
 /// The gid every sandboxed command runs as when slipway is root.
 pub const SANDBOX_GID: u32 = 65532;
 
+/// RLIMIT_NPROC of every sandbox, both backends. The kernel counts it per uid across the
+/// whole host (threads included), and every sandbox runs as the same uid, so it cannot be a
+/// per-sandbox limit (docker's `pids_limit` is one): it is a ceiling shared by all of them,
+/// well above what one sandbox is allowed, so concurrent runs do not starve each other.
+pub const SHARED_NPROC: u32 = 16384;
+
 /// The identity a sandboxed command runs as on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxUser {
