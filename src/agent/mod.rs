@@ -152,6 +152,9 @@ pub struct AgentNode<'a> {
     pub ctx: ToolContext<'a>,
     pub log: &'a RunLog,
     pub max_output_tokens: u32,
+    /// This process's secret values: every tool result is redacted with them before the
+    /// model (or the transcript) sees it, as transcripts are.
+    pub secrets: &'a crate::config::SecretValues,
 }
 
 impl AgentNode<'_> {
@@ -313,6 +316,9 @@ impl AgentNode<'_> {
                         (format!("{reason}. The run is halted."), true)
                     }
                 };
+                // A file or command output the agent can reach may hold a secret of this
+                // process: the model never gets it back.
+                let content = self.secrets.redact(&content);
                 conv.tool_calls.push(ToolCallRecord {
                     name: name.clone(),
                     ok: !is_error,

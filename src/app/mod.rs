@@ -159,7 +159,7 @@ pub async fn build_runner(
     if let Err(e) = sandbox.preflight().await {
         return usage(e).map(Err);
     }
-    std::fs::create_dir_all(&cfg.data_dir)
+    slipway::config::ensure_data_dir(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store =
         Store::open(&cfg.data_dir.join("store"))?.with_redaction(cfg.secret_values.0.clone());

@@ -198,6 +198,15 @@ pub const SECRET_VARS: &[&str] = &[
     "OPENAI_API_KEY",
 ];
 
+/// Creates the data directory (`SLIPWAY_DATA_DIR`) and makes it `0700`: it holds the
+/// store, the clones, and what sandboxes wrote, and no other local user may enter it.
+/// Tightens an existing directory too.
+pub fn ensure_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 impl Config {
     /// Loads `path` (when given) and the environment. A missing default `slipway.toml` is
     /// fine; a named file that is missing is an error.
@@ -396,6 +405,24 @@ impl<'a> From<&'a std::sync::Arc<Config>> for crate::forge::ForgeSettings<'a> {
 mod tests {
     use super::*;
     use crate::repos::ForgeKind;
+
+    #[test]
+    fn the_data_dir_is_private_to_slipway() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        ensure_data_dir(&tmp.path().join("fresh")).unwrap();
+        let mode = std::fs::metadata(tmp.path().join("fresh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[test]
     fn defaults_match_the_contract() {

@@ -74,6 +74,7 @@ pub(crate) async fn agent_round(cx: &mut RunCtx<'_>, text: String) -> Result<Age
         },
         log: &cx.tracker.log,
         max_output_tokens: cfg.file.agent.max_output_tokens,
+        secrets: &cfg.secret_values,
     };
     let end = agent.run(&mut conv, &mut cx.budget, text).await;
     cx.conv = Some(conv);

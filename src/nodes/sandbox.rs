@@ -26,6 +26,9 @@ impl crate::run::Node for Sandbox {
         let mut warm = false;
         if let Some(slot) = cx.warm.take() {
             if slot.fits(&spec) {
+                // The slot's clone was made after its container started: give it to the
+                // sandbox user now.
+                crate::sandbox::user::hand_over_spec_async(&spec).await?;
                 cx.session = Some(slot.session);
                 cx.warm_used = true;
                 warm = true;

@@ -1,12 +1,18 @@
 //! The `bwrap` backend: each command runs in fresh bubblewrap namespaces (the approach of
 //! codex-rs's Linux sandbox), with no daemon.
 //!
-//! What is visible: `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc` read-only (with
-//! `/etc/shadow` and `/etc/gshadow` masked), configured extra read-only paths, a fresh
-//! `/proc`, a minimal `/dev`, a tmpfs `/tmp`, the run's home at `/home/sandbox`, and the
-//! clone at `/workspace` (its `.git` read-only). `/root`, `/home`, `/var`, `/run` (engine sockets), and slipway's data dir are
-//! not there. Namespaces: all unshared, network included; all capabilities dropped;
-//! `--die-with-parent`; a new session (no TIOCSTI).
+//! What is visible: `/usr`, `/bin`, `/sbin`, `/lib*` read-only, of `/etc` only what
+//! [`ETC_ALLOWLIST`] names (read-only), configured extra read-only paths, a fresh `/proc`, a
+//! minimal `/dev`, a tmpfs `/tmp`, the run's home at `/home/sandbox`, and the clone at
+//! `/workspace` (its `.git` read-only). `/root`, `/home`, `/var`, `/run` (engine sockets),
+//! the rest of `/etc` and slipway's data dir are not there. Namespaces: all unshared,
+//! network included; `--die-with-parent`; a new session (no TIOCSTI).
+//!
+//! Identity ([`super::user`]): when slipway is root, no user namespace is made (it would map
+//! the sandbox's uid to host root); the command starts under `setpriv`, which switches to
+//! the sandbox uid and gid for good, clears the groups and every capability set and sets
+//! `no_new_privs`. bwrap keeps only the capabilities that switch takes. When slipway is not
+//! root, bwrap's own user namespace runs the command as slipway's uid with no capabilities.
 //!
 //! Setup ([`NetworkAccess::Setup`]) never shares the host's network namespace: each setup
 //! command gets its own namespace plus slirp4netns, fenced ([`super::slirp`]). The command is
@@ -14,10 +20,11 @@
 //! is up and fenced; without slirp4netns the setup sandbox does not start.
 //!
 //! Limits are rlimits set by util-linux `prlimit` before bwrap starts: RLIMIT_DATA for
-//! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, RLIMIT_NPROC. The kernel does
-//! not enforce RLIMIT_NPROC for root; when slipway runs as root a fork bomb is ended by the
+//! memory, RLIMIT_FSIZE for the largest file, RLIMIT_NOFILE, and RLIMIT_NPROC as the
+//! ceiling every sandbox shares ([`super::user::SHARED_NPROC`]: the kernel counts it per
+//! uid, host-wide). bwrap has no per-sandbox process limit: a fork bomb is ended by the
 //! command timeout, which kills the namespace's init and so every process in it. Use the
-//! `docker` backend where a hard pids limit matters.
+//! `docker` backend (`pids_limit`) where a per-sandbox process limit matters.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,6 +37,7 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::slirp::{Slirp, SlirpGuard};
+use super::user::SandboxUser;
 use super::{
     Backend, CappedOutput, ExecOutput, HOME, Mount, NetworkAccess, Result, Sandbox, SandboxError,
     SandboxPolicy, SandboxSpec, Session, WORKSPACE,
@@ -50,6 +58,141 @@ const GATE: &str = r#"read -r go && [ "$go" = go ] || exit 125
 mode=$1; shift
 if [ "$mode" = null ]; then exec "$@" </dev/null; else exec "$@"; fi"#;
 
+/// What of the host's `/etc` a sandbox sees: what the toolchains need to run (users and
+/// groups for name lookups, name resolution, TLS roots, the dynamic linker, time zone, MIME
+/// and protocol tables, Debian's alternatives, Python's and Perl's and Java's own
+/// configuration), nothing else. Left out on purpose: keys and credentials (`ssh`,
+/// `ssl/private`, `shadow`), package-manager and git configuration that may carry tokens
+/// (`pip.conf`, `npmrc`, `gitconfig`), `environment` and every other file an operator may
+/// have put secrets in. A name ending in `*` takes every entry starting with the rest.
+pub const ETC_ALLOWLIST: &[&str] = &[
+    "passwd",
+    "group",
+    "hosts",
+    "host.conf",
+    "resolv.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "networks",
+    "protocols",
+    "services",
+    "rpc",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "locale.alias",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "os-release",
+    "debian_version",
+    "lsb-release",
+    "machine-id",
+    "shells",
+    "terminfo",
+    "inputrc",
+    "bash.bashrc",
+    "profile",
+    "fonts",
+    "xml",
+    "sgml",
+    "perl",
+    "python3*",
+    "java-*",
+    "maven",
+    "postgresql-common",
+    "mtab",
+];
+
+/// Adds the [`ETC_ALLOWLIST`] entries present on this host: a symlink is recreated as the
+/// same symlink (never resolved on the host side), anything else is bound read-only.
+fn etc_allowlist(cmd: &mut Command) {
+    for entry in etc_entries(Path::new("/etc")) {
+        let target = entry.display().to_string();
+        match std::fs::read_link(&entry) {
+            Ok(link) => {
+                cmd.args(["--symlink", &link.display().to_string(), &target]);
+            }
+            Err(_) => {
+                cmd.args(["--ro-bind-try", &target, &target]);
+            }
+        }
+    }
+}
+
+/// The paths under `etc` that [`ETC_ALLOWLIST`] names and that exist, sorted.
+fn etc_entries(etc: &Path) -> Vec<PathBuf> {
+    let names: Vec<String> = std::fs::read_dir(etc)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for allowed in ETC_ALLOWLIST {
+        match allowed.strip_suffix('*') {
+            Some(prefix) => out.extend(
+                names
+                    .iter()
+                    .filter(|n| n.starts_with(prefix))
+                    .map(|n| etc.join(n)),
+            ),
+            None => {
+                let p = etc.join(allowed);
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The ancestors of `targets` that bwrap would have to create in its own root (so not `/`,
+/// and nothing inside the work tree or the home, which are binds of host directories),
+/// shallowest first.
+fn parent_dirs(targets: &[String]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for t in targets {
+        let mut p = Path::new(t).parent();
+        while let Some(dir) = p {
+            let inside_bind = [WORKSPACE, HOME].iter().any(|b| dir.starts_with(b));
+            if dir != Path::new("/") && !inside_bind {
+                out.insert(dir.display().to_string());
+            }
+            p = dir.parent();
+        }
+    }
+    let mut v: Vec<String> = out.into_iter().collect();
+    v.sort_by_key(|d| d.matches('/').count());
+    v
+}
+
+/// `setpriv` switching to `user` for good: real and effective ids, no supplementary groups,
+/// no capabilities left in any set, `no_new_privs` (so a setuid binary grants nothing).
+fn drop_to(user: SandboxUser) -> Vec<String> {
+    vec![
+        "/usr/bin/setpriv".into(),
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        "--clear-groups".into(),
+        "--inh-caps=-all".into(),
+        "--bounding-set=-all".into(),
+        "--no-new-privs".into(),
+        "--".into(),
+    ]
+}
+
 impl BwrapSandbox {
     /// Finds `bwrap` (and `prlimit`, for limits) in the system directories.
     pub fn detect() -> Result<Self> {
@@ -59,6 +202,11 @@ impl BwrapSandbox {
         let prlimit = super::which("prlimit").ok_or_else(|| SandboxError::NoBackend {
             detail: " (bubblewrap is installed but prlimit, from util-linux, is not: it sets the sandbox limits)".into(),
         })?;
+        if SandboxUser::of_host().host_is_root && super::which("setpriv").is_none() {
+            return Err(SandboxError::NoBackend {
+                detail: " (bubblewrap is installed but setpriv, from util-linux, is not: as root it drops the sandbox to an unprivileged user)".into(),
+            });
+        }
         Ok(Self {
             bwrap,
             prlimit: Some(prlimit),
@@ -120,6 +268,7 @@ impl Sandbox for BwrapSandbox {
                 spec.git_dir.display()
             )));
         }
+        super::user::hand_over_spec_async(spec).await?;
         let slirp = match spec.policy.network {
             NetworkAccess::Setup => Some(Slirp::detect()?),
             NetworkAccess::None => None,
@@ -132,6 +281,7 @@ impl Sandbox for BwrapSandbox {
             home: spec.home.clone(),
             mounts: spec.mounts.clone(),
             policy: spec.policy.clone(),
+            user: SandboxUser::of_host(),
             children: Mutex::new(Vec::new()),
         };
         // Prove the sandbox starts (namespaces allowed, binds valid) before the agent runs.
@@ -158,6 +308,8 @@ pub struct BwrapSession {
     home: PathBuf,
     mounts: Vec<Mount>,
     policy: SandboxPolicy,
+    /// Who the commands run as.
+    user: SandboxUser,
     /// PIDs of running bwrap processes, killed on close.
     children: Mutex<Vec<u32>>,
 }
@@ -181,7 +333,11 @@ impl BwrapSession {
                 c.arg(format!("--data={mem}"))
                     .arg(format!("--fsize={fsize}"))
                     .arg("--nofile=4096")
-                    .arg(format!("--nproc={}", lim.pids))
+                    // Shared by every sandbox of the uid: see `user::SHARED_NPROC`.
+                    .arg(format!(
+                        "--nproc={}",
+                        super::user::SHARED_NPROC.max(lim.pids)
+                    ))
                     .arg("--core=0")
                     .arg("--")
                     .arg(&self.sandbox.bwrap);
@@ -191,16 +347,41 @@ impl BwrapSession {
             None => Command::new(&self.sandbox.bwrap),
         };
         let ws = self.workspace.display().to_string();
-        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-        cmd.args(["--cap-drop", "ALL"]);
-        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"] {
+        if self.user.host_is_root {
+            // No user namespace: as root, bwrap would map the sandbox's uid to host root, and
+            // what the sandbox writes would be root's. The command drops to the sandbox user
+            // itself ([`drop_to`]); bwrap keeps only the capabilities that takes.
+            cmd.args([
+                "--unshare-ipc",
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-uts",
+            ]);
+            cmd.args(["--unshare-cgroup-try", "--die-with-parent", "--new-session"]);
+            cmd.args(["--cap-drop", "ALL"]);
+            for cap in ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"] {
+                cmd.args(["--cap-add", cap]);
+            }
+        } else {
+            cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+            cmd.args(["--cap-drop", "ALL"]);
+        }
+        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
             cmd.args(["--ro-bind-try", dir, dir]);
         }
-        for secret in ["/etc/shadow", "/etc/gshadow", "/etc/sudoers"] {
-            if Path::new(secret).exists() {
-                cmd.args(["--ro-bind", "/dev/null", secret]);
-            }
+        // bwrap makes the missing parents of a mount point 0700 root-owned when run as root:
+        // make them first, traversable by the sandbox user.
+        let mut targets: Vec<String> = etc_entries(Path::new("/etc"))
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        targets.push(HOME.to_string());
+        targets.push(super::setup_env::SETUP_CA_BUNDLE.to_string());
+        targets.extend(self.mounts.iter().map(|m| m.target.clone()));
+        for dir in parent_dirs(&targets) {
+            cmd.args(["--perms", "0755", "--dir", &dir]);
         }
+        etc_allowlist(&mut cmd);
         for p in &self.policy.extra_ro_paths {
             let p = p.display().to_string();
             cmd.args(["--ro-bind-try", &p, &p]);
@@ -209,6 +390,8 @@ impl BwrapSession {
         cmd.args([
             "--size",
             &(lim.tmp_mb * 1024 * 1024).to_string(),
+            "--perms",
+            "1777",
             "--tmpfs",
             "/tmp",
         ]);
@@ -238,6 +421,9 @@ impl BwrapSession {
             cmd.args(["--setenv", k, v]);
         }
         cmd.arg("--");
+        if self.user.host_is_root {
+            cmd.args(drop_to(self.user));
+        }
         if gated {
             let mode = if keep_stdin { "keep" } else { "null" };
             cmd.args(["/bin/sh", "-c", GATE, "slipway-gate", mode]);
@@ -397,5 +583,36 @@ impl Session for BwrapSession {
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_parents_are_listed_shallowest_first_and_never_inside_a_bind() {
+        let got = parent_dirs(&[
+            "/etc/ssl/certs".into(),
+            "/home/sandbox".into(),
+            "/run/slipway/ca-bundle.crt".into(),
+            "/workspace/node_modules".into(),
+            "/env".into(),
+        ]);
+        assert_eq!(got, ["/etc", "/home", "/run", "/etc/ssl", "/run/slipway"]);
+    }
+
+    #[test]
+    fn etc_is_an_allowlist() {
+        let etc = tempfile::tempdir().unwrap();
+        for f in ["passwd", "shadow", "python3.11", "pip.conf", "secret.env"] {
+            std::fs::write(etc.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir(etc.path().join("ssh")).unwrap();
+        let got: Vec<String> = etc_entries(etc.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(got, ["passwd", "python3.11"]);
     }
 }

@@ -1,7 +1,8 @@
 //! The `docker` backend: one container per sandbox, through bollard, against any
 //! Docker-compatible engine (Docker, or Podman's compatible socket).
 //!
-//! Hardening (FIELD_NOTES, "bollard against Podman"): `network_disabled` plus
+//! Hardening (FIELD_NOTES, "bollard against Podman"): the unprivileged sandbox user
+//! ([`super::user`]) as the container's `user` (execs inherit it), `network_disabled` plus
 //! `network_mode = none`, `cap_drop ALL`, `no-new-privileges`, read-only root with a `/tmp`
 //! tmpfs, memory with equal swap, `nano_cpus`, `pids_limit`, and explicit `nofile`/`nproc`
 //! ulimits (Podman's defaults exceed some hosts' hard limits and the start fails).
@@ -426,6 +427,7 @@ impl Sandbox for DockerSandbox {
         if !self.image_exists(&image).await? {
             return Err(SandboxError::ImageMissing(image));
         }
+        super::user::hand_over_spec_async(spec).await?;
         let lim = &spec.policy.limits;
         let ws = spec.workspace.display().to_string();
         let offline = spec.policy.network == NetworkAccess::None;
@@ -462,7 +464,10 @@ impl Sandbox for DockerSandbox {
             init: Some(true),
             ulimits: Some(vec![
                 ulimit("nofile", 4096),
-                ulimit("nproc", i64::from(lim.pids).max(64)),
+                // A ceiling shared by every sandbox (one uid); `pids_limit` is the
+                // per-sandbox limit. Set explicitly: the engine's default can exceed the
+                // host's hard limit.
+                ulimit("nproc", i64::from(super::user::SHARED_NPROC.max(lim.pids))),
                 ulimit("fsize", (lim.tmp_mb * 1024 * 1024) as i64),
             ]),
             ..Default::default()
@@ -478,6 +483,8 @@ impl Sandbox for DockerSandbox {
             // PID 1 only waits; commands arrive as execs.
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),
+            // Never root: PID 1 and every exec run as the unprivileged sandbox user.
+            user: Some(super::user::SandboxUser::of_host().spec()),
             env: Some(env),
             working_dir: Some(WORKSPACE.into()),
             network_disabled: Some(offline),

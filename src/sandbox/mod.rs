@@ -5,6 +5,8 @@
 //!   network of its own, never the host's namespace, fenced from the host and from cloud
 //!   metadata ([`fence`]); setup alone also gets the operator's CA bundle and allowlisted
 //!   proxy variables ([`setup_env`], [`SandboxPolicy::for_setup`]);
+//! - identity: an unprivileged uid and gid ([`user`]), never root; the directories it
+//!   writes are given to it on the host;
 //! - environment: built from scratch by [`sandbox_env`]; no host variable is inherited, so no
 //!   host secret gets in;
 //! - the run's work tree read-write at `/workspace`, its git directory read-only at
@@ -25,6 +27,7 @@ mod output;
 pub mod settings;
 pub mod setup_env;
 mod slirp;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +87,13 @@ pub enum SandboxError {
         "the CA bundle {path} ([sandbox] ca_bundle) does not exist; fix the path, or set ca_bundle = \"none\""
     )]
     CaBundleMissing { path: PathBuf },
+    /// A directory the sandbox writes could not be given to the sandbox user
+    /// ([`user::hand_over`]); the run stops rather than run the sandbox as root.
+    #[error(
+        "cannot give {path} to the sandbox user (uid {uid}): {detail}; slipway must run as root to sandbox as another user, or own its data directory",
+        uid = user::SANDBOX_UID
+    )]
+    Ownership { path: PathBuf, detail: String },
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -241,6 +251,11 @@ pub fn sandbox_env(extra_ro_paths: &[PathBuf]) -> BTreeMap<String, String> {
         ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
         ("XDG_CACHE_HOME", "/home/sandbox/.cache"),
         ("NO_COLOR", "1"),
+        // The clone's git directory is owned by the host's user, not the sandbox's: without
+        // this, git inside refuses the repository ("dubious ownership"). Command-scope
+        // configuration (what `git -c` passes to its children), which git honours for
+        // safe.directory.
+        ("GIT_CONFIG_PARAMETERS", "'safe.directory'='*'"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -418,11 +418,21 @@ fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
     }
     files::check_writable(&full, &a.path).map_err(file_err)?;
+    // What this call creates (the file, or its first missing directory) is the sandbox
+    // user's, like the rest of the work tree, so the agent's commands can change it.
+    let mut created = full.clone();
+    while let Some(parent) = created.parent()
+        && !parent.exists()
+    {
+        created = parent.to_path_buf();
+    }
     if let Some(parent) = full.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
     }
     files::write(&full, &a.path, a.content.as_bytes()).map_err(file_err)?;
+    crate::sandbox::user::hand_over(&created, crate::sandbox::user::SandboxUser::of_host())
+        .map_err(|e| ToolOutcome::Error(e.to_string()))?;
     Ok(ToolOutcome::Output(format!(
         "wrote {} ({} bytes)",
         a.path,

@@ -82,7 +82,7 @@ async fn no_host_secret_gets_in(backend: Backend) {
     assert!(!out.output.contains("HOST-ONLY-MARKER"), "{}", out.output);
     assert!(!out.output.contains("podman.sock"), "{}", out.output);
     if backend == Backend::Bwrap {
-        // bwrap shows the host's /etc read-only; its password hashes are masked.
+        // bwrap shows an allowlist of the host's /etc; its password hashes are not in it.
         let out = exec(&b, "cat /etc/shadow 2>&1 | head -c 20; echo END").await;
         assert!(!out.output.contains("root:"), "{}", out.output);
     }
@@ -199,6 +199,145 @@ async fn cancellation_stops_a_running_command(backend: Backend) -> String {
     );
     b.session.close().await.unwrap();
     b.run_id.clone()
+}
+
+/// Commands run as the unprivileged sandbox user, what they write is that user's on the
+/// host, and a setuid copy of a shell grants nothing (nosuid / no-new-privileges).
+async fn the_sandbox_runs_as_an_unprivileged_user(backend: Backend) {
+    use std::os::unix::fs::MetadataExt;
+    let b = start(backend, |_| {}).await;
+    let out = exec(
+        &b,
+        "id -u; id -g; grep NoNewPrivs /proc/self/status; \
+         cp /bin/sh ~/x && chmod 4755 ~/x && ~/x -c 'echo euid=$(id -u)'; \
+         touch /workspace/made; mkdir -p /workspace/newdir/sub; echo END",
+    )
+    .await;
+    assert!(out.success(), "{}", out.output);
+    let lines: Vec<&str> = out.output.lines().map(str::trim).collect();
+    let uid = slipway::sandbox::user::SANDBOX_UID.to_string();
+    let gid = slipway::sandbox::user::SANDBOX_GID.to_string();
+    assert_eq!(lines.first(), Some(&uid.as_str()), "{}", out.output);
+    assert_eq!(lines.get(1), Some(&gid.as_str()), "{}", out.output);
+    assert!(
+        out.output.contains("NoNewPrivs:\t1") || out.output.contains("NoNewPrivs: 1"),
+        "{}",
+        out.output
+    );
+    assert!(
+        out.output.contains(&format!("euid={uid}")),
+        "a setuid binary made inside gave another uid:\n{}",
+        out.output
+    );
+    let (ws, home) = (b._dirs.0.path(), b._dirs.1.path());
+    for host in [home.join("x"), ws.join("made"), ws.join("newdir/sub")] {
+        let m = std::fs::metadata(&host).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (
+                slipway::sandbox::user::SANDBOX_UID,
+                slipway::sandbox::user::SANDBOX_GID
+            ),
+            "{} is owned by {}:{}",
+            host.display(),
+            m.uid(),
+            m.gid()
+        );
+    }
+    b.session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn docker_runs_as_an_unprivileged_user() {
+    the_sandbox_runs_as_an_unprivileged_user(Backend::Docker).await;
+}
+#[tokio::test]
+async fn bwrap_runs_as_an_unprivileged_user() {
+    the_sandbox_runs_as_an_unprivileged_user(Backend::Bwrap).await;
+}
+
+/// Removes a file planted under the host's `/etc`, whatever the test does.
+struct Planted(std::path::PathBuf);
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn bwrap_sees_only_an_allowlisted_etc_and_the_toolchains_still_run() {
+    let marker = format!("SLIPWAY-ETC-SECRET-{}", slipway::task::new_id());
+    let planted = Planted(std::path::PathBuf::from(format!(
+        "/etc/slipway-test-secret-{}.env",
+        slipway::task::new_id()
+    )));
+    std::fs::write(&planted.0, format!("SLACK_BOT_TOKEN={marker}\n")).unwrap();
+    let b = start(Backend::Bwrap, |_| {}).await;
+    let probe = format!(
+        "cat {} 2>&1; ls /etc/ssh /etc/ssl/private 2>&1; grep -rl SLIPWAY-ETC-SECRET /etc 2>/dev/null; echo END",
+        planted.0.display()
+    );
+    let out = exec(&b, &probe).await;
+    assert!(!out.output.contains(&marker), "{}", out.output);
+    assert!(
+        !out.output.contains("ssh_host") && !out.output.contains(".key"),
+        "{}",
+        out.output
+    );
+    for cmd in [
+        "python3 -c 'import ssl, json, urllib.request; ssl.create_default_context(); print(\"py ok\")'",
+        "python3 -m pip --version",
+        "node -e 'console.log(require(\"tls\").rootCertificates.length > 0)'",
+        "npm --version",
+        "git --version && git -C /workspace status --short && git -C /workspace log --oneline -1",
+        "uv --version",
+        "getent passwd root",
+    ] {
+        let out = exec(&b, cmd).await;
+        assert!(out.success(), "{cmd}: {}", out.output);
+    }
+    b.session.close().await.unwrap();
+}
+
+/// A secret of the process in a file the agent reads (with `run` and with `read_file`)
+/// never reaches the model.
+#[tokio::test]
+async fn tool_results_are_redacted_before_the_model_sees_them() {
+    use serde_json::json;
+    const SECRET: &str = "xoxb-slipway-test-9f8e7d6c5b4a";
+    let script = vec![
+        crate::support::fake_llm::Turn::call("run", json!({"command": "cat deploy.env"})),
+        crate::support::fake_llm::Turn::call("read_file", json!({"path": "deploy.env"})),
+        crate::support::fake_llm::Turn::call("finish", json!({"summary": "looked"})),
+    ];
+    let h = support::Harness::with_repo(
+        Backend::Bwrap,
+        slipway::agent::llm::settings::LlmProvider::Anthropic,
+        script,
+        |dir| {
+            python_repo(dir);
+            std::fs::write(
+                dir.join("deploy.env"),
+                format!("SLACK_BOT_TOKEN={SECRET}\n"),
+            )
+            .unwrap();
+            support::sh(dir, "git add -A && git commit -qm 'deploy env'");
+        },
+        |c| c.secret_values.0.push(SECRET.into()),
+    )
+    .await;
+    let mut task = h.task("look at the deploy settings");
+    let _ = h.run(&mut task).await;
+    let reqs = h.fake.requests();
+    assert!(reqs.len() >= 3, "{} requests", reqs.len());
+    for r in &reqs {
+        assert!(!r.body.to_string().contains(SECRET), "{}", r.body);
+    }
+    assert!(
+        reqs[1].body.to_string().contains("<redacted>"),
+        "{}",
+        reqs[1].body
+    );
 }
 
 #[tokio::test]

@@ -280,3 +280,20 @@ fn editing_slipway_policy_files_halts_the_run_like_writing_them() {
         "max_files = 5\n"
     );
 }
+
+#[test]
+fn what_write_file_creates_belongs_to_the_sandbox_user() {
+    use crate::sandbox::user::SandboxUser;
+    use std::os::unix::fs::MetadataExt;
+    let user = SandboxUser::of_host();
+    let (_d, r) = repo();
+    tool(
+        &r,
+        "write_file",
+        json!({"path": "new/dir/f.txt", "content": "x\n"}),
+    );
+    for p in ["new", "new/dir", "new/dir/f.txt"] {
+        let m = std::fs::metadata(r.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (user.uid, user.gid), "{p}");
+    }
+}
