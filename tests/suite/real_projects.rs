@@ -8,7 +8,7 @@ use slipway::report::{GateStatus, RunReport};
 use slipway::sandbox::Backend;
 
 use crate::support::real_projects::{
-    self, GO_PATRICIA, PYPROJECT_API, RealProject, SONIC_BOOM, WALKDIR,
+    self, GO_PATRICIA, PLATFORMATIC_METRICS, PYPROJECT_API, RealProject, WALKDIR,
 };
 use crate::support::{Harness, sh};
 
@@ -96,8 +96,8 @@ async fn real_python_src_layout_pyproject_api_fix_passes_its_tests_docker() {
 }
 
 #[tokio::test]
-async fn real_node22_sonic_boom_fix_passes_its_tests_docker() {
-    replays_the_upstream_fix(SONIC_BOOM, Backend::Docker).await;
+async fn real_node22_platformatic_metrics_fix_passes_its_tests_docker() {
+    replays_the_upstream_fix(PLATFORMATIC_METRICS, Backend::Docker).await;
 }
 
 #[tokio::test]
@@ -136,15 +136,10 @@ fn real_project_artifacts_match_their_pins() {
 }
 
 // bwrap runs the host's toolchains (`/usr`, and `/usr/local/bin/uv` from test-env.sh): the
-// Python and Node projects run there too. The host's Rust is under ~/.cargo and it has no Go,
-// so those two run on the docker backend only.
+// Python project runs there too. The host's Node is 20 and the Node project needs >= 22.19, the
+// host's Rust is under ~/.cargo and it has no Go, so those three run on the docker backend only.
 
 #[tokio::test]
 async fn real_python_src_layout_pyproject_api_fix_passes_its_tests_bwrap() {
     replays_the_upstream_fix(PYPROJECT_API, Backend::Bwrap).await;
-}
-
-#[tokio::test]
-async fn real_node_sonic_boom_fix_passes_its_tests_bwrap() {
-    replays_the_upstream_fix(SONIC_BOOM, Backend::Bwrap).await;
 }

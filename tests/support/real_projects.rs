@@ -97,33 +97,30 @@ pub const PYPROJECT_API: RealProject = RealProject {
     test_check: None,
 };
 
-/// sonic-boom 5.0.1 → 5.0.2: `flush()` with `minLength: 0` no longer calls back before the
-/// in-flight write lands, and `end()` waits for pending flushes. Its test runner (borp 1.x)
-/// needs Node >= 22.6.
-pub const SONIC_BOOM: RealProject = RealProject {
-    package: "sonic-boom",
+/// @platformatic/metrics 3.36.0 → 3.40.0: HTTP metrics no longer get a default `telemetry_id`
+/// label (read from the `x-plt-telemetry-id` header) when no custom labels are configured. Needs
+/// Node >= 22.19 (`engines`, and `process.threadCpuUsage`, which Node 20 lacks: its tests fail there).
+pub const PLATFORMATIC_METRICS: RealProject = RealProject {
+    package: "@platformatic/metrics",
     registry: Registry::Npm,
     pool_dir: "",
     buggy: Artifact {
-        version: "5.0.1",
-        file: "sonic-boom-5.0.1.tgz",
-        sha256: "0fcdb80add0878ecb42db44e06c00a463a86937a78937b3e66c06d738d627463",
+        version: "3.36.0",
+        file: "platformatic-metrics-3.36.0.tgz",
+        sha256: "437946d58f792b42f9f538d243e232be948d8737f552c8240cddffc9cff9e81f",
         root: "package",
     },
     fixed: Artifact {
-        version: "5.0.2",
-        file: "sonic-boom-5.0.2.tgz",
-        sha256: "71aee325fa4001946f045a489be4d3779673ae65f869930a0e68cacde1b50fbb",
+        version: "3.40.0",
+        file: "platformatic-metrics-3.40.0.tgz",
+        sha256: "549017809103f60e81ebdacc99f7fbbcd472991cf03f06fec6cef1eca345d086",
         root: "package",
     },
-    fix_files: &["index.js", "test/flush.test.js", "test/flush-sync.test.js"],
-    request: "sonic-boom: flush(cb) with minLength 0 calls back before the data is written",
+    fix_files: &["index.js", "test/index.test.js"],
+    request: "@platformatic/metrics: HTTP metrics get a telemetry_id label even when no custom labels are configured",
     manifest: "package.json",
     setup_sources: &["package-lock.json", "package.json"],
-    // `npm test` starts with `tsc && tsd`, and the tarball has no tsconfig.json (the git repo
-    // has), so bare `tsc` prints its help and exits 1 at both versions. The unit tests are the
-    // package's own `test:unit` script (borp 1.x, which declares node >= 22.6).
-    test_check: Some("npm run test:unit"),
+    test_check: None,
 };
 
 /// walkdir 2.5.0 → 2.5.1: with `follow_links`, a symlink to a directory above the root is
@@ -177,7 +174,7 @@ pub const GO_PATRICIA: RealProject = RealProject {
 };
 
 /// All four shapes: Python, Node, Rust, Go.
-pub const ALL: [RealProject; 4] = [PYPROJECT_API, SONIC_BOOM, WALKDIR, GO_PATRICIA];
+pub const ALL: [RealProject; 4] = [PYPROJECT_API, PLATFORMATIC_METRICS, WALKDIR, GO_PATRICIA];
 
 /// The download cache: `$CARGO_TARGET_DIR/real-projects/`, else `target/real-projects/`.
 pub fn cache_dir() -> PathBuf {
