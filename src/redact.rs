@@ -37,3 +37,27 @@ mod tests {
         assert_eq!(replace_spellings("nothing here", vec!["abc".into()]), None);
     }
 }
+
+/// Secret values known to this process. Its `Debug` prints only a count.
+#[derive(Clone, Default)]
+pub struct SecretValues(pub Vec<String>);
+
+impl SecretValues {
+    /// `text` with every known secret value replaced by `<redacted>`, in its own spelling
+    /// and in its Slack-escaped one (Slack copy escapes `&<>` in quoted errors before egress
+    /// redacts them).
+    pub fn redact(&self, text: &str) -> String {
+        let spellings = self
+            .0
+            .iter()
+            .flat_map(|s| [s.clone(), crate::untrusted::mrkdwn(s)])
+            .collect();
+        replace_spellings(text, spellings).unwrap_or_else(|| text.to_string())
+    }
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValues(<{} redacted>)", self.0.len())
+    }
+}

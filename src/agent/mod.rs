@@ -154,7 +154,7 @@ pub struct AgentNode<'a> {
     pub max_output_tokens: u32,
     /// This process's secret values: every tool result is redacted with them before the
     /// model (or the transcript) sees it, as transcripts are.
-    pub secrets: &'a crate::config::SecretValues,
+    pub secrets: &'a crate::redact::SecretValues,
 }
 
 impl AgentNode<'_> {

@@ -679,7 +679,7 @@ impl Session for DockerSession {
             }
         };
         if (matches!(exit_code, Some(125) | Some(126)) && out.looks_like_runtime_failure())
-            || (exit_code == Some(2) && out.wrapper_could_not_fork())
+            || (matches!(exit_code, Some(2) | Some(125)) && out.wrapper_could_not_fork())
         {
             // The runtime (or the wrapper) could not start the process, e.g. leftover
             // processes (a fork bomb in the background) hold every pid. Restart and try once

@@ -52,10 +52,12 @@ impl CappedOutput {
     }
 
     /// True when slipway's own exec wrapper started but could not fork the command (dash:
-    /// `slipway-exec: 1: Cannot fork`): leftovers of an earlier command hold every pid.
+    /// `slipway-exec: 1: Cannot fork`; coreutils `timeout: fork system call failed`, exit
+    /// 125): leftovers of an earlier command hold every pid.
     pub fn wrapper_could_not_fork(&self) -> bool {
         let head = String::from_utf8_lossy(&self.head);
-        head.starts_with("slipway-exec:") && head.contains("Cannot fork")
+        (head.starts_with("slipway-exec:") && head.contains("Cannot fork"))
+            || head.starts_with("timeout: fork system call failed")
     }
 
     /// The kept text (lossy UTF-8, terminal control sequences stripped) and the number of
