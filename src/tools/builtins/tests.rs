@@ -88,9 +88,34 @@ fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (out, peak.saturating_sub(before) * 1024)
 }
 
+/// Runs the memory-measuring test `name` alone in a fresh process of this test binary (the
+/// peak is the whole process's, and other tests allocate meanwhile): true in that process,
+/// where the test goes on; false in the parent, after asserting the child passed.
+fn in_own_process(name: &str) -> bool {
+    if std::env::var_os("SLIPWAY_MEMORY_TEST").is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            &format!("tools::builtins::tests::{name}"),
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("SLIPWAY_MEMORY_TEST", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} in its own process:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// Any file tool may hold a few buffers, never a file.
-/// Whole-process peak (other tests run in this process at the same time, so the margin is
-/// wide); loading the files these tests make would take 80 MiB to 2 GiB.
+/// Whole-process peak of a process running that one test ([`in_own_process`]); loading
+/// the files these tests make would take 80 MiB to 2 GiB.
 const PEAK: u64 = 64 << 20;
 
 fn output(o: ToolOutcome) -> String {
@@ -109,6 +134,9 @@ fn error(o: ToolOutcome) -> String {
 
 #[test]
 fn read_file_shows_a_window_of_a_huge_file_of_newlines_in_bounded_memory() {
+    if !in_own_process("read_file_shows_a_window_of_a_huge_file_of_newlines_in_bounded_memory") {
+        return;
+    }
     let (_d, r) = repo();
     filled(&r.join("nl.txt"), b'\n', 48 << 20);
     let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "nl.txt"})));
@@ -140,6 +168,9 @@ fn read_file_shows_a_window_of_a_huge_file_of_newlines_in_bounded_memory() {
 
 #[test]
 fn read_file_refuses_a_sparse_2_gib_file_without_loading_it() {
+    if !in_own_process("read_file_refuses_a_sparse_2_gib_file_without_loading_it") {
+        return;
+    }
     let (_d, r) = repo();
     sparse(&r.join("big.bin"), 2 << 30);
     let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "big.bin"})));
@@ -150,6 +181,9 @@ fn read_file_refuses_a_sparse_2_gib_file_without_loading_it() {
 
 #[test]
 fn read_file_cuts_a_very_long_line_with_a_note() {
+    if !in_own_process("read_file_cuts_a_very_long_line_with_a_note") {
+        return;
+    }
     let (_d, r) = repo();
     filled(&r.join("min.js"), b'x', 40 << 20);
     let (out, peak) = peak_growth(|| tool(&r, "read_file", json!({"path": "min.js"})));
@@ -165,6 +199,9 @@ fn read_file_cuts_a_very_long_line_with_a_note() {
 
 #[test]
 fn search_skips_files_over_the_size_cap_and_names_them() {
+    if !in_own_process("search_skips_files_over_the_size_cap_and_names_them") {
+        return;
+    }
     let (_d, r) = repo();
     std::fs::write(r.join("small.txt"), "a needle here\n").unwrap();
     sparse(&r.join("big.bin"), 2 << 30);
@@ -202,6 +239,9 @@ fn search_caps_its_output_bytes() {
 
 #[test]
 fn edit_file_refuses_a_file_over_the_cap_and_leaves_it_alone() {
+    if !in_own_process("edit_file_refuses_a_file_over_the_cap_and_leaves_it_alone") {
+        return;
+    }
     let (_d, r) = repo();
     sparse(&r.join("big.bin"), 2 << 30);
     let args = json!({"path": "big.bin", "old_text": "a", "new_text": "b"});
