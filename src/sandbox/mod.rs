@@ -75,7 +75,7 @@ pub enum SandboxError {
     )]
     ImagePull { image: String, message: String },
     #[error(
-        "building {dockerfile} failed: {message}; fix the Dockerfile (the build log is in the run's transcript)"
+        "building {dockerfile} failed: {message}; fix the Dockerfile (its build has no network: fetch dependencies in the devcontainer's setup commands, or build the image yourself and name it in [[repos]] image)"
     )]
     Build { dockerfile: String, message: String },
     /// Setup would need network, and a separate, fenced one cannot be had here: setup is
