@@ -171,13 +171,13 @@ fn failed_detail(source: &str, f: &SetupFailure) -> String {
         return format!("{source}: `{}` failed", f.command);
     };
     let out = &last.output;
-    let tail = out
-        .output
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
+    let lines = || out.output.lines().rev();
+    let last_line = lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    // stdout and stderr arrive on two pipes, so the shell's "not found" need not be last.
+    let not_found = lines()
+        .find(|l| l.contains("not found"))
+        .map(str::trim)
+        .unwrap_or(last_line);
     if out.timed_out {
         format!(
             "{source}: `{}` timed out; raise [sandbox] setup_timeout_s or make the setup faster",
@@ -187,11 +187,11 @@ fn failed_detail(source: &str, f: &SetupFailure) -> String {
         // A setup that cannot start is a setup failure, not a warning: the agent would
         // work without the repo's dependencies.
         format!(
-            "{source}: `{}` cannot run: a program it needs is not in the sandbox ({tail}); add the toolchain to the image or .slipway/setup.sh",
+            "{source}: `{}` cannot run: a program it needs is not in the sandbox ({not_found}); add the toolchain to the image or .slipway/setup.sh",
             f.command
         )
     } else {
-        format!("{source}: `{}` failed: {tail}", f.command)
+        format!("{source}: `{}` failed: {last_line}", f.command)
     }
 }
 
