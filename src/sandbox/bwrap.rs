@@ -15,7 +15,7 @@
 //! root, bwrap's own user namespace runs the command as slipway's uid with no capabilities.
 //!
 //! Setup ([`NetworkAccess::Setup`]) never shares the host's network namespace: each setup
-//! command gets its own namespace plus slirp4netns, fenced ([`super::slirp`]). The command is
+//! command gets its own namespace plus slirp4netns, fenced (the `slirp` module). The command is
 //! wrapped to wait for a `go` line on its stdin, which slipway writes only once the network
 //! is up and fenced; without slirp4netns the setup sandbox does not start.
 //!
