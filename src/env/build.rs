@@ -211,12 +211,25 @@ fn prepend_path(policy: &mut SandboxPolicy, dirs: &[String]) {
     policy.env.insert("PATH".into(), path);
 }
 
+/// Variables the dynamic loader or libc read before any program's own code runs: a repo's
+/// `containerEnv` never sets them (bwrap's `setpriv` starts as root and would load them).
+pub fn loader_variable(name: &str) -> bool {
+    name.starts_with("LD_")
+        || matches!(
+            name,
+            "GCONV_PATH"
+                | "GLIBC_TUNABLES"
+                | "LOCPATH"
+                | "NLSPATH"
+                | "HOSTALIASES"
+                | "RESOLV_HOST_CONF"
+        )
+}
+
 fn apply_env(plan: &EnvPlan, policy: &mut SandboxPolicy, offline: bool) {
-    for (k, v) in &plan.env {
-        policy.env.insert(k.clone(), v.clone());
-    }
-    if offline {
-        for (k, v) in &plan.offline_env {
+    let offline_vars = offline.then_some(&plan.offline_env).into_iter().flatten();
+    for (k, v) in plan.env.iter().chain(offline_vars) {
+        if !loader_variable(k) {
             policy.env.insert(k.clone(), v.clone());
         }
     }
@@ -498,6 +511,17 @@ pub async fn prepare(
         resolve_image(sandbox, req.repo, &req.base_tree, plan).await?
     };
     let mut plan_used = plan.clone();
+    let refused: Vec<&String> = plan.env.keys().filter(|k| loader_variable(k)).collect();
+    if !refused.is_empty() {
+        plan_used.notes.push(format!(
+            "not set: {} (variables the dynamic loader reads are never taken from the repo)",
+            refused
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if bwrap && plan.image != ImageSpec::Default {
         plan_used.notes.push(
             "the bwrap backend runs the host's toolchains: the repo's image is not used (use the docker backend for it)".into(),
@@ -677,5 +701,21 @@ mod tests {
         );
         assert!(!plain_path_under(&wt, "../outside/x.py"));
         assert!(!plain_path_under(&wt, "/etc/passwd"));
+    }
+
+    #[test]
+    fn a_repo_never_sets_what_the_dynamic_loader_reads() {
+        let mut plan =
+            crate::env::resolve(tempfile::tempdir().unwrap().path(), &Default::default()).unwrap();
+        plan.env
+            .insert("LD_PRELOAD".into(), "/home/sandbox/x.so".into());
+        plan.env.insert("GLIBC_TUNABLES".into(), "x".into());
+        plan.env.insert("GREETING".into(), "hi".into());
+        let mut policy =
+            SandboxPolicy::for_run(&Default::default(), crate::sandbox::NetworkAccess::None);
+        apply_env(&plan, &mut policy, true);
+        assert!(!policy.env.contains_key("LD_PRELOAD"));
+        assert!(!policy.env.contains_key("GLIBC_TUNABLES"));
+        assert_eq!(policy.env["GREETING"], "hi");
     }
 }

@@ -28,7 +28,14 @@ impl crate::run::Node for Fix {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let round = cx.fix_rounds;
-        let text = prompt::fix(round, MAX_FIX_ROUNDS, &checks::failures_text(&cx.results));
+        // Check output is the repo's code talking (a test may print a file it read): it is
+        // redacted like every tool result before the model sees it.
+        let failures = cx
+            .svc
+            .cfg
+            .secret_values
+            .redact(&checks::failures_text(&cx.results));
+        let text = prompt::fix(round, MAX_FIX_ROUNDS, &failures);
         let end = match agent_round(cx, text).await {
             Ok(end) => end,
             Err(e) => return Ok(Outcome::stopped(e)),
@@ -60,6 +67,7 @@ impl crate::run::Node for CiFix {
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let round = cx.ci_rounds;
         let failures = cx.ci_failures.take().unwrap_or_default();
+        let failures = cx.svc.cfg.secret_values.redact(&failures);
         let text = prompt::ci_fix(round, MAX_CI_ROUNDS, &failures);
         let end = match agent_round(cx, text).await {
             Ok(end) => end,

@@ -16,6 +16,7 @@
 //! This module owns the identity and the ownership hand-over; it must not know which
 //! directories a run has (the backends pass them in from [`SandboxSpec`]).
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -88,30 +89,91 @@ pub async fn hand_over_spec_async(spec: &SandboxSpec) -> Result<(), SandboxError
 }
 
 /// Gives the tree at `root` to `user` (see [`hand_over_spec`]).
+///
+/// Race-free against a sandbox process that swaps directories for symlinks while the walk
+/// runs: every directory is opened relative to its already-open parent with `O_NOFOLLOW`,
+/// and every entry is changed with `fchownat(…, AT_SYMLINK_NOFOLLOW)` on that parent's
+/// descriptor, so no path is ever resolved through a link (a walk by path names, which a
+/// swapped component redirects, could give any host file away).
 pub fn hand_over(root: &Path, user: SandboxUser) -> Result<(), SandboxError> {
     if !user.host_is_root {
         return Ok(());
     }
+    use rustix::fs::{AtFlags, Mode, OFlags};
     let failed = |path: &Path, e: std::io::Error| SandboxError::Ownership {
         path: path.to_path_buf(),
         detail: e.to_string(),
     };
-    for entry in walkdir::WalkDir::new(root)
-        .follow_root_links(false)
-        .same_file_system(true)
-    {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            failed(&path, e.into())
-        })?;
-        let meta = entry
-            .metadata()
-            .map_err(|e| failed(entry.path(), e.into()))?;
-        if meta.uid() == user.uid && meta.gid() == user.gid {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir = match rustix::fs::open(root, flags, Mode::empty()) {
+        Ok(d) => d,
+        // Not a directory (or a link): hand over the entry itself, never what it points to.
+        Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
+            return rustix::fs::chownat(
+                rustix::fs::CWD,
+                root,
+                Some(rustix::fs::Uid::from_raw(user.uid)),
+                Some(rustix::fs::Gid::from_raw(user.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| failed(root, e.into()));
+        }
+        Err(e) => return Err(failed(root, e.into())),
+    };
+    let dev = rustix::fs::fstat(&dir)
+        .map_err(|e| failed(root, e.into()))?
+        .st_dev;
+    give_dir(&dir, root, dev, user, flags).map_err(|(p, e)| failed(&p, e))
+}
+
+/// Gives the open directory `dir` (at `path`, for messages) and everything below it on the
+/// file system `dev` to `user`.
+fn give_dir(
+    dir: &rustix::fd::OwnedFd,
+    path: &Path,
+    dev: u64,
+    user: SandboxUser,
+    flags: rustix::fs::OFlags,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    use rustix::fs::{AtFlags, FileType, Mode};
+    let uid = Some(rustix::fs::Uid::from_raw(user.uid));
+    let gid = Some(rustix::fs::Gid::from_raw(user.gid));
+    let err = |p: &Path, e: rustix::io::Errno| (p.to_path_buf(), std::io::Error::from(e));
+    let st = rustix::fs::fstat(dir).map_err(|e| err(path, e))?;
+    if st.st_uid != user.uid || st.st_gid != user.gid {
+        rustix::fs::fchown(dir, uid, gid).map_err(|e| err(path, e))?;
+    }
+    let mut entries = rustix::fs::Dir::read_from(dir).map_err(|e| err(path, e))?;
+    while let Some(entry) = entries.next() {
+        let entry = entry.map_err(|e| err(path, e))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        std::os::unix::fs::lchown(entry.path(), Some(user.uid), Some(user.gid))
-            .map_err(|e| failed(entry.path(), e))?;
+        let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(err(&child, e)),
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            if st.st_dev != dev {
+                continue; // another file system mounted here
+            }
+            match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                Ok(sub) => give_dir(&sub, &child, dev, user, flags)?,
+                // Swapped for a link or a file since the stat: nothing to follow.
+                Err(rustix::io::Errno::NOTDIR)
+                | Err(rustix::io::Errno::LOOP)
+                | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(err(&child, e)),
+            }
+        } else if st.st_uid != user.uid || st.st_gid != user.gid {
+            match rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(err(&child, e)),
+            }
+        }
     }
     Ok(())
 }
@@ -137,5 +199,39 @@ mod tests {
             assert_eq!((m.uid(), m.gid()), (SANDBOX_UID, SANDBOX_GID), "{p}");
         }
         assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
+    }
+
+    #[test]
+    fn a_link_to_a_directory_outside_is_changed_itself_never_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let user = SandboxUser::of_host();
+        if !user.host_is_root {
+            return; // nothing is given away when slipway is not root
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("sub/escape")).unwrap();
+        hand_over(&tree, user).unwrap();
+        assert_eq!(
+            std::fs::metadata(tree.join("sub")).unwrap().uid(),
+            SANDBOX_UID
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(tree.join("sub/escape"))
+                .unwrap()
+                .uid(),
+            SANDBOX_UID,
+            "the link itself"
+        );
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().uid(),
+            0,
+            "never followed"
+        );
+        assert_eq!(std::fs::metadata(outside.join("secret")).unwrap().uid(), 0);
     }
 }
