@@ -143,8 +143,8 @@ fn give_dir(
     if st.st_uid != user.uid || st.st_gid != user.gid {
         rustix::fs::fchown(dir, uid, gid).map_err(|e| err(path, e))?;
     }
-    let mut entries = rustix::fs::Dir::read_from(dir).map_err(|e| err(path, e))?;
-    while let Some(entry) = entries.next() {
+    let entries = rustix::fs::Dir::read_from(dir).map_err(|e| err(path, e))?;
+    for entry in entries {
         let entry = entry.map_err(|e| err(path, e))?;
         let name = entry.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
