@@ -63,8 +63,10 @@ if [ "$mode" = null ]; then exec "$@" </dev/null; else exec "$@"; fi"#;
 /// and protocol tables, Debian's alternatives, Python's and Perl's and Java's own
 /// configuration), nothing else. Left out on purpose: keys and credentials (`ssh`,
 /// `ssl/private`, `shadow`), package-manager and git configuration that may carry tokens
-/// (`pip.conf`, `npmrc`, `gitconfig`), `environment` and every other file an operator may
-/// have put secrets in. A name ending in `*` takes every entry starting with the rest.
+/// (`pip.conf`, `npmrc`, `gitconfig`, `maven/settings.xml`, `postgresql-common`'s
+/// `pg_service.conf`), shell start-up files where operators export variables (`environment`,
+/// `profile`, `bash.bashrc`), the host's identity (`machine-id`), and every other file an
+/// operator may have put secrets in. A name ending in `*` takes every entry starting with the rest.
 pub const ETC_ALLOWLIST: &[&str] = &[
     "passwd",
     "group",
@@ -94,20 +96,15 @@ pub const ETC_ALLOWLIST: &[&str] = &[
     "os-release",
     "debian_version",
     "lsb-release",
-    "machine-id",
     "shells",
     "terminfo",
     "inputrc",
-    "bash.bashrc",
-    "profile",
     "fonts",
     "xml",
     "sgml",
     "perl",
     "python3*",
     "java-*",
-    "maven",
-    "postgresql-common",
     "mtab",
 ];
 
