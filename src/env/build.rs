@@ -6,11 +6,9 @@
 //! (mounted at `/workspace`) and writes only to the new snapshot's `/env` and its home; the
 //! offline sandboxes that follow get the snapshot read-only ([`Prepared::mounts`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{EnvKey, EnvStore, KeyInputs, Snapshot, SnapshotError, SnapshotMeta};
@@ -18,6 +16,7 @@ use super::{EnvPlan, ImageSpec};
 use crate::sandbox::{
     ENV_DIR, ExecOutput, HOME, Mount, Sandbox, SandboxError, SandboxPolicy, SandboxSpec, WORKSPACE,
 };
+use crate::workspace::{Workspaces, Worktree};
 
 /// Why an environment could not be made ready. `SetupFailed` and `Image` are the repo's to
 /// fix (the message names the file or the command); the rest are the host's.
@@ -29,6 +28,8 @@ pub enum PrepareError {
     Sandbox(#[from] SandboxError),
     #[error("{0}")]
     Image(String),
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::WorkspaceError),
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -82,14 +83,13 @@ pub struct SetupStep {
 pub struct PrepareRequest<'a> {
     /// The repo's name (snapshots are kept per repo).
     pub repo: &'a str,
-    /// The base commit the tree was exported from.
-    pub base_sha: &'a str,
+    /// The run's work tree: its base commit (`base_sha`) and git directory, from which setup
+    /// gets a git directory of the base commit alone.
+    pub wt: &'a Worktree,
+    pub workspaces: &'a Workspaces,
     /// The base commit's tree (exported; see `Workspaces::export_base`). Moved into the
     /// snapshot being built on a miss; left alone on a hit.
     pub base_tree: PathBuf,
-    /// The run's git directory, mounted read-only at `/workspace/.git` during setup (tools
-    /// such as setuptools-scm read versions from it).
-    pub git_dir: &'a Path,
     /// The private index `Workspaces::export_base` left beside the base tree: lists what
     /// setup generated (untracked, git-ignored files) afterwards.
     pub base_index: PathBuf,
@@ -143,7 +143,7 @@ impl Prepared {
         for rel in &snap.meta.generated {
             // From revision 2 the tree holds agent commits: a directory on the way may be a
             // symlink out of the tree. Never write through one (nor over anything there).
-            if !plain_path_under(worktree, rel) {
+            if !super::generated::plain_path_under(worktree, rel) {
                 continue;
             }
             let to = worktree.join(rel);
@@ -236,264 +236,6 @@ fn apply_env(plan: &EnvPlan, policy: &mut SandboxPolicy, offline: bool) {
     prepend_path(policy, &plan.path_prefix);
 }
 
-/// Whether every existing component of `rel` under `root` is a real directory (no symlink),
-/// and `rel` has no `..` or absolute part: a write there stays inside `root`.
-fn plain_path_under(root: &Path, rel: &str) -> bool {
-    let rel = Path::new(rel);
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return false;
-    }
-    let mut at = root.to_path_buf();
-    let parts: Vec<_> = rel.components().collect();
-    for c in &parts[..parts.len().saturating_sub(1)] {
-        at.push(c);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return false,
-            Err(_) => return true, // the rest is created fresh, as directories
-        }
-    }
-    true
-}
-
-/// At most this many generated files are carried into the work tree, each at most
-/// [`GENERATED_MAX_BYTES`]; more means setup built something big (a `build/` tree), which
-/// the checks should make themselves.
-const GENERATED_MAX_FILES: usize = 200;
-/// Largest generated file carried, bytes.
-const GENERATED_MAX_BYTES: u64 = 1 << 20;
-
-/// The git-ignored files setup generated in the base tree outside the carried directories
-/// (a hatch-vcs or setuptools-scm `_version.py`, a compiled `.so` of an editable install),
-/// repo-relative; and a note when there were too many to carry. Tracked files and untracked
-/// files that are not ignored are never listed (an agent's commit would pick those up).
-fn generated_files(
-    git_dir: &Path,
-    src: &Path,
-    index: &Path,
-    carry: &[String],
-) -> (Vec<String>, Option<String>) {
-    let out = std::process::Command::new("git")
-        .arg(format!("--git-dir={}", git_dir.display()))
-        .arg(format!("--work-tree={}", src.display()))
-        .args([
-            "ls-files",
-            "-z",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-        ])
-        .env("GIT_INDEX_FILE", index)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .current_dir(src)
-        .output();
-    let Some(out) = out.ok().filter(|o| o.status.success()) else {
-        return (
-            Vec::new(),
-            Some("generated files could not be listed".into()),
-        );
-    };
-    let mut files = Vec::new();
-    for rel in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let rel = String::from_utf8_lossy(rel).into_owned();
-        let top = rel.split('/').next().unwrap_or("");
-        if carry.iter().any(|c| c == top) {
-            continue;
-        }
-        let small = std::fs::symlink_metadata(src.join(&rel))
-            .is_ok_and(|m| m.is_file() && m.len() <= GENERATED_MAX_BYTES);
-        if small {
-            files.push(rel);
-        }
-    }
-    if files.len() > GENERATED_MAX_FILES {
-        let n = files.len();
-        return (
-            Vec::new(),
-            Some(format!(
-                "setup generated {n} ignored files in the tree (more than {GENERATED_MAX_FILES}): none carried into the checks"
-            )),
-        );
-    }
-    files.sort();
-    (files, None)
-}
-
-/// The image tag a devcontainer Dockerfile builds into: per repo and per content of the
-/// build context, Dockerfile and args (so an unchanged Dockerfile is built once).
-fn dockerfile_tag(
-    repo: &str,
-    context: &Path,
-    dockerfile: &str,
-    args: &BTreeMap<String, String>,
-) -> String {
-    let mut h = Sha256::new();
-    h.update(dockerfile.as_bytes());
-    for (k, v) in args {
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-        h.update([0]);
-    }
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(context)
-        .into_iter()
-        .filter_entry(|e| e.file_name() != ".git")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .collect();
-    files.sort();
-    for f in files {
-        h.update(
-            f.strip_prefix(context)
-                .unwrap_or(&f)
-                .to_string_lossy()
-                .as_bytes(),
-        );
-        h.update([0]);
-        h.update(Sha256::digest(std::fs::read(&f).unwrap_or_default()));
-    }
-    let slug: String = repo
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let digest: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("localhost/slipway-env-{slug}:{digest}")
-}
-
-/// Makes `dir/.git`: a git directory holding only `base_sha` (fetched shallow from
-/// `from`), HEAD detached at it and `index` (the base tree's) as its index. Returns its path.
-fn base_only_git_dir(
-    dir: &Path,
-    from: &Path,
-    base_sha: &str,
-    index: &Path,
-) -> std::io::Result<PathBuf> {
-    let git = |args: &[&str]| -> std::io::Result<()> {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "git {}: {}",
-                args.first().unwrap_or(&""),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
-    };
-    let dir_s = dir.display().to_string();
-    git(&["init", "-q", "--template=", &dir_s])?;
-    let gd = dir.join(".git");
-    let gd_arg = format!("--git-dir={}", gd.display());
-    let from = from.display().to_string();
-    git(&[
-        &gd_arg,
-        "fetch",
-        "-q",
-        "--no-tags",
-        "--depth=1",
-        &from,
-        base_sha,
-    ])?;
-    git(&[&gd_arg, "update-ref", "--no-deref", "HEAD", base_sha])?;
-    if index.is_file() {
-        std::fs::copy(index, gd.join("index"))?;
-    }
-    Ok(gd)
-}
-
-/// Refuses a Dockerfile whose `ADD` fetches a URL or that has `ONBUILD` triggers: the
-/// engine fetches `ADD` URLs itself, from the host's network, where nothing is fenced.
-fn refuse_remote_sources(path: &Path, name: &str) -> Result<(), PrepareError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PrepareError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    for (i, line) in text.lines().enumerate() {
-        let words: Vec<String> = line
-            .split_whitespace()
-            .map(|w| w.to_ascii_lowercase())
-            .collect();
-        let remote_add = words.first().is_some_and(|w| w == "add")
-            && words.iter().skip(1).any(|w| w.contains("://"));
-        let onbuild = words.first().is_some_and(|w| w == "onbuild");
-        if remote_add || onbuild {
-            return Err(PrepareError::Image(format!(
-                "{name} line {}: {} is not supported (the engine would fetch it from the host's network, unfenced); download in the devcontainer's setup commands instead",
-                i + 1,
-                if onbuild { "ONBUILD" } else { "ADD from a URL" }
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The image the plan runs in, built first when it is a Dockerfile.
-async fn resolve_image(
-    sandbox: &dyn Sandbox,
-    repo: &str,
-    tree: &Path,
-    plan: &EnvPlan,
-) -> Result<Option<String>, PrepareError> {
-    match &plan.image {
-        ImageSpec::Default => Ok(None),
-        ImageSpec::Named(name) => {
-            sandbox.ensure_image(name).await?;
-            Ok(Some(name.clone()))
-        }
-        ImageSpec::Dockerfile {
-            dockerfile,
-            context,
-            args,
-        } => {
-            let ctx = tree.join(context);
-            let ctx = ctx.canonicalize().map_err(|source| PrepareError::Io {
-                path: ctx.clone(),
-                source,
-            })?;
-            let root = tree.canonicalize().map_err(|source| PrepareError::Io {
-                path: tree.to_path_buf(),
-                source,
-            })?;
-            if !ctx.starts_with(&root) {
-                return Err(PrepareError::Image(format!(
-                    "the devcontainer's build.context {context} is outside the repository"
-                )));
-            }
-            let df = tree.join(dockerfile);
-            let df = df.canonicalize().map_err(|source| PrepareError::Io {
-                path: df.clone(),
-                source,
-            })?;
-            refuse_remote_sources(&df, dockerfile)?;
-            let rel = df
-                .strip_prefix(&ctx)
-                .map(|p| p.to_string_lossy().into_owned())
-                .map_err(|_| {
-                    PrepareError::Image(format!(
-                        "the Dockerfile {dockerfile} must be inside the build context {context}"
-                    ))
-                })?;
-            let tag = dockerfile_tag(repo, &ctx, &rel, args);
-            sandbox.build_image(&ctx, &rel, args, &tag).await?;
-            Ok(Some(tag))
-        }
-    }
-}
-
 /// Makes the environment of `req.plan` ready: image, then snapshot hit or setup.
 /// `Ok(Err(failure))` is a setup command that failed (the repo's to fix); `Err` is
 /// everything else.
@@ -508,7 +250,7 @@ pub async fn prepare(
     let image = if bwrap {
         None
     } else {
-        resolve_image(sandbox, req.repo, &req.base_tree, plan).await?
+        super::image::resolve(sandbox, req.repo, &req.base_tree, plan).await?
     };
     let mut plan_used = plan.clone();
     let refused: Vec<&String> = plan.env.keys().filter(|k| loader_variable(k)).collect();
@@ -614,11 +356,10 @@ pub async fn prepare(
     // Setup sees a git directory of the base commit alone (shallow, HEAD detached at it),
     // never the run's, which holds the agent's commits from revision 2 on.
     let setup_git = building.env_dir().with_file_name("git");
-    let git_dir = base_only_git_dir(&setup_git, req.git_dir, req.base_sha, &req.base_index)
-        .map_err(|e| PrepareError::Io {
-            path: setup_git.clone(),
-            source: e,
-        })?;
+    let git_dir = req
+        .workspaces
+        .base_git_dir(req.wt, &setup_git, &req.base_index)
+        .await?;
     let spec = SandboxSpec {
         workspace: src.clone(),
         git_dir,
@@ -658,7 +399,11 @@ pub async fn prepare(
         return Ok(Err(SetupFailure { steps, command }));
     }
     let setup_ms = t0.elapsed().as_millis() as u64;
-    let (generated, skipped) = generated_files(req.git_dir, &src, &req.base_index, &plan.carry);
+    let ignored = req
+        .workspaces
+        .ignored_files(req.wt, &src, &req.base_index)
+        .await?;
+    let (generated, skipped) = super::generated::carried(ignored, &src, &plan.carry);
     if let Some(why) = skipped {
         prepared.plan.notes.push(why);
     }
@@ -667,7 +412,7 @@ pub async fn prepare(
         repo: req.repo.to_string(),
         source,
         image: image.unwrap_or_else(|| identity.clone()),
-        base_sha: req.base_sha.to_string(),
+        base_sha: req.wt.base_sha.clone(),
         created_ms: super::snapshot::now_ms(),
         setup_ms,
         bytes: 0,
@@ -684,24 +429,6 @@ pub async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_files_never_go_through_a_symlink_out_of_the_tree() {
-        let tmp = tempfile::tempdir().unwrap();
-        let wt = tmp.path().join("wt");
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(wt.join("src/ok")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, wt.join("src/pkg")).unwrap();
-        assert!(plain_path_under(&wt, "src/ok/_version.py"));
-        assert!(plain_path_under(&wt, "src/new/deeper/_version.py"));
-        assert!(
-            !plain_path_under(&wt, "src/pkg/_version.py"),
-            "through a link"
-        );
-        assert!(!plain_path_under(&wt, "../outside/x.py"));
-        assert!(!plain_path_under(&wt, "/etc/passwd"));
-    }
 
     #[test]
     fn a_repo_never_sets_what_the_dynamic_loader_reads() {

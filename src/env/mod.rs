@@ -24,6 +24,8 @@
 pub mod build;
 mod detect;
 mod devcontainer;
+mod generated;
+mod image;
 pub mod pool;
 mod resolve;
 pub mod snapshot;

@@ -56,10 +56,10 @@ impl crate::run::Node for Setup {
         let base_tree = cx.base_tree();
         let req = PrepareRequest {
             repo: &cx.task.repo.name,
-            base_sha: &wt.base_sha,
+            wt: &wt,
+            workspaces: &svc.workspaces,
             base_tree: base_tree.clone(),
             base_index: base_tree.with_extension("index"),
-            git_dir: &wt.git_dir,
             plan: &plan,
             setup_policy: setup.policy,
             setup_mounts: setup.mounts,

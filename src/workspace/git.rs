@@ -30,7 +30,7 @@ const GIT_SAFETY: &[&str] = &[
     "protocol.file.allow=always",
 ];
 
-fn git_command(dir: &Path, args: &[&str]) -> Command {
+pub(super) fn git_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
         .args(GIT_SAFETY)

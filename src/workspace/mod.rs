@@ -16,6 +16,7 @@
 //! is built and run). It must not touch the forge's API, the sandbox or the store: callers
 //! hand it paths, branches and URLs.
 
+mod base;
 mod changes;
 mod commit;
 mod diff;

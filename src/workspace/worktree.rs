@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::git::{finish, git, wt_command, wt_git};
+use super::git::{git, wt_git};
 use super::{Result, WorkspaceError, Workspaces, Worktree, mkdir};
 use crate::task::RepoRef;
 
@@ -194,41 +194,6 @@ impl Workspaces {
             path: exclude.clone(),
             source,
         })
-    }
-
-    /// Writes the tree of the run's base commit (`wt.base_sha`: the base branch's tip, which
-    /// only people changed) into `dest`, an empty directory: every tracked file, symlinks as
-    /// symlinks, no `.git`, submodules left empty. Setup runs from this copy, never from the
-    /// branch tip an agent wrote to. Uses a private index, kept at `<dest>.index` (the caller
-    /// removes it) so the files setup generates can be listed afterwards; the run's own index
-    /// is untouched. Unlike `git archive`, `export-ignore` attributes do not drop files.
-    pub async fn export_base(&self, wt: &Worktree, dest: &Path) -> Result<()> {
-        let index = dest.with_extension("index");
-        let dest_arg = format!("--work-tree={}", dest.display());
-        let run = |args: &'static [&'static str]| {
-            let mut cmd = wt_command(wt, &[]);
-            cmd.arg(&dest_arg).args(args);
-            cmd.env("GIT_INDEX_FILE", &index);
-            cmd
-        };
-        let sha = wt.base_sha.clone();
-        let mut read = wt_command(wt, &["read-tree", &sha]);
-        read.env("GIT_INDEX_FILE", &index);
-        let res = async {
-            finish(&mut read, &["read-tree"], None).await?;
-            finish(
-                &mut run(&["checkout-index", "--all", "--force"]),
-                &["checkout-index"],
-                None,
-            )
-            .await?;
-            Ok(())
-        }
-        .await;
-        if res.is_err() {
-            let _ = std::fs::remove_file(&index);
-        }
-        res
     }
 
     /// Deletes a run's work tree and git directory.
