@@ -13,8 +13,10 @@
 //! Containers carry `slipway.managed` and `slipway.pid` labels; [`DockerSandbox::connect`]
 //! removes those whose slipway process is gone, so a `kill -9` leaves nothing behind for long.
 
+mod images;
+mod network;
+
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,13 +26,11 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::fence::{self, FenceError, FenceTools};
 use super::{
     Backend, CappedOutput, ExecOutput, HOME, NetworkAccess, Result, Sandbox, SandboxError,
     SandboxSpec, Session, WORKSPACE,
@@ -148,28 +148,6 @@ impl DockerSandbox {
         &self.docker
     }
 
-    /// Whether the image exists in the engine.
-    pub async fn image_exists(&self, image: &str) -> Result<bool> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(engine_err(e)),
-        }
-    }
-
-    /// The labels of `image`, or `None` when the engine has no such image.
-    pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>> {
-        match self.docker.inspect_image(image).await {
-            Ok(info) => Ok(Some(info.config.and_then(|c| c.labels).unwrap_or_default())),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(engine_err(e)),
-        }
-    }
-
     /// Removes slipway containers whose owning process (label `slipway.pid`) is gone.
     pub async fn reap_orphans(&self) -> Result<usize> {
         let filters: HashMap<&str, Vec<&str>> =
@@ -211,75 +189,6 @@ impl DockerSandbox {
             l.insert("slipway.pool".to_string(), repo.to_string());
         }
         l
-    }
-}
-
-/// The last `n` non-empty lines of `text`, joined with ` ⏎ `.
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" ⏎ ")
-}
-
-impl DockerSandbox {
-    /// Fences the network of the started container `id` from the host: checks that the
-    /// engine is local and that the namespace at the container's `State.Pid` is not the
-    /// host's and holds the address the engine gave the container, then installs the
-    /// blackholes. PID 1 only sleeps until then, so nothing has run on the network yet.
-    async fn fence(&self, id: &str) -> Result<(), FenceError> {
-        if !self.host.starts_with("unix://") {
-            return Err(FenceError::RemoteEngine {
-                host: self.host.clone(),
-            });
-        }
-        let tools = FenceTools::detect()?;
-        let inspect = self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| FenceError::Failed {
-                step: "inspecting the container",
-                detail: e.to_string(),
-            })?;
-        let pid = inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.pid)
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .ok_or_else(|| FenceError::Failed {
-                step: "inspecting the container",
-                detail: "the engine reported no process ID".into(),
-            })?;
-        let (mut addrs, mut gateways) = (Vec::new(), Vec::new());
-        if let Some(net) = &inspect.network_settings {
-            let push = |ip: &Option<String>, into: &mut Vec<IpAddr>| {
-                if let Some(a) = ip.as_deref().and_then(|s| s.parse().ok()) {
-                    into.push(a);
-                }
-            };
-            for n in net.networks.iter().flat_map(|m| m.values()) {
-                push(&n.ip_address, &mut addrs);
-                push(&n.global_ipv6_address, &mut addrs);
-                push(&n.gateway, &mut gateways);
-                push(&n.ipv6_gateway, &mut gateways);
-            }
-        }
-        let ipv6 = fence::enter_target(pid)?;
-        // A remote engine behind a local socket would name a PID of this machine that is not
-        // the container: the namespace must hold the container's own address.
-        let inside = tools.addresses_in(pid).await?;
-        if addrs.is_empty() || !addrs.iter().any(|a| inside.contains(a)) {
-            return Err(FenceError::WrongNamespace {
-                pid,
-                detail: format!(
-                    "the engine gave the container {addrs:?}, the namespace holds {inside:?}; is the engine on this machine?"
-                ),
-            });
-        }
-        let host = fence::host_addresses(&tools.ip).await?;
-        tools
-            .blackhole(pid, &fence::fence_routes(&host, &gateways, ipv6))
-            .await
     }
 }
 
@@ -329,39 +238,11 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn image_identity(&self, image: Option<&str>) -> Result<String> {
-        let image = image.unwrap_or(&self.image);
-        match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(i.id.unwrap_or_else(|| image.to_string())),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Err(SandboxError::ImageMissing(image.to_string())),
-            Err(e) => Err(engine_err(e)),
-        }
+        self.identity(image).await
     }
 
     async fn ensure_image(&self, image: &str) -> Result<()> {
-        if self.image_exists(image).await? {
-            return Ok(());
-        }
-        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
-        let mut progress = self.docker.create_image(Some(opts), None, None);
-        let failed = |message: String| SandboxError::ImagePull {
-            image: image.to_string(),
-            message,
-        };
-        while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| failed(e.to_string()))?;
-            if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(failed(err));
-            }
-        }
-        if self.image_exists(image).await? {
-            Ok(())
-        } else {
-            Err(failed(
-                "the engine reported no error but has no such image".into(),
-            ))
-        }
+        self.pull_if_missing(image).await
     }
 
     async fn build_image(
@@ -371,55 +252,7 @@ impl Sandbox for DockerSandbox {
         args: &std::collections::BTreeMap<String, String>,
         tag: &str,
     ) -> Result<()> {
-        if self.image_exists(tag).await? {
-            return Ok(());
-        }
-        let failed = |message: String| SandboxError::Build {
-            dockerfile: dockerfile.to_string(),
-            message,
-        };
-        let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(false);
-        tar.append_dir_all(".", context).map_err(|e| {
-            failed(format!(
-                "reading the build context {}: {e}",
-                context.display()
-            ))
-        })?;
-        let body = tar.into_inner().map_err(|e| failed(e.to_string()))?;
-        let buildargs: HashMap<String, String> =
-            args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
-            .dockerfile(dockerfile)
-            .t(tag)
-            .buildargs(&buildargs)
-            .rm(true)
-            .forcerm(true)
-            // A build's RUN steps would otherwise get the engine's network, unfenced (cloud
-            // metadata, the host): dependencies belong in the fenced setup commands.
-            .networkmode("none")
-            .build();
-        let mut stream = self
-            .docker
-            .build_image(opts, None, Some(bollard::body_full(body.into())));
-        let mut log = String::new();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(line) = info.stream {
-                        log.push_str(&line);
-                    }
-                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                        return Err(failed(last_lines(&format!("{log}{err}"), 5)));
-                    }
-                }
-                Err(e) => return Err(failed(last_lines(&format!("{log}{e}"), 5))),
-            }
-        }
-        if !self.image_exists(tag).await? {
-            return Err(failed(last_lines(&log, 5)));
-        }
-        Ok(())
+        self.build(context, dockerfile, args, tag).await
     }
 
     async fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Session>> {
