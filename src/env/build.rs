@@ -413,7 +413,7 @@ pub async fn prepare(
         source,
         image: image.unwrap_or_else(|| identity.clone()),
         base_sha: req.wt.base_sha.clone(),
-        created_ms: super::snapshot::now_ms(),
+        created_ms: crate::task::now_ms(),
         setup_ms,
         bytes: 0,
         carry: plan.carry.clone(),

@@ -50,10 +50,7 @@ fn dockerfile_tag(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let digest: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex::encode(&h.finalize()[..8]);
     format!("localhost/slipway-env-{slug}:{digest}")
 }
 

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -114,12 +114,8 @@ impl KeyInputs<'_> {
                 None => put("absent", b""),
             }
         }
-        EnvKey(hex(&h.finalize()))
+        EnvKey(hex::encode(h.finalize()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What is recorded with a snapshot (`meta.json`).
@@ -174,7 +170,7 @@ impl Snapshot {
 
     /// Age now, given the creation time.
     pub fn age(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.meta.created_ms))
+        Duration::from_millis(crate::task::now_ms().saturating_sub(self.meta.created_ms))
     }
 }
 
@@ -317,7 +313,7 @@ fn repo_dir(repo: &str) -> String {
         })
         .collect::<String>()
         .replace("..", "__");
-    format!("{safe}-{}", hex(&digest[..4]))
+    format!("{safe}-{}", hex::encode(&digest[..4]))
 }
 
 impl EnvStore {
@@ -427,14 +423,6 @@ fn read_entry(dir: &Path) -> Result<Snapshot> {
         meta,
         dir: dir.to_path_buf(),
     })
-}
-
-/// Unix time now, ms.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Removes a directory tree, first making every directory in it writable (a read-only

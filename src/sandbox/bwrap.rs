@@ -123,7 +123,7 @@ impl Sandbox for BwrapSandbox {
             .unwrap_or(0);
         use sha2::Digest;
         let digest = sha2::Sha256::digest(release.as_bytes());
-        let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let short = hex::encode(&digest[..8]);
         Ok(format!("host:{short}:{dpkg}"))
     }
 

@@ -8,7 +8,7 @@ fn meta(key: &EnvKey, repo: &str) -> SnapshotMeta {
         source: "detected from package-lock.json".into(),
         image: "sha256:abc".into(),
         base_sha: "0".repeat(40),
-        created_ms: now_ms(),
+        created_ms: crate::task::now_ms(),
         setup_ms: 10,
         bytes: 0,
         carry: vec!["node_modules".into(), "absent".into()],
