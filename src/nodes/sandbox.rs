@@ -4,8 +4,7 @@
 use async_trait::async_trait;
 
 use crate::gates::sandboxed;
-use crate::report::{Gate, GateName, GateStatus};
-use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
+use crate::run::{FlowError, NodeName, Outcome, RunCtx};
 use crate::sandbox::NetworkAccess;
 
 /// The sandbox node.
@@ -48,21 +47,10 @@ impl crate::run::Node for Sandbox {
             if !missing.is_empty() {
                 let detail = missing.join("; ");
                 // The report's `setup` gate says why nothing ran.
-                let gate = Gate::new(GateName::Setup, GateStatus::Fail, detail.clone());
-                match cx
-                    .extra_gates
-                    .iter_mut()
-                    .find(|g| g.name == GateName::Setup)
-                {
-                    Some(g) => *g = gate,
-                    None => cx.extra_gates.push(gate),
-                }
-                let error = RunError::Setup {
-                    detail: format!(
-                        "{detail}; add the toolchain to the sandbox image or .slipway/setup.sh"
-                    ),
-                };
-                return Ok(Outcome::stopped_with(detail, error));
+                let reason = format!(
+                    "{detail}; add the toolchain to the sandbox image or .slipway/setup.sh"
+                );
+                return Ok(cx.halt_at_setup(detail, reason));
             }
         }
         if cx.coverage_baseline.is_none()

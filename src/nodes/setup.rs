@@ -197,10 +197,5 @@ fn failed_detail(source: &str, f: &SetupFailure) -> String {
 
 /// Records the failed `setup` gate and ends the run before the agent (no model spend).
 fn stop(cx: &mut RunCtx<'_>, detail: String) -> Outcome {
-    cx.extra_gates
-        .push(Gate::new(GateName::Setup, GateStatus::Fail, detail.clone()));
-    let error = RunError::Setup {
-        detail: detail.clone(),
-    };
-    Outcome::stopped_with(detail, error)
+    cx.halt_at_setup(detail.clone(), detail)
 }

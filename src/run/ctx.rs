@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::Runner;
 use super::error::{FlowError, RunError};
 use super::events::NodeName;
+use super::node::Outcome;
 use super::tracker::Tracker;
 use crate::agent::llm::{ToolSpec, cost_usd};
 use crate::agent::{AgentEnd, Budget, Conversation};
@@ -21,7 +22,10 @@ use crate::gates::checks::{CheckCommand, CheckResult, CheckStatus};
 use crate::gates::classify::Classified;
 use crate::gates::policy::EffectivePolicy;
 use crate::gates::{self};
-use crate::report::{AgentTotals, Classification, Decision, Gate, RunReport, SandboxInfo, Timings};
+use crate::report::{
+    AgentTotals, Classification, Decision, Gate, GateName, GateStatus, RunReport, SandboxInfo,
+    Timings,
+};
 use crate::sandbox::{NetworkAccess, SandboxPolicy, SandboxSpec, Session};
 use crate::task::{BlueprintId, Task};
 use crate::tools::guard::CommandGuard;
@@ -298,6 +302,22 @@ impl<'a> RunCtx<'a> {
             Some(d) => d.home.clone(),
             None => self.svc.cfg.data_dir.join("homes").join(&self.run_id),
         }
+    }
+
+    /// Ends the run before the agent because its environment is not usable: the report's
+    /// `setup` gate fails with `gate_detail` (replacing one already recorded), and the run
+    /// halts with `reason` (no model spend).
+    pub fn halt_at_setup(&mut self, gate_detail: String, reason: String) -> Outcome {
+        let gate = Gate::new(GateName::Setup, GateStatus::Fail, gate_detail.clone());
+        match self
+            .extra_gates
+            .iter_mut()
+            .find(|g| g.name == GateName::Setup)
+        {
+            Some(g) => *g = gate,
+            None => self.extra_gates.push(gate),
+        }
+        Outcome::stopped_with(gate_detail, RunError::Setup { detail: reason })
     }
 
     /// Where the base commit's tree is exported for environment resolution and setup.
