@@ -37,7 +37,7 @@ struct Inner {
     api: WebApi,
     bindings: Bindings,
     store: Store,
-    /// Only for `is_shutting_down`: a run stopped by a graceful shutdown is told so.
+    /// Only for `was_interrupted`: a run stopped by a graceful shutdown is told so.
     queue: Queue,
     /// Secret values redacted from every text posted (an error quoting a URL with a token).
     secrets: SecretValues,
@@ -234,7 +234,7 @@ impl Egress {
                         .await;
                 }
                 RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
-                    if self.inner.queue.is_shutting_down() =>
+                    if self.inner.queue.was_interrupted(&task_id) =>
                 {
                     // Stopped by a graceful shutdown: it reruns after the restart.
                     self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)

@@ -142,6 +142,8 @@ struct Inner {
     ci: HashMap<String, CiRecord>,
     protection: Protection,
     merge_response: Option<(u16, String)>,
+    /// The next merge happens, then answers this status (a 502 after GitHub merged).
+    merge_then: Option<u16>,
     mergeable: Option<bool>,
     pulls: Vec<Pr>,
     /// (issue number, comment object).
@@ -290,6 +292,12 @@ impl FakeGithub {
     /// What branch protection reads answer (default `Protection::None`).
     pub fn set_protection(&self, p: Protection) {
         self.lock().protection = p;
+    }
+
+    /// The next `PUT …/merge` merges, then answers `status` instead of 200 (one-shot): the
+    /// answer is lost, the merge is not.
+    pub fn merge_then_answer(&self, status: u16) {
+        self.lock().merge_then = Some(status);
     }
 
     /// The next `PUT …/merge` answers `status` with `{"message": message, …}` (one-shot).
@@ -703,6 +711,9 @@ impl FakeGithub {
         pr.merged_at = Some(now.clone());
         pr.updated_at = now;
         pr.merge_commit_sha = Some(sha.clone());
+        if let Some(status) = i.merge_then.take() {
+            return Reply::error(status, "Server Error", DOC_MERGE);
+        }
         Reply::json(
             200,
             json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}),
@@ -1085,6 +1096,7 @@ impl Inner {
             ci: HashMap::new(),
             protection: Protection::None,
             merge_response: None,
+            merge_then: None,
             mergeable: Some(true),
             pulls: Vec::new(),
             comments: Vec::new(),
