@@ -141,6 +141,10 @@ impl Service {
             }
             Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
         }
+        // Final reports a crash or a lagging egress kept from their threads.
+        if let Err(e) = egress_settle.reconcile().await {
+            tracing::error!(error = %e, "could not post missing reports");
+        }
         // Envelopes acked before the last stop and not handled to the end go first.
         let handlers = TaskTracker::new();
         let unfinished = bot.resume()?;
