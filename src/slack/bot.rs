@@ -92,9 +92,10 @@ impl Bot {
         self.inner.seen.get()
     }
 
-    /// Waits for the egress message in flight, if any.
-    pub async fn quiesce(&self) {
-        self.inner.egress.quiesce().await;
+    /// Waits until every thread message written so far was sent, at most `limit`; true
+    /// when none is left.
+    pub async fn quiesce(&self, limit: std::time::Duration) -> bool {
+        self.inner.egress.quiesce(limit).await
     }
 
     /// Holds the thread's lock for the duration of one handler.

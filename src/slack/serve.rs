@@ -36,6 +36,8 @@ use crate::task::now_ms;
 
 /// Envelopes buffered between the socket and the handlers.
 const ENVELOPE_BUFFER: usize = 4096;
+/// How long a shutdown waits for the outbox to drain after the runs stopped.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
 /// How often expired dedupe records are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -70,6 +72,8 @@ pub struct Service {
     socket: Option<JoinHandle<Result<SocketEnd, SlackError>>>,
     /// Every envelope's handler, so a shutdown lets a ✅ merge in flight finish.
     handlers: TaskTracker,
+    /// Stops the outbox drain, last.
+    outbox_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -116,6 +120,12 @@ impl Service {
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
         let egress_settle = egress.clone();
+        // One drain sends every thread message, in order, from the outbox.
+        let outbox_stop = CancellationToken::new();
+        tasks.push(tokio::spawn({
+            let (outbox, stop) = (egress.outbox().clone(), outbox_stop.clone());
+            async move { outbox.run(stop).await }
+        }));
         tasks.push(tokio::spawn({
             let rx = queue.subscribe();
             async move { egress.follow(rx).await }
@@ -193,6 +203,7 @@ impl Service {
             intake,
             socket: Some(socket),
             handlers,
+            outbox_stop,
             tasks,
         })
     }
@@ -251,8 +262,14 @@ impl Service {
                 "runs still stopping at the end of the grace period"
             );
         }
-        // The last edit may still be in flight: the egress lock is released after it.
-        self.bot.quiesce().await;
+        // The thread messages written so far go out (bounded): what is left stays in the
+        // outbox and is sent after the restart.
+        if !self.bot.quiesce(OUTBOX_FLUSH).await {
+            tracing::warn!(
+                "thread messages still waiting in the outbox; they are sent after the restart"
+            );
+        }
+        self.outbox_stop.cancel();
         if let Some(socket) = self.socket {
             let _ = socket.await;
         }
