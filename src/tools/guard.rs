@@ -38,6 +38,8 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--kill-after",
     "--unset",
 ];
+/// Nested `eval`s checked before the command is refused (each is a recursion).
+const MAX_EVAL_DEPTH: usize = 16;
 /// git subcommands that only the harness runs.
 const GIT_HARNESS_ONLY: &[(&str, &str)] = &[
     (
@@ -122,7 +124,12 @@ impl CommandGuard {
                     }
                 }
             } else if base == "eval" {
-                // eval's words are a command again.
+                // eval's words are a command again. Each `eval` is one level of recursion:
+                // thousands of them would overflow the stack, so past a depth no command
+                // needs, refuse.
+                if depth >= MAX_EVAL_DEPTH {
+                    return deny("`eval` nested this deeply is not checked");
+                }
                 let rest = words[i + 1..].join(" ");
                 return segments(&rest)
                     .iter()
@@ -274,6 +281,9 @@ fn segments(command: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -343,5 +353,20 @@ mod tests {
             panic!()
         };
         assert!(r.contains("slipway pushes the branch itself"), "{r}");
+    }
+
+    /// Found while fuzzing: thousands of nested `eval`s overflowed the stack (an abort that
+    /// takes the whole service down). Past a depth they are refused.
+    #[test]
+    fn deeply_nested_eval_gets_a_verdict() {
+        let cmd = format!("{}curl x", "eval ".repeat(5_000));
+        assert!(matches!(
+            CommandGuard::default().check(&cmd),
+            Verdict::Deny(_)
+        ));
+        let shallow = format!("{}curl x", "eval ".repeat(10));
+        assert!(
+            matches!(CommandGuard::default().check(&shallow), Verdict::Deny(r) if r.contains("network tool"))
+        );
     }
 }
