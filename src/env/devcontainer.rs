@@ -468,4 +468,6 @@ fn notes_for_the_rest(obj: &Map<String, Value>, notes: &mut Vec<String>) {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
