@@ -67,12 +67,16 @@ pub fn strip_mentions(text: &str) -> String {
 /// else is a task.
 pub fn parse_command(text: &str) -> Command {
     let t = strip_mentions(text);
+    // `?` alone is help; trimmed to a word below, it would read as an empty mention.
+    if t == "?" {
+        return Command::Help;
+    }
     let word = t
         .trim_matches(|c: char| !c.is_alphanumeric())
         .to_ascii_lowercase();
     match word.as_str() {
         "" => Command::Empty,
-        "help" | "?" => Command::Help,
+        "help" => Command::Help,
         "status" => Command::Status,
         "cancel" | "stop" => Command::Cancel,
         _ => Command::Task(t),
@@ -304,6 +308,12 @@ mod tests {
             parse_command("<@U0BOT> help me fix the status page"),
             Command::Task("help me fix the status page".into())
         );
+    }
+
+    #[test]
+    fn a_question_mark_asks_for_help() {
+        assert_eq!(parse_command("<@U0BOT> ?"), Command::Help);
+        assert_eq!(parse_command("<@U0BOT> ??"), Command::Empty);
     }
 
     #[test]
