@@ -78,6 +78,24 @@ proptest! {
         }
     }
 
+    /// A refused command is still refused when a shell runs it (`bash -c '…'`), however
+    /// many shells deep, quoted as a shell quotes it.
+    #[test]
+    fn a_refusal_survives_running_in_a_shell(
+        words in prop::collection::vec(plain_word(), 1..8),
+        shells in prop::collection::vec(prop::sample::select(&["bash -c", "sh -c", "bash -ec", "eval", "env sh -c"][..]), 1..6),
+    ) {
+        let cmd = words.join(" ");
+        if is_deny(&guard().check(&cmd)) {
+            let mut wrapped = cmd.clone();
+            for sh in &shells {
+                let quoted = shlex::try_quote(&wrapped).map_err(|e| TestCaseError::reject(e.to_string()))?;
+                wrapped = format!("{sh} {quoted}");
+                prop_assert!(is_deny(&guard().check(&wrapped)), "{:?} refused, {:?} allowed", cmd, wrapped);
+            }
+        }
+    }
+
     /// Spacing between words (spaces or tabs, one or more, leading or trailing) does not
     /// change the shell's meaning, so it does not change the verdict.
     #[test]
