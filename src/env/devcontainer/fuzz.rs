@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::super::{EnvError, Tree};
-use super::load;
+use super::{Devcontainer, load};
 use crate::fuzz_support::any_json;
 
 const REL: &str = ".devcontainer/devcontainer.json";
@@ -22,7 +22,7 @@ thread_local! {
 }
 
 /// Loads `bytes` as a repo's devcontainer.json.
-fn load_bytes(bytes: &[u8]) -> std::result::Result<(), EnvError> {
+fn load_bytes(bytes: &[u8]) -> std::result::Result<Devcontainer, EnvError> {
     REPO.with(|d| {
         let Some(d) = d else {
             return Err(EnvError::Read {
@@ -34,7 +34,7 @@ fn load_bytes(bytes: &[u8]) -> std::result::Result<(), EnvError> {
             file: REL.into(),
             source: e,
         })?;
-        load(&Tree::new(d.path()), REL).map(|_| ())
+        load(&Tree::new(d.path()), REL)
     })
 }
 
@@ -119,6 +119,25 @@ proptest! {
         let text = jsonc(&obj, &line_comments, &block_comments);
         let r = load_bytes(text.as_bytes());
         prop_assert!(!matches!(r, Err(EnvError::Syntax { .. })), "{:?}\n{}", r, text);
+    }
+
+    /// The container's own `PATH` in a `PATH` value is never added as a directory: what is
+    /// added in front of the sandbox's `PATH` is directories, each without `:` or NUL.
+    #[test]
+    fn path_entries_are_directories(
+        parts in prop::collection::vec(prop::sample::select(&[
+            "${containerEnv:PATH}", "${PATH}", "$PATH", "/usr/local/bin", ":", "/x", "y",
+            "${localEnv:HOME}", "${localEnv:X:/d}", "${containerWorkspaceFolder}", "${", "}",
+        ][..]), 0..8),
+        key in prop::sample::select(&["containerEnv", "remoteEnv"][..]),
+    ) {
+        let value = parts.concat();
+        let text = serde_json::json!({ "image": "debian", key: { "PATH": value } }).to_string();
+        let dc = load_bytes(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        for p in &dc.path_prefix {
+            prop_assert!(!p.is_empty() && !p.contains(['\0', ':']), "{:?} from {:?}", p, value);
+        }
+        prop_assert!(!dc.env.contains_key("PATH"));
     }
 
     /// A file cut short (before its closing brace) is a syntax error at a line and column
