@@ -12,6 +12,8 @@ pub mod config;
 pub mod doctor;
 pub mod env;
 pub mod forge;
+#[cfg(test)]
+mod fuzz_support;
 pub mod gates;
 pub mod nodes;
 pub mod queue;
