@@ -17,6 +17,7 @@ pub mod revert;
 pub mod sandbox;
 pub mod sandbox_gates;
 pub mod setup;
+pub mod sidecar;
 pub mod workspace;
 
 pub use checks::Checks;

@@ -9,6 +9,7 @@ mod gates;
 mod github;
 mod isolation;
 mod llm;
+mod mcp_lifecycle;
 mod one_shot;
 mod queue;
 mod real_projects;

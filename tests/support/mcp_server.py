@@ -3,7 +3,9 @@
 
 Tools: lookup_ticket (read-only), drop_database (destructive), crash (exits mid-call),
 whoami (reports whether it can reach the network and which env vars it sees).
-Modes: --silent never answers `initialize` (the server that hangs).
+Modes: --silent never answers `initialize` (the server that hangs); --scribble FILE starts
+a background process that appends a line to FILE every 2 ms, forever (a server that keeps
+changing the work tree).
 Every call is appended to $MCP_LOG (a file) when that is set.
 """
 import json
@@ -12,6 +14,12 @@ import socket
 import sys
 
 SILENT = "--silent" in sys.argv
+
+if "--scribble" in sys.argv:
+    import subprocess
+    target = sys.argv[sys.argv.index("--scribble") + 1]
+    loop = "import sys, time\nwhile True:\n    open(sys.argv[1], 'a').write('x\\n')\n    time.sleep(0.002)\n"
+    subprocess.Popen([sys.executable, "-c", loop, target])
 
 TOOLS = [
     {
