@@ -13,6 +13,7 @@ mod mcp_lifecycle;
 mod one_shot;
 mod queue;
 mod real_projects;
+mod red_team;
 mod setup_isolation;
 mod slack;
 mod tools;
