@@ -12,8 +12,8 @@ use slipway::agent::llm::settings::LlmProvider;
 use slipway::sandbox::Backend;
 use slipway::tools::settings::McpServerConfig;
 
-/// The checks print the scribble file's size, wait, and print it again.
-const CHECKS: &str = "[checks]\ntest = \"python3 -m unittest -q && a=$(wc -c < scribble.log) && sleep 1 && b=$(wc -c < scribble.log) && echo scribble-at-checks $a $b\"\n";
+/// The checks print the scribble file's size, wait, print it again, then run the tests.
+const CHECKS: &str = "[checks]\ntest = \"a=$(wc -c < scribble.log); sleep 1; b=$(wc -c < scribble.log); echo scribble-at-checks $a $b; python3 -m unittest -q\"\n";
 
 fn repo_with_scribbler(dir: &Path) {
     python_repo(dir);
@@ -29,7 +29,13 @@ fn repo_with_scribbler(dir: &Path) {
 }
 
 async fn the_committed_tree_is_the_tree_the_checks_saw(backend: Backend) {
-    let mut script = vec![Turn::call("lookup_ticket", json!({"id": "CALC-1"}))];
+    // The agent first finishes without fixing add(), so the checks fail and a fix round
+    // runs; in it the sandboxed server answers again (restarted), then add() is fixed.
+    let mut script = vec![
+        Turn::call("lookup_ticket", json!({"id": "CALC-1"})),
+        Turn::call("finish", json!({"summary": "looked"})),
+        Turn::call("lookup_ticket", json!({"id": "CALC-2"})),
+    ];
     script.extend(fix_script());
     let h = Harness::with_repo(
         backend,
@@ -68,24 +74,42 @@ async fn the_committed_tree_is_the_tree_the_checks_saw(backend: Backend) {
         .unwrap()
         .into_iter()
         .filter(|e| e.kind == "check")
-        .map(|e| e.body["output"].to_string())
+        .map(|e| e.body["output"].as_str().unwrap_or_default().to_string())
         .collect();
-    let line = checks
+    let pairs: Vec<Vec<u64>> = checks
         .iter()
-        .find_map(|o| o.split("scribble-at-checks ").nth(1))
-        .unwrap_or_else(|| panic!("the checks ran and saw the file: {checks:?}"));
-    let sizes: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(2)
-        .map(|s| s.parse().unwrap())
+        .filter_map(|o| o.split("scribble-at-checks ").nth(1))
+        .filter_map(|rest| rest.lines().next())
+        .map(|line| {
+            line.split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .take(2)
+                .map(|s| s.parse().unwrap())
+                .collect()
+        })
         .collect();
-    assert_eq!(sizes.len(), 2, "{line}");
-    assert!(sizes[0] > 0, "the server scribbled while the agent ran");
     assert_eq!(
-        sizes[0], sizes[1],
-        "nothing changed the tree during the checks"
+        pairs.len(),
+        2,
+        "the checks ran twice (a fix round): {checks:?}"
     );
+    for p in &pairs {
+        assert!(p[0] > 0, "the server scribbled while the agent ran");
+        assert_eq!(
+            p[0], p[1],
+            "nothing changed the tree during the checks: {pairs:?}"
+        );
+    }
+    assert!(
+        pairs[1][0] > pairs[0][0],
+        "the server was back (and scribbling) in the fix round: {pairs:?}"
+    );
+    let fix_round_lookup = h.fake.requests()[3].body.to_string();
+    assert!(
+        fix_round_lookup.contains("CALC-2: add() subtracts"),
+        "the sandboxed tool answered in the fix round: {fix_round_lookup}"
+    );
+    let sizes = &pairs[1];
     let committed = sh(
         &h.repo_path(),
         &format!("git show {}:scribble.log | wc -c", report.branch),

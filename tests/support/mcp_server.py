@@ -20,6 +20,9 @@ SILENT = "--silent" in sys.argv
 if "--scribble" in sys.argv:
     import subprocess
     target = sys.argv[sys.argv.index("--scribble") + 1]
+    # The first line before the server answers, so the file exists once it is connected.
+    with open(target, "a") as f:
+        f.write("x\n")
     loop = "import sys, time\nwhile True:\n    open(sys.argv[1], 'a').write('x\\n')\n    time.sleep(0.002)\n"
     subprocess.Popen([sys.executable, "-c", loop, target])
 
