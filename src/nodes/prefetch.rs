@@ -27,6 +27,8 @@ impl crate::run::Node for Prefetch {
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let svc = cx.svc;
         let cfg = &svc.cfg;
+        // Read before any sandboxed MCP server runs, so none can change what is read.
+        let signals = RepoSignals::from_dir(&cx.wt()?.path);
         let hub = svc.mcp.fork().await;
         let mut registry = svc.registry.clone();
         let (tools, problems) = super::sidecar::start(cx, &hub).await?;
@@ -42,7 +44,6 @@ impl crate::run::Node for Prefetch {
         let mut context = rev.context.join("\n");
         context.push('\n');
         context.push_str(&rev.links.join("\n"));
-        let signals = RepoSignals::from_dir(&cx.wt()?.path);
         let index = Index::new(&registry);
         let selection = index.select(&Request {
             task: &rev.instructions,
