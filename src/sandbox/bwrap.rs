@@ -456,6 +456,19 @@ impl Session for BwrapSession {
         })
     }
 
+    async fn stop_stdio(&self) -> Result<()> {
+        let pids: Vec<u32> =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let left = super::reap::kill_trees(&pids).await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(SandboxError::Spawn(format!(
+                "bwrap: sandboxed servers still running after SIGKILL: {left:?}"
+            )))
+        }
+    }
+
     async fn close(&self) -> Result<()> {
         let pids: Vec<u32> =
             std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
