@@ -389,6 +389,29 @@ impl Store {
         self.flush().await
     }
 
+    /// Stores `value` under `key` only if nothing is there (atomic: of two callers racing,
+    /// one wins), then flushes. Returns the value already there, if any (nothing written).
+    pub async fn claim_binding<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Option<T>> {
+        match self.bindings.compare_and_swap(
+            key.as_bytes(),
+            None as Option<&[u8]>,
+            Some(Self::encode(value)),
+        )? {
+            Ok(()) => {
+                self.flush().await?;
+                Ok(None)
+            }
+            Err(e) => e
+                .current
+                .map(|b| Self::decode(&format!("binding {key}"), &b))
+                .transpose(),
+        }
+    }
+
     /// The binding under `key`.
     pub fn binding<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.bindings

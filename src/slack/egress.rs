@@ -99,6 +99,32 @@ impl Egress {
         .await;
     }
 
+    /// Posts `text` under the idempotency key `key`, unless a message with that key was
+    /// sent or waits in the outbox already (a handler resumed after a crash, and a restart's
+    /// own settling, say the same thing once).
+    pub async fn say_once(&self, channel: &str, thread_ts: &str, key: &str, text: &str) {
+        if !self.said(key) {
+            self.post(
+                channel,
+                thread_ts,
+                key.to_string(),
+                text,
+                AfterPost::Nothing,
+            )
+            .await;
+        }
+    }
+
+    /// Whether the message with idempotency key `key` was sent or waits in the outbox.
+    pub fn said(&self, key: &str) -> bool {
+        self.inner.store.sent(key).ok().flatten().is_some()
+            || self
+                .inner
+                .outbox
+                .pending_keys()
+                .is_ok_and(|k| k.contains(key))
+    }
+
     /// Writes a post to the outbox; a store failure is logged.
     async fn post(&self, channel: &str, thread_ts: &str, key: String, text: &str, then: AfterPost) {
         // Errors quoted into the thread must not carry a secret (a token in a URL, say).
@@ -141,6 +167,31 @@ impl Egress {
         let then = AfterPost::Bind(ReportMessage::status(task_id));
         self.post(channel, thread_ts, key.clone(), text, then).await;
         key
+    }
+
+    /// Stores the task's thread record if it has none yet, so every event of the task finds
+    /// its thread even if slipway stops before the status message is written. Call before
+    /// the task is queued.
+    pub async fn bind_task_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+    ) -> Result<(), EgressError> {
+        let _order = self.inner.order.lock().await;
+        let bindings = &self.inner.bindings;
+        if bindings.slack_thread(task_id)?.is_none() {
+            bindings
+                .put_slack_thread(&SlackThread {
+                    task_id: task_id.into(),
+                    channel: channel.into(),
+                    thread_ts: thread_ts.into(),
+                    status: None,
+                    pending: None,
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Posts a fresh status message for the task's next run (revision `revision`), and
@@ -268,9 +319,15 @@ impl Egress {
                     self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
                         .await;
                 }
-                RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
-                    if self.inner.queue.was_interrupted(&task_id) =>
+                RunEvent::RunFinished { ref report }
+                    if self.paused(&task_id, Some(&report.run_id)) =>
                 {
+                    // Stopped by a graceful shutdown: it reruns after the restart.
+                    self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
+                        .await;
+                    self.say(&channel, &thread_ts, copy::RESTARTING).await;
+                }
+                RunEvent::RunFailed { .. } if self.paused(&task_id, None) => {
                     // Stopped by a graceful shutdown: it reruns after the restart.
                     self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
                         .await;
@@ -381,6 +438,22 @@ impl Egress {
             );
         }
         Ok(posted)
+    }
+
+    /// Whether the task's run that just ended was stopped by the shutdown at the end of the
+    /// grace period (so it reruns after the restart): the queue interrupted it, and it did
+    /// not finish by itself (its record, when there is one, ended cancelled or failed).
+    fn paused(&self, task_id: &str, run_id: Option<&str>) -> bool {
+        if !self.inner.queue.was_interrupted(task_id) {
+            return false;
+        }
+        match run_id.map(|id| self.inner.store.get_run(id)) {
+            Some(Ok(Some(run))) => matches!(
+                run.state,
+                crate::store::RunState::Cancelled | crate::store::RunState::Failed
+            ),
+            _ => true,
+        }
     }
 
     /// Marks the run's status message done and writes its last headline.

@@ -15,7 +15,7 @@
 //! do not heal by retrying.
 #![warn(missing_docs)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,10 +121,13 @@ pub enum AfterPost {
 /// How one attempt went.
 enum Attempt {
     Sent(String),
-    /// Try again after `wait`; `uncertain`: it may have reached Slack.
+    /// Try again after `wait`. `uncertain`: it may have reached Slack (look before sending
+    /// again). `counts`: a failure towards [`MAX_ATTEMPTS`] (rate limits and transport
+    /// errors are waited out instead).
     Retry {
         wait: Duration,
         uncertain: bool,
+        counts: bool,
     },
     Drop(String),
 }
@@ -213,6 +216,19 @@ impl Outbox {
             .collect())
     }
 
+    /// Whether a post to `channel` waits in the outbox (a reaction on a message not bound
+    /// yet may be on it).
+    pub fn has_pending_post(&self, channel: &str) -> bool {
+        self.inner
+            .store
+            .outbox::<Outgoing>()
+            .map(|o| {
+                o.iter()
+                    .any(|(_, e)| e.channel == channel && matches!(e.message, Message::Post { .. }))
+            })
+            .unwrap_or(false)
+    }
+
     /// Waits until the outbox is empty, at most `limit`; true when it is.
     pub async fn flushed(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
@@ -241,9 +257,13 @@ impl Outbox {
             Ok(o) => o.into_iter().map(|(id, _)| id).collect(),
             Err(_) => HashSet::new(),
         };
-        let mut backoff = Duration::from_millis(500);
-        let mut failures: std::collections::HashMap<u64, u32> = Default::default();
-        'drain: loop {
+        let mut failures: HashMap<u64, u32> = HashMap::new();
+        // Threads waiting out a failure, and until when. Order is kept per thread: a thread
+        // whose message failed sends nothing else until that one went out, while other
+        // threads go on.
+        let mut blocked: HashMap<(String, String), (tokio::time::Instant, Duration)> =
+            HashMap::new();
+        loop {
             let entries = match self.inner.store.outbox::<Outgoing>() {
                 Ok(e) => e,
                 Err(e) => {
@@ -253,17 +273,17 @@ impl Outbox {
             };
             if entries.is_empty() {
                 self.inner.idle.notify_waiters();
-                let wake = self.inner.wake.notified();
-                tokio::select! {
-                    _ = wake => {}
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-                continue;
             }
+            let now = tokio::time::Instant::now();
+            blocked.retain(|_, (until, _)| *until > now);
+            let mut held: HashSet<(String, String)> = blocked.keys().cloned().collect();
             for (i, (id, e)) in entries.iter().enumerate() {
                 if stop.is_cancelled() {
                     return;
+                }
+                let thread = (e.channel.clone(), e.thread_ts.clone());
+                if held.contains(&thread) {
+                    continue;
                 }
                 // Of several edits of one message, only the newest is worth sending.
                 if let Message::Edit { of, .. } = &e.message
@@ -276,11 +296,19 @@ impl Outbox {
                 }
                 match self.attempt(e, uncertain.contains(id)).await {
                     Attempt::Sent(ts) => {
-                        backoff = Duration::from_millis(500);
-                        if let Err(err) = self.record(*id, e, &ts).await {
-                            tracing::error!(error = %err, key = e.key, "sent, but could not record it");
+                        match self.record(*id, e, &ts).await {
+                            Ok(()) => {
+                                uncertain.remove(id);
+                                failures.remove(id);
+                                blocked.remove(&thread);
+                            }
+                            Err(err) => {
+                                // Sent but not recorded: look before sending it again.
+                                tracing::error!(error = %err, key = e.key, "sent, but could not record it");
+                                uncertain.insert(*id);
+                                held.insert(thread);
+                            }
                         }
-                        uncertain.remove(id);
                     }
                     Attempt::Drop(why) => {
                         tracing::error!(
@@ -294,32 +322,50 @@ impl Outbox {
                     Attempt::Retry {
                         wait,
                         uncertain: maybe_sent,
+                        counts,
                     } => {
-                        let n = failures.entry(*id).or_default();
-                        *n += 1;
-                        if *n >= MAX_ATTEMPTS && !maybe_sent {
-                            tracing::error!(
-                                key = e.key,
-                                channel = e.channel,
-                                attempts = *n,
-                                "a thread message keeps failing; dropped"
-                            );
-                            let _ = self.inner.store.outbox_drop(*id).await;
-                            continue;
+                        if counts {
+                            let n = failures.entry(*id).or_default();
+                            *n += 1;
+                            if *n >= MAX_ATTEMPTS {
+                                tracing::error!(
+                                    key = e.key,
+                                    channel = e.channel,
+                                    attempts = *n,
+                                    "a thread message keeps failing; dropped"
+                                );
+                                let _ = self.inner.store.outbox_drop(*id).await;
+                                continue;
+                            }
                         }
                         if maybe_sent {
                             uncertain.insert(*id);
                         }
+                        let backoff = blocked
+                            .get(&thread)
+                            .map(|(_, b)| (*b * 2).min(MAX_BACKOFF))
+                            .unwrap_or(Duration::from_millis(500));
                         let wait = wait.max(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        // In order: the failed message goes first again.
-                        continue 'drain;
+                        blocked.insert(
+                            thread.clone(),
+                            (tokio::time::Instant::now() + wait, backoff),
+                        );
+                        held.insert(thread);
                     }
                 }
+            }
+            // Sleep until something is new or a blocked thread may go again.
+            let next = blocked.values().map(|(until, _)| *until).min();
+            let wake = self.inner.wake.notified();
+            let pause = match next {
+                Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+                None if entries.is_empty() => Duration::from_secs(5),
+                None => continue,
+            };
+            tokio::select! {
+                _ = wake => {}
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -332,8 +378,20 @@ impl Outbox {
         }
         match &e.message {
             Message::Post { text, blocks, .. } => {
-                if uncertain && let Some(ts) = self.find_posted(e, text).await {
-                    return Attempt::Sent(ts);
+                if uncertain {
+                    match self.find_posted(e, text).await {
+                        Ok(Some(ts)) => return Attempt::Sent(ts),
+                        Ok(None) => {}
+                        // Cannot tell whether it is there: do not risk a second copy.
+                        Err(err) => {
+                            tracing::warn!(error = %err, key = e.key, "cannot read the thread to check a message; waiting");
+                            return Attempt::Retry {
+                                wait: Duration::from_secs(2),
+                                uncertain: true,
+                                counts: false,
+                            };
+                        }
+                    }
                 }
                 let api = &self.inner.api;
                 let r = match api
@@ -377,43 +435,52 @@ impl Outbox {
     fn judge(&self, r: Result<String, SlackError>) -> Attempt {
         match r {
             Ok(ts) => Attempt::Sent(ts),
-            // Rate limits are waited out however long they last (never counted as failures).
+            // Rate limits are waited out however long they last; Slack did not post.
             Err(SlackError::RateLimited { retry_after_s, .. }) => Attempt::Retry {
                 wait: Duration::from_secs(retry_after_s.unwrap_or(1)),
-                uncertain: true,
+                uncertain: false,
+                counts: false,
             },
+            // The request may have reached Slack: look before sending again.
             Err(SlackError::Transport { message, .. }) => {
                 tracing::warn!(error = message, "Slack unreachable; the message waits");
                 Attempt::Retry {
                     wait: Duration::from_secs(1),
                     uncertain: true,
+                    counts: false,
                 }
             }
             Err(SlackError::Api { code, .. }) if PERMANENT.contains(&code.as_str()) => {
                 Attempt::Drop(code)
             }
-            Err(e) => Attempt::Retry {
-                wait: Duration::from_secs(1),
-                uncertain: matches!(e, SlackError::Api { .. }),
-            },
+            // `ok: false`: Slack answered and did not post. Retried a few times, then
+            // dropped (a code slipway does not know may never heal).
+            Err(e) => {
+                tracing::warn!(error = %e, "Slack refused a thread message; retrying");
+                Attempt::Retry {
+                    wait: Duration::from_secs(1),
+                    uncertain: false,
+                    counts: true,
+                }
+            }
         }
     }
 
     /// The `ts` of the bot's message in `e`'s thread with exactly `text`, posted no earlier
     /// than `e` was written: a post that reached Slack before slipway could record it.
-    async fn find_posted(&self, e: &Outgoing, text: &str) -> Option<String> {
-        let replies = self
-            .inner
-            .api
-            .replies(&e.channel, &e.thread_ts)
-            .await
-            .ok()?;
+    async fn find_posted(&self, e: &Outgoing, text: &str) -> Result<Option<String>, SlackError> {
+        let replies = self.inner.api.replies(&e.channel, &e.thread_ts).await?;
         let after = e.created_ms as f64 / 1000.0 - 1.0;
-        replies
+        // Slack stores `&`, `<` and `>` escaped (its "formatting" rules).
+        let escaped = text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        Ok(replies
             .into_iter()
-            .filter(|m| m.from_bot && m.text == text)
+            .filter(|m| m.from_bot && (m.text == text || m.text == escaped))
             .find(|m| m.ts.parse::<f64>().is_ok_and(|t| t >= after))
-            .map(|m| m.ts)
+            .map(|m| m.ts))
     }
 
     /// Records a sent message: its binding and audit entry (idempotent writes), then the key
@@ -443,7 +510,9 @@ impl Outbox {
                 }
             }
         }
-        self.inner.store.outbox_sent(id, &e.key, ts).await
+        // Only posts are named later (by edits, by `said`): an edit's key is not kept.
+        let key = matches!(e.message, Message::Post { .. }).then_some(e.key.as_str());
+        self.inner.store.outbox_sent(id, key, ts).await
     }
 }
 

@@ -38,6 +38,8 @@ use crate::task::now_ms;
 const ENVELOPE_BUFFER: usize = 4096;
 /// How long a shutdown waits for the outbox to drain after the runs stopped.
 const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
+/// How often merges left `Merging` (their outcome unknown) are asked about again.
+const SETTLE_EVERY: Duration = Duration::from_secs(60);
 /// How often expired dedupe records are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -130,6 +132,9 @@ impl Service {
             let rx = queue.subscribe();
             async move { egress.follow(rx).await }
         }));
+        // Merges cut off by the last stop are settled first: before the queue recovers (a
+        // merging task must not run again) and before any ✅ is handled again.
+        settle_merges(&store, &runner_forges, &settings.repos, &egress_settle).await;
         let resumed = queue.recover().await?;
         if !resumed.is_empty() {
             tracing::info!(tasks = resumed.len(), "interrupted runs found at start");
@@ -138,19 +143,6 @@ impl Service {
             let q = queue.clone();
             async move { q.run().await }
         }));
-        // Merges cut off by the last stop are settled before any ✅ is handled again.
-        match crate::actions::merge::settle_merges(&store, &runner_forges, &settings.repos).await {
-            Ok(settled) => {
-                for m in settled {
-                    if let crate::task::Origin::Slack { channel, thread_ts } = &m.task.origin {
-                        let text =
-                            copy::merged(&m.task, &m.intent.tested, &m.merged.sha, &m.intent.actor);
-                        egress_settle.say(channel, thread_ts, &text).await;
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
-        }
         // Final reports a crash or a lagging egress kept from their threads.
         if let Err(e) = egress_settle.reconcile().await {
             tracing::error!(error = %e, "could not post missing reports");
@@ -164,10 +156,7 @@ impl Service {
                 "handling Slack events acked before the last stop"
             );
         }
-        for env in unfinished {
-            let bot = bot.clone();
-            handlers.spawn(async move { bot.handle(env).await });
-        }
+
         let intake = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
@@ -178,9 +167,34 @@ impl Service {
         tasks.push(tokio::spawn({
             let (bot, handlers) = (bot.clone(), handlers.clone());
             async move {
+                // The unfinished ones one at a time, in arrival order (a reply after the
+                // mention that creates its task), before any new one; new envelopes are
+                // stored and acked meanwhile and wait in the channel.
+                handlers
+                    .track_future(async {
+                        for env in unfinished {
+                            bot.handle(env).await;
+                        }
+                    })
+                    .await;
                 while let Some(env) = rx.recv().await {
                     let bot = bot.clone();
                     handlers.spawn(async move { bot.handle(env).await });
+                }
+            }
+        }));
+        // A merge whose outcome could not be read is asked about again every minute.
+        tasks.push(tokio::spawn({
+            let (store, forges, settings, egress) = (
+                store.clone(),
+                runner_forges.clone(),
+                settings.clone(),
+                egress_settle.clone(),
+            );
+            async move {
+                loop {
+                    tokio::time::sleep(SETTLE_EVERY).await;
+                    settle_merges(&store, &forges, &settings.repos, &egress).await;
                 }
             }
         }));
@@ -278,4 +292,34 @@ impl Service {
             t.abort();
         }
     }
+}
+
+/// Settles merges left `Merging` ([`crate::actions::merge::settle_merges`]) and tells each
+/// merged one's thread, once (the message's key is the task's: `merged/<task id>`, the same
+/// one a ✅ handler uses).
+async fn settle_merges(
+    store: &crate::store::Store,
+    forges: &crate::forge::Forges,
+    repos: &[crate::repos::RepoConfig],
+    egress: &Egress,
+) {
+    match crate::actions::merge::settle_merges(store, forges, repos).await {
+        Ok(settled) => {
+            for m in settled {
+                if let crate::task::Origin::Slack { channel, thread_ts } = &m.task.origin {
+                    let text =
+                        copy::merged(&m.task, &m.intent.tested, &m.merged.sha, &m.intent.actor);
+                    egress
+                        .say_once(channel, thread_ts, &merged_key(&m.task.id), &text)
+                        .await;
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
+    }
+}
+
+/// The outbox key of the "merged" message of task `task_id`.
+pub fn merged_key(task_id: &str) -> String {
+    format!("merged/{task_id}")
 }

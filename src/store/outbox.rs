@@ -53,14 +53,16 @@ impl Store {
             .collect()
     }
 
-    /// Entry `id` was sent under idempotency key `key` and the front end answered
-    /// `answer` (a Slack `ts`): removes the entry and remembers the key, in one
+    /// Entry `id` was sent and the front end answered `answer` (a Slack `ts`): removes the
+    /// entry and remembers its idempotency key `key` (when given) with the answer, in one
     /// transaction, then flushes.
-    pub async fn outbox_sent(&self, id: u64, key: &str, answer: &str) -> Result<()> {
-        let sent_key = format!("sent/{key}");
+    pub async fn outbox_sent(&self, id: u64, key: Option<&str>, answer: &str) -> Result<()> {
+        let sent_key = key.map(|k| format!("sent/{k}"));
         let done = (&self.outbox, &self.bindings).transaction(|(outbox, b)| {
             outbox.remove(&id.to_be_bytes())?;
-            b.insert(sent_key.as_bytes(), Self::encode(&answer))?;
+            if let Some(k) = &sent_key {
+                b.insert(k.as_bytes(), Self::encode(&answer))?;
+            }
             Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
         });
         match done {
@@ -107,7 +109,7 @@ mod tests {
             left,
             vec![(a, "post A".to_string()), (b, "edit A, newer".to_string())]
         );
-        store.outbox_sent(a, "k/a", "1700.1").await.unwrap();
+        store.outbox_sent(a, Some("k/a"), "1700.1").await.unwrap();
         assert_eq!(store.sent("k/a").unwrap().as_deref(), Some("1700.1"));
         assert_eq!(store.outbox::<String>().unwrap().len(), 1);
         assert!(!store.outbox_replace(a, &"x".to_string()).await.unwrap());

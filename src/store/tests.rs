@@ -113,3 +113,22 @@ async fn values_are_versioned_json() {
     assert_eq!(v["v"], 1);
     assert_eq!(v["data"]["id"], t.id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_racing_claims_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for round in 0..50 {
+        let key = format!("revert/{round}");
+        let (first, second) = ("first".to_string(), "second".to_string());
+        let (a, b) = tokio::join!(
+            store.claim_binding(&key, &first),
+            store.claim_binding(&key, &second)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.is_none() ^ b.is_none(), "round {round}: {a:?} {b:?}");
+        let winner: String = store.binding(&key).unwrap().unwrap();
+        // The loser is told the winner's value.
+        assert_eq!(a.or(b), Some(winner));
+    }
+}
