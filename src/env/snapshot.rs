@@ -186,6 +186,8 @@ pub struct Building {
     trash: PathBuf,
     ttl: Duration,
     done: bool,
+    /// The claim on `.building/<name>` ([`crate::sweep`]); released after `Drop` removed it.
+    _claim: Option<crate::sweep::Claim>,
 }
 
 impl Building {
@@ -336,7 +338,15 @@ impl EnvStore {
     pub fn begin(&self, repo: &str, key: &EnvKey) -> Result<Building> {
         let building = self.root.join(".building");
         std::fs::create_dir_all(&building).map_err(io(&building))?;
-        let dir = building.join(format!("{}-{}", key.short(), crate::task::new_id()));
+        let name = format!("{}-{}", key.short(), crate::task::new_id());
+        let claim = self.root.parent().and_then(|data| {
+            crate::sweep::Claim::take(data, &name)
+                .inspect_err(
+                    |e| tracing::warn!(%name, error = %e, "cannot claim a build directory"),
+                )
+                .ok()
+        });
+        let dir = building.join(&name);
         for sub in ["env/home", "src"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io(&d))?;
@@ -347,6 +357,7 @@ impl EnvStore {
             trash: self.root.join(".trash"),
             ttl: self.ttl,
             done: false,
+            _claim: claim,
         })
     }
 

@@ -225,6 +225,10 @@ pub struct RunCtx<'a> {
     pub pr_number: Option<u64>,
     /// The auto-merge, when one went through.
     pub merged: Option<Merged>,
+    /// This run's claim on its per-run names (`worktrees/<run>`, `homes/<run>`, …), held
+    /// until every directory is gone: declared last, so it drops after [`Self::dirs`], and
+    /// the startup sweep of another slipway never takes a live run's directories.
+    pub claim: Option<crate::sweep::Claim>,
 }
 
 impl<'a> RunCtx<'a> {
@@ -239,9 +243,18 @@ impl<'a> RunCtx<'a> {
         let agent = &svc.cfg.file.agent;
         let policy = crate::gates::policy::effective(&svc.cfg.file.policy, None);
         let pr_number = task.pr_number;
+        let run_id = tracker.record.run_id.clone();
+        let claim = match crate::sweep::Claim::take(&svc.cfg.data_dir, &run_id) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "cannot claim the run's directories");
+                None
+            }
+        };
         Self {
             svc,
-            run_id: tracker.record.run_id.clone(),
+            claim,
+            run_id,
             task,
             blueprint,
             tracker,

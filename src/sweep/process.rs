@@ -39,7 +39,11 @@ pub enum Liveness {
 
 impl fmt::Display for ProcessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}:{}", self.boot, self.pidns, self.pid, self.start)
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.boot, self.pidns, self.pid, self.start
+        )
     }
 }
 
