@@ -14,5 +14,6 @@ mod queue;
 mod real_projects;
 mod setup_isolation;
 mod slack;
+mod sweep;
 mod tools;
 mod warm_pool;
