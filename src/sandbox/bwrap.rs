@@ -30,7 +30,6 @@ mod etc;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::owned::OwnedPids;
 use super::slirp::{Slirp, SlirpGuard};
 use super::user::SandboxUser;
 use super::{
@@ -166,7 +166,7 @@ impl Sandbox for BwrapSandbox {
             mounts: spec.mounts.clone(),
             policy: spec.policy.clone(),
             user: SandboxUser::of_host(),
-            children: Mutex::new(Vec::new()),
+            children: OwnedPids::default(),
         };
         // Prove the sandbox starts (namespaces allowed, binds valid) before the agent runs.
         let probe = session
@@ -194,8 +194,8 @@ pub struct BwrapSession {
     policy: SandboxPolicy,
     /// Who the commands run as.
     user: SandboxUser,
-    /// PIDs of running bwrap processes, killed on close.
-    children: Mutex<Vec<u32>>,
+    /// Running bwrap processes, as pidfds, killed on close ([`super::owned`]).
+    children: OwnedPids,
 }
 
 impl BwrapSession {
@@ -374,13 +374,7 @@ impl Session for BwrapSession {
             n = self.open_network(&mut child, false) => n?,
             _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
-        let pid = child.id();
-        if let Some(pid) = pid {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(pid);
-        }
+        let ticket = self.children.track(child.id());
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
         else {
             return Err(SandboxError::Spawn("bwrap: no output pipes".into()));
@@ -407,11 +401,8 @@ impl Session for BwrapSession {
             r = tokio::time::timeout(timeout, collect) => Some(r),
             _ = cancel.cancelled() => None,
         };
-        if let Some(pid) = pid {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|p| *p != pid);
+        if let Some(t) = ticket {
+            self.children.forget(t);
         }
         // Dropping `collect` dropped `child`; kill_on_drop ends bwrap, and with it the pid
         // namespace and everything inside.
@@ -443,12 +434,9 @@ impl Session for BwrapSession {
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
             return Err(SandboxError::Spawn("bwrap: no stdio pipes".into()));
         };
-        if let Some(pid) = child.id() {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(pid);
-        }
+        // Tracked until close: once the server's handle is dropped and the process reaped,
+        // the pidfd makes the kill at close a no-op instead of a signal to a reused PID.
+        let _ = self.children.track(child.id());
         Ok(super::StdioProcess {
             stdout: Box::new(stdout),
             stdin: Box::new(stdin),
@@ -457,15 +445,7 @@ impl Session for BwrapSession {
     }
 
     async fn close(&self) -> Result<()> {
-        let pids: Vec<u32> =
-            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
-        for pid in pids {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status()
-                .await;
-        }
+        self.children.kill_all();
         Ok(())
     }
 }

@@ -86,7 +86,12 @@ async fn a_restart_removes_a_dead_owners_leftovers_and_keeps_a_live_ones() {
     let repo = tempfile::tempdir().unwrap();
     python_repo(repo.path());
     let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["run", "--repo", &repo.path().display().to_string(), "fix add()"])
+        .args([
+            "run",
+            "--repo",
+            &repo.path().display().to_string(),
+            "fix add()",
+        ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::var("HOME").unwrap_or_default())
@@ -118,6 +123,9 @@ async fn a_restart_removes_a_dead_owners_leftovers_and_keeps_a_live_ones() {
     let rm = RemoveContainerOptionsBuilder::new().force(true).build();
     let _ = d.remove_container(&live_c, Some(rm.clone())).await;
     let _ = d.remove_container(&dead_c, Some(rm)).await;
-    assert!(dead_left.is_empty(), "the dead owner's container is removed");
+    assert!(
+        dead_left.is_empty(),
+        "the dead owner's container is removed"
+    );
     assert_eq!(live_left.len(), 1, "the live owner's container is kept");
 }
