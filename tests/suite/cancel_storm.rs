@@ -267,9 +267,9 @@ async fn storm(n: usize, seed: u64) -> Vec<String> {
         }
     }
     eprintln!("cancel storm: {n} runs, seed {seed}");
-    for ((backend, point, reached), count) in &tally {
+    for ((backend, point, reached, cancelled), count) in &tally {
         eprintln!(
-            "  {backend:7} {point:?}: {count} (point reached before the run ended: {reached})"
+            "  {backend:7} {point:12?} {count:3} runs (point reached: {reached}, run cancelled: {cancelled})"
         );
     }
     eprintln!("  leftovers: {} runs with any", problems.len());
