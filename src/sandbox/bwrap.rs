@@ -37,7 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use super::owned::OwnedPids;
+use super::owned::{GroupKill, OwnedPids};
 use super::slirp::{Slirp, SlirpGuard};
 use super::user::SandboxUser;
 use super::{
@@ -317,7 +317,9 @@ impl BwrapSession {
             .stdin(if gated { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // A group of its own, killed whole on cancel and drop ([`GroupKill`]).
+            .process_group(0);
         cmd
     }
 }
@@ -368,6 +370,7 @@ impl Session for BwrapSession {
             .command(command)
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let mut group = GroupKill::new(child.id());
         // Setup: the network comes up and is fenced before the command is let go; an error
         // drops `child`, which kills bwrap.
         let _network = tokio::select! {
@@ -401,10 +404,14 @@ impl Session for BwrapSession {
             r = tokio::time::timeout(timeout, collect) => Some(r),
             _ = cancel.cancelled() => None,
         };
+        if matches!(outcome, Some(Ok(Ok(_)))) {
+            group.reaped();
+        }
         if let Some(t) = ticket {
             self.children.forget(t);
         }
-        // Dropping `collect` dropped `child`; kill_on_drop ends bwrap, and with it the pid
+        // On a timeout or a cancel, `group` kills bwrap's process group as this returns,
+        // then dropping `child` (kill_on_drop) ends bwrap, and with it the pid
         // namespace and everything inside.
         let (exit_code, timed_out) = match outcome {
             None => return Err(SandboxError::Cancelled),
@@ -430,6 +437,7 @@ impl Session for BwrapSession {
         let mut child = cmd
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let group = GroupKill::new(child.id());
         let network = self.open_network(&mut child, true).await?;
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
             return Err(SandboxError::Spawn("bwrap: no stdio pipes".into()));
@@ -440,7 +448,8 @@ impl Session for BwrapSession {
         Ok(super::StdioProcess {
             stdout: Box::new(stdout),
             stdin: Box::new(stdin),
-            guard: Box::new(std::sync::Mutex::new((child, network))),
+            // Fields drop in order: the group is killed while `child` is still unreaped.
+            guard: Box::new(std::sync::Mutex::new((group, child, network))),
         })
     }
 

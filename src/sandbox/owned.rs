@@ -107,3 +107,35 @@ mod tests {
         sleeping.wait().unwrap();
     }
 }
+
+/// Kills a spawned bwrap's whole process group when dropped, unless [`Self::reaped`] was
+/// called. bwrap runs in a process group of its own (`process_group(0)`), which its
+/// namespace child joins by inheritance: killing bwrap alone right after the spawn, before
+/// that child armed `--die-with-parent` (`PR_SET_PDEATHSIG`, which does not fire for a
+/// parent already gone), left the child blocked forever on bwrap's setup handshake.
+///
+/// The group id is bwrap's PID, and it is signalled only while bwrap is still slipway's
+/// unreaped child, so the number cannot have been reused: declare the guard after the
+/// `Child` (locals drop in reverse order) so it fires before the child is dropped.
+#[derive(Debug)]
+pub struct GroupKill(Option<Pid>);
+
+impl GroupKill {
+    /// A guard for the group led by the child `pid` (`None`: the child is already gone).
+    pub fn new(pid: Option<u32>) -> Self {
+        Self(pid.and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)))
+    }
+
+    /// The leader was waited for: its PID is free again, so the group is never signalled.
+    pub fn reaped(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+        }
+    }
+}
