@@ -185,7 +185,7 @@ impl WarmPool {
             }
             0
         };
-        crate::env::snapshot::remove_tree(&root);
+        crate::sweep::remove_tree(&root);
         Self {
             inner: Arc::new(Inner {
                 root,
@@ -382,7 +382,7 @@ impl WarmPool {
                 started: Instant::now(),
             }),
             Err(e) => {
-                crate::env::snapshot::remove_tree(&root);
+                crate::sweep::remove_tree(&root);
                 Err(e.into())
             }
         }
@@ -419,7 +419,7 @@ impl WarmPool {
         for s in slots {
             close_slot(s).await;
         }
-        crate::env::snapshot::remove_tree(&self.inner.root);
+        crate::sweep::remove_tree(&self.inner.root);
     }
 }
 
@@ -427,5 +427,5 @@ async fn close_slot(slot: Slot) {
     if let Err(e) = slot.session.close().await {
         tracing::warn!(error = %e, "could not close a warm sandbox");
     }
-    crate::env::snapshot::remove_tree(&slot.root);
+    crate::sweep::remove_tree(&slot.root);
 }

@@ -18,6 +18,7 @@
 //! image's identity, the setup's source and commands, its environment, and the bytes of
 //! every input file (manifests, lockfiles, setup script, devcontainer) at the base commit.
 
+use crate::sweep::remove_tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -434,34 +435,6 @@ fn read_entry(dir: &Path) -> Result<Snapshot> {
         meta,
         dir: dir.to_path_buf(),
     })
-}
-
-/// Removes a directory tree, first making every directory in it writable (a read-only
-/// directory, as Go's module cache makes, cannot otherwise be emptied). Symlinks are
-/// removed, never followed: `remove_dir_all` unlinks them (std documents it, and opens each
-/// directory with `O_NOFOLLOW`), the walk does not follow them, and each directory is
-/// opened with `O_NOFOLLOW` before its mode changes, so a link planted by the sandbox user
-/// in a work tree or home cannot turn the sweep on a host path.
-pub fn remove_tree(dir: &Path) {
-    if std::fs::remove_dir_all(dir).is_ok() || std::fs::symlink_metadata(dir).is_err() {
-        return;
-    }
-    for e in walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .filter_map(|e| e.ok())
-    {
-        if e.file_type().is_dir() {
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            if let Ok(fd) = rustix::fs::open(e.path(), flags, Mode::empty()) {
-                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755));
-            }
-        }
-    }
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove an environment directory");
-    }
 }
 
 /// Bytes on disk under `dir` (regular files, each hard-linked inode counted once).

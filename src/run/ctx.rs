@@ -123,11 +123,11 @@ impl Drop for RunDirs {
             tracing::warn!(path = %self.home.display(), error = %e, "could not remove sandbox home");
         }
         if self.base_tree.exists() {
-            crate::env::snapshot::remove_tree(&self.base_tree);
+            crate::sweep::remove_tree(&self.base_tree);
         }
         let _ = std::fs::remove_file(self.base_tree.with_extension("index"));
         if let Some(root) = &self.slot_root {
-            crate::env::snapshot::remove_tree(root);
+            crate::sweep::remove_tree(root);
         }
     }
 }

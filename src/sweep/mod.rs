@@ -59,7 +59,7 @@ impl Claim {
         if is_held(&path) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let fresh = dir.join(format!(".new-{}", crate::task::new_id()));
+        let fresh = dir.join(format!(".new-{}", uuid::Uuid::new_v4().simple()));
         let file = File::create(&fresh)?;
         rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)?;
         if let Err(e) = std::fs::rename(&fresh, &path) {
@@ -139,13 +139,41 @@ pub fn sweep_data_dir(data_dir: &Path) -> Swept {
 /// Removes a file, a symlink (never what it points at) or a directory tree.
 fn remove_entry(path: &Path) {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => crate::env::snapshot::remove_tree(path),
+        Ok(m) if m.is_dir() => remove_tree(path),
         Ok(_) => {
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove a leftover");
             }
         }
         Err(_) => {}
+    }
+}
+
+/// Removes a directory tree, first making every directory in it writable (a read-only
+/// directory, as Go's module cache makes, cannot otherwise be emptied). Symlinks are
+/// removed, never followed: `remove_dir_all` unlinks them (std documents it, and opens each
+/// directory with `O_NOFOLLOW`), the walk does not follow them, and each directory is
+/// opened with `O_NOFOLLOW` before its mode changes, so a link planted by the sandbox user
+/// in a work tree or home cannot turn the sweep on a host path.
+pub fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_ok() || std::fs::symlink_metadata(dir).is_err() {
+        return;
+    }
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        if e.file_type().is_dir() {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            if let Ok(fd) = rustix::fs::open(e.path(), flags, Mode::empty()) {
+                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755));
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a directory tree");
     }
 }
 

@@ -100,7 +100,7 @@ impl Workspaces {
         let result = self
             .merge_in(&mirror, &dir, repo, branch, tested, method, message)
             .await;
-        crate::env::snapshot::remove_tree(&dir);
+        crate::sweep::remove_tree(&dir);
         result
     }
 
