@@ -5,7 +5,7 @@
 //! container whose binds are those directories and the repo's environment (snapshot mounts,
 //! variables, image: the offline [`SandboxSpec`] of the repo's last run). The container
 //! carries `slipway.pool=<repo>` besides the backend's usual labels (`slipway.managed`,
-//! `slipway.pid`), so a dead slipway's slots are reaped like any other sandbox.
+//! `slipway.owner`), so a dead slipway's slots are reaped like any other sandbox.
 //!
 //! The workspace node [`WarmPool::take`]s a slot and clones into its `ws`/`git` directories
 //! (`Workspaces::prepare_at`: the clone fills the existing directories, so the container sees
