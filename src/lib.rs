@@ -25,6 +25,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod slack;
 pub mod store;
+pub mod sweep;
 pub mod task;
 pub mod tls;
 pub mod tools;

@@ -24,6 +24,7 @@ pub mod docker;
 pub mod fence;
 pub mod image;
 mod output;
+mod owned;
 pub mod reap;
 pub mod settings;
 pub mod setup_env;

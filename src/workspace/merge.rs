@@ -131,13 +131,13 @@ impl Workspaces {
             });
         }
         mkdir(&self.worktrees)?;
-        let dir = self
-            .worktrees
-            .join(format!("merge-{}", crate::task::new_id()));
+        let name = format!("merge-{}", crate::task::new_id());
+        let dir = self.worktrees.join(&name);
+        let _claim = self.claim(&name);
         let result = self
             .merge_in(&mirror, &dir, repo, branch, tested, method, message)
             .await;
-        let _ = std::fs::remove_dir_all(&dir);
+        crate::sweep::remove_tree(&dir);
         result
     }
 
