@@ -454,8 +454,7 @@ impl Session for BwrapSession {
     }
 
     async fn stop_stdio(&self) -> Result<()> {
-        let pids: Vec<u32> =
-            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let pids = self.children.take_pids();
         let left = super::reap::kill_trees(&pids).await;
         if left.is_empty() {
             Ok(())

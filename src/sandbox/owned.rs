@@ -23,7 +23,8 @@ pub struct OwnedPids {
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    live: Vec<(u64, OwnedFd)>,
+    /// Ticket, PID (for walking the process's tree in `/proc`), pidfd.
+    live: Vec<(u64, u32, OwnedFd)>,
 }
 
 /// One tracked process; give it back to [`OwnedPids::forget`] once the process is reaped.
@@ -38,7 +39,8 @@ impl OwnedPids {
     /// Tracks the process `pid`, a child of this process not yet waited for. `None` when no
     /// pidfd can be opened (the process is then not tracked; see the module doc).
     pub fn track(&self, pid: Option<u32>) -> Option<Ticket> {
-        let pid = Pid::from_raw(i32::try_from(pid?).ok()?)?;
+        let raw = pid?;
+        let pid = Pid::from_raw(i32::try_from(raw).ok()?)?;
         let fd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
             Ok(fd) => fd,
             Err(e) => {
@@ -49,13 +51,23 @@ impl OwnedPids {
         let mut inner = self.lock();
         inner.next += 1;
         let key = inner.next;
-        inner.live.push((key, fd));
+        inner.live.push((key, raw, fd));
         Some(Ticket(key))
     }
 
     /// Stops tracking a process (it ended and was waited for).
     pub fn forget(&self, ticket: Ticket) {
-        self.lock().live.retain(|(k, _)| *k != ticket.0);
+        self.lock().live.retain(|(k, _, _)| *k != ticket.0);
+    }
+
+    /// Stops tracking every process and returns their PIDs, for a caller that ends their
+    /// whole process trees (`super::reap::kill_trees`) while they are still children of
+    /// this process, not yet waited for (so the PIDs are still theirs).
+    pub fn take_pids(&self) -> Vec<u32> {
+        std::mem::take(&mut self.lock().live)
+            .into_iter()
+            .map(|(_, pid, _)| pid)
+            .collect()
     }
 
     /// SIGKILLs every tracked process still alive, and stops tracking them all. Returns how
@@ -63,7 +75,7 @@ impl OwnedPids {
     pub fn kill_all(&self) -> usize {
         let live = std::mem::take(&mut self.lock().live);
         live.iter()
-            .filter(|(_, fd)| rustix::process::pidfd_send_signal(fd, Signal::KILL).is_ok())
+            .filter(|(_, _, fd)| rustix::process::pidfd_send_signal(fd, Signal::KILL).is_ok())
             .count()
     }
 }
