@@ -4,7 +4,8 @@
 //! callers (FIELD_NOTES: sled 0.34 is beta). Every value is JSON wrapped as `{"v":1,"data":…}`
 //! and every state change is flushed before the call returns, so what a caller was told is
 //! stored survives a crash. Inserts hit sled's page cache and return at once; the flush,
-//! the only slow part, goes through `flush_async`.
+//! the only slow part, is group committed on the blocking pool (`store/flush.rs`: sled
+//! 0.34's `flush_async` deadlocks when called concurrently).
 //!
 //! The audit log's vocabulary lives in `store/audit.rs`: writers pass an [`AuditEvent`],
 //! readers get [`AuditRecord`]s whose `action` and `detail` are that event's serde spelling.
@@ -17,6 +18,7 @@ use crate::report::RunReport;
 use crate::task::{Task, now_ms};
 
 mod audit;
+mod flush;
 mod inbox;
 mod outbox;
 mod redact;
@@ -132,6 +134,8 @@ pub struct Store {
     outbox: sled::Tree,
     /// Secret values redacted from every audit detail written (see [`Store::with_redaction`]).
     secrets: std::sync::Arc<[String]>,
+    /// One flush at a time, group committed (`store/flush.rs`).
+    flushes: std::sync::Arc<flush::Flushes>,
 }
 
 /// One queued revision run.
@@ -181,6 +185,7 @@ impl Store {
             inbox: db.open_tree("inbox")?,
             outbox: db.open_tree("outbox")?,
             secrets: std::sync::Arc::from(Vec::new()),
+            flushes: Default::default(),
             db,
         })
     }
@@ -209,11 +214,6 @@ impl Store {
                 source,
             })?;
         Ok(env.data)
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
     }
 
     /// Inserts or replaces a task, then flushes.
