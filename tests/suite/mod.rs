@@ -2,6 +2,7 @@ mod access;
 mod approvals;
 mod architecture;
 mod blueprints;
+mod chaos;
 mod cli;
 mod default_image;
 mod environments;

@@ -142,6 +142,10 @@ struct Inner {
     ci: HashMap<String, CiRecord>,
     protection: Protection,
     merge_response: Option<(u16, String)>,
+    /// How long a successful merge waits before it answers (the merge is already done).
+    merge_delay: std::time::Duration,
+    /// Successful merges still to answer 502 instead of 200 (the merge is done anyway).
+    merges_to_lose: u32,
     mergeable: Option<bool>,
     pulls: Vec<Pr>,
     /// (issue number, comment object).
@@ -297,6 +301,29 @@ impl FakeGithub {
         self.lock().merge_response = Some((status, message.to_string()));
     }
 
+    /// Every successful `PUT …/merge` waits `delay` after merging and before answering: a
+    /// window in which GitHub has merged and the client does not know it yet.
+    pub fn set_merge_delay(&self, delay: std::time::Duration) {
+        self.lock().merge_delay = delay;
+    }
+
+    /// The next successful `PUT …/merge` merges, then answers 502 Bad Gateway (a proxy in
+    /// front of GitHub losing the reply), once.
+    pub fn lose_next_merge_reply(&self) {
+        self.lock().merges_to_lose += 1;
+    }
+
+    /// Successful merges (`PUT …/merge` answered 200, or merged and answered a lost 502), by
+    /// pull number.
+    pub fn merged_pulls(&self) -> Vec<u64> {
+        self.lock()
+            .pulls
+            .iter()
+            .filter(|p| p.merged_at.is_some())
+            .map(|p| p.number)
+            .collect()
+    }
+
     /// What `mergeable` reports once computed (default `Some(true)`). The first GET of a pull
     /// after its head changed always reports `null` / `"unknown"`. `Some(false)` also makes
     /// merges answer 405.
@@ -348,6 +375,7 @@ impl FakeGithub {
 
     /// Records the call (the one place that does), then answers: canned reply, git, or REST.
     async fn serve(self, req: Req) -> Reply {
+        let is_merge = req.method == Method::PUT && req.path.ends_with("/merge");
         let (index, canned) = {
             let mut i = self.lock();
             i.calls.push(Call {
@@ -369,6 +397,22 @@ impl FakeGithub {
                     .await
                     .unwrap()
             }
+        };
+        let reply = if is_merge && reply.status == 200 {
+            let (delay, lose) = {
+                let mut i = self.lock();
+                let lose = i.merges_to_lose > 0;
+                i.merges_to_lose = i.merges_to_lose.saturating_sub(1);
+                (i.merge_delay, lose)
+            };
+            tokio::time::sleep(delay).await;
+            if lose {
+                Reply::error(502, "Bad Gateway", DOC_MERGE)
+            } else {
+                reply
+            }
+        } else {
+            reply
         };
         self.lock().calls[index].status = reply.status;
         reply
@@ -1085,6 +1129,8 @@ impl Inner {
             ci: HashMap::new(),
             protection: Protection::None,
             merge_response: None,
+            merge_delay: std::time::Duration::ZERO,
+            merges_to_lose: 0,
             mergeable: Some(true),
             pulls: Vec::new(),
             comments: Vec::new(),
