@@ -66,9 +66,12 @@ async fn load() -> bool {
     let mut sent_at = HashMap::new();
     let mut firsts = Vec::new();
     for i in 0..mentions {
-        let p = w
-            .slack
-            .say(DEV, REQUESTER, &format!("<@U0BOT> load task {i}: add a note"), None);
+        let p = w.slack.say(
+            DEV,
+            REQUESTER,
+            &format!("<@U0BOT> load task {i}: add a note"),
+            None,
+        );
         let at = Instant::now();
         let a = w.slack.push(FakeSlack::mention_event(&p)).await;
         let b = w.slack.push(FakeSlack::message_event(&p)).await;
@@ -163,7 +166,11 @@ async fn load() -> bool {
     );
     println!(
         "{} in {:.0} s: {} tasks, {} runs; threads without a task {no_task}, extra tasks {extra_tasks}, tasks without a run {no_run}, extra runs {extra_runs}, threads without a report {no_report}, extra reports {extra_reports}; SIGTERM exit {exit:?}",
-        if done { "all reports posted" } else { "cap reached" },
+        if done {
+            "all reports posted"
+        } else {
+            "cap reached"
+        },
         wall.as_secs_f64(),
         tasks.len(),
         runs_per_task.iter().sum::<usize>(),
