@@ -53,6 +53,12 @@ async fn load() -> bool {
     )
     .await;
     w.spawn().await;
+    if let Some(ms) = std::env::var("LOAD_WARMUP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     for m in ["chat.postMessage", "chat.update", "reactions.add"] {
         w.slack.set_rate_limit(m, rate);
     }
@@ -96,7 +102,24 @@ async fn load() -> bool {
     let sending = started.elapsed();
     // Wait for a report in every thread (or the cap).
     let mut done = false;
+    let mut next_progress = Duration::from_secs(15);
     while started.elapsed() < cap {
+        if started.elapsed() >= next_progress {
+            next_progress += Duration::from_secs(15);
+            eprintln!(
+                "  {:>4} s: {} acks, {} reactions.add, {} chat.postMessage, {} chat.update, {} answered 429, {} threads reported",
+                started.elapsed().as_secs(),
+                w.slack.acks().len(),
+                w.slack.calls("reactions.add").len(),
+                w.slack.calls("chat.postMessage").len(),
+                w.slack.calls("chat.update").len(),
+                w.slack.rate_limited(),
+                roots
+                    .iter()
+                    .filter(|r| !w.slack.reports(DEV, &r.ts).is_empty())
+                    .count()
+            );
+        }
         if roots
             .iter()
             .all(|r| !w.slack.reports(DEV, &r.ts).is_empty())
@@ -126,7 +149,7 @@ async fn load() -> bool {
         .map(|r| w.slack.reports(DEV, &r.ts).len())
         .collect();
     let limited = w.slack.rate_limited();
-    let exit = w.stop().await;
+    let exit = w.stop(Duration::from_secs(60)).await;
     let tasks = w.tasks().await;
     let mut per_thread: HashMap<String, usize> = HashMap::new();
     let mut runs_per_task = Vec::new();
@@ -165,7 +188,7 @@ async fn load() -> bool {
         pct(seen_ms, 0.99)
     );
     println!(
-        "{} in {:.0} s: {} tasks, {} runs; threads without a task {no_task}, extra tasks {extra_tasks}, tasks without a run {no_run}, extra runs {extra_runs}, threads without a report {no_report}, extra reports {extra_reports}; SIGTERM exit {exit:?}",
+        "{} in {:.0} s: {} tasks, {} runs; threads without a task {no_task}, extra tasks {extra_tasks}, tasks without a run {no_run}, extra runs {extra_runs}, threads without a report {no_report}, extra reports {extra_reports}; SIGTERM exit {exit:?} (None: still running 60 s after SIGTERM, killed)",
         if done {
             "all reports posted"
         } else {

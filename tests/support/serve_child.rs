@@ -236,15 +236,23 @@ max_rate_limit_wait_s = 5
         }
     }
 
-    /// SIGTERM (graceful shutdown), then waits for the exit; returns its exit code.
-    pub async fn stop(&mut self) -> Option<i32> {
+    /// SIGTERM (graceful shutdown), then waits up to `grace` for the exit; returns its exit
+    /// code, or `None` when it had to be killed with SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
         if let Some(pid) = c.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        c.wait().await.ok().and_then(|s| s.code())
+        match tokio::time::timeout(grace, c.wait()).await {
+            Ok(status) => status.ok().and_then(|s| s.code()),
+            Err(_) => {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+                None
+            }
+        }
     }
 
     /// `slipway tasks list --json` (no child may run).

@@ -104,7 +104,7 @@ impl Counts {
         }
         let _ = writeln!(
             s,
-            "store: {} tasks {:?}, {} runs; GitHub: {} PRs, {} merged; settled: {}; final SIGTERM exit: {:?}",
+            "store: {} tasks {:?}, {} runs; GitHub: {} PRs, {} merged; settled: {}; final SIGTERM exit (None: killed after 120 s): {:?}",
             self.info_tasks_by_state.values().sum::<usize>(),
             self.info_tasks_by_state,
             self.info_runs,

@@ -461,7 +461,7 @@ impl Chaos {
             "settled={settled} after {} s",
             start.elapsed().as_secs()
         ));
-        self.counts.info_final_exit = self.w.stop().await;
+        self.counts.info_final_exit = self.w.stop(Duration::from_secs(120)).await;
     }
 
     fn traffic(&self) -> (usize, usize, usize, usize) {
