@@ -32,9 +32,12 @@ async fn ack_latency() {
     let stats = Arc::new(slipway::slack::socket::SocketStats::default());
     let (tx, mut rx) = mpsc::channel(8192);
     let stop = CancellationToken::new();
+    // Every envelope is written to the store's inbox and flushed before its ack.
+    let inbox_dir = tempfile::tempdir().unwrap();
+    let inbox = slipway::store::Store::open(inbox_dir.path()).unwrap();
     let listener = tokio::spawn({
         let (stats, stop) = (stats.clone(), stop.clone());
-        async move { slipway::slack::socket::listen(&api, tx, stop, stats).await }
+        async move { slipway::slack::socket::listen(&api, &inbox, tx, stop, stats).await }
     });
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let n = 1000;

@@ -17,9 +17,13 @@ use crate::report::RunReport;
 use crate::task::{Task, now_ms};
 
 mod audit;
+mod inbox;
 mod redact;
+mod txn;
 
 pub use audit::{AuditEvent, AuditRecord, SecretFinding};
+pub use inbox::InboxEntry;
+pub use txn::{IllegalTransition, TaskTxn};
 
 /// Store failures. None is the user's doing; all mean the data dir is unusable or corrupt.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,8 @@ pub struct Store {
     dedupe: sled::Tree,
     /// Front-end bindings (Slack threads and messages ↔ tasks), keyed by the front end.
     bindings: sled::Tree,
+    /// Acked Socket Mode envelopes not yet handled (see `store/inbox.rs`).
+    inbox: sled::Tree,
     /// Secret values redacted from every audit detail written (see [`Store::with_redaction`]).
     secrets: std::sync::Arc<[String]>,
 }
@@ -169,6 +175,7 @@ impl Store {
             queue: db.open_tree("queue")?,
             dedupe: db.open_tree("dedupe")?,
             bindings: db.open_tree("bindings")?,
+            inbox: db.open_tree("inbox")?,
             secrets: std::sync::Arc::from(Vec::new()),
             db,
         })
@@ -332,20 +339,38 @@ impl Store {
     /// the earlier record expired), false for a duplicate. Atomic: two deliveries racing each
     /// other see one `true`.
     pub async fn first_sighting(&self, key: &str, ttl_ms: u64, now_ms: u64) -> Result<bool> {
-        let expiry = (now_ms + ttl_ms).to_be_bytes();
+        self.first_sighting_by(key, ttl_ms, now_ms, None).await
+    }
+
+    /// [`Store::first_sighting`] on behalf of inbox entry `owner`: a key that `owner`
+    /// itself recorded counts as unseen, so an entry resumed after a crash is handled again
+    /// (its handler is idempotent), while every other delivery of the event is a duplicate.
+    pub async fn first_sighting_by(
+        &self,
+        key: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+        owner: Option<u64>,
+    ) -> Result<bool> {
+        let mut record = (now_ms + ttl_ms).to_be_bytes().to_vec();
+        if let Some(o) = owner {
+            record.extend_from_slice(&o.to_be_bytes());
+        }
         loop {
             let current = self.dedupe.get(key.as_bytes())?;
-            let live = current.as_ref().is_some_and(|v| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&v[..8.min(v.len())]);
-                u64::from_be_bytes(b) > now_ms
-            });
+            let live = current.as_ref().is_some_and(|v| inbox::key_u64(v) > now_ms);
+            let mine = current
+                .as_ref()
+                .is_some_and(|v| v.len() >= 16 && Some(inbox::key_u64(&v[8..])) == owner);
+            if mine {
+                return Ok(true);
+            }
             if live {
                 return Ok(false);
             }
             let swapped =
                 self.dedupe
-                    .compare_and_swap(key.as_bytes(), current, Some(&expiry[..]))?;
+                    .compare_and_swap(key.as_bytes(), current, Some(&record[..]))?;
             if swapped.is_ok() {
                 self.flush().await?;
                 return Ok(true);

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod state;
+
 /// Where a task came from, so reports go back to the right place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -65,8 +67,26 @@ pub enum TaskState {
     Ready,
     Halted,
     Failed,
+    /// A merge was asked of the forge and its outcome is not recorded yet (the intent is in
+    /// [`Task::merging`]); a restart asks the forge what happened.
+    Merging,
     Merged,
     Cancelled,
+}
+
+/// A merge in flight (`TaskState::Merging`), written before the forge is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeIntent {
+    /// The commit that was tested and is being merged.
+    pub tested: String,
+    /// The state to go back to if the forge did not merge.
+    pub from: TaskState,
+    /// Who asked: the approver's user ID, or `slipway` for an auto-merge.
+    pub actor: String,
+    /// The run whose decision auto-merges, for an auto-merge.
+    pub run_id: Option<String>,
+    /// When the intent was written, unix ms.
+    pub at_ms: u64,
 }
 
 /// What a revert task undoes (⏪ on a merged task's report).
@@ -178,6 +198,10 @@ pub struct Task {
     /// The blueprint its runs use (tasks stored before blueprints were typed: `code_change`).
     #[serde(default)]
     pub blueprint: BlueprintId,
+    /// Set while state is `Merging`: what merge was asked for, so a restart can finish
+    /// recording it (or undo the intent) after asking the forge.
+    #[serde(default)]
+    pub merging: Option<MergeIntent>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -212,6 +236,7 @@ impl Task {
             revert_of: None,
             thread_url: None,
             blueprint: BlueprintId::CodeChange,
+            merging: None,
             created_ms: now,
             updated_ms: now,
         }

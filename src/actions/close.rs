@@ -5,8 +5,8 @@
 
 use super::{ActionError, Actions, ApproverGroups};
 use crate::forge::ForgeError;
-use crate::store::AuditEvent;
-use crate::task::{Task, TaskState, now_ms};
+use crate::store::{AuditEvent, TaskTxn};
+use crate::task::{Task, TaskState};
 
 /// What closing did.
 #[derive(Debug)]
@@ -14,8 +14,10 @@ pub enum CloseOutcome {
     /// A run was in progress and is being cancelled (audited `cancel_requested`); its
     /// sandbox stops now. The task's state is the run's to write.
     RunCancelled,
-    /// The task is merged: nothing was changed.
+    /// The task is merged (or a merge of it is in flight): nothing was changed.
     AlreadyMerged,
+    /// The task is no longer stored: nothing was changed.
+    Gone,
     /// The task is `Cancelled` in the store (audited `closed {"pr_closed", "error"}`).
     /// `pr` is the forge's answer: the URL of the PR it closed, `None` when there was none
     /// (or the forge has no PRs), or why it could not close it.
@@ -44,16 +46,18 @@ impl Actions {
                 .await;
             return Ok(CloseOutcome::RunCancelled);
         }
-        if task.state == TaskState::Merged {
-            return Ok(CloseOutcome::AlreadyMerged);
-        }
-        self.inner
+        // Through the state machine: a task merged (or merging) since the caller read it
+        // stays merged.
+        match self
+            .inner
             .store
-            .update_task(task, |t| {
-                t.state = TaskState::Cancelled;
-                t.updated_ms = now_ms();
-            })
-            .await?;
+            .transition(&task.id, TaskState::Cancelled, |_| {})
+            .await?
+        {
+            TaskTxn::Done { .. } => {}
+            TaskTxn::Refused(_) => return Ok(CloseOutcome::AlreadyMerged),
+            TaskTxn::Missing | TaskTxn::Duplicate => return Ok(CloseOutcome::Gone),
+        }
         // A run dispatched between the first check and the state change is stopped too.
         queue.cancel(&task.id);
         let pr = match self.inner.forges.of(task) {

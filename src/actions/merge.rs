@@ -13,8 +13,8 @@ use crate::forge::{Forge, ForgeError, MergeRequest, Merged};
 use crate::report::{Decision, RunReport};
 use crate::repos::MergeMethod;
 use crate::repos::RepoConfig;
-use crate::store::{AuditEvent, RunState, Store};
-use crate::task::{Task, TaskState, now_ms};
+use crate::store::{AuditEvent, RunState, Store, TaskTxn};
+use crate::task::{MergeIntent, Task, TaskState, now_ms};
 
 /// Why an approval did not merge. The `Display` text is the reason (audited as
 /// `merge_refused {"reason"}` and told to the approver after "Not merged: ").
@@ -29,6 +29,10 @@ pub enum MergeRefusal {
     /// The last run failed: nothing tested to merge.
     #[error("the last run failed, so there is no tested change; reply in the thread to try again.")]
     LastRunFailed,
+    /// Another merge of the task is in flight (or was, when slipway stopped: a restart
+    /// asks the forge and records it).
+    #[error("a merge of this task is in progress already.")]
+    MergeInProgress,
     /// A run of the task is queued or running.
     #[error("a run of this task is queued or in progress; react ✅ on its report when it is done.")]
     RunInProgress,
@@ -123,17 +127,20 @@ pub fn merge_request<'a>(
     }
 }
 
-/// Merges `task`'s branch at `req.tested` through `forge`, then records it.
+/// Merges `task`'s branch at `req.tested` through `forge`, then records it. Durable: the
+/// intent is stored first (state `Merging`, [`crate::task::MergeIntent`]), so a crash or
+/// an answer lost in transit is settled later by asking the forge ([`settle_merges`]).
 ///
-/// On success: the stored task (read fresh, `task` is the fallback) gets `state = Merged`,
-/// `merge_commit = merged.sha`, `merged_commits = merged.commits` and a new `updated_ms`;
-/// the audit entry of `authority` is written (see [`MergeAuthority`]); returns the forge's
-/// [`Merged`]. The caller's `task` value is not changed: apply the same fields to it if
-/// it is saved again later (a run's final `update_task` must keep `Merged`).
+/// On success: the stored task gets `state = Merged`, `merge_commit = merged.sha`,
+/// `merged_commits = merged.commits`, no intent; the audit entry of `authority` is written
+/// (see [`MergeAuthority`]); returns the forge's [`Merged`]. The caller's `task` value is
+/// not changed.
 ///
-/// On failure: audit `merge_failed {"error"}` (same actor and run id), nothing stored,
-/// `Err(ActionError::Forge(e))`; a failed task update after a merge is
-/// `Err(ActionError::Store(_))` (the forge merged: the base has the change).
+/// On a forge error the forge is asked whether the merge happened anyway (a 502 after
+/// GitHub merged): if so it is recorded as a success; if not, the task goes back to the
+/// state it had, audit `merge_failed {"error"}`, `Err(ActionError::Forge(e))`. A task the
+/// state machine does not let merge (merged, merging, closed, running a revision) is
+/// `Err(MergeRefused(_))` and the forge is not asked.
 ///
 /// Performs no authority checks (see [`Actions::approve_merge`] and the blueprint's
 /// decision) and says nothing to anyone. Audit write failures are logged, not returned.
@@ -145,22 +152,89 @@ pub async fn merge_tested(
     authority: MergeAuthority<'_>,
 ) -> Result<Merged, ActionError> {
     let (actor, run_id) = (authority.actor(), authority.run_id());
+    let intent = |t: &mut Task| {
+        if !t.state.can_become(TaskState::Merging) {
+            return Err(t.state);
+        }
+        t.merging = Some(MergeIntent {
+            tested: req.tested.to_string(),
+            from: t.state,
+            actor: actor.to_string(),
+            run_id: run_id.map(str::to_owned),
+            at_ms: now_ms(),
+        });
+        t.state = TaskState::Merging;
+        t.updated_ms = now_ms();
+        Ok(None)
+    };
+    match store.transact_task(&task.id, None, intent).await? {
+        TaskTxn::Done { .. } => {}
+        TaskTxn::Refused(state) => return Err(ActionError::MergeRefused(refusal_for(state))),
+        TaskTxn::Missing | TaskTxn::Duplicate => {
+            return Err(ActionError::MergeRefused(MergeRefusal::NoTestedCommit));
+        }
+    }
     let merged = match forge.merge(task, req).await {
         Ok(m) => m,
-        Err(e) => {
-            let event = AuditEvent::MergeFailed {
-                error: e.to_string(),
-            };
-            audit(store, &task.id, run_id, actor, event).await;
-            return Err(ActionError::Forge(e));
-        }
+        Err(e) => match forge.merged_at(task, req.tested).await {
+            Ok(Some(m)) => {
+                tracing::warn!(error = %e, task_id = task.id, "the merge call failed, but the forge merged the tested commit");
+                m
+            }
+            _ => {
+                undo_intent(store, &task.id).await?;
+                let event = AuditEvent::MergeFailed {
+                    error: e.to_string(),
+                };
+                audit(store, &task.id, run_id, actor, event).await;
+                return Err(ActionError::Forge(e));
+            }
+        },
     };
+    record_merge(store, task, &merged, req, authority).await?;
+    Ok(merged)
+}
+
+/// The refusal for a task in `state` that the state machine does not let merge.
+fn refusal_for(state: TaskState) -> MergeRefusal {
+    match state {
+        TaskState::Merged => MergeRefusal::AlreadyMerged,
+        TaskState::Merging => MergeRefusal::MergeInProgress,
+        TaskState::Cancelled => MergeRefusal::Closed,
+        TaskState::Failed => MergeRefusal::LastRunFailed,
+        _ => MergeRefusal::RunInProgress,
+    }
+}
+
+/// Back to the state before the intent (the forge did not merge).
+async fn undo_intent(store: &Store, task_id: &str) -> Result<(), ActionError> {
     store
-        .update_task(task, |t| {
-            t.state = TaskState::Merged;
+        .transact_task(task_id, None, |t| {
+            let Some(i) = t.merging.take().filter(|_| t.state == TaskState::Merging) else {
+                return Err(());
+            };
+            t.state = i.from;
+            t.updated_ms = now_ms();
+            Ok(None)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Records a merge the forge made: `Merged`, the merge commit, no intent; then the audit
+/// entry of `authority`.
+async fn record_merge(
+    store: &Store,
+    task: &Task,
+    merged: &Merged,
+    req: &MergeRequest<'_>,
+    authority: MergeAuthority<'_>,
+) -> Result<(), ActionError> {
+    store
+        .transition(&task.id, TaskState::Merged, |t| {
             t.merge_commit = Some(merged.sha.clone());
             t.merged_commits = merged.commits;
-            t.updated_ms = now_ms();
+            t.merging = None;
         })
         .await?;
     let event = match authority {
@@ -177,8 +251,69 @@ pub async fn merge_tested(
             method: req.method,
         },
     };
-    audit(store, &task.id, run_id, actor, event).await;
-    Ok(merged)
+    audit(
+        store,
+        &task.id,
+        authority.run_id(),
+        authority.actor(),
+        event,
+    )
+    .await;
+    Ok(())
+}
+
+/// A merge [`settle_merges`] found done after a restart.
+#[derive(Debug, Clone)]
+pub struct SettledMerge {
+    /// The task, as stored before it was settled.
+    pub task: Task,
+    /// Its intent: who asked, and the tested commit.
+    pub intent: MergeIntent,
+    /// What the forge did.
+    pub merged: Merged,
+}
+
+/// After a restart: every task left `Merging` (slipway stopped between the intent and
+/// recording the outcome) is settled by asking its forge. Merged at the tested commit: it
+/// is recorded (audited as the intent's actor) and returned, so the front end can tell the
+/// thread. Not merged: the task goes back to its earlier state. The forge cannot tell or
+/// fails: the task stays `Merging` (✅ answers "in progress") until the next start.
+pub async fn settle_merges(
+    store: &Store,
+    forges: &crate::forge::Forges,
+    repos: &[RepoConfig],
+) -> Result<Vec<SettledMerge>, ActionError> {
+    let mut settled = Vec::new();
+    for task in store.list_tasks()? {
+        let (TaskState::Merging, Some(intent)) = (task.state, task.merging.clone()) else {
+            continue;
+        };
+        let Ok(forge) = forges.of(&task) else {
+            continue;
+        };
+        match forge.merged_at(&task, &intent.tested).await {
+            Ok(Some(merged)) => {
+                let req = merge_request(repos, &task, &intent.tested, &intent.actor);
+                let authority = match &intent.run_id {
+                    Some(run_id) => MergeAuthority::AutoMerge { run_id },
+                    None => MergeAuthority::Approval {
+                        approver: &intent.actor,
+                    },
+                };
+                record_merge(store, &task, &merged, &req, authority).await?;
+                settled.push(SettledMerge {
+                    task: task.clone(),
+                    intent: intent.clone(),
+                    merged,
+                });
+            }
+            Ok(None) => undo_intent(store, &task.id).await?,
+            Err(e) => {
+                tracing::warn!(error = %e, task_id = task.id, "cannot tell whether an interrupted merge happened; the task stays merging");
+            }
+        }
+    }
+    Ok(settled)
 }
 
 /// A merge a person approved.
@@ -258,6 +393,7 @@ impl Actions {
         let queued = store.queued()?.iter().any(|(_, i)| i.task_id == task.id);
         let blocked = match task.state {
             TaskState::Merged => Some(MergeRefusal::AlreadyMerged),
+            TaskState::Merging => Some(MergeRefusal::MergeInProgress),
             TaskState::Cancelled => Some(MergeRefusal::Closed),
             TaskState::Failed => Some(MergeRefusal::LastRunFailed),
             _ if queued || self.inner.queue.is_running(&task.id) => {

@@ -59,8 +59,9 @@ pub enum ActionError {
 pub trait TaskQueue: Send + Sync {
     /// Stores `task` (state queued) and queues its current revision; returns the queue key.
     async fn submit(&self, task: &mut Task) -> Result<u64, StoreError>;
-    /// Queues the task's current revision again; `None` when the task is not stored.
-    async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
+    /// Queues the task's current revision again, if its state allows
+    /// ([`crate::queue::Queue::rerun`]).
+    async fn rerun(&self, task_id: &str) -> Result<crate::queue::Refined, StoreError>;
     /// Whether the task has a run in progress.
     fn is_running(&self, task_id: &str) -> bool;
     /// Cancels the task's running run; false when none is running.
@@ -72,7 +73,7 @@ impl TaskQueue for Queue {
     async fn submit(&self, task: &mut Task) -> Result<u64, StoreError> {
         Queue::submit(self, task).await
     }
-    async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+    async fn rerun(&self, task_id: &str) -> Result<crate::queue::Refined, StoreError> {
         Queue::rerun(self, task_id).await
     }
     fn is_running(&self, task_id: &str) -> bool {

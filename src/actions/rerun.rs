@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 use super::{ActionError, Actions, ApproverGroups};
+use crate::queue::Refined;
 use crate::store::AuditEvent;
 use crate::task::{Task, TaskState};
 
@@ -13,7 +14,7 @@ pub enum RerunOutcome {
     Queued(Box<Task>),
     /// A run of the task is queued or running already: nothing changed.
     AlreadyQueued,
-    /// The task is merged: nothing changed.
+    /// The task is merged (or merging): nothing changed.
     Merged,
     /// The task is no longer stored: nothing changed.
     Gone,
@@ -32,15 +33,13 @@ impl Actions {
             .settings
             .check_trusted(user, task, groups)
             .await?;
-        let queue = &self.inner.queue;
-        if queue.is_running(&task.id) || task.state == TaskState::Queued {
-            return Ok(RerunOutcome::AlreadyQueued);
-        }
-        if task.state == TaskState::Merged {
-            return Ok(RerunOutcome::Merged);
-        }
-        let Some(t) = queue.rerun(&task.id).await? else {
-            return Ok(RerunOutcome::Gone);
+        let t = match self.inner.queue.rerun(&task.id).await? {
+            Refined::Queued(t) => *t,
+            Refined::Refused(TaskState::Merged | TaskState::Merging) => {
+                return Ok(RerunOutcome::Merged);
+            }
+            Refined::Refused(_) | Refined::Duplicate => return Ok(RerunOutcome::AlreadyQueued),
+            Refined::Missing => return Ok(RerunOutcome::Gone),
         };
         self.audit(
             &t.id,

@@ -109,6 +109,27 @@ pub fn task(rev: &Revision, previous_summary: Option<&str>) -> String {
     }
 }
 
+/// `turn` preceded by the instructions of `earlier` revisions that never ran to the end
+/// (an interrupted revision with a newer one queued behind it: the newer run covers both,
+/// so neither instruction is silently dropped). Each keeps its trusted and untrusted parts
+/// as [`task`] renders them.
+pub fn with_unrun(earlier: &[Revision], turn: String) -> String {
+    if earlier.is_empty() {
+        return turn;
+    }
+    let mut text = String::from(
+        "Earlier revisions of this task were asked for but never ran to the end. Do what they ask as well, unless the newest instruction below overrides them:\n",
+    );
+    for r in earlier {
+        text.push_str(&format!("\n#### Revision {}\n", r.number));
+        text.push_str(&task(r, None));
+        text.push('\n');
+    }
+    text.push_str("\n#### The newest revision\n");
+    text.push_str(&turn);
+    text
+}
+
 /// The user turn of a fix round.
 pub fn fix(round: u32, max_rounds: u32, failures: &str) -> String {
     FIX.replace("{round}", &round.to_string())

@@ -73,4 +73,15 @@ impl Forge for LocalForge {
             .await?;
         Ok(Merged { sha, commits: 1 })
     }
+
+    async fn merged_at(&self, task: &Task, tested: &str) -> Result<Option<Merged>, ForgeError> {
+        if !is_local(&task.repo.source) {
+            return Err(ForgeError::NotLocal(task.repo.source.clone()));
+        }
+        let sha = self
+            .workspaces
+            .find_merge(&task.repo, &task.id, tested)
+            .await?;
+        Ok(sha.map(|sha| Merged { sha, commits: 1 }))
+    }
 }

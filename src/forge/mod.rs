@@ -170,6 +170,12 @@ pub trait Forge: Send + Sync {
     /// Merges the task's branch into its base, only while the branch is still at the tested
     /// commit.
     async fn merge(&self, task: &Task, req: &MergeRequest<'_>) -> Result<Merged, ForgeError>;
+    /// Whether the task's change was merged at `tested` already (a merge whose answer was
+    /// lost: a 502 after GitHub merged, or a crash after the request): the merge when so,
+    /// `None` when it was not. Forges that cannot tell answer `Unsupported`.
+    async fn merged_at(&self, _task: &Task, _tested: &str) -> Result<Option<Merged>, ForgeError> {
+        Err(ForgeError::Unsupported("looking up a merge"))
+    }
     /// A verified webhook said CI changed somewhere: poll now instead of at the next tick.
     fn nudge(&self) {}
     /// Closes the task's PR (❌ on a finished task). Returns what was closed, if anything.

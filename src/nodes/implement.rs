@@ -30,6 +30,7 @@ impl crate::run::Node for Implement {
         let minutes = cx.svc.cfg.file.agent.max_minutes;
         cx.budget.deadline = Instant::now() + Duration::from_secs(minutes * 60);
         let text = prompt::task(cx.task.current(), cx.previous_summary.take().as_deref());
+        let text = prompt::with_unrun(&std::mem::take(&mut cx.unrun), text);
         let end = match agent_round(cx, text).await {
             Ok(end) => end,
             Err(e) => return Ok(Outcome::stopped(e)),

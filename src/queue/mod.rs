@@ -18,8 +18,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::report::RunReport;
 use crate::run::{RunError, RunEvent};
-use crate::store::{AuditEvent, QueueItem, RunState, Store, StoreError};
+use crate::store::{AuditEvent, QueueItem, RunState, Store, StoreError, TaskTxn};
 use crate::task::{Task, TaskState, now_ms};
+
+/// How long runs cancelled at the end of a shutdown's grace period get to stop (their
+/// sandboxes and worktrees are removed on the way).
+pub const STOP_WITHIN: Duration = Duration::from_secs(20);
 
 /// What the queue runs: one revision of a task through the task's blueprint. Implemented by
 /// `crate::runner::Runner`; tests may put anything behind it.
@@ -52,6 +56,29 @@ pub enum QueueEvent {
     Failed { task_id: String, error: String },
 }
 
+/// What [`Queue::store_new`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored and queued under this queue key.
+    Queued(u64),
+    /// The idempotency key had created this task already; nothing was written.
+    Exists(String),
+}
+
+/// What [`Queue::refine`] and [`Queue::rerun`] did.
+#[derive(Debug, Clone)]
+pub enum Refined {
+    /// Queued; the task as stored now.
+    Queued(Box<Task>),
+    /// Not queued: the task's state does not allow it (merging or merged; for a rerun also
+    /// queued, running or a queue item waiting).
+    Refused(TaskState),
+    /// The message that asked was handled before: nothing changed.
+    Duplicate,
+    /// The task is not stored.
+    Missing,
+}
+
 /// Queue and running tasks, for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueueStatus {
@@ -74,6 +101,8 @@ struct Inner {
     dispatched: Mutex<HashSet<u64>>,
     /// Tasks whose run a person cancelled (❌, `cancel`): not an interruption to resume.
     user_cancelled: Mutex<HashSet<String>>,
+    /// Tasks whose run the shutdown cancelled at the end of the grace period.
+    interrupted: Mutex<HashSet<String>>,
     events: broadcast::Sender<QueueEvent>,
     shutdown: CancellationToken,
 }
@@ -99,6 +128,7 @@ impl Queue {
                 active: Mutex::default(),
                 dispatched: Mutex::default(),
                 user_cancelled: Mutex::default(),
+                interrupted: Mutex::default(),
                 events,
                 shutdown: CancellationToken::new(),
             }),
@@ -115,70 +145,135 @@ impl Queue {
         let _ = self.inner.events.send(e);
     }
 
-    /// Stores `task` (state queued) and queues its current revision.
+    /// Stores `task` (state queued) and queues its current revision, in one transaction,
+    /// and wakes the dispatcher.
     pub async fn submit(&self, task: &mut Task) -> Result<u64, StoreError> {
-        let store = &self.inner.store;
-        task.state = TaskState::Queued;
-        task.updated_ms = now_ms();
-        store.put_task(task).await?;
-        self.enqueue_current(task).await
+        let key = match self.store_new(task, None).await? {
+            Submitted::Queued(k) => k,
+            // Without an idempotency key nothing can have created the task before.
+            Submitted::Exists(_) => 0,
+        };
+        self.wake();
+        Ok(key)
     }
 
-    /// Queues the task's current revision and wakes the dispatcher.
-    async fn enqueue_current(&self, task: &Task) -> Result<u64, StoreError> {
+    /// Stores a new `task` (state queued) and queues its current revision in one
+    /// transaction, unless `idempotency` (e.g. the Slack message `channel/ts` that asked
+    /// for it) already created a task: then nothing is written and that task's id comes
+    /// back. Does not wake the dispatcher: call [`Queue::wake`] once the task has been
+    /// announced, so no run event precedes the announcement (the dispatcher's own poll,
+    /// every 2 s, picks it up otherwise).
+    pub async fn store_new(
+        &self,
+        task: &mut Task,
+        idempotency: Option<&str>,
+    ) -> Result<Submitted, StoreError> {
+        task.state = TaskState::Queued;
+        task.updated_ms = now_ms();
         let item = QueueItem {
             task_id: task.id.clone(),
             revision: task.current().number,
             enqueued_ms: now_ms(),
             reruns: 0,
         };
-        let key = self.inner.store.enqueue(&item).await?;
-        self.inner.wake.notify_one();
-        Ok(key)
+        Ok(
+            match self
+                .inner
+                .store
+                .put_task_queued(task, &item, idempotency)
+                .await?
+            {
+                Ok(key) => Submitted::Queued(key),
+                Err(id) => Submitted::Exists(id),
+            },
+        )
     }
 
-    /// Adds revision n+1 to a stored task (atomically, so a run saving the task meanwhile does
-    /// not lose it) and queues it. It runs after the task's current run, on the same branch.
+    /// Wakes the dispatcher (after [`Queue::store_new`]).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Adds revision n+1 to a stored task and queues it, in one transaction (a run saving
+    /// the task meanwhile does not lose it). It runs after the task's current run, on the
+    /// same branch. `idempotency` (the Slack message `channel/ts` that asked) makes a
+    /// repeat a [`Refined::Duplicate`]. A task that is merging or merged is not refined
+    /// ([`Refined::Refused`] names its state).
     pub async fn refine(
         &self,
         task_id: &str,
         revision: crate::task::Revision,
-    ) -> Result<Option<Task>, StoreError> {
-        let store = &self.inner.store;
-        let Some(stored) = store.get_task(task_id)? else {
-            return Ok(None);
-        };
+        idempotency: Option<&str>,
+    ) -> Result<Refined, StoreError> {
         let running = self.is_running(task_id);
-        let task = store
-            .update_task(&stored, |t| {
+        let done = self
+            .inner
+            .store
+            .transact_task(task_id, idempotency, |t| {
+                if matches!(t.state, TaskState::Merging | TaskState::Merged) {
+                    return Err(t.state);
+                }
                 let mut r = revision.clone();
                 r.number = t.revisions.len() as u32 + 1;
                 t.revisions.push(r);
-                if !running {
+                if !running && t.state != TaskState::Running {
                     t.state = TaskState::Queued;
                 }
                 t.updated_ms = now_ms();
+                Ok(Some(QueueItem {
+                    task_id: t.id.clone(),
+                    revision: t.current().number,
+                    enqueued_ms: now_ms(),
+                    reruns: 0,
+                }))
             })
             .await?;
-        self.enqueue_current(&task).await?;
-        Ok(Some(task))
+        Ok(self.queued(done))
     }
 
-    /// Queues the task's current revision again (🔁 in Slack). `None` when the task is not
-    /// stored.
-    pub async fn rerun(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        let store = &self.inner.store;
-        let Some(stored) = store.get_task(task_id)? else {
-            return Ok(None);
-        };
-        let task = store
-            .update_task(&stored, |t| {
+    /// Queues the task's current revision again (🔁 in Slack), in one transaction with its
+    /// state. Refused (with the stored state) unless the state machine lets the task
+    /// become `Queued`, or while it has a queue item.
+    pub async fn rerun(&self, task_id: &str) -> Result<Refined, StoreError> {
+        let queued: HashSet<String> = self
+            .inner
+            .store
+            .queued()?
+            .into_iter()
+            .map(|(_, i)| i.task_id)
+            .collect();
+        let running = self.is_running(task_id);
+        let done = self
+            .inner
+            .store
+            .transact_task(task_id, None, |t| {
+                if running || queued.contains(&t.id) || !t.state.can_become(TaskState::Queued) {
+                    return Err(t.state);
+                }
                 t.state = TaskState::Queued;
                 t.updated_ms = now_ms();
+                Ok(Some(QueueItem {
+                    task_id: t.id.clone(),
+                    revision: t.current().number,
+                    enqueued_ms: now_ms(),
+                    reruns: 0,
+                }))
             })
             .await?;
-        self.enqueue_current(&task).await?;
-        Ok(Some(task))
+        Ok(self.queued(done))
+    }
+
+    /// Wakes the dispatcher after a queued change, and names the outcome.
+    fn queued(&self, done: TaskTxn<TaskState>) -> Refined {
+        match done {
+            TaskTxn::Done { task, .. } => {
+                self.inner.wake.notify_one();
+                Refined::Queued(task)
+            }
+            TaskTxn::Refused(state) => Refined::Refused(state),
+            TaskTxn::Duplicate => Refined::Duplicate,
+            TaskTxn::Missing => Refined::Missing,
+        }
     }
 
     /// Whether the task has a run in progress.
@@ -195,18 +290,38 @@ impl Queue {
         self.inner.shutdown.is_cancelled()
     }
 
-    /// After [`Queue::shutdown`]: waits until every run has ended and observers have read
-    /// every event, at most `limit`; true when idle in time.
-    pub async fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// After [`Queue::shutdown`]: lets running runs go on for at most `grace`; runs still
+    /// running then are cancelled and counted as interrupted (they keep their queue item
+    /// and rerun once after the next start), and get at most [`STOP_WITHIN`] more to stop.
+    /// A run that ends by itself within `grace` keeps its result (a report, an auto-merge).
+    /// Then waits until observers have read every event (within the same bound). True when
+    /// every run ended and every event was read.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
         self.inner.runs.close();
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, self.inner.runs.wait())
+            .await
+            .is_err()
+        {
+            let active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+            let mut interrupted = self
+                .inner
+                .interrupted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (task_id, token) in active.iter() {
+                interrupted.insert(task_id.clone());
+                token.cancel();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + STOP_WITHIN;
         if tokio::time::timeout_at(deadline, self.inner.runs.wait())
             .await
             .is_err()
         {
             return false;
         }
-        // The last events may still be on their way to the egress (bounded by `limit`).
+        // The last events may still be on their way to the egress.
         while !self.inner.events.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
@@ -214,6 +329,16 @@ impl Queue {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         true
+    }
+
+    /// Whether the shutdown interrupted the task's run at the end of the grace period (it
+    /// reruns after the restart; its end is not a result to report).
+    pub fn was_interrupted(&self, task_id: &str) -> bool {
+        self.inner
+            .interrupted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(task_id)
     }
 
     /// Cancels the task's running run; false when it is not running.
@@ -281,6 +406,7 @@ impl Queue {
             store.dequeue(key).await?;
             if rerun {
                 item.reruns += 1;
+                item.enqueued_ms = now_ms();
                 task.state = TaskState::Queued;
                 store.put_task(&task).await?;
                 store.enqueue(&item).await?;
@@ -305,18 +431,10 @@ impl Queue {
         Ok(interrupted)
     }
 
-    /// Stops dispatching; running runs are cancelled (their sandboxes stop).
+    /// Stops dispatching. Running runs go on: [`Queue::wait_idle`] gives them the grace
+    /// period, then interrupts the rest.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        for t in self
-            .inner
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            t.cancel();
-        }
         self.inner.wake.notify_waiters();
     }
 
@@ -360,16 +478,34 @@ impl Queue {
                 store.dequeue(*key).await?;
                 continue;
             };
-            // An older revision with a newer one queued behind it: the newer one covers it.
+            // An older revision with a newer one queued behind it: the newer one covers it
+            // (its run is told every revision not yet run, `Task::unrun_revisions`).
             let superseded = items[i + 1..]
                 .iter()
                 .any(|(_, later)| later.task_id == item.task_id);
-            if superseded || matches!(task.state, TaskState::Cancelled | TaskState::Merged) {
+            if superseded || served(&store, &task, item)? {
                 store.dequeue(*key).await?;
                 continue;
             }
             let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
                 break;
+            };
+            // Started only through the state machine, on the stored task: a task closed
+            // (❌), merging or merged since it was queued does not run.
+            let task = match store
+                .transition(&item.task_id, TaskState::Running, |_| {})
+                .await?
+            {
+                TaskTxn::Done { task, .. } => *task,
+                TaskTxn::Refused(why) => {
+                    tracing::info!(task_id = item.task_id, reason = %why, "queued run not started");
+                    store.dequeue(*key).await?;
+                    continue;
+                }
+                TaskTxn::Duplicate | TaskTxn::Missing => {
+                    store.dequeue(*key).await?;
+                    continue;
+                }
             };
             let cancel = CancellationToken::new();
             self.inner
@@ -420,12 +556,7 @@ impl Queue {
         if let Err(e) = result {
             // Failed before anything was stored: say so, keep the task (state failed).
             // Only the state: a refinement stored meanwhile must survive.
-            let saved = store
-                .update_task(&task, |t| {
-                    t.state = TaskState::Failed;
-                    t.updated_ms = now_ms();
-                })
-                .await;
+            let saved = store.transition(&task.id, TaskState::Failed, |_| {}).await;
             if let Err(se) = saved {
                 tracing::error!(error = %se, task_id, "could not store a failed task");
             }
@@ -440,18 +571,14 @@ impl Queue {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&task_id);
-        // Only a run the shutdown stopped (cancelled, or failed as it was torn down) is an
-        // interruption. One that ended by itself during the grace period (a report, an
-        // auto-merge) keeps its result and its state.
-        let interrupted = self.inner.shutdown.is_cancelled()
-            && !by_user
-            && matches!(
-                store.get_task(&task_id),
-                Ok(Some(t)) if matches!(t.state, TaskState::Cancelled | TaskState::Failed)
-            );
+        // Only a run the shutdown stopped at the end of the grace period is an
+        // interruption. One that ended by itself (a report, an auto-merge) keeps its result
+        // and its state.
+        let interrupted = !by_user && self.was_interrupted(&task_id);
         if interrupted {
             // The item stays queued and the task counts as interrupted, so the next start
-            // reports it and reruns it once.
+            // reports it and reruns it once. The one write outside the state machine: the
+            // run's own end wrote Cancelled, which is not what happened to the task.
             let saved = store
                 .update_task(&task, |t| t.state = TaskState::Running)
                 .await;
@@ -472,6 +599,24 @@ impl Queue {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
     }
+}
+
+/// Whether `item` was run already: a run of its task started after the item was queued
+/// and ended (a crash between a run's end and its dequeue leaves such an item behind; it
+/// must not run twice).
+fn served(store: &Store, task: &Task, item: &QueueItem) -> Result<bool, StoreError> {
+    for run_id in task.runs.iter().rev() {
+        let Some(run) = store.get_run(run_id)? else {
+            continue;
+        };
+        if run.started_ms < item.enqueued_ms {
+            return Ok(false);
+        }
+        if run.revision >= item.revision && run.state != RunState::Running {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -191,6 +191,9 @@ pub struct RunCtx<'a> {
     pub conv: Option<Conversation>,
     /// The summary of the task's last published run, told to the model once.
     pub previous_summary: Option<String>,
+    /// Revisions older than the current one that never ran to the end (see
+    /// `lifecycle::unrun_revisions`); the first agent turn carries them.
+    pub unrun: Vec<crate::task::Revision>,
     /// How the last agent round (or the revert) ended.
     pub end: Option<AgentEnd>,
     /// The last checks' results.
@@ -269,6 +272,7 @@ impl<'a> RunCtx<'a> {
             ),
             conv: None,
             previous_summary: None,
+            unrun: Vec::new(),
             end: None,
             results: Vec::new(),
             coverage_baseline: None,

@@ -37,6 +37,10 @@ pub enum RunError {
     #[error(transparent)]
     /// The store could not be read or written.
     Store(#[from] StoreError),
+    /// The stored task moved on (closed, merging or merged) before this run could start:
+    /// the state machine refused `Running`.
+    #[error("the run did not start: {0}")]
+    NotRunnable(#[from] crate::store::IllegalTransition),
     #[error(transparent)]
     /// The forge (GitHub or local) refused or failed.
     Forge(#[from] ForgeError),
@@ -86,6 +90,7 @@ impl RunError {
             | Self::Forge(_)
             | Self::Setup { .. }
             | Self::RunDir(_)
+            | Self::NotRunnable(_)
             | Self::Internal(_) => false,
         }
     }

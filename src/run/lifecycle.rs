@@ -19,7 +19,7 @@ use super::tracker::Tracker;
 use crate::forge::PullRequestContent;
 use crate::gates::checks::CheckStatus;
 use crate::report::{Decision, Gate, GateStatus, RunReport};
-use crate::store::{AuditEvent, RunLog, RunRecord, RunState};
+use crate::store::{AuditEvent, RunLog, RunRecord, RunState, TaskTxn};
 use crate::task::{Task, TaskState, new_id, now_ms};
 
 /// Runs the current revision of `task` through `blueprint`. `events` (bounded) receives
@@ -118,23 +118,38 @@ pub async fn execute(
 async fn record_start(cx: &mut RunCtx<'_>) -> Result<(), RunError> {
     let svc = cx.svc;
     cx.previous_summary = previous_summary(svc, cx.task);
+    cx.unrun = unrun_revisions(svc, cx.task);
     // Only the fields this run owns are written; revisions added meanwhile are kept (and
     // revisions the caller added in memory are stored: the longer list wins).
     let revisions = cx.task.revisions.clone();
     let run_id = cx.run_id.clone();
-    *cx.task = svc
+    let start = |t: &mut Task| {
+        if revisions.len() > t.revisions.len() {
+            t.revisions = revisions.clone();
+        }
+        if !t.runs.contains(&run_id) {
+            t.runs.push(run_id.clone());
+        }
+    };
+    // A stored task starts only if the state machine allows it (a ❌ or a merge since the
+    // queue dispatched it wins); a task not stored yet (`slipway run`) is stored now.
+    *cx.task = match svc
         .store
-        .update_task(cx.task, |t| {
-            if revisions.len() > t.revisions.len() {
-                t.revisions = revisions.clone();
-            }
-            t.state = TaskState::Running;
-            if !t.runs.contains(&run_id) {
-                t.runs.push(run_id.clone());
-            }
-            t.updated_ms = now_ms();
-        })
-        .await?;
+        .transition(&cx.task.id, TaskState::Running, start)
+        .await?
+    {
+        TaskTxn::Done { task, .. } => *task,
+        TaskTxn::Refused(why) => return Err(RunError::NotRunnable(why)),
+        TaskTxn::Missing | TaskTxn::Duplicate => {
+            svc.store
+                .update_task(cx.task, |t| {
+                    start(t);
+                    t.state = TaskState::Running;
+                    t.updated_ms = now_ms();
+                })
+                .await?
+        }
+    };
     cx.tracker.persist = true;
     svc.store.put_run(&cx.tracker.record).await?;
     cx.tracker
@@ -164,6 +179,27 @@ fn previous_summary(svc: &Runner, task: &Task) -> Option<String> {
                 .is_some_and(|rep| rep.commit.is_some() && rep.decision != Decision::Halt)
         })
         .find_map(|r| r.summary)
+}
+
+/// Revisions before the current one that no run finished: those after the newest
+/// revision with a finished run (a run that ended with a report, halted included), before
+/// the current one. Such a revision was interrupted or superseded in the queue; without
+/// this its instruction would be silently skipped.
+fn unrun_revisions(svc: &Runner, task: &Task) -> Vec<crate::task::Revision> {
+    let last_done = task
+        .runs
+        .iter()
+        .filter_map(|id| svc.store.get_run(id).ok().flatten())
+        .filter(|r| r.state == RunState::Finished)
+        .map(|r| r.revision)
+        .max()
+        .unwrap_or(0);
+    let current = task.current().number;
+    task.revisions
+        .iter()
+        .filter(|r| r.number > last_done && r.number < current)
+        .cloned()
+        .collect()
 }
 
 /// Ends a stored run: report, run record, task state, audit, and the final event.
@@ -252,20 +288,38 @@ async fn finish(mut cx: RunCtx<'_>, outcome: Result<(), FlowError>) -> Result<Ru
         result.as_ref().ok().and_then(|r| r.pr_url.clone()),
         cx.merged.clone(),
     );
-    *cx.task = svc
-        .store
-        .update_task(cx.task, |t| {
-            t.state = state;
-            if pr_url.is_some() {
-                t.pr_url = pr_url.clone();
-            }
-            if let Some(m) = &merged {
-                t.merge_commit = Some(m.sha.clone());
-                t.merged_commits = m.commits;
-            }
-            t.updated_ms = now_ms();
-        })
-        .await?;
+    let record = |t: &mut Task| {
+        if pr_url.is_some() {
+            t.pr_url = pr_url.clone();
+        }
+        if let Some(m) = &merged {
+            t.merge_commit = Some(m.sha.clone());
+            t.merged_commits = m.commits;
+        }
+    };
+    // The end state only through the state machine: a task closed or merged meanwhile
+    // keeps that state (its PR link is still recorded).
+    *cx.task = match svc.store.transition(&cx.task.id, state, record).await? {
+        TaskTxn::Done { task, .. } => *task,
+        TaskTxn::Refused(why) => {
+            tracing::info!(task_id = cx.task.id, reason = %why, "run ended; the task's state moved on and is kept");
+            svc.store
+                .update_task(cx.task, |t| {
+                    record(t);
+                    t.updated_ms = now_ms();
+                })
+                .await?
+        }
+        TaskTxn::Missing | TaskTxn::Duplicate => {
+            svc.store
+                .update_task(cx.task, |t| {
+                    record(t);
+                    t.state = state;
+                    t.updated_ms = now_ms();
+                })
+                .await?
+        }
+    };
     cx.dirs.take();
     match &result {
         Ok(r) => {

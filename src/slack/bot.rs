@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::bindings::Bindings;
 use super::egress::Egress;
 use super::handlers::mention::{MentionEvent, MentionsSeen};
 use super::handlers::{HandlerError, Handlers};
 use super::ingress::{BotIdentity, Ingress, normalize};
 use super::socket::Envelope;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::task::Origin;
 use crate::task::now_ms;
 
 /// Thread locks kept before unused ones are pruned.
@@ -107,11 +109,57 @@ impl Bot {
         lock.lock_owned().await
     }
 
-    /// Handles one acked envelope. Never fails: problems are told in the thread or logged.
+    /// Handles one acked envelope, then removes it from the inbox. Never fails: problems
+    /// are told in the thread or logged. A crash before the end leaves the inbox entry, and
+    /// [`Bot::resume`] handles it again after the restart (handlers are idempotent per
+    /// message: the task or revision a message created is recorded with it).
     pub async fn handle(&self, env: Envelope) {
         if let Err(e) = self.try_handle(&env).await {
             tracing::error!(error = %e, envelope = env.envelope_id, "Slack event handling failed");
         }
+        if let Err(e) = self.inner.store.inbox_done(env.inbox_key).await {
+            tracing::error!(error = %e, envelope = env.envelope_id, "could not clear the inbox entry; it is handled again (idempotently) after a restart");
+        }
+    }
+
+    /// The envelopes acked before the last stop whose handling did not finish, oldest first:
+    /// hand each to [`Bot::handle`] before taking new ones.
+    pub fn resume(&self) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .inbox()?
+            .into_iter()
+            .map(|(inbox_key, e)| Envelope {
+                inbox_key,
+                envelope_id: e.envelope_id,
+                retry_attempt: e.retry_attempt,
+                retry_reason: e.retry_reason,
+                payload: e.payload,
+                received: std::time::Instant::now(),
+            })
+            .collect())
+    }
+
+    /// The thread lock a reaction needs: the thread of the task its message belongs to
+    /// (so ✅, ❌, 🔁 and ⏪ are serialised with that thread's replies and mentions).
+    fn reaction_thread(
+        &self,
+        channel: &str,
+        item_ts: &str,
+    ) -> Result<Option<String>, HandlerError> {
+        let bindings = Bindings::new(self.inner.store.clone());
+        let Some(msg) = bindings.message(channel, item_ts)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .get_task(&msg.task_id)?
+            .map(|t| match t.origin {
+                Origin::Slack { channel, thread_ts } => format!("{channel}/{thread_ts}"),
+                Origin::Cli => format!("{channel}/{item_ts}"),
+            }))
     }
 
     async fn try_handle(&self, env: &Envelope) -> Result<(), HandlerError> {
@@ -127,9 +175,10 @@ impl Bot {
         }
         let (store, ttl) = (&self.inner.store, self.inner.dedupe_ttl_ms);
         let now = now_ms();
+        let owner = Some(env.inbox_key);
         if let Some(event_id) = p.get("event_id").and_then(Value::as_str)
             && !store
-                .first_sighting(&format!("event/{event_id}"), ttl, now)
+                .first_sighting_by(&format!("event/{event_id}"), ttl, now, owner)
                 .await?
         {
             tracing::info!(
@@ -148,7 +197,7 @@ impl Bot {
             }
             return Ok(());
         };
-        if !store.first_sighting(&key, ttl, now).await? {
+        if !store.first_sighting_by(&key, ttl, now, owner).await? {
             tracing::debug!(key, "Slack message already handled");
             return Ok(());
         }
@@ -159,8 +208,22 @@ impl Bot {
             | Ingress::ThreadReply {
                 channel, thread_ts, ..
             } => Some(self.lock_thread(format!("{channel}/{thread_ts}")).await),
-            _ => None,
+            Ingress::Reaction {
+                channel, item_ts, ..
+            } => match self.reaction_thread(channel, item_ts)? {
+                Some(thread) => Some(self.lock_thread(thread).await),
+                None => None,
+            },
+            Ingress::Ignore(_) => None,
         };
+        // A message whose task or revision is stored was handled (before a crash, say).
+        if let Ingress::Mention { channel, ts, .. } | Ingress::ThreadReply { channel, ts, .. } =
+            &ingress
+            && let Some(task_id) = store.created_by(&format!("{channel}/{ts}"))?
+        {
+            tracing::info!(task_id, ts, "Slack message handled before; not again");
+            return Ok(());
+        }
         match ingress {
             Ingress::Mention {
                 channel,

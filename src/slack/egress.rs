@@ -37,7 +37,7 @@ struct Inner {
     api: WebApi,
     bindings: Bindings,
     store: Store,
-    /// Only for `is_shutting_down`: a run stopped by a graceful shutdown is told so.
+    /// Only for `was_interrupted`: a run stopped by a graceful shutdown is told so.
     queue: Queue,
     /// Secret values redacted from every text posted (an error quoting a URL with a token).
     secrets: SecretValues,
@@ -164,8 +164,11 @@ impl Egress {
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
-                        "Slack egress fell behind; some status edits were skipped"
-                    )
+                        "Slack egress fell behind; some status edits were skipped, final reports are posted from the store"
+                    );
+                    if let Err(err) = self.reconcile().await {
+                        tracing::error!(error = %err, "could not post the reports egress missed");
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -234,7 +237,7 @@ impl Egress {
                         .await;
                 }
                 RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
-                    if self.inner.queue.is_shutting_down() =>
+                    if self.inner.queue.was_interrupted(&task_id) =>
                 {
                     // Stopped by a graceful shutdown: it reruns after the restart.
                     self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
@@ -286,6 +289,69 @@ impl Egress {
         }
         self.inner.bindings.put_slack_thread(&bound).await?;
         Ok(())
+    }
+
+    /// Posts every final report the threads are missing: for each Slack task whose newest
+    /// run has ended (and which is not queued or running again), the run's report, unless
+    /// one was posted for that run (the `reported/<run id>` record [`Egress::post_report`]
+    /// writes). Runs on a lagging event stream and at every start, so a report lost to lag
+    /// or a crash between a run's end and its post reaches the thread; runs that ended
+    /// before this record existed (`egress/since`) are left alone.
+    pub async fn reconcile(&self) -> Result<usize, EgressError> {
+        let _order = self.inner.order.lock().await;
+        let store = &self.inner.store;
+        let since = match store.binding::<u64>("egress/since")? {
+            Some(t) => t,
+            None => {
+                let now = now_ms();
+                store.put_binding("egress/since", &now).await?;
+                now
+            }
+        };
+        let mut posted = 0;
+        for task in store.list_tasks()? {
+            if matches!(
+                task.state,
+                crate::task::TaskState::Queued | crate::task::TaskState::Running
+            ) || self.inner.queue.is_running(&task.id)
+            {
+                continue;
+            }
+            let Some(run) = task
+                .runs
+                .last()
+                .and_then(|id| store.get_run(id).ok().flatten())
+            else {
+                continue;
+            };
+            let (Some(report), Some(finished)) = (run.report.as_ref(), run.finished_ms) else {
+                continue;
+            };
+            if finished < since
+                || store
+                    .binding::<String>(&format!("reported/{}", run.run_id))?
+                    .is_some()
+            {
+                continue;
+            }
+            let Some(mut bound) = self.inner.bindings.slack_thread(&task.id)? else {
+                continue;
+            };
+            let (channel, thread_ts) = (bound.channel.clone(), bound.thread_ts.clone());
+            let headline = copy::finished_headline(report.decision);
+            self.close_status(&channel, &mut bound, &headline).await;
+            self.inner.bindings.put_slack_thread(&bound).await?;
+            self.post_report(&channel, &thread_ts, &task.id, report)
+                .await?;
+            posted += 1;
+        }
+        if posted > 0 {
+            tracing::info!(
+                reports = posted,
+                "posted final reports the threads were missing"
+            );
+        }
+        Ok(posted)
     }
 
     /// Marks the run's status message done and writes its last headline.
@@ -350,6 +416,11 @@ impl Egress {
                     decision: Some(report.decision),
                 },
             )
+            .await?;
+        // Reported: a reconcile never posts this run's report again.
+        self.inner
+            .store
+            .put_binding(&format!("reported/{}", report.run_id), &ts)
             .await?;
         self.audit(
             task_id,

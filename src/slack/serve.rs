@@ -1,8 +1,10 @@
 //! `slipway serve`: the Slack bot as a service. [`Service::start`] checks the tokens with
 //! `auth.test`, resumes the queue (interrupted runs are told in their threads and rerun
-//! once), then connects Socket Mode. [`Service::shutdown`] stops taking events first, then
-//! checkpoints running runs (they rerun after the next start), lets the thread messages
-//! drain, closes the socket, and finally lets the web server stop gracefully.
+//! once) and the inbox (envelopes acked before a crash but not handled to the end), then
+//! connects Socket Mode. [`Service::shutdown`] stops taking events first, lets handlers in
+//! flight and running runs finish within the grace period, checkpoints the runs still
+//! running at its end (they rerun after the next start), lets the thread messages drain,
+//! closes the socket, and finally lets the web server stop gracefully.
 //!
 //! This is the wiring point of the Slack front end: it takes what each part needs from the
 //! [`Runner`] it is given (store, forges, config bits) and hands it down explicitly. Must
@@ -15,9 +17,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::api::{SlackError, WebApi};
 use super::bot::{Bot, BotParts};
+use super::copy;
 use super::egress::Egress;
 use super::handlers::mention::MentionsSeen;
 use super::handlers::{HandlerParts, Handlers};
@@ -64,6 +68,8 @@ pub struct Service {
     intake: CancellationToken,
     /// `None` once [`Service::socket_ended`] saw it end.
     socket: Option<JoinHandle<Result<SocketEnd, SlackError>>>,
+    /// Every envelope's handler, so a shutdown lets a ✅ merge in flight finish.
+    handlers: TaskTracker,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -76,6 +82,8 @@ impl Service {
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
         // Each part gets its handles here, once; nothing below reaches through the queue.
         let (store, forges) = (runner.store.clone(), runner.forges.clone());
+        let runner_forges = forges.clone();
+        let settings = Arc::new(Settings::from_config(&cfg));
         let queue = Queue::new(runner, cfg.file.queue.concurrency);
         let egress = Egress::new(
             api.clone(),
@@ -91,7 +99,7 @@ impl Service {
             store: store.clone(),
             queue: queue.clone(),
             forges,
-            settings: Arc::new(Settings::from_config(&cfg)),
+            settings: settings.clone(),
             egress: egress.clone(),
             concurrency: cfg.file.queue.concurrency,
             max_tasks_per_user_per_hour: cfg.file.queue.max_tasks_per_user_per_hour,
@@ -107,6 +115,7 @@ impl Service {
         });
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
+        let egress_settle = egress.clone();
         tasks.push(tokio::spawn({
             let rx = queue.subscribe();
             async move { egress.follow(rx).await }
@@ -119,18 +128,49 @@ impl Service {
             let q = queue.clone();
             async move { q.run().await }
         }));
+        // Merges cut off by the last stop are settled before any ✅ is handled again.
+        match crate::actions::merge::settle_merges(&store, &runner_forges, &settings.repos).await {
+            Ok(settled) => {
+                for m in settled {
+                    if let crate::task::Origin::Slack { channel, thread_ts } = &m.task.origin {
+                        let text =
+                            copy::merged(&m.task, &m.intent.tested, &m.merged.sha, &m.intent.actor);
+                        egress_settle.say(channel, thread_ts, &text).await;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
+        }
+        // Final reports a crash or a lagging egress kept from their threads.
+        if let Err(e) = egress_settle.reconcile().await {
+            tracing::error!(error = %e, "could not post missing reports");
+        }
+        // Envelopes acked before the last stop and not handled to the end go first.
+        let handlers = TaskTracker::new();
+        let unfinished = bot.resume()?;
+        if !unfinished.is_empty() {
+            tracing::info!(
+                envelopes = unfinished.len(),
+                "handling Slack events acked before the last stop"
+            );
+        }
+        for env in unfinished {
+            let bot = bot.clone();
+            handlers.spawn(async move { bot.handle(env).await });
+        }
         let intake = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
-            let (api, intake, stats) = (api.clone(), intake.clone(), stats.clone());
-            async move { socket::listen(&api, tx, intake, stats).await }
+            let (api, intake, stats, inbox) =
+                (api.clone(), intake.clone(), stats.clone(), store.clone());
+            async move { socket::listen(&api, &inbox, tx, intake, stats).await }
         });
         tasks.push(tokio::spawn({
-            let bot = bot.clone();
+            let (bot, handlers) = (bot.clone(), handlers.clone());
             async move {
                 while let Some(env) = rx.recv().await {
                     let bot = bot.clone();
-                    tokio::spawn(async move { bot.handle(env).await });
+                    handlers.spawn(async move { bot.handle(env).await });
                 }
             }
         }));
@@ -152,6 +192,7 @@ impl Service {
             web_stop,
             intake,
             socket: Some(socket),
+            handlers,
             tasks,
         })
     }
@@ -184,9 +225,27 @@ impl Service {
     /// start), thread messages drained for at most `grace`, socket closed, then the web
     /// server told to stop ([`Service::web_shutdown`]).
     pub async fn shutdown(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.intake.cancel();
         self.queue.shutdown();
-        if !self.queue.wait_idle(grace).await {
+        // Handlers in flight (a ✅ merge, a reply being queued) finish first; one cut off at
+        // the deadline keeps its inbox entry and is handled again after the restart.
+        if let Some(socket) = self.socket.as_ref() {
+            while !socket.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.handlers.close();
+        if tokio::time::timeout_at(deadline, self.handlers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Slack event handlers still busy at the end of the grace period; they resume after the restart"
+            );
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.queue.wait_idle(left).await {
             tracing::warn!(
                 grace_s = grace.as_secs(),
                 "runs still stopping at the end of the grace period"

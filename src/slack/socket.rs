@@ -1,5 +1,5 @@
-//! Socket Mode: one websocket to Slack, every envelope acked the moment it arrives, then
-//! handed on. The connection URL comes from `apps.connections.open` through slack-morphism's
+//! Socket Mode: one websocket to Slack, every envelope written to the store's inbox (and
+//! flushed) the moment it arrives, then acked, then handed on. The connection URL comes from `apps.connections.open` through slack-morphism's
 //! Web API client ([`WebApi::open_socket_url`]); the websocket itself runs on
 //! tokio-tungstenite.
 //!
@@ -27,6 +27,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{SlackError, WebApi};
+use crate::store::{InboxEntry, Store};
+use crate::task::now_ms;
 
 /// Ping interval (slack-morphism and Slack's SDKs use 15 s too).
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -37,9 +39,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Ack latencies kept for percentiles (the newest ones).
 const LATENCY_WINDOW: usize = 10_000;
 
-/// One `events_api` envelope, acked already.
+/// One `events_api` envelope, in the inbox and acked already.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// Its inbox key (`Store::inbox_put`): the handler removes it when done.
+    pub inbox_key: u64,
     pub envelope_id: String,
     /// 0 for the first delivery; 1, 2, 3 for Slack's redeliveries.
     pub retry_attempt: u64,
@@ -172,11 +176,13 @@ enum Ended {
 }
 
 /// Runs Socket Mode until `shutdown` fires or Slack disables the link. Every `events_api`
-/// envelope is acked at once and then sent to `out`; other envelope types (`interactive`,
+/// envelope is written to `inbox` (flushed), then acked, then sent to `out`; one that cannot
+/// be stored is not acked, so Slack redelivers it. Other envelope types (`interactive`,
 /// `slash_commands`) are acked and dropped with a log line. Reconnects with backoff (1 s
 /// doubling to 30 s) on network failures. Errors: a missing, wrong or revoked app token.
 pub async fn listen(
     api: &WebApi,
+    inbox: &Store,
     out: mpsc::Sender<Envelope>,
     shutdown: CancellationToken,
     stats: Arc<SocketStats>,
@@ -211,7 +217,7 @@ pub async fn listen(
             }
         };
         stats.connects.fetch_add(1, Ordering::Relaxed);
-        let ended = serve_connection(ws, &out, &shutdown, &stats, &mut backoff).await;
+        let ended = serve_connection(ws, inbox, &out, &shutdown, &stats, &mut backoff).await;
         let said_hello = stats.connected.swap(false, Ordering::Relaxed);
         match ended {
             Ended::Stop(end) => return Ok(end),
@@ -237,6 +243,7 @@ async fn back_off(shutdown: &CancellationToken, backoff: &mut Duration) -> bool 
 
 async fn serve_connection<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
+    inbox: &Store,
     out: &mpsc::Sender<Envelope>,
     shutdown: &CancellationToken,
     stats: &SocketStats,
@@ -307,25 +314,53 @@ where
                 retry_reason,
                 payload,
             } => {
-                // Ack first: the work behind it may take minutes, Slack waits 3 s.
+                // Stored, then acked: the work behind it may take minutes, Slack waits 3 s
+                // and never redelivers an acked envelope.
+                let inbox_key = if kind == "events_api" {
+                    let entry = InboxEntry {
+                        envelope_id: id.clone(),
+                        retry_attempt,
+                        retry_reason: retry_reason.clone(),
+                        payload: payload.clone(),
+                        received_ms: now_ms(),
+                    };
+                    match inbox.inbox_put(&entry).await {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            tracing::error!(error = %e, envelope = id, "could not store the envelope; not acking it, so Slack redelivers it");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let ack = json!({ "envelope_id": id }).to_string();
-                if ws.send(Message::Text(ack.into())).await.is_err() {
-                    return Ended::Reconnect("ack failed");
+                let acked = ws.send(Message::Text(ack.into())).await.is_ok();
+                if acked {
+                    stats.record(received.elapsed().as_micros() as u64);
                 }
-                stats.record(received.elapsed().as_micros() as u64);
-                if kind != "events_api" {
+                let Some(inbox_key) = inbox_key else {
+                    if !acked {
+                        return Ended::Reconnect("ack failed");
+                    }
                     tracing::info!(kind, "Socket Mode envelope of a type slipway does not use");
                     continue;
-                }
+                };
                 let env = Envelope {
+                    inbox_key,
                     envelope_id: id,
                     retry_attempt,
                     retry_reason,
                     payload,
                     received,
                 };
+                // Stored already: handled now even if the ack failed (a redelivery is a
+                // duplicate the bot's dedupe drops).
                 if out.send(env).await.is_err() {
                     return Ended::Stop(SocketEnd::Shutdown);
+                }
+                if !acked {
+                    return Ended::Reconnect("ack failed");
                 }
             }
             Frame::Other(kind) => tracing::debug!(kind, "Socket Mode frame ignored"),

@@ -12,6 +12,32 @@ use crate::repos::MergeMethod;
 use crate::task::RepoRef;
 
 impl Workspaces {
+    /// The base's commit that merged task `task_id` at `tested` (the local forge's merge
+    /// message names both: `Slipway-Task:` and `(tested …)`), if there is one.
+    pub async fn find_merge(
+        &self,
+        repo: &RepoRef,
+        task_id: &str,
+        tested: &str,
+    ) -> Result<Option<String>> {
+        let mirror = self.refresh_mirror(repo).await?;
+        let out = git(
+            &mirror,
+            &[
+                "log",
+                "--format=%H",
+                "-F",
+                "--all-match",
+                &format!("--grep=Slipway-Task: {task_id}"),
+                &format!("--grep=(tested {tested})"),
+                &format!("refs/heads/{}", repo.base),
+                "--",
+            ],
+        )
+        .await?;
+        Ok(out.lines().next().map(|l| l.trim().to_string()))
+    }
+
     /// Commits a revert of `merge_commit` on the work tree's branch: `-m 1` for a merge
     /// commit, else the last `commits` commits of the base (a squash is one, a rebase merge
     /// its PR's count). Returns the new commit. A conflict is [`WorkspaceError::Conflict`].

@@ -733,3 +733,75 @@ async fn slack_merge_refusals_merge_revert_and_close_go_through_github() {
     assert_eq!(revert_pr["state"], json!("closed"));
     bot.stop().await;
 }
+
+/// A merge GitHub performed but answered 502 is recorded as merged: the PUT is not retried
+/// (a retry would get 405, "not mergeable"), the PR is read instead. And a merge intent left
+/// by a crash is settled from the PR at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_whose_answer_is_lost_is_recorded_once_and_an_interrupted_one_is_settled() {
+    use slipway::actions::merge::{MergeAuthority, merge_request, merge_tested, settle_merges};
+    let gh = Gh::start(fix_script()).await;
+    let mut task = gh.task("fix add() in calc.py: it subtracts");
+    let report = gh.h.run(&mut task).await.unwrap();
+    let store = gh.h.runner.store.clone();
+    let task = store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Ready, "{report:#?}");
+    let tested = report.commit.clone().unwrap();
+    let forge = gh.h.runner.forges.of(&task).unwrap().clone();
+    let repos: Vec<RepoConfig> = vec![];
+    let req = merge_request(&repos, &task, &tested, "U0BOB");
+
+    gh.fake.merge_then_answer(502);
+    let merged = merge_tested(
+        forge.as_ref(),
+        &store,
+        &task,
+        &req,
+        MergeAuthority::Approval { approver: "U0BOB" },
+    )
+    .await
+    .expect("the merge happened, whatever the answer said");
+    assert_eq!(
+        gh.calls("PUT", "/pulls/1/merge").len(),
+        1,
+        "never retried blindly"
+    );
+    let stored = store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Merged);
+    assert_eq!(stored.merge_commit.as_deref(), Some(merged.sha.as_str()));
+    assert_eq!(stored.merging, None);
+    assert_eq!(Some(merged.sha.clone()), gh.fake.ref_sha("main"));
+
+    // A crash between the intent and its record: the task is left merging. The next start
+    // asks GitHub (merged at the tested commit) and records it, audited as the approver.
+    store
+        .update_task(&stored, |t| {
+            t.state = TaskState::Merging;
+            t.merge_commit = None;
+            t.merging = Some(slipway::task::MergeIntent {
+                tested: tested.clone(),
+                from: TaskState::Ready,
+                actor: "U0BOB".into(),
+                run_id: None,
+                at_ms: 1,
+            });
+        })
+        .await
+        .unwrap();
+    let settled = settle_merges(&store, &gh.h.runner.forges, &repos)
+        .await
+        .unwrap();
+    assert_eq!(settled.len(), 1);
+    let stored = store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.merge_commit.as_deref()),
+        (TaskState::Merged, Some(merged.sha.as_str()))
+    );
+    // Settling twice does nothing more.
+    assert!(
+        settle_merges(&store, &gh.h.runner.forges, &repos)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

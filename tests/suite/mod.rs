@@ -13,6 +13,7 @@ mod llm;
 mod one_shot;
 mod queue;
 mod real_projects;
+mod reliability;
 mod setup_isolation;
 mod slack;
 mod tools;

@@ -132,7 +132,10 @@ async fn a_refinement_waits_behind_its_running_task_and_is_not_lost() {
         author: None,
     };
     // The running task is not run twice at once: the refinement waits.
-    let refined = q.refine(&t.id, refinement).await.unwrap().unwrap();
+    let slipway::queue::Refined::Queued(refined) = q.refine(&t.id, refinement, None).await.unwrap()
+    else {
+        panic!("refused")
+    };
     assert_eq!(refined.current().number, 2);
     assert_eq!(q.status().unwrap().running, vec![t.id.clone()]);
     let (most, finished) = watch(&mut rx, 2).await;
@@ -224,4 +227,26 @@ async fn after_a_restart_queued_tasks_go_on_and_an_interrupted_run_reruns_once()
     assert!(store.queued().unwrap().is_empty());
     q.shutdown();
     runner.await.unwrap();
+}
+
+/// A task closed (❌) after the queue handed its run over, before the run started: the
+/// run re-reads the stored task and does not start (no sandbox, no model call), and the
+/// task stays closed instead of being overwritten with Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_task_closed_since_dispatch_does_not_start() {
+    let h = slow_harness().await;
+    let mut task = h.task("do the thing");
+    task.state = TaskState::Cancelled;
+    h.runner.store.put_task(&task).await.unwrap();
+    task.state = TaskState::Queued; // what the dispatcher read a moment before
+    let err = h.run(&mut task).await.unwrap_err();
+    assert!(
+        matches!(err, slipway::run::RunError::NotRunnable(_)),
+        "{err}"
+    );
+    let stored = h.runner.store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Cancelled);
+    assert!(stored.runs.is_empty(), "no run was recorded");
+    assert_eq!(h.fake.requests().len(), 0, "the model was never called");
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
 }

@@ -27,8 +27,8 @@ pub(crate) struct Bot {
     /// The forge repo: a bare clone of the harness repo (a local forge merges into it).
     pub(crate) repo: std::path::PathBuf,
     pub(crate) slack: FakeSlack,
-    cfg: Arc<Config>,
-    service: Option<Service>,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) service: Option<Service>,
 }
 
 impl Bot {
@@ -469,11 +469,13 @@ async fn a_restart_in_the_middle_of_a_run_is_reported_and_the_run_goes_again() {
         .repeat_forever(Turn::call("run", json!({"command": "sleep 1"})));
     let thread = bot.mention("<@U0BOT> fix add() in calc.py").await;
     bot.wait_agent(&thread).await;
-    // SIGTERM's path: stop taking events, checkpoint the run, close the socket.
+    // SIGTERM's path: stop taking events, let runs go on for the grace period, checkpoint
+    // the one still running at its end (3 steps of `sleep 1` outlast 0.5 s), close the
+    // socket.
     bot.service
         .take()
         .unwrap()
-        .shutdown(Duration::from_secs(60))
+        .shutdown(Duration::from_millis(500))
         .await;
     bot.wait_post(&thread.ts, "slipway is restarting").await;
     let task = bot.tasks()[0].clone();

@@ -142,10 +142,10 @@ struct Inner {
     ci: HashMap<String, CiRecord>,
     protection: Protection,
     merge_response: Option<(u16, String)>,
-    /// How long a successful merge waits before it answers (the merge is already done).
+    /// The next merge happens, then answers this status (a 502 after GitHub merged).
+    merge_then: Option<u16>,
+    /// How long a `PUT …/merge` waits before it answers (after merging, when it merges).
     merge_delay: std::time::Duration,
-    /// Successful merges still to answer 502 instead of 200 (the merge is done anyway).
-    merges_to_lose: u32,
     mergeable: Option<bool>,
     pulls: Vec<Pr>,
     /// (issue number, comment object).
@@ -296,25 +296,24 @@ impl FakeGithub {
         self.lock().protection = p;
     }
 
+    /// The next `PUT …/merge` merges, then answers `status` instead of 200 (one-shot): the
+    /// answer is lost, the merge is not.
+    pub fn merge_then_answer(&self, status: u16) {
+        self.lock().merge_then = Some(status);
+    }
+
     /// The next `PUT …/merge` answers `status` with `{"message": message, …}` (one-shot).
     pub fn set_merge_response(&self, status: u16, message: &str) {
         self.lock().merge_response = Some((status, message.to_string()));
     }
 
-    /// Every successful `PUT …/merge` waits `delay` after merging and before answering: a
-    /// window in which GitHub has merged and the client does not know it yet.
+    /// Every `PUT …/merge` waits `delay` before it answers (after merging, when it merges):
+    /// a window in which GitHub has merged and the client does not know it yet.
     pub fn set_merge_delay(&self, delay: std::time::Duration) {
         self.lock().merge_delay = delay;
     }
 
-    /// The next successful `PUT …/merge` merges, then answers 502 Bad Gateway (a proxy in
-    /// front of GitHub losing the reply), once.
-    pub fn lose_next_merge_reply(&self) {
-        self.lock().merges_to_lose += 1;
-    }
-
-    /// Successful merges (`PUT …/merge` answered 200, or merged and answered a lost 502), by
-    /// pull number.
+    /// Pulls GitHub merged (whatever the merge call answered), by number.
     pub fn merged_pulls(&self) -> Vec<u64> {
         self.lock()
             .pulls
@@ -398,22 +397,10 @@ impl FakeGithub {
                     .unwrap()
             }
         };
-        let reply = if is_merge && reply.status == 200 {
-            let (delay, lose) = {
-                let mut i = self.lock();
-                let lose = i.merges_to_lose > 0;
-                i.merges_to_lose = i.merges_to_lose.saturating_sub(1);
-                (i.merge_delay, lose)
-            };
+        if is_merge {
+            let delay = self.lock().merge_delay;
             tokio::time::sleep(delay).await;
-            if lose {
-                Reply::error(502, "Bad Gateway", DOC_MERGE)
-            } else {
-                reply
-            }
-        } else {
-            reply
-        };
+        }
         self.lock().calls[index].status = reply.status;
         reply
     }
@@ -747,6 +734,9 @@ impl FakeGithub {
         pr.merged_at = Some(now.clone());
         pr.updated_at = now;
         pr.merge_commit_sha = Some(sha.clone());
+        if let Some(status) = i.merge_then.take() {
+            return Reply::error(status, "Server Error", DOC_MERGE);
+        }
         Reply::json(
             200,
             json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}),
@@ -1129,8 +1119,8 @@ impl Inner {
             ci: HashMap::new(),
             protection: Protection::None,
             merge_response: None,
+            merge_then: None,
             merge_delay: std::time::Duration::ZERO,
-            merges_to_lose: 0,
             mergeable: Some(true),
             pulls: Vec::new(),
             comments: Vec::new(),

@@ -220,6 +220,7 @@ impl GithubClient {
                         Method::Get,
                         &format!("/repos/{repo}/installation"),
                         None,
+                        self.cfg.max_retries,
                     )
                     .await?;
                 let id = found["id"].as_u64().ok_or_else(|| GithubError::Decode {
@@ -272,7 +273,22 @@ impl GithubClient {
         body: Option<&Value>,
     ) -> Result<T, GithubError> {
         let crab = self.crab_for(repo).await?;
-        self.send(&crab, method, path, body).await
+        self.send(&crab, method, path, body, self.cfg.max_retries)
+            .await
+    }
+
+    /// [`GithubClient::call`] without any retry: for a call that must not be repeated
+    /// blindly (a merge that succeeded but answered 502 would get 405 the second time). The
+    /// caller reads the resource to learn what happened.
+    pub async fn call_once<T: DeserializeOwned>(
+        &self,
+        repo: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, GithubError> {
+        let crab = self.crab_for(repo).await?;
+        self.send(&crab, method, path, body, 0).await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -281,6 +297,7 @@ impl GithubClient {
         method: Method,
         path: &str,
         body: Option<&Value>,
+        max_retries: u32,
     ) -> Result<T, GithubError> {
         let m = method.as_str();
         let mut attempt = 0u32;
@@ -299,7 +316,7 @@ impl GithubClient {
                         path: path.to_string(),
                         detail: e.to_string(),
                     };
-                    if attempt >= self.cfg.max_retries {
+                    if attempt >= max_retries {
                         return Err(err);
                     }
                     tracing::warn!(error = %err, attempt, "GitHub call failed; retrying");
@@ -348,7 +365,7 @@ impl GithubClient {
                         Some(Retry::Backoff) => self.backoff(attempt),
                         None => return Err(err),
                     };
-                    if attempt >= self.cfg.max_retries {
+                    if attempt >= max_retries {
                         return Err(err);
                     }
                     tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "GitHub call failed; retrying");

@@ -51,9 +51,11 @@ impl GithubForge {
             MergeMethod::Squash => "squash",
             MergeMethod::Rebase => "rebase",
         };
+        // Never retried blindly: a merge that answered 5xx or was cut off may have
+        // happened; the PR says whether it did.
         let put = self
             .client
-            .call::<Value>(
+            .call_once::<Value>(
                 repo,
                 Method::Put,
                 &format!("/repos/{repo}/pulls/{}/merge", pr.number),
@@ -99,6 +101,15 @@ impl GithubForge {
                     message,
                 });
             }
+            Err(
+                e @ (GithubError::Transport { .. } | GithubError::Status { status: 500.., .. }),
+            ) => match self.merged_pull(task, req.tested).await {
+                Ok(Some(p)) => {
+                    tracing::warn!(error = %e, pr = p.number, "the merge call failed, but the PR is merged at the tested commit");
+                    p.merge_commit_sha.unwrap_or_default()
+                }
+                _ => return Err(e.into()),
+            },
             Err(e) => return Err(e.into()),
         };
         let thread = req
@@ -139,6 +150,26 @@ impl GithubForge {
                 _ => 1,
             },
         })
+    }
+
+    /// The task's PR if it is merged with its head at `tested`.
+    async fn merged_pull(&self, task: &Task, tested: &str) -> Result<Option<Pull>, ForgeError> {
+        Ok(self
+            .find(task)
+            .await?
+            .filter(|p| p.is_merged() && p.head.sha == tested))
+    }
+
+    /// [`crate::forge::Forge::merged_at`]: the PR merged at `tested`, as a [`Merged`].
+    pub(super) async fn merged_at_tested(
+        &self,
+        task: &Task,
+        tested: &str,
+    ) -> Result<Option<Merged>, ForgeError> {
+        Ok(self.merged_pull(task, tested).await?.map(|p| Merged {
+            sha: p.merge_commit_sha.unwrap_or_default(),
+            commits: p.commits.unwrap_or(1),
+        }))
     }
 
     /// Why GitHub answered 405, from the PR's `mergeable_state` (polled while `null`).

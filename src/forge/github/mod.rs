@@ -172,6 +172,10 @@ impl Forge for GithubForge {
         self.merge_pull(task, req).await
     }
 
+    async fn merged_at(&self, task: &Task, tested: &str) -> Result<Option<Merged>, ForgeError> {
+        self.merged_at_tested(task, tested).await
+    }
+
     async fn close(&self, task: &Task, by: &str) -> Result<Option<String>, ForgeError> {
         let Some(pr) = self.find(task).await? else {
             return Ok(None);

@@ -28,6 +28,9 @@ pub(super) struct Pull {
     pub(super) mergeable_state: Option<String>,
     #[serde(default)]
     pub(super) commits: Option<u32>,
+    /// The merge's commit on the base, once merged.
+    #[serde(default)]
+    pub(super) merge_commit_sha: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,7 +17,7 @@ use super::reply::Reply;
 use super::{HandlerError, SlackGroups, read_thread};
 use crate::access::{StartDecision, StartRequest, decide_start};
 use crate::actions::{Actions, Settings};
-use crate::queue::Queue;
+use crate::queue::{Queue, Submitted};
 use crate::repos::ForgeKind;
 use crate::repos::RepoConfig;
 use crate::slack::api::WebApi;
@@ -349,19 +349,35 @@ impl Mention {
         self.bindings
             .bind_thread(channel, thread_ts, &task.id)
             .await?;
+        // Stored (task, queue item and this message's record, in one write) before anything
+        // says "Queued"; the dispatcher wakes only once the thread was told.
+        match self
+            .queue
+            .store_new(&mut task, Some(&format!("{channel}/{ts}")))
+            .await
+        {
+            Ok(Submitted::Queued(_)) => {}
+            Ok(Submitted::Exists(id)) => {
+                tracing::info!(task_id = id, ts, "this mention created its task before");
+                self.bindings.bind_thread(channel, thread_ts, &id).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                egress
+                    .say(channel, thread_ts, &copy::queue_failed(&e))
+                    .await;
+                return Err(e.into());
+            }
+        }
         let note = read_error
             .map(|e| copy::thread_unread_note(&e, e.advice()))
             .unwrap_or_default();
         let status_text = copy::task_queued(&task, &note);
-        egress
+        let announced = egress
             .new_status(channel, thread_ts, &task.id, 1, &status_text)
-            .await?;
-        if let Err(e) = self.queue.submit(&mut task).await {
-            egress
-                .say(channel, thread_ts, &copy::queue_failed(&e))
-                .await;
-            return Err(e.into());
-        }
+            .await;
+        self.queue.wake();
+        announced?;
         egress
             .audit(
                 &task.id,

@@ -206,6 +206,7 @@ pub async fn close(
     let text = match actions.close(task, user, groups).await {
         Ok(CloseOutcome::RunCancelled) => copy::cancelling(user),
         Ok(CloseOutcome::AlreadyMerged) => copy::CLOSE_MERGED.to_string(),
+        Ok(CloseOutcome::Gone) => return Ok(()),
         Ok(CloseOutcome::Closed { pr }) => copy::closed(task, user, &pr),
         Err(e) => say_error(e, "cancel")?,
     };

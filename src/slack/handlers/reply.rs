@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{HandlerError, SlackGroups, read_thread};
 use crate::actions::Settings;
-use crate::queue::Queue;
+use crate::queue::{Queue, Refined};
 use crate::slack::api::WebApi;
 use crate::slack::bindings::Bindings;
 use crate::slack::copy;
@@ -73,7 +73,7 @@ impl Reply {
         task: &Task,
         groups: &SlackGroups<'_>,
     ) -> Result<(), HandlerError> {
-        if task.state == TaskState::Merged {
+        if matches!(task.state, TaskState::Merged | TaskState::Merging) {
             self.egress
                 .say(channel, thread_ts, copy::REFINE_MERGED)
                 .await;
@@ -99,8 +99,21 @@ impl Reply {
         // The event's user is who asked, whatever the thread's copy of the message says.
         revision.author = Some(user.to_string());
         let running = self.queue.is_running(&task.id);
-        let Some(updated) = self.queue.refine(&task.id, revision).await? else {
-            return Ok(());
+        let idempotency = format!("{channel}/{ts}");
+        let updated = match self
+            .queue
+            .refine(&task.id, revision, Some(&idempotency))
+            .await?
+        {
+            Refined::Queued(t) => *t,
+            Refined::Refused(_) => {
+                // Merged (or merging) since the caller read it.
+                self.egress
+                    .say(channel, thread_ts, copy::REFINE_MERGED)
+                    .await;
+                return Ok(());
+            }
+            Refined::Duplicate | Refined::Missing => return Ok(()),
         };
         let n = updated.current().number;
         let text = if running {

@@ -320,7 +320,7 @@ impl Chaos {
                 let report = slack.reports(DEV, &self.threads[ix].root.ts);
                 let report = report.last().unwrap().ts.clone();
                 if self.rng.u32(0..3) == 0 {
-                    self.w.github.lose_next_merge_reply();
+                    self.w.github.merge_then_answer(502);
                     self.counts.lost_merge_replies += 1;
                 }
                 self.deliver(
