@@ -573,6 +573,9 @@ async fn web_api(
 
 async fn accept_sockets(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>>) {
     while let Ok((stream, _)) = listener.accept().await {
+        // Frames go out as they are sent (no Nagle delay on the fake's side), so ack
+        // latencies measured here are the bot's.
+        let _ = stream.set_nodelay(true);
         let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
             continue;
         };
