@@ -17,7 +17,8 @@
 //!
 //! Run: `cargo bench --bench slack_load` (bubblewrap). Knobs: `LOAD_MENTIONS`, `LOAD_COPIES`,
 //! `LOAD_RATE`, `LOAD_FORGE` (`local`, default, or `github`), `LOAD_CAP_S` (the longest wait
-//! for the reports, default 3600). Exits 1 when a count is off.
+//! for the reports, default 3600), `LOAD_PACE_MS` (a pause between mentions; default 0, all
+//! at once), `LOAD_WARMUP_MS` (a pause after connecting). Exits 1 when a count is off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -42,6 +43,7 @@ async fn load() -> bool {
     let copies: usize = var("LOAD_COPIES", 5).max(2);
     let rate: usize = var("LOAD_RATE", 4);
     let cap = Duration::from_secs(var("LOAD_CAP_S", 3600));
+    let pace = Duration::from_millis(var("LOAD_PACE_MS", 0));
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_slipway"));
     let mut w = World::new(
         bin,
@@ -63,8 +65,9 @@ async fn load() -> bool {
         w.slack.set_rate_limit(m, rate);
     }
     println!(
-        "load: {mentions} mentions × {copies} envelopes = {} envelopes, concurrency 2, Slack writes limited to {rate}/s per method, forge {}",
+        "load: {mentions} mentions × {copies} envelopes = {} envelopes (mentions {} ms apart), concurrency 2, Slack writes limited to {rate}/s per method, forge {}",
         mentions * copies,
+        pace.as_millis(),
         w.opts.forge
     );
     let started = Instant::now();
@@ -82,6 +85,9 @@ async fn load() -> bool {
         let a = w.slack.push(FakeSlack::mention_event(&p)).await;
         let b = w.slack.push(FakeSlack::message_event(&p)).await;
         sent_at.insert(p.ts.clone(), at);
+        if pace > Duration::ZERO {
+            tokio::time::sleep(pace).await;
+        }
         firsts.push(a);
         firsts.push(b);
         roots.push(p);

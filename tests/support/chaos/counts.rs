@@ -49,6 +49,8 @@ pub struct Counts {
     pub info_runs: usize,
     pub info_prs: usize,
     pub info_merged_prs: usize,
+    /// Threads without a report, by their task's final state.
+    pub info_unreported_by_state: BTreeMap<String, usize>,
     pub info_settled: bool,
     pub info_final_exit: Option<i32>,
 }
@@ -112,6 +114,11 @@ impl Counts {
             self.info_merged_prs,
             self.info_settled,
             self.info_final_exit
+        );
+        let _ = writeln!(
+            s,
+            "threads without a report, by task state: {:?}",
+            self.info_unreported_by_state
         );
         let _ = writeln!(s, "| count | value |");
         let _ = writeln!(s, "|---|---|");
@@ -239,6 +246,10 @@ impl Chaos {
             let has_task = by_thread.contains_key(&t.root.ts);
             if has_task && posted == 0 {
                 c.threads_without_report += 1;
+                for t in &by_thread[&t.root.ts] {
+                    let state = t["state"].as_str().unwrap_or("?").to_string();
+                    *c.info_unreported_by_state.entry(state).or_default() += 1;
+                }
             }
             let finished = finished_in_thread.get(&t.root.ts).copied().unwrap_or(0);
             c.unreported_runs += finished.saturating_sub(posted);
