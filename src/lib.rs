@@ -12,6 +12,8 @@ pub mod config;
 pub mod doctor;
 pub mod env;
 pub mod forge;
+#[cfg(test)]
+mod fuzz_support;
 pub mod gates;
 pub mod nodes;
 pub mod queue;
@@ -23,6 +25,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod slack;
 pub mod store;
+pub mod sweep;
 pub mod task;
 pub mod tls;
 pub mod tools;

@@ -18,6 +18,7 @@ use crate::task::{Task, now_ms};
 
 mod audit;
 mod inbox;
+mod outbox;
 mod redact;
 mod txn;
 
@@ -127,6 +128,8 @@ pub struct Store {
     bindings: sled::Tree,
     /// Acked Socket Mode envelopes not yet handled (see `store/inbox.rs`).
     inbox: sled::Tree,
+    /// Front-end messages not yet sent (see `store/outbox.rs`).
+    outbox: sled::Tree,
     /// Secret values redacted from every audit detail written (see [`Store::with_redaction`]).
     secrets: std::sync::Arc<[String]>,
 }
@@ -176,6 +179,7 @@ impl Store {
             dedupe: db.open_tree("dedupe")?,
             bindings: db.open_tree("bindings")?,
             inbox: db.open_tree("inbox")?,
+            outbox: db.open_tree("outbox")?,
             secrets: std::sync::Arc::from(Vec::new()),
             db,
         })
@@ -385,6 +389,29 @@ impl Store {
         self.flush().await
     }
 
+    /// Stores `value` under `key` only if nothing is there (atomic: of two callers racing,
+    /// one wins), then flushes. Returns the value already there, if any (nothing written).
+    pub async fn claim_binding<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Option<T>> {
+        match self.bindings.compare_and_swap(
+            key.as_bytes(),
+            None as Option<&[u8]>,
+            Some(Self::encode(value)),
+        )? {
+            Ok(()) => {
+                self.flush().await?;
+                Ok(None)
+            }
+            Err(e) => e
+                .current
+                .map(|b| Self::decode(&format!("binding {key}"), &b))
+                .transpose(),
+        }
+    }
+
     /// The binding under `key`.
     pub fn binding<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.bindings
@@ -505,119 +532,4 @@ impl RunLog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::task::{Origin, RepoRef};
-
-    fn task() -> Task {
-        Task::new(
-            RepoRef {
-                name: "o/n".into(),
-                source: "/x".into(),
-                base: "main".into(),
-                forge: Default::default(),
-            },
-            "alice",
-            Origin::Cli,
-            "fix it",
-        )
-    }
-
-    #[tokio::test]
-    async fn records_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = task();
-        {
-            let s = Store::open(dir.path()).unwrap();
-            s.put_task(&t).await.unwrap();
-            s.audit_now(Some(&t.id), None, "alice", AuditEvent::CancelRequested {})
-                .await
-                .unwrap();
-            s.append_transcript(
-                "run1",
-                &TranscriptEntry {
-                    kind: "llm_request".into(),
-                    at_ms: 1,
-                    duration_ms: 2,
-                    body: serde_json::json!({"a": 1}),
-                },
-            )
-            .await
-            .unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.get_task(&t.id).unwrap().unwrap().branch, t.branch);
-        assert_eq!(s.audit_log(Some(&t.id)).unwrap().len(), 1);
-        assert_eq!(s.transcript("run1").unwrap()[0].body["a"], 1);
-        assert!(s.transcript("run").unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn the_queue_is_fifo_and_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let item = |t: &str| QueueItem {
-            task_id: t.into(),
-            revision: 1,
-            enqueued_ms: 0,
-            reruns: 0,
-        };
-        {
-            let s = Store::open(dir.path()).unwrap();
-            s.enqueue(&item("a")).await.unwrap();
-            let b = s.enqueue(&item("b")).await.unwrap();
-            s.enqueue(&item("c")).await.unwrap();
-            s.dequeue(b).await.unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        let ids: Vec<String> = s
-            .queued()
-            .unwrap()
-            .into_iter()
-            .map(|(_, i)| i.task_id)
-            .collect();
-        assert_eq!(ids, ["a", "c"]);
-    }
-
-    #[tokio::test]
-    async fn dedupe_sees_each_key_once_until_it_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        assert!(s.first_sighting("Ev01", 1000, 10).await.unwrap());
-        assert!(!s.first_sighting("Ev01", 1000, 500).await.unwrap());
-        assert!(
-            s.first_sighting("C0DEV/1700000000.000100", 1000, 500)
-                .await
-                .unwrap()
-        );
-        assert!(
-            s.first_sighting("Ev01", 1000, 2000).await.unwrap(),
-            "expired records count as new"
-        );
-        assert_eq!(s.sweep_dedupe(10_000).await.unwrap(), 2);
-        // Concurrent deliveries of one event: exactly one wins.
-        let mut handles = Vec::new();
-        for _ in 0..8 {
-            let s = s.clone();
-            handles.push(tokio::spawn(async move {
-                s.first_sighting("Ev02", 1000, 20_000).await.unwrap()
-            }));
-        }
-        let mut wins = 0;
-        for h in handles {
-            wins += usize::from(h.await.unwrap());
-        }
-        assert_eq!(wins, 1);
-    }
-
-    #[tokio::test]
-    async fn values_are_versioned_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let t = task();
-        s.put_task(&t).await.unwrap();
-        let raw = s.tasks.get(t.id.as_bytes()).unwrap().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-        assert_eq!(v["v"], 1);
-        assert_eq!(v["data"]["id"], t.id.as_str());
-    }
-}
+mod tests;

@@ -152,8 +152,13 @@ pub async fn merge_tested(
     authority: MergeAuthority<'_>,
 ) -> Result<Merged, ActionError> {
     let (actor, run_id) = (authority.actor(), authority.run_id());
+    let approval = matches!(authority, MergeAuthority::Approval { .. });
     let intent = |t: &mut Task| {
-        if !t.state.can_become(TaskState::Merging) {
+        // A person approves only a finished run's change; only the run itself (auto-merge)
+        // merges from Running.
+        if !t.state.can_become(TaskState::Merging)
+            || (approval && !matches!(t.state, TaskState::Ready | TaskState::Halted))
+        {
             return Err(t.state);
         }
         t.merging = Some(MergeIntent {
@@ -181,10 +186,21 @@ pub async fn merge_tested(
                 tracing::warn!(error = %e, task_id = task.id, "the merge call failed, but the forge merged the tested commit");
                 m
             }
-            _ => {
+            // Known not merged: back to where it was.
+            Ok(None) | Err(ForgeError::Unsupported(_)) => {
                 undo_intent(store, &task.id).await?;
                 let event = AuditEvent::MergeFailed {
                     error: e.to_string(),
+                };
+                audit(store, &task.id, run_id, actor, event).await;
+                return Err(ActionError::Forge(e));
+            }
+            // Unknown (the forge cannot be read either): the intent stays, and
+            // `settle_merges` asks again later; until then ✅ answers "in progress".
+            Err(lookup) => {
+                tracing::warn!(error = %e, lookup = %lookup, task_id = task.id, "cannot tell whether the merge happened; it is settled later");
+                let event = AuditEvent::MergeFailed {
+                    error: format!("{e} (whether it merged is checked again shortly)"),
                 };
                 audit(store, &task.id, run_id, actor, event).await;
                 return Err(ActionError::Forge(e));
@@ -230,13 +246,26 @@ async fn record_merge(
     req: &MergeRequest<'_>,
     authority: MergeAuthority<'_>,
 ) -> Result<(), ActionError> {
-    store
-        .transition(&task.id, TaskState::Merged, |t| {
+    // The forge merged: that is the truth, whatever the stored state says now.
+    let recorded = store
+        .transact_task(&task.id, None, |t| {
+            if t.state == TaskState::Merged {
+                return Err(t.state);
+            }
+            if t.state != TaskState::Merging {
+                tracing::error!(task_id = t.id, state = ?t.state, "the forge merged a task that was not merging; recording the merge");
+            }
+            t.state = TaskState::Merged;
             t.merge_commit = Some(merged.sha.clone());
             t.merged_commits = merged.commits;
             t.merging = None;
+            t.updated_ms = now_ms();
+            Ok(None)
         })
         .await?;
+    if matches!(recorded, TaskTxn::Refused(_)) {
+        return Ok(());
+    }
     let event = match authority {
         MergeAuthority::Approval { approver } => AuditEvent::Merged {
             tested_sha: req.tested.to_string(),

@@ -73,15 +73,8 @@ impl Actions {
             return Ok(RevertOutcome::NotMerged(task.state));
         };
         let key = revert_key(&task.id);
-        if let Some(existing) = store.binding::<String>(&key)? {
-            return Ok(RevertOutcome::Exists(existing));
-        }
-        let mut revert = Task::new(
-            task.repo.clone(),
-            user,
-            task.origin.clone(),
-            &format!("Revert \"{}\"", task.title()),
-        );
+        let instruction = format!("Revert \"{}\"", task.title());
+        let mut revert = Task::new(task.repo.clone(), user, task.origin.clone(), &instruction);
         revert.thread_url = task.thread_url.clone();
         revert.revert_of = Some(RevertOf {
             task_id: task.id.clone(),
@@ -89,7 +82,16 @@ impl Actions {
             merge_commit: merge_commit.clone(),
             commits: task.merged_commits.max(1),
         });
-        store.put_binding(&key, &revert.id).await?;
+        // Claimed atomically: of two ⏪ at once, one plans the revert, the other is told.
+        if let Some(existing) = store.claim_binding(&key, &revert.id).await? {
+            if store.get_task(&existing)?.is_some() {
+                return Ok(RevertOutcome::Exists(existing));
+            }
+            // Reserved by a ⏪ that was cut off (a crash) before it stored the revert: this
+            // one finishes it, under the reserved id.
+            revert.branch = crate::task::branch_name(&existing, &instruction);
+            revert.id = existing;
+        }
         Ok(RevertOutcome::Planned(Box::new(RevertPlan {
             of: task,
             merge_commit,

@@ -6,6 +6,7 @@
 //! the model's to fix and never ends the run. Every request, response and tool call is
 //! written to the transcript with its timing, and every tool call to the audit log.
 
+pub mod disk;
 pub mod llm;
 pub mod prompt;
 pub mod settings;
@@ -155,6 +156,9 @@ pub struct AgentNode<'a> {
     /// This process's secret values: every tool result is redacted with them before the
     /// model (or the transcript) sees it, as transcripts are.
     pub secrets: &'a crate::redact::SecretValues,
+    /// The host disk the run's sandbox may fill, measured after every turn's tool calls;
+    /// `None`: no limit.
+    pub disk: Option<disk::DiskLimit>,
 }
 
 impl AgentNode<'_> {
@@ -352,6 +356,22 @@ impl AgentNode<'_> {
                 role: Role::User,
                 content: results,
             });
+            if violation.is_none()
+                && let Some(limit) = &self.disk
+                && let Some(reason) = limit.check().await
+            {
+                self.log
+                    .audit(
+                        "agent",
+                        AuditEvent::PolicyViolation {
+                            tool: "disk".into(),
+                            arguments: String::new(),
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await?;
+                violation = Some(reason);
+            }
             if let Some(reason) = violation {
                 return Ok(AgentEnd::PolicyViolation { reason });
             }

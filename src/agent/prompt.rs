@@ -45,17 +45,32 @@ pub fn repo_rules(root: &Path) -> String {
         files.extend(rules);
     }
     let mut out = String::new();
+    // Opened race-free beneath the root (a live sandboxed MCP server may swap a directory
+    // for a link after the check above), checked on the descriptor, read up to the cap.
+    let Ok(beneath) = crate::tools::beneath::Root::open(root) else {
+        return out;
+    };
     for f in files {
-        let Ok(meta) = std::fs::symlink_metadata(&f) else {
+        let Some(file) = f
+            .strip_prefix(root)
+            .ok()
+            .and_then(|rel| beneath.open_read(rel).ok())
+        else {
             continue;
         };
-        if !meta.is_file() {
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(&f) else {
+        let mut bytes = Vec::new();
+        if std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, RULE_FILE_CAP as u64),
+            &mut bytes,
+        )
+        .is_err()
+        {
             continue;
-        };
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(RULE_FILE_CAP)]);
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let name = f.strip_prefix(root).unwrap_or(&f).display().to_string();
         let block = format!("\n### {name}\n\n{}\n", text.trim());
         if out.len() + block.len() > RULES_CAP {

@@ -161,6 +161,15 @@ pub async fn build_runner(
     }
     slipway::config::ensure_data_dir(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // What a killed slipway left: per-run directories whose claim no live process holds
+    // (the sandbox backend already removed such containers when it connected).
+    let swept = slipway::sweep::sweep_data_dir(&cfg.data_dir);
+    tracing::info!(
+        removed = swept.removed,
+        kept = swept.kept,
+        claims = swept.claims,
+        "startup sweep of the data dir"
+    );
     let store =
         Store::open(&cfg.data_dir.join("store"))?.with_redaction(cfg.secret_values.0.clone());
     let (forges, workspaces) = match Forges::build(cfg, Workspaces::new(&cfg.data_dir)) {

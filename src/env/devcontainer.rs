@@ -342,7 +342,9 @@ fn environment(rel: &str, key: &str, v: &Value, dc: &mut Devcontainer) -> Result
             }
             let added: Vec<String> = raw
                 .split(':')
-                .filter(|p| !p.is_empty() && *p != "\0")
+                // An entry holding the container's PATH (`${PATH}${PATH}`, `/x$PATH`) is
+                // not a directory, and an environment variable cannot hold a NUL byte.
+                .filter(|p| !p.is_empty() && !p.contains('\0'))
                 .filter_map(|p| subst(p, Mode::Literal, &mut dc.notes))
                 .collect();
             if !added.is_empty() {
@@ -467,5 +469,7 @@ fn notes_for_the_rest(obj: &Map<String, Value>, notes: &mut Vec<String>) {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

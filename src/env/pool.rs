@@ -5,7 +5,7 @@
 //! container whose binds are those directories and the repo's environment (snapshot mounts,
 //! variables, image: the offline [`SandboxSpec`] of the repo's last run). The container
 //! carries `slipway.pool=<repo>` besides the backend's usual labels (`slipway.managed`,
-//! `slipway.pid`), so a dead slipway's slots are reaped like any other sandbox.
+//! `slipway.owner`), so a dead slipway's slots are reaped like any other sandbox.
 //!
 //! The workspace node [`WarmPool::take`]s a slot and clones into its `ws`/`git` directories
 //! (`Workspaces::prepare_at`: the clone fills the existing directories, so the container sees
@@ -185,7 +185,7 @@ impl WarmPool {
             }
             0
         };
-        crate::env::snapshot::remove_tree(&root);
+        crate::sweep::remove_tree(&root);
         Self {
             inner: Arc::new(Inner {
                 root,
@@ -382,7 +382,7 @@ impl WarmPool {
                 started: Instant::now(),
             }),
             Err(e) => {
-                crate::env::snapshot::remove_tree(&root);
+                crate::sweep::remove_tree(&root);
                 Err(e.into())
             }
         }
@@ -419,7 +419,7 @@ impl WarmPool {
         for s in slots {
             close_slot(s).await;
         }
-        crate::env::snapshot::remove_tree(&self.inner.root);
+        crate::sweep::remove_tree(&self.inner.root);
     }
 }
 
@@ -427,5 +427,5 @@ async fn close_slot(slot: Slot) {
     if let Err(e) = slot.session.close().await {
         tracing::warn!(error = %e, "could not close a warm sandbox");
     }
-    crate::env::snapshot::remove_tree(&slot.root);
+    crate::sweep::remove_tree(&slot.root);
 }

@@ -18,6 +18,7 @@
 //! image's identity, the setup's source and commands, its environment, and the bytes of
 //! every input file (manifests, lockfiles, setup script, devcontainer) at the base commit.
 
+use crate::sweep::remove_tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -186,6 +187,8 @@ pub struct Building {
     trash: PathBuf,
     ttl: Duration,
     done: bool,
+    /// The claim on `.building/<name>` ([`crate::sweep`]); released after `Drop` removed it.
+    _claim: Option<crate::sweep::Claim>,
 }
 
 impl Building {
@@ -336,7 +339,15 @@ impl EnvStore {
     pub fn begin(&self, repo: &str, key: &EnvKey) -> Result<Building> {
         let building = self.root.join(".building");
         std::fs::create_dir_all(&building).map_err(io(&building))?;
-        let dir = building.join(format!("{}-{}", key.short(), crate::task::new_id()));
+        let name = format!("{}-{}", key.short(), crate::task::new_id());
+        let claim = self.root.parent().and_then(|data| {
+            crate::sweep::Claim::take(data, &name)
+                .inspect_err(
+                    |e| tracing::warn!(%name, error = %e, "cannot claim a build directory"),
+                )
+                .ok()
+        });
+        let dir = building.join(&name);
         for sub in ["env/home", "src"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io(&d))?;
@@ -347,6 +358,7 @@ impl EnvStore {
             trash: self.root.join(".trash"),
             ttl: self.ttl,
             done: false,
+            _claim: claim,
         })
     }
 
@@ -423,26 +435,6 @@ fn read_entry(dir: &Path) -> Result<Snapshot> {
         meta,
         dir: dir.to_path_buf(),
     })
-}
-
-/// Removes a directory tree, first making every directory in it writable (a read-only
-/// directory, as Go's module cache makes, cannot otherwise be emptied).
-pub fn remove_tree(dir: &Path) {
-    if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-        return;
-    }
-    for e in walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-    {
-        if e.file_type().is_dir() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
-        }
-    }
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove an environment directory");
-    }
 }
 
 /// Bytes on disk under `dir` (regular files, each hard-linked inode counted once).

@@ -16,6 +16,8 @@ impl crate::run::Node for Checks {
     }
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
+        // Nothing but the checks may change the tree from here to the commit.
+        super::sidecar::stop(cx).await?;
         let cfg = &cx.svc.cfg;
         let results = checks::run_all(
             cx.session()?,

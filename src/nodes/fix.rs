@@ -36,6 +36,8 @@ impl crate::run::Node for Fix {
             .secret_values
             .redact(&checks::failures_text(&cx.results));
         let text = prompt::fix(round, MAX_FIX_ROUNDS, &failures);
+        // The checks stopped the sandboxed MCP servers; the agent gets them back.
+        super::sidecar::restart(cx).await?;
         let end = match agent_round(cx, text).await {
             Ok(end) => end,
             Err(e) => return Ok(Outcome::stopped(e)),

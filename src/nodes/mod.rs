@@ -17,6 +17,7 @@ pub mod revert;
 pub mod sandbox;
 pub mod sandbox_gates;
 pub mod setup;
+pub mod sidecar;
 pub mod workspace;
 
 pub use checks::Checks;
@@ -75,6 +76,10 @@ pub(crate) async fn agent_round(cx: &mut RunCtx<'_>, text: String) -> Result<Age
         log: &cx.tracker.log,
         max_output_tokens: cfg.file.agent.max_output_tokens,
         secrets: &cfg.secret_values,
+        disk: (cfg.file.sandbox.max_disk_mb > 0).then(|| crate::agent::disk::DiskLimit {
+            dirs: vec![root.clone(), cx.home()],
+            max_bytes: cfg.file.sandbox.max_disk_mb << 20,
+        }),
     };
     let end = agent.run(&mut conv, &mut cx.budget, text).await;
     cx.conv = Some(conv);

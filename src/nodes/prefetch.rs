@@ -8,8 +8,6 @@ use serde_json::json;
 
 use crate::run::ctx::Offered;
 use crate::run::{FlowError, NodeName, Outcome, RunCtx};
-use crate::sandbox::{Backend, NetworkAccess, Session};
-use crate::tools::mcp;
 use crate::tools::prefetch::{Index, RepoSignals, Request};
 use crate::tools::registry::ToolEntry;
 
@@ -29,27 +27,12 @@ impl crate::run::Node for Prefetch {
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let svc = cx.svc;
         let cfg = &svc.cfg;
+        // Read before any sandboxed MCP server runs, so none can change what is read.
+        let signals = RepoSignals::from_dir(&cx.wt()?.path);
         let hub = svc.mcp.fork().await;
-        let sandboxed: Vec<_> = cfg
-            .file
-            .mcp_servers
-            .iter()
-            .filter(|c| !mcp::runs_on_host(c))
-            .cloned()
-            .collect();
         let mut registry = svc.registry.clone();
-        if !sandboxed.is_empty() {
-            // Docker: a sidecar container under the same policy, because every command in the
-            // agent's container ends the processes it leaves behind. bwrap: its own namespace.
-            if svc.sandbox.backend() == Backend::Docker {
-                let side = svc.sandbox.start(&cx.spec(NetworkAccess::None)?).await?;
-                cx.mcp_session = Some(side);
-            }
-            let host: &dyn Session = match cx.mcp_session.as_deref() {
-                Some(side) => side,
-                None => cx.session()?,
-            };
-            let (tools, problems) = hub.connect_sandboxed(host, &sandboxed).await;
+        let (tools, problems) = super::sidecar::start(cx, &hub).await?;
+        if !tools.is_empty() || !problems.is_empty() {
             for p in &problems {
                 tracing::warn!(problem = %p, "MCP server");
             }
@@ -61,7 +44,6 @@ impl crate::run::Node for Prefetch {
         let mut context = rev.context.join("\n");
         context.push('\n');
         context.push_str(&rev.links.join("\n"));
-        let signals = RepoSignals::from_dir(&cx.wt()?.path);
         let index = Index::new(&registry);
         let selection = index.select(&Request {
             task: &rev.instructions,

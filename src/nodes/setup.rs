@@ -87,7 +87,7 @@ impl crate::run::Node for Setup {
         );
         // A hit leaves the exported tree behind; a miss moved it into the snapshot.
         if base_tree.exists() {
-            crate::env::snapshot::remove_tree(&base_tree);
+            crate::sweep::remove_tree(&base_tree);
         }
         let _ = std::fs::remove_file(base_tree.with_extension("index"));
         let cap = cfg.output_cap_bytes;

@@ -78,7 +78,7 @@ impl crate::run::Node for Workspace {
         cx.check_cmds = checks::detect(&wt.path, repo_policy.as_ref());
         // The environment comes from the base commit, never from files an agent changed.
         let base_tree = cx.base_tree();
-        crate::env::snapshot::remove_tree(&base_tree);
+        crate::sweep::remove_tree(&base_tree);
         std::fs::create_dir_all(&base_tree)
             .map_err(|e| RunError::Internal(format!("creating {}: {e}", base_tree.display())))?;
         svc.workspaces.export_base(&wt, &base_tree).await?;

@@ -384,15 +384,9 @@ impl Queue {
     pub async fn recover(&self) -> Result<Vec<String>, StoreError> {
         let store = &self.inner.store;
         let mut interrupted = Vec::new();
-        for (key, mut item) in store.queued()? {
-            let Some(mut task) = store.get_task(&item.task_id)? else {
-                store.dequeue(key).await?;
-                continue;
-            };
-            if task.state != TaskState::Running {
-                continue;
-            }
-            // Its last run never ended: record that.
+        // Every run record left running ended with the process, whatever its task says now
+        // (a task closed or merging meanwhile keeps its state).
+        for task in store.list_tasks()? {
             if let Some(run_id) = task.runs.last()
                 && let Some(mut run) = store.get_run(run_id)?
                 && run.state == RunState::Running
@@ -402,17 +396,39 @@ impl Queue {
                 run.finished_ms = Some(now_ms());
                 store.put_run(&run).await?;
             }
+        }
+        for (key, item) in store.queued()? {
+            let Some(task) = store.get_task(&item.task_id)? else {
+                store.dequeue(key).await?;
+                continue;
+            };
+            if task.state != TaskState::Running {
+                continue;
+            }
             let rerun = item.reruns == 0;
-            store.dequeue(key).await?;
-            if rerun {
-                item.reruns += 1;
-                item.enqueued_ms = now_ms();
-                task.state = TaskState::Queued;
-                store.put_task(&task).await?;
-                store.enqueue(&item).await?;
-            } else {
-                task.state = TaskState::Failed;
-                store.put_task(&task).await?;
+            // The old item goes and the task's new state (with its new item) comes in one
+            // transaction: a crash in between cannot strand the task.
+            let done = store
+                .transact_task_dequeue(&task.id, key, |t| {
+                    if t.state != TaskState::Running {
+                        return Err(());
+                    }
+                    t.updated_ms = now_ms();
+                    if rerun {
+                        t.state = TaskState::Queued;
+                        Ok(Some(QueueItem {
+                            reruns: item.reruns + 1,
+                            enqueued_ms: now_ms(),
+                            ..item.clone()
+                        }))
+                    } else {
+                        t.state = TaskState::Failed;
+                        Ok(None)
+                    }
+                })
+                .await?;
+            if !matches!(done, TaskTxn::Done { .. }) {
+                continue;
             }
             store
                 .audit_now(
@@ -497,6 +513,9 @@ impl Queue {
                 .await?
             {
                 TaskTxn::Done { task, .. } => *task,
+                // A merge in flight: the item waits for its outcome (a failed merge leaves
+                // the task Ready, and the revision runs then).
+                TaskTxn::Refused(why) if why.from == TaskState::Merging => continue,
                 TaskTxn::Refused(why) => {
                     tracing::info!(task_id = item.task_id, reason = %why, "queued run not started");
                     store.dequeue(*key).await?;
@@ -574,18 +593,32 @@ impl Queue {
         // Only a run the shutdown stopped at the end of the grace period is an
         // interruption. One that ended by itself (a report, an auto-merge) keeps its result
         // and its state.
-        let interrupted = !by_user && self.was_interrupted(&task_id);
-        if interrupted {
-            // The item stays queued and the task counts as interrupted, so the next start
-            // reports it and reruns it once. The one write outside the state machine: the
-            // run's own end wrote Cancelled, which is not what happened to the task.
-            let saved = store
-                .update_task(&task, |t| t.state = TaskState::Running)
-                .await;
-            if let Err(e) = saved {
-                tracing::error!(error = %e, task_id, "could not checkpoint an interrupted task");
-            }
-        } else if let Err(e) = store.dequeue(key).await {
+        // Checkpointed only if the shutdown's cancel is what ended it: the run ended
+        // cancelled (or failed as it was torn down). A run that finished by itself after
+        // the deadline (an auto-merge already under way) keeps its result.
+        let interrupted = !by_user
+            && self.was_interrupted(&task_id)
+            && match store
+                .transact_task(&task_id, None, |t| {
+                    if !matches!(t.state, TaskState::Cancelled | TaskState::Failed) {
+                        return Err(());
+                    }
+                    // The one move outside the state table: the run's own end wrote
+                    // Cancelled, which is not what happened to the task. The item stays
+                    // queued, so the next start reports it and reruns it once.
+                    t.state = TaskState::Running;
+                    Ok(None)
+                })
+                .await
+            {
+                Ok(TaskTxn::Done { .. }) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, task_id, "could not checkpoint an interrupted task");
+                    true
+                }
+            };
+        if !interrupted && let Err(e) = store.dequeue(key).await {
             tracing::error!(error = %e, task_id, "could not dequeue a finished run");
         }
         self.inner
@@ -601,18 +634,23 @@ impl Queue {
     }
 }
 
-/// Whether `item` was run already: a run of its task started after the item was queued
-/// and ended (a crash between a run's end and its dequeue leaves such an item behind; it
-/// must not run twice).
+/// Whether `item` was run already: a run of its task that covered the item's revision
+/// (or a later one) ended after the item was queued. A crash between a run's end and its
+/// dequeue leaves such an item behind, and so does a refinement the run took up when it
+/// started; neither must run twice. An item queued after that run ended (🔁) is new work.
 fn served(store: &Store, task: &Task, item: &QueueItem) -> Result<bool, StoreError> {
     for run_id in task.runs.iter().rev() {
         let Some(run) = store.get_run(run_id)? else {
             continue;
         };
-        if run.started_ms < item.enqueued_ms {
+        let ended_after = run.finished_ms.is_some_and(|f| f >= item.enqueued_ms);
+        if !ended_after {
             return Ok(false);
         }
-        if run.revision >= item.revision && run.state != RunState::Running {
+        // An interrupted or failed run served nothing (its rerun is the point).
+        if run.revision >= item.revision
+            && matches!(run.state, RunState::Finished | RunState::Cancelled)
+        {
             return Ok(true);
         }
     }

@@ -131,3 +131,52 @@ async fn a_run_a_person_cancelled_stays_cancelled_through_shutdown() {
     assert_eq!(stored.state, TaskState::Cancelled);
     assert!(store.queued().unwrap().is_empty());
 }
+
+/// A run still going at the end of the grace period whose cancel it cannot see (an
+/// auto-merge's PUT under way) and that then finishes by itself keeps its result: it is not
+/// checkpointed to run again.
+#[tokio::test]
+async fn a_run_that_finishes_by_itself_after_the_deadline_keeps_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let q = Queue::new(
+        Gated {
+            store: store.clone(),
+            entered: entered.clone(),
+            release: release.clone(),
+            mid_node: true,
+        },
+        1,
+    );
+    let repo = RepoRef {
+        name: "a/b".into(),
+        source: "/nowhere".into(),
+        base: "main".into(),
+        forge: Default::default(),
+    };
+    let mut task = Task::new(repo, "U0ALICE", Origin::Cli, "do it");
+    q.submit(&mut task).await.unwrap();
+    tokio::spawn({
+        let q = q.clone();
+        async move { q.run().await }
+    });
+    entered.notified().await;
+    q.shutdown();
+    let idle = tokio::spawn({
+        let q = q.clone();
+        async move { q.wait_idle(Duration::from_millis(100)).await }
+    });
+    // Past the deadline (its cancel was sent and went unseen), the run ends by itself.
+    while !q.was_interrupted(&task.id) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    release.notify_one();
+    assert!(idle.await.unwrap());
+    let stored = store.get_task(&task.id).unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Ready, "its result stands");
+    assert!(
+        store.queued().unwrap().is_empty(),
+        "not rerun after restart"
+    );
+}

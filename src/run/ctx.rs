@@ -123,11 +123,11 @@ impl Drop for RunDirs {
             tracing::warn!(path = %self.home.display(), error = %e, "could not remove sandbox home");
         }
         if self.base_tree.exists() {
-            crate::env::snapshot::remove_tree(&self.base_tree);
+            crate::sweep::remove_tree(&self.base_tree);
         }
         let _ = std::fs::remove_file(self.base_tree.with_extension("index"));
         if let Some(root) = &self.slot_root {
-            crate::env::snapshot::remove_tree(root);
+            crate::sweep::remove_tree(root);
         }
     }
 }
@@ -228,6 +228,10 @@ pub struct RunCtx<'a> {
     pub pr_number: Option<u64>,
     /// The auto-merge, when one went through.
     pub merged: Option<Merged>,
+    /// This run's claim on its per-run names (`worktrees/<run>`, `homes/<run>`, …), held
+    /// until every directory is gone: declared last, so it drops after [`Self::dirs`], and
+    /// the startup sweep of another slipway never takes a live run's directories.
+    pub claim: Option<crate::sweep::Claim>,
 }
 
 impl<'a> RunCtx<'a> {
@@ -242,9 +246,18 @@ impl<'a> RunCtx<'a> {
         let agent = &svc.cfg.file.agent;
         let policy = crate::gates::policy::effective(&svc.cfg.file.policy, None);
         let pr_number = task.pr_number;
+        let run_id = tracker.record.run_id.clone();
+        let claim = match crate::sweep::Claim::take(&svc.cfg.data_dir, &run_id) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "cannot claim the run's directories");
+                None
+            }
+        };
         Self {
             svc,
-            run_id: tracker.record.run_id.clone(),
+            claim,
+            run_id,
             task,
             blueprint,
             tracker,

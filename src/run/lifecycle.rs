@@ -117,8 +117,6 @@ pub async fn execute(
 /// `run_started`.
 async fn record_start(cx: &mut RunCtx<'_>) -> Result<(), RunError> {
     let svc = cx.svc;
-    cx.previous_summary = previous_summary(svc, cx.task);
-    cx.unrun = unrun_revisions(svc, cx.task);
     // Only the fields this run owns are written; revisions added meanwhile are kept (and
     // revisions the caller added in memory are stored: the longer list wins).
     let revisions = cx.task.revisions.clone();
@@ -150,6 +148,15 @@ async fn record_start(cx: &mut RunCtx<'_>) -> Result<(), RunError> {
                 .await?
         }
     };
+    // The run does the revision it was dispatched for (the one `RunStarted` named): a
+    // revision added since waits in the queue for its own run. Only this copy is cut; the
+    // stored task keeps every revision.
+    let dispatched = cx.tracker.record.revision as usize;
+    if (1..cx.task.revisions.len()).contains(&dispatched) {
+        cx.task.revisions.truncate(dispatched);
+    }
+    cx.previous_summary = previous_summary(svc, cx.task);
+    cx.unrun = unrun_revisions(svc, cx.task);
     cx.tracker.persist = true;
     svc.store.put_run(&cx.tracker.record).await?;
     cx.tracker
@@ -182,7 +189,8 @@ fn previous_summary(svc: &Runner, task: &Task) -> Option<String> {
 }
 
 /// Revisions before the current one that no run finished: those after the newest
-/// revision with a finished run (a run that ended with a report, halted included), before
+/// revision with a finished run (a run that ended with a report, halted included, or that a
+/// person cancelled), before
 /// the current one. Such a revision was interrupted or superseded in the queue; without
 /// this its instruction would be silently skipped.
 fn unrun_revisions(svc: &Runner, task: &Task) -> Vec<crate::task::Revision> {
@@ -190,7 +198,8 @@ fn unrun_revisions(svc: &Runner, task: &Task) -> Vec<crate::task::Revision> {
         .runs
         .iter()
         .filter_map(|id| svc.store.get_run(id).ok().flatten())
-        .filter(|r| r.state == RunState::Finished)
+        // A run a person cancelled (❌) settled its revision too: it is not brought back.
+        .filter(|r| matches!(r.state, RunState::Finished | RunState::Cancelled))
         .map(|r| r.revision)
         .max()
         .unwrap_or(0);

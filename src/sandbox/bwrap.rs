@@ -30,7 +30,6 @@ mod etc;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::owned::{GroupKill, OwnedPids};
 use super::slirp::{Slirp, SlirpGuard};
 use super::user::SandboxUser;
 use super::{
@@ -166,7 +166,7 @@ impl Sandbox for BwrapSandbox {
             mounts: spec.mounts.clone(),
             policy: spec.policy.clone(),
             user: SandboxUser::of_host(),
-            children: Mutex::new(Vec::new()),
+            children: OwnedPids::default(),
         };
         // Prove the sandbox starts (namespaces allowed, binds valid) before the agent runs.
         let probe = session
@@ -194,8 +194,8 @@ pub struct BwrapSession {
     policy: SandboxPolicy,
     /// Who the commands run as.
     user: SandboxUser,
-    /// PIDs of running bwrap processes, killed on close.
-    children: Mutex<Vec<u32>>,
+    /// Running bwrap processes, as pidfds, killed on close ([`super::owned`]).
+    children: OwnedPids,
 }
 
 impl BwrapSession {
@@ -317,7 +317,9 @@ impl BwrapSession {
             .stdin(if gated { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // A group of its own, killed whole on cancel and drop ([`GroupKill`]).
+            .process_group(0);
         cmd
     }
 }
@@ -368,19 +370,14 @@ impl Session for BwrapSession {
             .command(command)
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let mut group = GroupKill::new(child.id());
         // Setup: the network comes up and is fenced before the command is let go; an error
         // drops `child`, which kills bwrap.
         let _network = tokio::select! {
             n = self.open_network(&mut child, false) => n?,
             _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
-        let pid = child.id();
-        if let Some(pid) = pid {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(pid);
-        }
+        let ticket = self.children.track(child.id());
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
         else {
             return Err(SandboxError::Spawn("bwrap: no output pipes".into()));
@@ -407,13 +404,14 @@ impl Session for BwrapSession {
             r = tokio::time::timeout(timeout, collect) => Some(r),
             _ = cancel.cancelled() => None,
         };
-        if let Some(pid) = pid {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|p| *p != pid);
+        if matches!(outcome, Some(Ok(Ok(_)))) {
+            group.reaped();
         }
-        // Dropping `collect` dropped `child`; kill_on_drop ends bwrap, and with it the pid
+        if let Some(t) = ticket {
+            self.children.forget(t);
+        }
+        // On a timeout or a cancel, `group` kills bwrap's process group as this returns,
+        // then dropping `child` (kill_on_drop) ends bwrap, and with it the pid
         // namespace and everything inside.
         let (exit_code, timed_out) = match outcome {
             None => return Err(SandboxError::Cancelled),
@@ -439,33 +437,36 @@ impl Session for BwrapSession {
         let mut child = cmd
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("bwrap: {e}")))?;
+        let group = GroupKill::new(child.id());
         let network = self.open_network(&mut child, true).await?;
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
             return Err(SandboxError::Spawn("bwrap: no stdio pipes".into()));
         };
-        if let Some(pid) = child.id() {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(pid);
-        }
+        // Tracked until close: once the server's handle is dropped and the process reaped,
+        // the pidfd makes the kill at close a no-op instead of a signal to a reused PID.
+        let _ = self.children.track(child.id());
         Ok(super::StdioProcess {
             stdout: Box::new(stdout),
             stdin: Box::new(stdin),
-            guard: Box::new(std::sync::Mutex::new((child, network))),
+            // Fields drop in order: the group is killed while `child` is still unreaped.
+            guard: Box::new(std::sync::Mutex::new((group, child, network))),
         })
     }
 
-    async fn close(&self) -> Result<()> {
-        let pids: Vec<u32> =
-            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
-        for pid in pids {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status()
-                .await;
+    async fn stop_stdio(&self) -> Result<()> {
+        let pids = self.children.take_pids();
+        let left = super::reap::kill_trees(&pids).await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(SandboxError::Spawn(format!(
+                "bwrap: sandboxed servers still running after SIGKILL: {left:?}"
+            )))
         }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.children.kill_all();
         Ok(())
     }
 }

@@ -10,11 +10,13 @@
 //! command runs slipway enters the container's network namespace from the host and fences it
 //! ([`super::fence`]): blackholes for cloud metadata, the bridge gateway and every address of
 //! the host. That needs a local engine and root; otherwise setup is refused.
-//! Containers carry `slipway.managed` and `slipway.pid` labels; [`DockerSandbox::connect`]
-//! removes those whose slipway process is gone, so a `kill -9` leaves nothing behind for long.
+//! Containers carry `slipway.managed`, `slipway.pid` and `slipway.owner` (the owner's
+//! [`crate::sweep::process::ProcessId`]) labels; [`DockerSandbox::connect`] removes those
+//! whose slipway process is gone ([`orphans`]), so a `kill -9` leaves nothing behind for long.
 
 mod images;
 mod network;
+mod orphans;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,9 +27,7 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -146,49 +146,6 @@ impl DockerSandbox {
     /// The bollard client (image building uses it).
     pub fn client(&self) -> &Docker {
         &self.docker
-    }
-
-    /// Removes slipway containers whose owning process (label `slipway.pid`) is gone.
-    pub async fn reap_orphans(&self) -> Result<usize> {
-        let filters: HashMap<&str, Vec<&str>> =
-            HashMap::from([("label", vec!["slipway.managed=1"])]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(engine_err)?;
-        let mut removed = 0;
-        for c in list {
-            let pid = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("slipway.pid"))
-                .and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-            if !alive && let Some(id) = c.id {
-                remove_container(&self.docker, &id).await;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// The labels every container of this process gets.
-    /// A warm pool's container also carries `slipway.pool=<repo>`.
-    fn labels(run_id: &str, pool: Option<&str>) -> HashMap<String, String> {
-        let mut l = HashMap::from([
-            ("slipway.managed".to_string(), "1".to_string()),
-            ("slipway.pid".to_string(), std::process::id().to_string()),
-            ("slipway.run".to_string(), run_id.to_string()),
-        ]);
-        if let Some(repo) = pool {
-            l.insert("slipway.pool".to_string(), repo.to_string());
-        }
-        l
     }
 }
 

@@ -24,6 +24,8 @@ pub mod docker;
 pub mod fence;
 pub mod image;
 mod output;
+mod owned;
+pub mod reap;
 pub mod settings;
 pub mod setup_env;
 mod slirp;
@@ -424,6 +426,13 @@ pub trait Session: Send + Sync {
     /// Starts `argv` (no shell) with stdio piped, under the same policy, with no timeout: for
     /// MCP servers that live as long as the run.
     async fn spawn_stdio(&self, argv: &[String]) -> Result<StdioProcess>;
+    /// Ends every process [`Session::spawn_stdio`] started and returns once none of them
+    /// runs, leaving the sandbox usable for `exec` (bwrap). The docker backend runs its
+    /// stdio servers in a sidecar of their own, which is closed whole instead: its default
+    /// does nothing.
+    async fn stop_stdio(&self) -> Result<()> {
+        Ok(())
+    }
     /// Stops and removes everything the sandbox started.
     async fn close(&self) -> Result<()>;
     /// The engine's container ID (docker), for reports and tests; `None` for bwrap.

@@ -71,6 +71,9 @@ pub struct SandboxConfig {
     /// variable in both cases. A name that looks like a secret (TOKEN, KEY, SECRET, PASSWORD,
     /// AUTH, CREDENTIAL…) is a configuration error.
     pub setup_env: Vec<String>,
+    /// Disk the work tree and the sandbox home of one run may use together, MiB; past it
+    /// the agent is stopped and the run halts (`agent::disk`). 0 = no limit.
+    pub max_disk_mb: u64,
 }
 
 impl Default for SandboxConfig {
@@ -98,6 +101,7 @@ impl Default for SandboxConfig {
             ]
             .map(String::from)
             .to_vec(),
+            max_disk_mb: 2048,
         }
     }
 }

@@ -66,8 +66,13 @@ impl Slirp {
     /// Gives the network namespace of `bwrap_pid`'s child (the sandbox's) a slirp network,
     /// waits until it is up, and fences it. On error nothing is left running.
     pub async fn attach(&self, bwrap_pid: u32) -> Result<SlirpGuard, FenceError> {
+        let step = "attaching the setup network";
         let started = std::time::Instant::now();
         let pid = namespace_child(bwrap_pid).await?;
+        // The command process is bwrap's grandchild, not slipway's child: its PID is pinned by
+        // its start time, checked again once the network is up and fenced, so a process that
+        // ended meanwhile (a cancel) and a PID reused since never get the network.
+        let born = crate::sweep::process::start_time(&pid.to_string());
         let ipv6 = fence::enter_target(pid)?;
         let mut cmd = Command::new(&self.bin);
         cmd.args([
@@ -119,6 +124,12 @@ impl Slirp {
         let host = fence::host_addresses(&self.tools.ip).await?;
         let routes = fence::fence_routes(&host, &[IpAddr::from(SLIRP_GATEWAY)], ipv6);
         self.tools.blackhole(pid, &routes).await?;
+        if born.is_none() || crate::sweep::process::start_time(&pid.to_string()) != born {
+            return Err(FenceError::Failed {
+                step,
+                detail: format!("the sandbox's command process ({pid}) ended during setup"),
+            });
+        }
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             routes = routes.len(),

@@ -32,8 +32,13 @@ pub struct SlackThread {
 /// One run's status message, edited in place.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatusMessage {
-    /// The message's Slack timestamp.
+    /// The message's Slack timestamp; empty for one posted through the outbox (see `key`).
+    #[serde(default)]
     pub ts: String,
+    /// Its outbox key (`crate::slack::outbox`): edits name it by this, so an edit written
+    /// before the post was sent still finds it. `None` for records from before the outbox.
+    #[serde(default)]
+    pub key: Option<String>,
     /// The revision the run executes.
     pub revision: u32,
     /// The run, once it started.

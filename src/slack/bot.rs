@@ -25,6 +25,17 @@ use crate::store::{Store, StoreError};
 use crate::task::Origin;
 use crate::task::now_ms;
 
+/// How often, and how far apart, a reaction on a message not bound yet is tried again.
+const NOT_YET_TRIES: u32 = 15;
+const NOT_YET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How one envelope's handling went.
+enum Handled {
+    Done,
+    /// A reaction on a message that may become one of ours in a moment.
+    NotYet,
+}
+
 /// Thread locks kept before unused ones are pruned.
 const THREAD_LOCKS: usize = 10_000;
 
@@ -92,9 +103,10 @@ impl Bot {
         self.inner.seen.get()
     }
 
-    /// Waits for the egress message in flight, if any.
-    pub async fn quiesce(&self) {
-        self.inner.egress.quiesce().await;
+    /// Waits until every thread message written so far was sent, at most `limit`; true
+    /// when none is left.
+    pub async fn quiesce(&self, limit: std::time::Duration) -> bool {
+        self.inner.egress.quiesce(limit).await
     }
 
     /// Holds the thread's lock for the duration of one handler.
@@ -114,8 +126,27 @@ impl Bot {
     /// [`Bot::resume`] handles it again after the restart (handlers are idempotent per
     /// message: the task or revision a message created is recorded with it).
     pub async fn handle(&self, env: Envelope) {
-        if let Err(e) = self.try_handle(&env).await {
-            tracing::error!(error = %e, envelope = env.envelope_id, "Slack event handling failed");
+        let mut tries = 0;
+        loop {
+            match self.try_handle(&env).await {
+                Ok(Handled::Done) => break,
+                // A reaction on a message whose post is still being recorded: wait for it.
+                Ok(Handled::NotYet) if tries < NOT_YET_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(NOT_YET_WAIT).await;
+                }
+                Ok(Handled::NotYet) => {
+                    tracing::info!(
+                        envelope = env.envelope_id,
+                        "a reaction on a message that never became a report; ignored"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, envelope = env.envelope_id, "Slack event handling failed");
+                    break;
+                }
+            }
         }
         if let Err(e) = self.inner.store.inbox_done(env.inbox_key).await {
             tracing::error!(error = %e, envelope = env.envelope_id, "could not clear the inbox entry; it is handled again (idempotently) after a restart");
@@ -162,7 +193,7 @@ impl Bot {
             }))
     }
 
-    async fn try_handle(&self, env: &Envelope) -> Result<(), HandlerError> {
+    async fn try_handle(&self, env: &Envelope) -> Result<Handled, HandlerError> {
         let p = &env.payload;
         tracing::debug!(
             envelope = env.envelope_id,
@@ -171,7 +202,7 @@ impl Bot {
         );
         if p.get("type").and_then(Value::as_str) != Some("event_callback") {
             tracing::debug!("envelope without an event callback ignored");
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let (store, ttl) = (&self.inner.store, self.inner.dedupe_ttl_ms);
         let now = now_ms();
@@ -187,7 +218,7 @@ impl Bot {
                 retry_reason = env.retry_reason,
                 "duplicate Slack event ignored"
             );
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let event = p.get("event").cloned().unwrap_or(Value::Null);
         let ingress = normalize(&event, &self.inner.me);
@@ -195,11 +226,11 @@ impl Bot {
             if let Ingress::Ignore(why) = &ingress {
                 tracing::debug!(reason = why, "Slack event ignored");
             }
-            return Ok(());
+            return Ok(Handled::Done);
         };
         if !store.first_sighting_by(&key, ttl, now, owner).await? {
             tracing::debug!(key, "Slack message already handled");
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let _thread = match &ingress {
             Ingress::Mention {
@@ -212,6 +243,11 @@ impl Bot {
                 channel, item_ts, ..
             } => match self.reaction_thread(channel, item_ts)? {
                 Some(thread) => Some(self.lock_thread(thread).await),
+                // Maybe one of ours whose post is not recorded yet (the outbox records it
+                // right after Slack answers): try again shortly.
+                None if self.inner.egress.outbox().has_pending_post(channel) => {
+                    return Ok(Handled::NotYet);
+                }
                 None => None,
             },
             Ingress::Ignore(_) => None,
@@ -222,9 +258,9 @@ impl Bot {
             && let Some(task_id) = store.created_by(&format!("{channel}/{ts}"))?
         {
             tracing::info!(task_id, ts, "Slack message handled before; not again");
-            return Ok(());
+            return Ok(Handled::Done);
         }
-        match ingress {
+        let handled = match ingress {
             Ingress::Mention {
                 channel,
                 ts,
@@ -270,6 +306,7 @@ impl Bot {
                     .await
             }
             Ingress::Ignore(_) => Ok(()),
-        }
+        };
+        handled.map(|()| Handled::Done)
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use super::api::WebApi;
 use super::bindings::{Bindings, ReportMessage, SlackThread, StatusMessage};
 use super::copy;
+use super::outbox::{AfterPost, Outbox, Target};
 use crate::config::SecretValues;
 use crate::gates::render;
 use crate::queue::{Queue, QueueEvent};
@@ -34,16 +35,17 @@ pub enum EgressError {
 }
 
 struct Inner {
-    api: WebApi,
     bindings: Bindings,
     store: Store,
     /// Only for `was_interrupted`: a run stopped by a graceful shutdown is told so.
     queue: Queue,
     /// Secret values redacted from every text posted (an error quoting a URL with a token).
     secrets: SecretValues,
-    /// Serialises egress per process, so status edits keep their order; binding writes
-    /// take it too. A tokio mutex: it is held across Slack calls.
+    /// Serialises egress per process, so status edits are written in order; binding
+    /// writes take it too. A tokio mutex: it is held across store writes.
     order: tokio::sync::Mutex<()>,
+    /// Where every thread write goes first.
+    outbox: Outbox,
 }
 
 /// The bot's voice in threads. Cheap to clone.
@@ -58,8 +60,8 @@ impl Egress {
     pub fn new(api: WebApi, store: Store, queue: Queue, secrets: SecretValues) -> Self {
         Self {
             inner: Arc::new(Inner {
-                api,
                 bindings: Bindings::new(store.clone()),
+                outbox: Outbox::new(api, store.clone()),
                 store,
                 queue,
                 secrets,
@@ -68,26 +70,72 @@ impl Egress {
         }
     }
 
-    /// Waits for the egress message in flight, if any.
-    pub async fn quiesce(&self) {
+    /// Waits until every thread message written so far was sent, at most `limit`; true
+    /// when the outbox is empty.
+    pub async fn quiesce(&self, limit: std::time::Duration) -> bool {
         drop(self.inner.order.lock().await);
+        self.inner.outbox.flushed(limit).await
+    }
+
+    /// The outbox every thread write goes through; run its drain with [`Outbox::run`].
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
     }
 
     fn redact(&self, text: &str) -> String {
         self.inner.secrets.redact(text)
     }
 
-    /// Posts `text` in a thread; returns the message's `ts`, or `None` after logging a
-    /// failure (there is nowhere else to say it).
-    pub async fn say(&self, channel: &str, thread_ts: &str, text: &str) -> Option<String> {
+    /// Posts `text` in a thread, through the outbox (sent in order, retried until Slack
+    /// takes it). A store failure is logged: there is nowhere else to say it.
+    pub async fn say(&self, channel: &str, thread_ts: &str, text: &str) {
+        self.post(
+            channel,
+            thread_ts,
+            format!("say/{}", uuid::Uuid::new_v4()),
+            text,
+            AfterPost::Nothing,
+        )
+        .await;
+    }
+
+    /// Posts `text` under the idempotency key `key`, unless a message with that key was
+    /// sent or waits in the outbox already (a handler resumed after a crash, and a restart's
+    /// own settling, say the same thing once).
+    pub async fn say_once(&self, channel: &str, thread_ts: &str, key: &str, text: &str) {
+        if !self.said(key) {
+            self.post(
+                channel,
+                thread_ts,
+                key.to_string(),
+                text,
+                AfterPost::Nothing,
+            )
+            .await;
+        }
+    }
+
+    /// Whether the message with idempotency key `key` was sent or waits in the outbox.
+    pub fn said(&self, key: &str) -> bool {
+        self.inner.store.sent(key).ok().flatten().is_some()
+            || self
+                .inner
+                .outbox
+                .pending_keys()
+                .is_ok_and(|k| k.contains(key))
+    }
+
+    /// Writes a post to the outbox; a store failure is logged.
+    async fn post(&self, channel: &str, thread_ts: &str, key: String, text: &str, then: AfterPost) {
         // Errors quoted into the thread must not carry a secret (a token in a URL, say).
         let text = self.redact(text);
-        match self.inner.api.post(channel, thread_ts, &text, None).await {
-            Ok(ts) => Some(ts),
-            Err(e) => {
-                tracing::error!(error = %e, advice = e.advice(), channel, "could not post in the thread");
-                None
-            }
+        if let Err(e) = self
+            .inner
+            .outbox
+            .post(channel, thread_ts, key, text, None, then)
+            .await
+        {
+            tracing::error!(error = %e, channel, "could not queue a thread message");
         }
     }
 
@@ -104,13 +152,45 @@ impl Egress {
         }
     }
 
-    /// Makes a status message a target for ❌ and 🔁 (it has no tested commit, so ✅ on it
-    /// is answered, not merged).
-    async fn bind_status(&self, channel: &str, ts: &str, task_id: &str) -> Result<(), EgressError> {
-        self.inner
-            .bindings
-            .bind_message(channel, ts, &ReportMessage::status(task_id))
-            .await?;
+    /// Posts a status message of `task_id` under a fresh key, made a target for ❌ and 🔁
+    /// once posted (it has no tested commit, so ✅ on it is answered, not merged); returns
+    /// the key.
+    async fn post_status(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+        revision: u32,
+        text: &str,
+    ) -> String {
+        let key = format!("status/{task_id}/{revision}/{}", uuid::Uuid::new_v4());
+        let then = AfterPost::Bind(ReportMessage::status(task_id));
+        self.post(channel, thread_ts, key.clone(), text, then).await;
+        key
+    }
+
+    /// Stores the task's thread record if it has none yet, so every event of the task finds
+    /// its thread even if slipway stops before the status message is written. Call before
+    /// the task is queued.
+    pub async fn bind_task_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        task_id: &str,
+    ) -> Result<(), EgressError> {
+        let _order = self.inner.order.lock().await;
+        let bindings = &self.inner.bindings;
+        if bindings.slack_thread(task_id)?.is_none() {
+            bindings
+                .put_slack_thread(&SlackThread {
+                    task_id: task_id.into(),
+                    channel: channel.into(),
+                    thread_ts: thread_ts.into(),
+                    status: None,
+                    pending: None,
+                })
+                .await?;
+        }
         Ok(())
     }
 
@@ -125,11 +205,10 @@ impl Egress {
         revision: u32,
         text: &str,
     ) -> Result<(), EgressError> {
-        let posted = self.say(channel, thread_ts, text).await;
-        if let Some(ts) = &posted {
-            self.bind_status(channel, ts, task_id).await?;
-        }
         let _order = self.inner.order.lock().await;
+        let key = self
+            .post_status(channel, thread_ts, task_id, revision, text)
+            .await;
         let bindings = &self.inner.bindings;
         let mut bound = bindings.slack_thread(task_id)?.unwrap_or(SlackThread {
             task_id: task_id.into(),
@@ -138,14 +217,12 @@ impl Egress {
             status: None,
             pending: None,
         });
-        if let Some(ts) = posted {
-            bound.pending = Some(StatusMessage {
-                ts,
-                revision,
-                started_ms: now_ms(),
-                ..Default::default()
-            });
-        }
+        bound.pending = Some(StatusMessage {
+            key: Some(key),
+            revision,
+            started_ms: now_ms(),
+            ..Default::default()
+        });
         bindings.put_slack_thread(&bound).await?;
         Ok(())
     }
@@ -191,18 +268,24 @@ impl Egress {
                 RunEvent::RunStarted {
                     run_id, revision, ..
                 } => {
-                    let ts = match bound.pending.take() {
-                        Some(s) => s.ts,
-                        None => match self.say(&channel, &thread_ts, copy::STARTING).await {
-                            Some(ts) => {
-                                self.bind_status(&channel, &ts, &task_id).await?;
-                                ts
-                            }
-                            None => return Ok(()),
-                        },
+                    let (ts, key) = match bound.pending.take() {
+                        Some(s) => (s.ts, s.key),
+                        None => {
+                            let key = self
+                                .post_status(
+                                    &channel,
+                                    &thread_ts,
+                                    &task_id,
+                                    revision,
+                                    copy::STARTING,
+                                )
+                                .await;
+                            (String::new(), Some(key))
+                        }
                     };
                     bound.status = Some(StatusMessage {
                         ts,
+                        key,
                         revision,
                         run_id: Some(run_id),
                         lines: Vec::new(),
@@ -236,9 +319,15 @@ impl Egress {
                     self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
                         .await;
                 }
-                RunEvent::RunFinished { .. } | RunEvent::RunFailed { .. }
-                    if self.inner.queue.was_interrupted(&task_id) =>
+                RunEvent::RunFinished { ref report }
+                    if self.paused(&task_id, Some(&report.run_id)) =>
                 {
+                    // Stopped by a graceful shutdown: it reruns after the restart.
+                    self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
+                        .await;
+                    self.say(&channel, &thread_ts, copy::RESTARTING).await;
+                }
+                RunEvent::RunFailed { .. } if self.paused(&task_id, None) => {
                     // Stopped by a graceful shutdown: it reruns after the restart.
                     self.close_status(&channel, &mut bound, copy::PAUSED_HEADLINE)
                         .await;
@@ -293,8 +382,7 @@ impl Egress {
 
     /// Posts every final report the threads are missing: for each Slack task whose newest
     /// run has ended (and which is not queued or running again), the run's report, unless
-    /// one was posted for that run (the `reported/<run id>` record [`Egress::post_report`]
-    /// writes). Runs on a lagging event stream and at every start, so a report lost to lag
+    /// one was posted for that run or waits in the outbox (its key, `report/<run id>`). Runs on a lagging event stream and at every start, so a report lost to lag
     /// or a crash between a run's end and its post reaches the thread; runs that ended
     /// before this record existed (`egress/since`) are left alone.
     pub async fn reconcile(&self) -> Result<usize, EgressError> {
@@ -308,6 +396,7 @@ impl Egress {
                 now
             }
         };
+        let pending = self.inner.outbox.pending_keys()?;
         let mut posted = 0;
         for task in store.list_tasks()? {
             if matches!(
@@ -327,11 +416,8 @@ impl Egress {
             let (Some(report), Some(finished)) = (run.report.as_ref(), run.finished_ms) else {
                 continue;
             };
-            if finished < since
-                || store
-                    .binding::<String>(&format!("reported/{}", run.run_id))?
-                    .is_some()
-            {
+            let key = report_key(&run.run_id);
+            if finished < since || store.sent(&key)?.is_some() || pending.contains(&key) {
                 continue;
             }
             let Some(mut bound) = self.inner.bindings.slack_thread(&task.id)? else {
@@ -354,6 +440,22 @@ impl Egress {
         Ok(posted)
     }
 
+    /// Whether the task's run that just ended was stopped by the shutdown at the end of the
+    /// grace period (so it reruns after the restart): the queue interrupted it, and it did
+    /// not finish by itself (its record, when there is one, ended cancelled or failed).
+    fn paused(&self, task_id: &str, run_id: Option<&str>) -> bool {
+        if !self.inner.queue.was_interrupted(task_id) {
+            return false;
+        }
+        match run_id.map(|id| self.inner.store.get_run(id)) {
+            Some(Ok(Some(run))) => matches!(
+                run.state,
+                crate::store::RunState::Cancelled | crate::store::RunState::Failed
+            ),
+            _ => true,
+        }
+    }
+
     /// Marks the run's status message done and writes its last headline.
     async fn close_status(&self, channel: &str, bound: &mut SlackThread, state: &str) {
         if let Some(s) = bound.status.as_mut() {
@@ -362,17 +464,30 @@ impl Egress {
         self.edit_status(channel, bound, state).await;
     }
 
-    /// Rewrites the status message: a headline, then one line per finished node.
+    /// Rewrites the status message: a headline, then one line per finished node. Through
+    /// the outbox: only the newest of several waiting edits is sent.
     async fn edit_status(&self, channel: &str, bound: &SlackThread, state: &str) {
         let Some(s) = &bound.status else { return };
         let elapsed = now_ms().saturating_sub(s.started_ms) as f64 / 1000.0;
         let text = copy::status(s.revision, s.run_id.as_deref(), state, elapsed, &s.lines);
         let text = self.redact(&text);
-        if let Err(e) = self.inner.api.update(channel, &s.ts, &text, None).await {
-            tracing::warn!(error = %e, advice = e.advice(), "could not edit the status message");
+        let of = match &s.key {
+            Some(k) => Target::Key(k.clone()),
+            None => Target::Ts(s.ts.clone()),
+        };
+        if let Err(e) = self
+            .inner
+            .outbox
+            .edit(channel, &bound.thread_ts, of, text)
+            .await
+        {
+            tracing::error!(error = %e, "could not queue a status edit");
         }
     }
 
+    /// Writes the final report to the outbox under the key `report/<run id>` (so it is
+    /// posted once): Block Kit with its text fallback, redacted; once posted it is a ✅
+    /// target and audited `slack_report`.
     async fn post_report(
         &self,
         channel: &str,
@@ -388,49 +503,26 @@ impl Egress {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| self.redact(&render::plain_text(report)));
-        let ts = match self
-            .inner
-            .api
-            .post(channel, thread_ts, &text, kit.get("blocks"))
-            .await
-        {
-            Ok(ts) => ts,
-            Err(e) => {
-                // The report must reach the thread: fall back to the plain text.
-                tracing::warn!(error = %e, "Block Kit report failed; posting plain text");
-                match self.say(channel, thread_ts, &text).await {
-                    Some(ts) => ts,
-                    None => return Ok(()),
-                }
-            }
+        let then = AfterPost::Report {
+            message: ReportMessage {
+                task_id: task_id.into(),
+                run_id: Some(report.run_id.clone()),
+                commit: report.commit.clone(),
+                decision: Some(report.decision),
+            },
+            decision: report.decision,
         };
         self.inner
-            .bindings
-            .bind_message(
+            .outbox
+            .post(
                 channel,
-                &ts,
-                &ReportMessage {
-                    task_id: task_id.into(),
-                    run_id: Some(report.run_id.clone()),
-                    commit: report.commit.clone(),
-                    decision: Some(report.decision),
-                },
+                thread_ts,
+                report_key(&report.run_id),
+                text,
+                kit.get("blocks").cloned(),
+                then,
             )
             .await?;
-        // Reported: a reconcile never posts this run's report again.
-        self.inner
-            .store
-            .put_binding(&format!("reported/{}", report.run_id), &ts)
-            .await?;
-        self.audit(
-            task_id,
-            "slipway",
-            AuditEvent::SlackReport {
-                ts,
-                decision: report.decision,
-            },
-        )
-        .await;
         Ok(())
     }
 
@@ -441,9 +533,15 @@ impl Egress {
         task_id: &str,
         error: &str,
     ) -> Result<(), EgressError> {
-        if let Some(ts) = self.say(channel, thread_ts, &copy::run_failed(error)).await {
-            self.bind_status(channel, &ts, task_id).await?;
-        }
+        let key = format!("failure/{task_id}/{}", uuid::Uuid::new_v4());
+        let then = AfterPost::Bind(ReportMessage::status(task_id));
+        self.post(channel, thread_ts, key, &copy::run_failed(error), then)
+            .await;
         Ok(())
     }
+}
+
+/// The outbox key of run `run_id`'s final report.
+fn report_key(run_id: &str) -> String {
+    format!("report/{run_id}")
 }

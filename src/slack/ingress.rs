@@ -167,6 +167,9 @@ fn reaction(e: &Value, bot: &BotIdentity) -> Ingress {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

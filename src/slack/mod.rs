@@ -15,6 +15,7 @@ pub mod copy;
 pub mod egress;
 pub mod handlers;
 pub mod ingress;
+pub mod outbox;
 pub mod serve;
 pub mod socket;
 pub mod thread;

@@ -36,6 +36,10 @@ use crate::task::now_ms;
 
 /// Envelopes buffered between the socket and the handlers.
 const ENVELOPE_BUFFER: usize = 4096;
+/// How long a shutdown waits for the outbox to drain after the runs stopped.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
+/// How often merges left `Merging` (their outcome unknown) are asked about again.
+const SETTLE_EVERY: Duration = Duration::from_secs(60);
 /// How often expired dedupe records are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -70,6 +74,8 @@ pub struct Service {
     socket: Option<JoinHandle<Result<SocketEnd, SlackError>>>,
     /// Every envelope's handler, so a shutdown lets a ✅ merge in flight finish.
     handlers: TaskTracker,
+    /// Stops the outbox drain, last.
+    outbox_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -116,10 +122,19 @@ impl Service {
         let mut tasks = Vec::new();
         // Subscribe before recovering, so interruptions reach their threads.
         let egress_settle = egress.clone();
+        // One drain sends every thread message, in order, from the outbox.
+        let outbox_stop = CancellationToken::new();
+        tasks.push(tokio::spawn({
+            let (outbox, stop) = (egress.outbox().clone(), outbox_stop.clone());
+            async move { outbox.run(stop).await }
+        }));
         tasks.push(tokio::spawn({
             let rx = queue.subscribe();
             async move { egress.follow(rx).await }
         }));
+        // Merges cut off by the last stop are settled first: before the queue recovers (a
+        // merging task must not run again) and before any ✅ is handled again.
+        settle_merges(&store, &runner_forges, &settings.repos, &egress_settle).await;
         let resumed = queue.recover().await?;
         if !resumed.is_empty() {
             tracing::info!(tasks = resumed.len(), "interrupted runs found at start");
@@ -128,19 +143,6 @@ impl Service {
             let q = queue.clone();
             async move { q.run().await }
         }));
-        // Merges cut off by the last stop are settled before any ✅ is handled again.
-        match crate::actions::merge::settle_merges(&store, &runner_forges, &settings.repos).await {
-            Ok(settled) => {
-                for m in settled {
-                    if let crate::task::Origin::Slack { channel, thread_ts } = &m.task.origin {
-                        let text =
-                            copy::merged(&m.task, &m.intent.tested, &m.merged.sha, &m.intent.actor);
-                        egress_settle.say(channel, thread_ts, &text).await;
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
-        }
         // Final reports a crash or a lagging egress kept from their threads.
         if let Err(e) = egress_settle.reconcile().await {
             tracing::error!(error = %e, "could not post missing reports");
@@ -154,10 +156,7 @@ impl Service {
                 "handling Slack events acked before the last stop"
             );
         }
-        for env in unfinished {
-            let bot = bot.clone();
-            handlers.spawn(async move { bot.handle(env).await });
-        }
+
         let intake = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
@@ -168,9 +167,34 @@ impl Service {
         tasks.push(tokio::spawn({
             let (bot, handlers) = (bot.clone(), handlers.clone());
             async move {
+                // The unfinished ones one at a time, in arrival order (a reply after the
+                // mention that creates its task), before any new one; new envelopes are
+                // stored and acked meanwhile and wait in the channel.
+                handlers
+                    .track_future(async {
+                        for env in unfinished {
+                            bot.handle(env).await;
+                        }
+                    })
+                    .await;
                 while let Some(env) = rx.recv().await {
                     let bot = bot.clone();
                     handlers.spawn(async move { bot.handle(env).await });
+                }
+            }
+        }));
+        // A merge whose outcome could not be read is asked about again every minute.
+        tasks.push(tokio::spawn({
+            let (store, forges, settings, egress) = (
+                store.clone(),
+                runner_forges.clone(),
+                settings.clone(),
+                egress_settle.clone(),
+            );
+            async move {
+                loop {
+                    tokio::time::sleep(SETTLE_EVERY).await;
+                    settle_merges(&store, &forges, &settings.repos, &egress).await;
                 }
             }
         }));
@@ -193,6 +217,7 @@ impl Service {
             intake,
             socket: Some(socket),
             handlers,
+            outbox_stop,
             tasks,
         })
     }
@@ -251,8 +276,14 @@ impl Service {
                 "runs still stopping at the end of the grace period"
             );
         }
-        // The last edit may still be in flight: the egress lock is released after it.
-        self.bot.quiesce().await;
+        // The thread messages written so far go out (bounded): what is left stays in the
+        // outbox and is sent after the restart.
+        if !self.bot.quiesce(OUTBOX_FLUSH).await {
+            tracing::warn!(
+                "thread messages still waiting in the outbox; they are sent after the restart"
+            );
+        }
+        self.outbox_stop.cancel();
         if let Some(socket) = self.socket {
             let _ = socket.await;
         }
@@ -261,4 +292,34 @@ impl Service {
             t.abort();
         }
     }
+}
+
+/// Settles merges left `Merging` ([`crate::actions::merge::settle_merges`]) and tells each
+/// merged one's thread, once (the message's key is the task's: `merged/<task id>`, the same
+/// one a ✅ handler uses).
+async fn settle_merges(
+    store: &crate::store::Store,
+    forges: &crate::forge::Forges,
+    repos: &[crate::repos::RepoConfig],
+    egress: &Egress,
+) {
+    match crate::actions::merge::settle_merges(store, forges, repos).await {
+        Ok(settled) => {
+            for m in settled {
+                if let crate::task::Origin::Slack { channel, thread_ts } = &m.task.origin {
+                    let text =
+                        copy::merged(&m.task, &m.intent.tested, &m.merged.sha, &m.intent.actor);
+                    egress
+                        .say_once(channel, thread_ts, &merged_key(&m.task.id), &text)
+                        .await;
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not settle interrupted merges"),
+    }
+}
+
+/// The outbox key of the "merged" message of task `task_id`.
+pub fn merged_key(task_id: &str) -> String {
+    format!("merged/{task_id}")
 }

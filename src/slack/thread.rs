@@ -35,8 +35,10 @@ pub enum Command {
 
 static MENTION: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"<@[A-Z0-9]+(\|[^>]*)?>").ok());
+/// A URL holds no whitespace and no `<` (RFC 3986), so `<https:// x>` is not a link and
+/// `<https://<https://a|b>` holds one link, `https://a`.
 static SLACK_LINK: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"<(https?://[^>|]+)(\|[^>]*)?>").ok());
+    LazyLock::new(|| Regex::new(r"<(https?://[^<>|\s]+)(\|[^>]*)?>").ok());
 static BARE_LINK: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r#"(?:^|\s)(https?://[^\s<>"]+)"#).ok());
 static REPO: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -47,24 +49,34 @@ static REPO: LazyLock<Option<Regex>> = LazyLock::new(|| {
 static SCANNER: LazyLock<crate::gates::secrets::Scanner> =
     LazyLock::new(crate::gates::secrets::Scanner::new);
 
-/// The text without user mentions, trimmed.
+/// The text without user mentions, trimmed. Removing one mention can join the text around
+/// it into another (`<@U1<@U2>>` leaves `<@U1>`), so removal repeats until none is left;
+/// each pass shortens the text, so it ends.
 pub fn strip_mentions(text: &str) -> String {
-    match MENTION.as_ref() {
-        Some(re) => re.replace_all(text, "").trim().to_string(),
-        None => text.trim().to_string(),
+    let Some(re) = MENTION.as_ref() else {
+        return text.trim().to_string();
+    };
+    let mut out = text.to_string();
+    while let std::borrow::Cow::Owned(shorter) = re.replace_all(&out, "") {
+        out = shorter;
     }
+    out.trim().to_string()
 }
 
 /// The command of a mention: `help`, `status` and `cancel` as the whole message; anything
 /// else is a task.
 pub fn parse_command(text: &str) -> Command {
     let t = strip_mentions(text);
+    // `?` alone is help; trimmed to a word below, it would read as an empty mention.
+    if t == "?" {
+        return Command::Help;
+    }
     let word = t
         .trim_matches(|c: char| !c.is_alphanumeric())
         .to_ascii_lowercase();
     match word.as_str() {
         "" => Command::Empty,
-        "help" | "?" => Command::Help,
+        "help" => Command::Help,
         "status" => Command::Status,
         "cancel" | "stop" => Command::Cancel,
         _ => Command::Task(t),
@@ -254,6 +266,9 @@ pub fn revision_from_thread(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -293,6 +308,12 @@ mod tests {
             parse_command("<@U0BOT> help me fix the status page"),
             Command::Task("help me fix the status page".into())
         );
+    }
+
+    #[test]
+    fn a_question_mark_asks_for_help() {
+        assert_eq!(parse_command("<@U0BOT> ?"), Command::Help);
+        assert_eq!(parse_command("<@U0BOT> ??"), Command::Empty);
     }
 
     #[test]
@@ -410,5 +431,17 @@ mod tests {
         let r = revision_from_thread(&thread, "1.1", "U0ALICE", &["U0CAROL".into()]).unwrap();
         assert_eq!(r.author.as_deref(), Some("U0CAROL"));
         assert_eq!(r.context, vec!["fix add()".to_string()]);
+    }
+
+    /// The inputs the properties in `fuzz.rs` shrank to before the fixes, as plain cases.
+    #[test]
+    fn inputs_fuzzing_found() {
+        assert_eq!(strip_mentions("<@U0BOT<@U0BOT>>"), "");
+        assert_eq!(strip_mentions("a <@<@U1>U2> b"), "a  b");
+        assert_eq!(links("<https:// >"), Vec::<String>::new());
+        assert_eq!(
+            links("<https://<https://example.com/a?b=1|label>"),
+            ["https://example.com/a?b=1"]
+        );
     }
 }

@@ -59,6 +59,28 @@ impl Store {
         idempotency: Option<&str>,
         change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
     ) -> Result<TaskTxn<R>> {
+        self.txn(id, idempotency, None, change).await
+    }
+
+    /// [`Store::transact_task`] that also removes queue item `dequeue` in the same
+    /// transaction (a restart re-queueing an interrupted run: the old item goes, the new
+    /// one comes, or neither).
+    pub async fn transact_task_dequeue<R>(
+        &self,
+        id: &str,
+        dequeue: u64,
+        change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
+    ) -> Result<TaskTxn<R>> {
+        self.txn(id, None, Some(dequeue), change).await
+    }
+
+    async fn txn<R>(
+        &self,
+        id: &str,
+        idempotency: Option<&str>,
+        dequeue: Option<u64>,
+        change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
+    ) -> Result<TaskTxn<R>> {
         let qkey = self.db.generate_id()?;
         let idem = idempotency.map(|k| format!("created/{k}"));
         let done = (&self.tasks, &self.queue, &self.bindings).transaction(|(tasks, queue, b)| {
@@ -77,6 +99,9 @@ impl Store {
             let item = change(&mut task)
                 .map_err(|r| ConflictableTransactionError::Abort(Abort::Refused(r)))?;
             tasks.insert(id.as_bytes(), Self::encode(&task))?;
+            if let Some(old) = dequeue {
+                queue.remove(&old.to_be_bytes())?;
+            }
             let queued = match item {
                 Some(item) => {
                     queue.insert(qkey.to_be_bytes().to_vec(), Self::encode(&item))?;

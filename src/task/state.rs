@@ -14,7 +14,7 @@ impl TaskState {
     /// | Running | Running, Queued (interrupted, rerun), Ready, Halted, Failed, Cancelled, Merging (auto-merge) |
     /// | Ready, Halted | Queued (refine, 🔁), Running (a queued revision behind the run), Merging (✅), Cancelled |
     /// | Failed | Queued, Running, Cancelled |
-    /// | Merging | Merged, and back to Ready, Halted or Running when the merge did not happen |
+    /// | Merging | Merged only; when the forge did not merge, the intent is undone (back to the state it names: `MergeIntent::from`), the one exit outside this table |
     /// | Merged | Merged only (a revert is a new task) |
     /// | Cancelled | Cancelled, Queued (🔁 after ❌) |
     pub fn can_become(self, to: TaskState) -> bool {
@@ -27,7 +27,7 @@ impl TaskState {
             ),
             Ready | Halted => matches!(to, Queued | Running | Merging | Cancelled),
             Failed => matches!(to, Queued | Running | Cancelled),
-            Merging => matches!(to, Merged | Ready | Halted | Running),
+            Merging => matches!(to, Merged),
             Merged => matches!(to, Merged),
             Cancelled => matches!(to, Cancelled | Queued),
         }
@@ -76,9 +76,6 @@ mod tests {
         (Failed, Running),
         (Failed, Cancelled),
         (Merging, Merged),
-        (Merging, Ready),
-        (Merging, Halted),
-        (Merging, Running),
         (Merged, Merged),
         (Cancelled, Cancelled),
         (Cancelled, Queued),
@@ -103,6 +100,7 @@ mod tests {
             assert_eq!(Merged.can_become(to), to == Merged);
         }
         assert!(!Merging.can_become(Queued));
+        assert!(!Merging.can_become(Running));
         assert!(!Merging.can_become(Cancelled));
         // Only a merge moves a task to Merged.
         for from in TaskState::ALL {

@@ -1,12 +1,14 @@
 //! The built-in agent tools (contract: `DESIGN.md` §3, "Built-in agent tools"): names and
 //! JSON arguments exactly as the model sees them.
 //!
-//! File tools act on the host side of the clone, confined by [`super::paths`]; `run` goes to
-//! the sandbox. A bad call (unknown tool, bad JSON, a path that escapes, zero or several
+//! File tools act on the host side of the clone: [`super::paths`] checks a path and explains
+//! a refusal, [`super::beneath`] does every open race-free under the root (a live sandboxed
+//! MCP server may change the tree meanwhile); `run` goes to the sandbox. A bad call (unknown tool, bad JSON, a path that escapes, zero or several
 //! `edit_file` matches) is a [`ToolOutcome::Error`] for the model, never a failed run. So is
 //! a file too large for a tool: every read and write is bounded by [`super::files`], whose
 //! caps are stated to the model when they apply.
 
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::ToolSpec;
+use super::beneath::{self, Root};
 use super::files::{
     self, EDIT_MAX_BYTES, FileError, LINE_MAX_BYTES, LIST_MAX, READ_MAX_BYTES, READ_MAX_LINES,
     SEARCH_FILE_MAX_BYTES, SEARCH_MAX_BYTES, SEARCH_MAX_MATCHES, SEARCH_SKIPPED_SHOWN,
@@ -186,6 +189,42 @@ fn file_err(e: FileError) -> ToolOutcome {
     ToolOutcome::Error(e.to_string())
 }
 
+/// The work-tree root, opened for the race-free operations of [`beneath`].
+fn open_root(ctx: &ToolContext<'_>) -> Result<Root, ToolOutcome> {
+    Root::open(ctx.root).map_err(|e| ToolOutcome::Error(format!("cannot open the repo root: {e}")))
+}
+
+/// `full` (from [`paths::resolve`]) relative to the root, as [`beneath`] takes it.
+fn rel<'p>(ctx: &ToolContext<'_>, full: &'p Path, shown: &str) -> Result<&'p Path, ToolOutcome> {
+    full.strip_prefix(ctx.root)
+        .map_err(|_| path_err(paths::PathError::Escapes(shown.to_string())))
+}
+
+/// Opens `shown` (resolved to `full`) for reading, beneath the root and through no link.
+fn open_read(ctx: &ToolContext<'_>, full: &Path, shown: &str) -> Result<File, ToolOutcome> {
+    open_root(ctx)?
+        .open_read(rel(ctx, full, shown)?)
+        .map_err(|e| file_err(files::open_error(shown, false, e)))
+}
+
+/// Creates or truncates `shown` (resolved to `full`) beneath the root and through no link;
+/// what this call creates (the file, missing directories) is the sandbox user's, like the
+/// rest of the work tree, so the agent's commands can change it.
+fn create(ctx: &ToolContext<'_>, full: &Path, shown: &str) -> Result<File, ToolOutcome> {
+    let created = open_root(ctx)?
+        .create(rel(ctx, full, shown)?)
+        .map_err(|e| file_err(files::open_error(shown, true, e)))?;
+    let user = crate::sandbox::user::SandboxUser::of_host();
+    let handed = created
+        .new_dirs
+        .iter()
+        .try_for_each(|d| beneath::give(d, user))
+        .and_then(|()| beneath::give(&created.file, user));
+    handed
+        .map_err(|e| ToolOutcome::Error(format!("cannot hand {shown} to the sandbox user: {e}")))?;
+    Ok(created.file)
+}
+
 /// Resolves a path for writing; slipway's own policy files (`.slipway/**`) end the run.
 fn writable(root: &Path, path: &str) -> Result<std::path::PathBuf, ToolOutcome> {
     let full = paths::resolve(root, path, Access::Write).map_err(path_err)?;
@@ -218,7 +257,8 @@ fn read_file(ctx: &ToolContext<'_>, args: &str) -> Step {
             "end_line {end} is before start_line {start}"
         )));
     }
-    let text = files::read_window(&full, &a.path, start, a.end_line).map_err(file_err)?;
+    let file = open_read(ctx, &full, &a.path)?;
+    let text = files::read_window(file, &a.path, start, a.end_line).map_err(file_err)?;
     Ok(ToolOutcome::Output(text))
 }
 
@@ -230,13 +270,27 @@ fn list_dir(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     let a: A = parse(args)?;
     let full = paths::resolve(ctx.root, &a.path, Access::Read).map_err(path_err)?;
-    let rd = std::fs::read_dir(&full)
-        .map_err(|e| ToolOutcome::Error(format!("cannot list {:?}: {e}", a.path)))?;
-    let mut names: Vec<String> = rd
+    let cannot = |e: std::io::Error| ToolOutcome::Error(format!("cannot list {:?}: {e}", a.path));
+    let dir = open_root(ctx)?
+        .open_dir(rel(ctx, &full, &a.path)?)
+        .map_err(cannot)?;
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| cannot(e.into()))?;
+    let mut names: Vec<String> = entries
         .filter_map(Result::ok)
+        .filter(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
         .map(|e| {
-            let mut n = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let mut n = String::from_utf8_lossy(e.file_name().to_bytes()).into_owned();
+            let is_dir = match e.file_type() {
+                rustix::fs::FileType::Unknown => {
+                    rustix::fs::statat(&dir, e.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::Directory
+                        })
+                }
+                t => t == rustix::fs::FileType::Directory,
+            };
+            if is_dir {
                 n.push('/');
             }
             n
@@ -267,6 +321,10 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
         .map_err(|e| ToolOutcome::Error(format!("invalid regular expression: {e}")))?;
     let start = paths::resolve(ctx.root, a.path.as_deref().unwrap_or(""), Access::Read)
         .map_err(path_err)?;
+    // The walk lists names by path (the `ignore` crate); every file is then opened beneath
+    // the root through no link, and sized on its descriptor, so a directory swapped for a
+    // link mid-walk yields names at most, never contents, sizes or a shown path.
+    let root = open_root(ctx)?;
     let mut walk = ignore::WalkBuilder::new(&start);
     walk.require_git(false);
     if let Some(g) = &a.glob {
@@ -288,7 +346,13 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
             continue;
         }
         let shown = paths::display(ctx.root, entry.path());
-        let Ok(meta) = entry.metadata() else {
+        let Ok(inside) = entry.path().strip_prefix(ctx.root) else {
+            continue;
+        };
+        let Ok(file) = root.open_read(inside) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else {
             continue;
         };
         if meta.len() > SEARCH_FILE_MAX_BYTES {
@@ -299,8 +363,7 @@ fn search(ctx: &ToolContext<'_>, args: &str) -> Step {
             continue;
         }
         let limit = SEARCH_MAX_MATCHES + 1 - count;
-        let Ok(files::Scan::Text { matches }) = files::scan(entry.path(), &shown, &re, limit)
-        else {
+        let Ok(files::Scan::Text { matches }) = files::scan(file, &shown, &re, limit) else {
             continue;
         };
         for (n, line) in matches {
@@ -358,7 +421,7 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
     }
     // Like write_file: an edit of slipway's policy files ends the run.
     let full = writable(ctx.root, &a.path)?;
-    let text = files::read_for_edit(&full, &a.path).map_err(file_err)?;
+    let text = files::read_for_edit(open_read(ctx, &full, &a.path)?, &a.path).map_err(file_err)?;
     let n = count_overlapping(&text, &a.old_text);
     match n {
         0 => Err(ToolOutcome::Error(format!(
@@ -376,7 +439,8 @@ fn edit_file(ctx: &ToolContext<'_>, args: &str) -> Step {
                 }));
             }
             let new = text.replacen(&a.old_text, &a.new_text, 1);
-            files::write(&full, &a.path, new.as_bytes()).map_err(file_err)?;
+            let file = create(ctx, &full, &a.path)?;
+            files::write(file, &a.path, new.as_bytes()).map_err(file_err)?;
             Ok(ToolOutcome::Output(format!("edited {}", a.path)))
         }
         n => Err(ToolOutcome::Error(format!(
@@ -414,25 +478,8 @@ fn write_file(ctx: &ToolContext<'_>, args: &str) -> Step {
         )));
     }
     let full = writable(ctx.root, &a.path)?;
-    if full.is_dir() {
-        return Err(ToolOutcome::Error(format!("{} is a directory", a.path)));
-    }
-    files::check_writable(&full, &a.path).map_err(file_err)?;
-    // What this call creates (the file, or its first missing directory) is the sandbox
-    // user's, like the rest of the work tree, so the agent's commands can change it.
-    let mut created = full.clone();
-    while let Some(parent) = created.parent()
-        && !parent.exists()
-    {
-        created = parent.to_path_buf();
-    }
-    if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| ToolOutcome::Error(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    files::write(&full, &a.path, a.content.as_bytes()).map_err(file_err)?;
-    crate::sandbox::user::hand_over(&created, crate::sandbox::user::SandboxUser::of_host())
-        .map_err(|e| ToolOutcome::Error(e.to_string()))?;
+    let file = create(ctx, &full, &a.path)?;
+    files::write(file, &a.path, a.content.as_bytes()).map_err(file_err)?;
     Ok(ToolOutcome::Output(format!(
         "wrote {} ({} bytes)",
         a.path,

@@ -8,13 +8,12 @@
 //! and every cap is stated to the model when it applies.
 //!
 //! This module owns the caps (all of them below, with their units) and the reading and
-//! writing; it does not resolve paths (that is [`super::paths`]) or shape the tools'
-//! arguments (that is [`super::builtins`]).
+//! writing of open files; it does not resolve paths (that is [`super::paths`]), open them
+//! (that is [`super::beneath`], race-free under the root) or shape the tools' arguments
+//! (that is [`super::builtins`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 /// Most bytes `read_file` returns in one call (numbered lines and notes). The agent loop cuts
 /// any tool result at the same size, so a window never loses its "read on" note to that cut.
@@ -88,17 +87,9 @@ pub fn human(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Opens `full` for reading without blocking (a FIFO would otherwise wait for a writer
-/// forever) and checks the open descriptor: a regular file, and its size in bytes.
-fn open_regular(full: &Path, shown: &str) -> Result<(File, u64), FileError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(full)
-        .map_err(|source| FileError::Read {
-            path: shown.into(),
-            source,
-        })?;
+/// Checks `file` (opened without blocking by [`super::beneath::Root`], so a FIFO never waits
+/// for a writer) on its descriptor: a regular file, and its size in bytes.
+fn regular(file: File, shown: &str) -> Result<(File, u64), FileError> {
     let meta = file.metadata().map_err(|source| FileError::Read {
         path: shown.into(),
         source,
@@ -112,30 +103,30 @@ fn open_regular(full: &Path, shown: &str) -> Result<(File, u64), FileError> {
     Ok((file, meta.len()))
 }
 
-/// Refuses an existing path that is not a regular file (or a directory, which the caller
-/// reports), before anything opens it for writing.
-pub fn check_writable(full: &Path, shown: &str) -> Result<(), FileError> {
-    match std::fs::metadata(full) {
-        Ok(m) if m.is_dir() => Err(FileError::Directory(shown.into())),
-        Ok(m) if !m.is_file() => Err(FileError::NotRegular(shown.into())),
-        _ => Ok(()),
+/// Maps a failed open of `shown` for `tool` to what the model is told.
+pub fn open_error(shown: &str, write: bool, source: io::Error) -> FileError {
+    match source.raw_os_error() {
+        Some(libc::EISDIR) => FileError::Directory(shown.into()),
+        // ENXIO: a FIFO without a reader, opened for writing without blocking.
+        Some(libc::ENXIO) => FileError::NotRegular(shown.into()),
+        _ if write => FileError::Write {
+            path: shown.into(),
+            source,
+        },
+        _ => FileError::Read {
+            path: shown.into(),
+            source,
+        },
     }
 }
 
-/// Writes `bytes` to `full`, created or truncated. Opened without blocking and checked on
-/// the descriptor, so a FIFO swapped in after [`check_writable`] is refused, not waited on.
-pub fn write(full: &Path, shown: &str, bytes: &[u8]) -> Result<(), FileError> {
+/// Writes `bytes` to `file`, just opened (created or truncated) by
+/// [`super::beneath::Root::create`]; refused unless it is a regular file.
+pub fn write(mut file: File, shown: &str, bytes: &[u8]) -> Result<(), FileError> {
     let err = |source| FileError::Write {
         path: shown.into(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(full)
-        .map_err(err)?;
     if !file.metadata().map_err(err)?.is_file() {
         return Err(FileError::NotRegular(shown.into()));
     }
@@ -200,14 +191,14 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Lines of the regular file `full`, each capped at `line_cap` bytes, never reading past the
+/// Lines of the regular file `file`, each capped at `line_cap` bytes, never reading past the
 /// size `fstat` gave (a file that grows meanwhile is read as it was). Also returns the size.
 fn lines_of(
-    full: &Path,
+    file: File,
     shown: &str,
     line_cap: usize,
 ) -> Result<(Lines<impl BufRead>, u64), FileError> {
-    let (file, size) = open_regular(full, shown)?;
+    let (file, size) = regular(file, shown)?;
     let inner = BufReader::with_capacity(BUFFER_BYTES, file.take(size));
     Ok((
         Lines {
@@ -231,15 +222,15 @@ fn text_of(bytes: &[u8], cut: bool) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(&bytes[..end])
 }
 
-/// `read_file`: lines `start..=end` (from 1) of `full`, numbered, within [`READ_MAX_LINES`]
+/// `read_file`: lines `start..=end` (from 1) of `file`, numbered, within [`READ_MAX_LINES`]
 /// and [`READ_MAX_BYTES`]; when a cap stops it, a note gives the size and where to read on.
 pub fn read_window(
-    full: &Path,
+    file: File,
     shown: &str,
     start: usize,
     end: Option<usize>,
 ) -> Result<String, FileError> {
-    let (mut lines, size) = lines_of(full, shown, LINE_MAX_BYTES)?;
+    let (mut lines, size) = lines_of(file, shown, LINE_MAX_BYTES)?;
     let read_err = |source| FileError::Read {
         path: shown.into(),
         source,
@@ -305,13 +296,13 @@ pub enum Scan {
     Text { matches: Vec<(usize, String)> },
 }
 
-/// Matches of `re` in the regular file `full`, at most `limit` of them. The caller skips
+/// Matches of `re` in the regular file `file`, at most `limit` of them. The caller skips
 /// files over [`SEARCH_FILE_MAX_BYTES`] first; reading is capped there too, so a file that
 /// grew since is read no further. After `limit` matches the rest is still read (bounded, and
 /// no longer matched), so a binary file is never reported by its first lines.
-pub fn scan(full: &Path, shown: &str, re: &regex::Regex, limit: usize) -> Result<Scan, FileError> {
+pub fn scan(file: File, shown: &str, re: &regex::Regex, limit: usize) -> Result<Scan, FileError> {
     let cap = SEARCH_FILE_MAX_BYTES as usize;
-    let (file, _) = open_regular(full, shown)?;
+    let (file, _) = regular(file, shown)?;
     let inner = BufReader::with_capacity(BUFFER_BYTES, file.take(SEARCH_FILE_MAX_BYTES));
     let mut lines = Lines { inner, cap };
     let mut buf = Vec::new();
@@ -342,10 +333,10 @@ pub fn scan(full: &Path, shown: &str, re: &regex::Regex, limit: usize) -> Result
     }
 }
 
-/// The text of the regular file `full` for `edit_file`: refused over [`EDIT_MAX_BYTES`]
+/// The text of the regular file `file` for `edit_file`: refused over [`EDIT_MAX_BYTES`]
 /// before anything is read, and never read past it.
-pub fn read_for_edit(full: &Path, shown: &str) -> Result<String, FileError> {
-    let (file, size) = open_regular(full, shown)?;
+pub fn read_for_edit(file: File, shown: &str) -> Result<String, FileError> {
+    let (file, size) = regular(file, shown)?;
     let too_large = |size| FileError::TooLarge {
         path: shown.into(),
         tool: "edit_file",

@@ -38,6 +38,9 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--kill-after",
     "--unset",
 ];
+/// Nested `eval`s and `sh -c` scripts checked before the command is refused (each is a
+/// recursion, and no real command nests this deep).
+const MAX_NESTING: usize = 16;
 /// git subcommands that only the harness runs.
 const GIT_HARNESS_ONLY: &[(&str, &str)] = &[
     (
@@ -122,7 +125,12 @@ impl CommandGuard {
                     }
                 }
             } else if base == "eval" {
-                // eval's words are a command again.
+                // eval's words are a command again. Each `eval` is one level of recursion:
+                // thousands of them would overflow the stack, so past a depth no command
+                // needs, refuse.
+                if depth >= MAX_NESTING {
+                    return deny("`eval` nested this deeply is not checked");
+                }
                 let rest = words[i + 1..].join(" ");
                 return segments(&rest)
                     .iter()
@@ -160,12 +168,16 @@ impl CommandGuard {
                 "`{base}` is a network tool: the sandbox has no network"
             ));
         }
-        if matches!(base, "sh" | "bash" | "dash" | "zsh") && depth < 3 {
+        if matches!(base, "sh" | "bash" | "dash" | "zsh") {
             // `-c`, or a short-option cluster holding it (`-ec`, `-xc`).
             if let Some(pos) = rest.iter().position(|w| {
                 w == "-c" || (w.starts_with('-') && !w.starts_with("--") && w.contains('c'))
             }) && let Some(script) = rest.get(pos + 1)
             {
+                // Unchecked, a script this deep could hide anything (it used to be allowed).
+                if depth >= MAX_NESTING {
+                    return deny("`sh -c` nested this deeply is not checked");
+                }
                 for s in segments(script) {
                     if let Verdict::Deny(r) = self.check_segment(&s, depth + 1) {
                         return Verdict::Deny(r);
@@ -234,7 +246,8 @@ fn check_git(args: &[String]) -> Verdict {
     Verdict::Allow
 }
 
-/// Splits a shell command into simple-command segments (approximate, quote-aware).
+/// Splits a shell command into simple-command segments (approximate, quote- and
+/// backslash-aware).
 fn segments(command: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -242,6 +255,14 @@ fn segments(command: &str) -> Vec<String> {
     let mut chars = command.chars().peekable();
     while let Some(c) = chars.next() {
         match (quote, c) {
+            // A backslash outside single quotes takes the next character literally, so an
+            // escaped quote neither opens nor closes a quote (`sh -c "a \"b\" c"`).
+            (None | Some('"'), '\\') => {
+                cur.push(c);
+                if let Some(next) = chars.next() {
+                    cur.push(next);
+                }
+            }
             (Some(q), c) if c == q => {
                 quote = None;
                 cur.push(c);
@@ -272,6 +293,9 @@ fn segments(command: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -343,5 +367,36 @@ mod tests {
             panic!()
         };
         assert!(r.contains("slipway pushes the branch itself"), "{r}");
+    }
+
+    /// Found while fuzzing: four nested `bash -c` hid a refused command (past depth 3 the
+    /// script was allowed unchecked), and so did an escaped quote (`\"`), which ended a
+    /// quote for the segment splitter but not for the shell.
+    #[test]
+    fn a_refused_command_stays_refused_in_nested_shells() {
+        let guard = CommandGuard::default();
+        // Quoted as the property quotes it (shlex, which escapes with `\"`).
+        let wrap = |c: &str| format!("bash -c {}", shlex::try_quote(c).unwrap());
+        for cmd in [
+            wrap(&wrap(&wrap(&wrap("curl")))),
+            wrap(&wrap(&wrap("curl $("))),
+        ] {
+            assert!(matches!(guard.check(&cmd), Verdict::Deny(_)), "{cmd}");
+        }
+    }
+
+    /// Found while fuzzing: thousands of nested `eval`s overflowed the stack (an abort that
+    /// takes the whole service down). Past a depth they are refused.
+    #[test]
+    fn deeply_nested_eval_gets_a_verdict() {
+        let cmd = format!("{}curl x", "eval ".repeat(5_000));
+        assert!(matches!(
+            CommandGuard::default().check(&cmd),
+            Verdict::Deny(_)
+        ));
+        let shallow = format!("{}curl x", "eval ".repeat(10));
+        assert!(
+            matches!(CommandGuard::default().check(&shallow), Verdict::Deny(r) if r.contains("network tool"))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Tools the agent may call: the built-ins, path confinement, and the prefetch that decides
 //! which ≤ k tools a run is offered. (The MCP tool registry plugs in here.)
 
+pub mod beneath;
 pub mod builtins;
 pub mod eval;
 pub mod files;

@@ -212,6 +212,9 @@ fn count_lines(files: &mut [FileChange], sections: &[Section]) -> Result<()> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::process::Command;
@@ -434,5 +437,16 @@ mod tests {
             "a file with no section"
         );
         assert!(listed(b"1\t0\ta.py\0").is_err(), "counted but not listed");
+    }
+
+    /// The input the header property (`fuzz.rs`) shrank to before the fix: git writes BEL as `\a` (and
+    /// BS, VT, FF as `\b`, `\v`, `\f`), which was read back as the letter.
+    #[test]
+    fn control_characters_git_writes_by_letter_are_read_back() {
+        assert_eq!(header_path(r#""a/\a" "b/\a""#).as_deref(), Some("\u{7}"));
+        assert_eq!(
+            header_path(r#""a/x\by\vz\f" "b/x\by\vz\f""#).as_deref(),
+            Some("x\u{8}y\u{b}z\u{c}")
+        );
     }
 }

@@ -51,8 +51,13 @@ pub fn unquote_path(p: &str) -> String {
             continue;
         }
         match it.next() {
-            Some(b'n') => bytes.push(b'\n'),
+            // git's `quote_c_style` (quote.c) writes these six by letter, the rest in octal.
+            Some(b'a') => bytes.push(0x07),
+            Some(b'b') => bytes.push(0x08),
             Some(b't') => bytes.push(b'\t'),
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b'v') => bytes.push(0x0b),
+            Some(b'f') => bytes.push(0x0c),
             Some(b'r') => bytes.push(b'\r'),
             Some(d @ b'0'..=b'7') => {
                 let mut v = u32::from(d - b'0');

@@ -13,7 +13,8 @@ use crate::task::RepoRef;
 
 impl Workspaces {
     /// The base's commit that merged task `task_id` at `tested` (the local forge's merge
-    /// message names both: `Slipway-Task:` and `(tested …)`), if there is one.
+    /// message names both: `Slipway-Task:` and `(tested …)`; a rebase merge has no message
+    /// but puts `tested` itself on the base), if there is one.
     pub async fn find_merge(
         &self,
         repo: &RepoRef,
@@ -35,7 +36,17 @@ impl Workspaces {
             ],
         )
         .await?;
-        Ok(out.lines().next().map(|l| l.trim().to_string()))
+        if let Some(sha) = out.lines().next() {
+            return Ok(Some(sha.trim().to_string()));
+        }
+        // A rebase merge fast-forwards the base to the tested commit itself: no message.
+        let base = format!("refs/heads/{}", repo.base);
+        Ok(
+            git(&mirror, &["merge-base", "--is-ancestor", tested, &base])
+                .await
+                .ok()
+                .map(|_| tested.to_string()),
+        )
     }
 
     /// Commits a revert of `merge_commit` on the work tree's branch: `-m 1` for a merge
@@ -120,13 +131,13 @@ impl Workspaces {
             });
         }
         mkdir(&self.worktrees)?;
-        let dir = self
-            .worktrees
-            .join(format!("merge-{}", crate::task::new_id()));
+        let name = format!("merge-{}", crate::task::new_id());
+        let dir = self.worktrees.join(&name);
+        let _claim = self.claim(&name);
         let result = self
             .merge_in(&mirror, &dir, repo, branch, tested, method, message)
             .await;
-        let _ = std::fs::remove_dir_all(&dir);
+        crate::sweep::remove_tree(&dir);
         result
     }
 

@@ -58,7 +58,9 @@ impl Workspaces {
                 .await
                 .map_err(|e| not_found_or(e, &repo.source))?;
         } else {
-            let tmp = self.mirrors.join(format!(".tmp-{}", crate::task::new_id()));
+            let name = format!(".tmp-{}", crate::task::new_id());
+            let tmp = self.mirrors.join(&name);
+            let _claim = self.claim(&name);
             let res = git_env(
                 &self.mirrors,
                 &[

@@ -204,6 +204,17 @@ impl Workspaces {
         }
     }
 
+    /// A claim on a scratch name of this process (`merge-<id>`, `.tmp-<id>`), so the startup
+    /// sweep of another slipway sharing the data dir leaves the directory alone while it is
+    /// in use ([`crate::sweep`]). `None` (logged) when the claim cannot be written: the work
+    /// goes on, only unprotected from such a sweep.
+    fn claim(&self, name: &str) -> Option<crate::sweep::Claim> {
+        let data_dir = self.worktrees.parent()?;
+        crate::sweep::Claim::take(data_dir, name)
+            .inspect_err(|e| tracing::warn!(name, error = %e, "cannot claim a scratch directory"))
+            .ok()
+    }
+
     /// The same workspaces, authenticating HTTPS git with `credentials`.
     pub fn with_credentials(mut self, credentials: Arc<dyn GitCredentials>) -> Self {
         self.credentials = Some(credentials);

@@ -43,11 +43,14 @@ async fn bob_writes_revision_2(bot: &Bot) -> (Posted, Posted) {
 /// The bot's newest post in the thread containing any of `needles` (waits up to 60 s).
 async fn answer(bot: &Bot, thread_ts: &str, needles: &[&str]) -> String {
     let wanted: Vec<String> = needles.iter().map(|n| n.to_string()).collect();
+    // As posted: a status message may be edited by its run before this looks.
     let found = |s: &FakeSlack| {
-        s.bot_posts(DEV, thread_ts)
+        s.calls("chat.postMessage")
             .into_iter()
             .rev()
-            .find(|p| wanted.iter().any(|n| p.text.contains(n)))
+            .filter(|c| c.params["thread_ts"] == thread_ts)
+            .filter_map(|c| c.params["text"].as_str().map(str::to_owned))
+            .find(|t| wanted.iter().any(|n| t.contains(n)))
     };
     bot.slack
         .wait_until(
@@ -56,7 +59,7 @@ async fn answer(bot: &Bot, thread_ts: &str, needles: &[&str]) -> String {
             |s| found(s).is_some(),
         )
         .await;
-    found(&bot.slack).map(|p| p.text).unwrap_or_default()
+    found(&bot.slack).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

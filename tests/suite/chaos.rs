@@ -12,7 +12,10 @@ use crate::support::chaos::{self, ChaosOpts};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_kills_lose_nothing_double_nothing_and_leave_nothing_behind() {
     let opts = ChaosOpts {
-        kills: 5,
+        kills: std::env::var("CHAOS_KILLS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
         seed: std::env::var("CHAOS_SEED")
             .ok()
             .and_then(|s| s.parse().ok())

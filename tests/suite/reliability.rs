@@ -116,3 +116,85 @@ async fn a_report_whose_event_was_lost_is_posted_at_the_next_start_once() {
     assert_eq!(bot.slack.reports(DEV, &p.ts).len(), 1);
     bot.stop().await;
 }
+
+/// The outbox after a crash: a message that reached Slack before slipway could record it is
+/// found in the thread and not posted again; one that did not is posted, once. Then a 429
+/// storm on `chat.postMessage` only delays a report: it arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_messages_survive_a_crash_and_a_rate_limit_storm_and_go_out_once() {
+    use crate::support::fake_slack::Failure;
+    use slipway::slack::outbox::{AfterPost, Message, Outgoing};
+    let mut bot = Bot::start(Backend::Bwrap, fix_script(), |_| {}).await;
+    bot.service
+        .take()
+        .unwrap()
+        .shutdown(Duration::from_secs(5))
+        .await;
+    let root = bot.slack.say(DEV, "U0ALICE", "a thread", None);
+    let store = bot.h.runner.store.clone();
+    let entry = |key: &str, text: &str| Outgoing {
+        key: key.into(),
+        channel: DEV.into(),
+        thread_ts: root.ts.clone(),
+        message: Message::Post {
+            text: text.into(),
+            blocks: None,
+            then: AfterPost::Nothing,
+        },
+        created_ms: slipway::task::now_ms(),
+    };
+    // Posted by the last process just before it died, so never recorded as sent.
+    let api = slipway::slack::api::WebApi::new(&bot.slack.endpoint()).unwrap();
+    api.post(DEV, &root.ts, "posted before the crash", None)
+        .await
+        .unwrap();
+    store
+        .outbox_push(&entry("say/a", "posted before the crash"))
+        .await
+        .unwrap();
+    store
+        .outbox_push(&entry("say/b", "never posted"))
+        .await
+        .unwrap();
+    bot.service = Some(
+        Service::start(bot.cfg.clone(), bot.h.runner.clone())
+            .await
+            .unwrap(),
+    );
+    bot.slack
+        .wait_until(30, "the waiting message", |s| {
+            s.bot_posts(DEV, &root.ts)
+                .iter()
+                .any(|p| p.text == "never posted")
+        })
+        .await;
+    super::slack::settle().await;
+    let count = |text: &str| {
+        bot.slack
+            .bot_posts(DEV, &root.ts)
+            .iter()
+            .filter(|p| p.text == text)
+            .count()
+    };
+    assert_eq!(count("posted before the crash"), 1, "not posted twice");
+    assert_eq!(count("never posted"), 1);
+    assert!(store.outbox::<Outgoing>().unwrap().is_empty());
+
+    // A 429 storm: each post is refused several times, with Retry-After.
+    for _ in 0..12 {
+        bot.slack.fail_next(
+            "chat.postMessage",
+            Failure {
+                status: 429,
+                body: serde_json::json!({"ok": false, "error": "ratelimited"}),
+                retry_after_s: Some(1),
+            },
+        );
+    }
+    let p = bot.mention("<@U0BOT> fix add() in calc.py").await;
+    bot.wait_reports(&p, 1).await;
+    super::slack::settle().await;
+    assert_eq!(bot.slack.reports(DEV, &p.ts).len(), 1, "one report");
+    assert!(store.outbox::<Outgoing>().unwrap().is_empty());
+    bot.stop().await;
+}

@@ -88,7 +88,12 @@ pub struct FakeSlack {
 impl FakeSlack {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
-            next_ts: 1_700_000_100,
+            // Slack's `ts` is the Unix time of the post (seconds.microseconds): start at now,
+            // one second apart, so `ts` order is post order and comparable with the clock.
+            next_ts: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(1_700_000_100),
             ..Default::default()
         }));
         let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

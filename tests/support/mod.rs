@@ -273,15 +273,21 @@ pub async fn containers_labelled(label: &str) -> Vec<String> {
         .await
         .unwrap();
     let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
-    d.list_containers(Some(
-        ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build(),
-    ))
-    .await
-    .unwrap()
-    .into_iter()
-    .filter_map(|c| c.id)
-    .collect()
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    // Podman 4.3 reports a container being removed as state "stopped", which bollard's
+    // state enum does not know (a JSON error): list again, a bounded number of times.
+    let mut tries = 0;
+    loop {
+        match d.list_containers(Some(options.clone())).await {
+            Ok(list) => return list.into_iter().filter_map(|c| c.id).collect(),
+            Err(bollard::errors::Error::JsonDataError { .. }) if tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("listing containers: {e}"),
+        }
+    }
 }

@@ -259,3 +259,17 @@ fn invalid_json_names_the_file_line_and_column() {
         "{err}"
     );
 }
+
+/// Found by the fuzz property `path_entries_are_directories`: the container's own PATH twice
+/// (or inside an entry) was added as a directory holding NUL bytes.
+#[test]
+fn an_entry_holding_the_containers_path_is_not_a_directory() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        ".devcontainer.json",
+        r#"{"image": "debian", "containerEnv": {"PATH": "${containerEnv:PATH}${containerEnv:PATH}:/opt/x$PATH:/opt/bin"}}"#,
+    );
+    let dc = load(&Tree::new(d.path()), ".devcontainer.json").unwrap();
+    assert_eq!(dc.path_prefix, ["/opt/bin"]);
+}

@@ -349,6 +349,9 @@ impl Mention {
         self.bindings
             .bind_thread(channel, thread_ts, &task.id)
             .await?;
+        egress
+            .bind_task_thread(channel, thread_ts, &task.id)
+            .await?;
         // Stored (task, queue item and this message's record, in one write) before anything
         // says "Queued"; the dispatcher wakes only once the thread was told.
         match self

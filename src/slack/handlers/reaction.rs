@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{HandlerError, SlackGroups};
 use crate::actions::close::CloseOutcome;
+use crate::actions::merge::MergeRefusal;
 use crate::actions::rerun::RerunOutcome;
 use crate::actions::revert::RevertOutcome;
 use crate::actions::{ActionError, Actions, Settings};
@@ -119,17 +120,45 @@ impl Reaction {
     ) -> Result<(), HandlerError> {
         let _answering = self.answering.lock().await;
         let groups = SlackGroups::new(&self.api, &self.settings);
+        let key = crate::slack::serve::merged_key(&task.id);
         let text = match self
             .actions
             .approve_merge(&task.id, msg.commit.as_deref(), user, &groups)
             .await
         {
             Ok(None) => return Ok(()),
-            Ok(Some(m)) => copy::merged(&m.task, &m.tested, &m.merged.sha, user),
+            Ok(Some(m)) => {
+                let text = copy::merged(&m.task, &m.tested, &m.merged.sha, user);
+                self.egress.say_once(channel, thread_ts, &key, &text).await;
+                return Ok(());
+            }
+            // This ✅ merged it before a crash cut it off: say so now, once.
+            Err(ActionError::MergeRefused(MergeRefusal::AlreadyMerged))
+                if !self.egress.said(&key) && self.merged_by(&task.id, user)? =>
+            {
+                let stored = self
+                    .store
+                    .get_task(&task.id)?
+                    .unwrap_or_else(|| task.clone());
+                let tested = msg.commit.clone().unwrap_or_default();
+                let sha = stored.merge_commit.clone().unwrap_or_default();
+                let text = copy::merged(&stored, &tested, &sha, user);
+                self.egress.say_once(channel, thread_ts, &key, &text).await;
+                return Ok(());
+            }
             Err(e) => say_error(e, "merge")?,
         };
         self.egress.say(channel, thread_ts, &text).await;
         Ok(())
+    }
+
+    /// Whether the audit log says `user` approved the merge of task `task_id`.
+    fn merged_by(&self, task_id: &str, user: &str) -> Result<bool, HandlerError> {
+        Ok(self
+            .store
+            .audit_log(Some(task_id))?
+            .iter()
+            .any(|r| r.action == "merged" && r.actor == user))
     }
 
     /// 🔁: [`Actions::rerun`]; a queued rerun gets a fresh status message.
@@ -174,11 +203,15 @@ impl Reaction {
                 // its first event finds the thread.
                 let id = plan.revert.id.clone();
                 self.bindings.bind_thread(channel, thread_ts, &id).await?;
+                self.egress
+                    .bind_task_thread(channel, thread_ts, &id)
+                    .await?;
+                // Stored and queued before the thread is told.
                 let text = copy::reverting(&plan.of, &plan.merge_commit, user, &id);
+                self.actions.start_revert(plan, user).await?;
                 self.egress
                     .new_status(channel, thread_ts, &id, 1, &text)
                     .await?;
-                self.actions.start_revert(plan, user).await?;
                 return Ok(());
             }
             Ok(RevertOutcome::Gone) => return Ok(()),

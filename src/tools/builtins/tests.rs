@@ -337,3 +337,105 @@ fn what_write_file_creates_belongs_to_the_sandbox_user() {
         assert_eq!((m.uid(), m.gid()), (user.uid, user.gid), "{p}");
     }
 }
+
+/// Issue #13 item 3: a sandboxed MCP server keeps `/workspace` writable while the host file
+/// tools run, and can swap a directory for a symlink out of the repo between any check and
+/// any use. A thread does exactly that, atomically (`RENAME_EXCHANGE` of `d` with the link
+/// `d_alt`), while every file tool works on `d/…` over and over: nothing outside the root is
+/// ever written, edited, read, listed or searched.
+#[test]
+fn file_tools_never_cross_a_directory_swapped_for_a_symlink_mid_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    /// Calls of each tool; the old check-then-open code crossed within a few hundred here.
+    const ROUNDS: usize = 4000;
+    let (_d, r) = repo();
+    let outside_dir = tempfile::tempdir().unwrap();
+    let out = std::fs::canonicalize(outside_dir.path()).unwrap();
+    std::fs::write(out.join("secret.txt"), "OUTSIDE-SECRET\n").unwrap();
+    std::fs::write(out.join("edit.txt"), "count\n").unwrap();
+    std::fs::write(out.join("outside-only-name"), "x\n").unwrap();
+    std::fs::create_dir(r.join("d")).unwrap();
+    std::fs::write(r.join("d/secret.txt"), "inside\n").unwrap();
+    std::os::unix::fs::symlink(&out, r.join("d_alt")).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let swapper = {
+        let (stop, swaps, r) = (stop.clone(), swaps.clone(), r.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    r.join("d"),
+                    rustix::fs::CWD,
+                    r.join("d_alt"),
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .unwrap();
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // What crossed the root, by tool, with the first example of each.
+    let mut crossed = std::collections::BTreeMap::new();
+    let mut wrote_inside = 0;
+    for i in 0..ROUNDS {
+        let w = tool(
+            &r,
+            "write_file",
+            json!({"path": format!("d/new/f{}.txt", i % 7), "content": "payload\n"}),
+        );
+        if matches!(w, ToolOutcome::Output(_)) {
+            wrote_inside += 1;
+        }
+        tool(
+            &r,
+            "edit_file",
+            json!({"path": "d/edit.txt", "old_text": "count", "new_text": "EDITED"}),
+        );
+        let seen = [
+            (
+                "read_file",
+                tool(&r, "read_file", json!({"path": "d/secret.txt"})),
+            ),
+            ("list_dir", tool(&r, "list_dir", json!({"path": "d"}))),
+            (
+                "search",
+                tool(&r, "search", json!({"pattern": "SECRET", "path": "d"})),
+            ),
+        ];
+        for (name, o) in seen {
+            let text = format!("{o:?}");
+            if text.contains("OUTSIDE-SECRET") || text.contains("outside-only-name") {
+                crossed.entry(name).or_insert(format!("round {i}: {text}"));
+            }
+        }
+        if out.join("new").exists() {
+            crossed
+                .entry("write_file")
+                .or_insert(format!("round {i}: wrote outside"));
+        }
+        if std::fs::read_to_string(out.join("edit.txt")).unwrap() != "count\n" {
+            crossed
+                .entry("edit_file")
+                .or_insert(format!("round {i}: edited outside"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(crossed.is_empty(), "{crossed:#?}");
+    assert!(
+        swaps.load(Ordering::Relaxed) > ROUNDS as u64,
+        "the swap ran"
+    );
+    assert!(
+        wrote_inside > 0,
+        "some writes landed inside while the swap ran"
+    );
+    assert!(!out.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("edit.txt")).unwrap(),
+        "count\n"
+    );
+}
