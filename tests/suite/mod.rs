@@ -3,6 +3,7 @@ mod approvals;
 mod architecture;
 mod blueprints;
 mod cancel_storm;
+mod chaos;
 mod cli;
 mod default_image;
 mod environments;

@@ -144,6 +144,8 @@ struct Inner {
     merge_response: Option<(u16, String)>,
     /// The next merge happens, then answers this status (a 502 after GitHub merged).
     merge_then: Option<u16>,
+    /// How long a `PUT …/merge` waits before it answers (after merging, when it merges).
+    merge_delay: std::time::Duration,
     mergeable: Option<bool>,
     pulls: Vec<Pr>,
     /// (issue number, comment object).
@@ -305,6 +307,22 @@ impl FakeGithub {
         self.lock().merge_response = Some((status, message.to_string()));
     }
 
+    /// Every `PUT …/merge` waits `delay` before it answers (after merging, when it merges):
+    /// a window in which GitHub has merged and the client does not know it yet.
+    pub fn set_merge_delay(&self, delay: std::time::Duration) {
+        self.lock().merge_delay = delay;
+    }
+
+    /// Pulls GitHub merged (whatever the merge call answered), by number.
+    pub fn merged_pulls(&self) -> Vec<u64> {
+        self.lock()
+            .pulls
+            .iter()
+            .filter(|p| p.merged_at.is_some())
+            .map(|p| p.number)
+            .collect()
+    }
+
     /// What `mergeable` reports once computed (default `Some(true)`). The first GET of a pull
     /// after its head changed always reports `null` / `"unknown"`. `Some(false)` also makes
     /// merges answer 405.
@@ -356,6 +374,7 @@ impl FakeGithub {
 
     /// Records the call (the one place that does), then answers: canned reply, git, or REST.
     async fn serve(self, req: Req) -> Reply {
+        let is_merge = req.method == Method::PUT && req.path.ends_with("/merge");
         let (index, canned) = {
             let mut i = self.lock();
             i.calls.push(Call {
@@ -378,6 +397,10 @@ impl FakeGithub {
                     .unwrap()
             }
         };
+        if is_merge {
+            let delay = self.lock().merge_delay;
+            tokio::time::sleep(delay).await;
+        }
         self.lock().calls[index].status = reply.status;
         reply
     }
@@ -1097,6 +1120,7 @@ impl Inner {
             protection: Protection::None,
             merge_response: None,
             merge_then: None,
+            merge_delay: std::time::Duration::ZERO,
             mergeable: Some(true),
             pulls: Vec::new(),
             comments: Vec::new(),

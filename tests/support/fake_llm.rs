@@ -46,11 +46,17 @@ pub struct Recorded {
     pub body: Value,
 }
 
+/// Makes a reply from the request's number (1-based) and its JSON body.
+pub type Responder = Arc<dyn Fn(u64, &Value) -> Turn + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Turn>,
     /// Replayed forever once the script is empty (for "endless tool calls").
     fallback: Option<Turn>,
+    /// Makes the reply once the script is empty, from the request's number (1-based) and
+    /// body; wins over `fallback`.
+    responder: Option<Responder>,
     requests: Vec<Recorded>,
     violations: Vec<String>,
     counter: u64,
@@ -85,6 +91,12 @@ impl FakeLlm {
     /// Replays `turn` forever after the script runs out.
     pub fn repeat_forever(&self, turn: Turn) {
         self.inner.lock().unwrap().fallback = Some(turn);
+    }
+
+    /// Answers every request after the script with `f(request number, body)`: a model for
+    /// many concurrent conversations (each reply may depend on its own conversation).
+    pub fn respond_with(&self, f: impl Fn(u64, &Value) -> Turn + Send + Sync + 'static) {
+        self.inner.lock().unwrap().responder = Some(Arc::new(f));
     }
 
     /// The endpoint config for `provider` pointing at this fake.
@@ -132,7 +144,14 @@ fn next(
     });
     g.violations.extend(violations);
     g.counter += 1;
-    let turn = g.script.pop_front().or_else(|| g.fallback.clone());
+    let n = g.counter;
+    let turn = g.script.pop_front().or_else(|| {
+        let body = &g.requests[g.requests.len() - 1].body;
+        match &g.responder {
+            Some(f) => Some(f(n, body)),
+            None => g.fallback.clone(),
+        }
+    });
     (turn, g.counter)
 }
 

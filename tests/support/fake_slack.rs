@@ -71,6 +71,10 @@ struct Inner {
     usergroups: HashMap<String, Vec<String>>,
     /// Whether the bot's own posts come back as `message` events (as in a real channel).
     echo: bool,
+    /// Method → (calls allowed per second, when the allowed calls in the last second came).
+    limits: HashMap<String, (usize, VecDeque<Instant>)>,
+    /// Calls answered 429 by a rate limit.
+    limited: usize,
 }
 
 /// Handle to a running fake. Cheap to clone.
@@ -139,6 +143,31 @@ impl FakeSlack {
             .entry(method.into())
             .or_default()
             .push_back(f);
+    }
+
+    /// From now on `method` allows `per_second` calls in any sliding second; calls beyond
+    /// that get HTTP 429 with `Retry-After: 1` and `{"ok": false, "error": "ratelimited"}`,
+    /// as Slack documents (`shared/fixtures/slack/socket_mode.md`, "Rate limits"; posting is
+    /// about 1 message per second per channel).
+    pub fn set_rate_limit(&self, method: &str, per_second: usize) {
+        self.lock()
+            .limits
+            .insert(method.into(), (per_second, VecDeque::new()));
+    }
+
+    /// Calls answered 429 by [`FakeSlack::set_rate_limit`] so far.
+    pub fn rate_limited(&self) -> usize {
+        self.lock().limited
+    }
+
+    /// Every message in a thread (people's and the bot's), in the order they were posted.
+    pub fn thread(&self, channel: &str, thread_ts: &str) -> Vec<Posted> {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|m| m.channel == channel && m.thread_ts == thread_ts)
+            .cloned()
+            .collect()
     }
 
     /// A fresh ts, ascending.
@@ -412,6 +441,27 @@ async fn web_api(
         }
         return r;
     }
+    if let Some((per_second, recent)) = i.limits.get_mut(&method) {
+        let now = Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= *per_second {
+            i.limited += 1;
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            return r;
+        }
+        recent.push_back(now);
+    }
     let want = if method == "apps.connections.open" {
         format!("Bearer {APP_TOKEN}")
     } else {
@@ -528,6 +578,9 @@ async fn web_api(
 
 async fn accept_sockets(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>>) {
     while let Ok((stream, _)) = listener.accept().await {
+        // Frames go out as they are sent (no Nagle delay on the fake's side), so ack
+        // latencies measured here are the bot's.
+        let _ = stream.set_nodelay(true);
         let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
             continue;
         };

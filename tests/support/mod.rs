@@ -4,10 +4,12 @@
 
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_slack;
 pub mod real_projects;
+pub mod serve_child;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
