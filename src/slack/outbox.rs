@@ -82,6 +82,13 @@ pub enum Message {
         /// What the posted message becomes.
         then: AfterPost,
     },
+    /// `reactions.add` on a message (👀 on a mention): `already_reacted` counts as done.
+    React {
+        /// The message's `ts`.
+        ts: String,
+        /// The reaction's name, without colons.
+        name: String,
+    },
     /// `chat.update` of an earlier message.
     Edit {
         /// The message edited.
@@ -176,6 +183,28 @@ impl Outbox {
             channel: channel.into(),
             thread_ts: thread_ts.into(),
             message: Message::Post { text, blocks, then },
+            created_ms: now_ms(),
+        })
+        .await
+    }
+
+    /// Writes a reaction `name` on message `ts` (flushed) and wakes the drain; it is sent
+    /// before anything written later in the same thread.
+    pub async fn react(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        ts: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        self.push(Outgoing {
+            key: format!("react/{channel}/{ts}/{name}"),
+            channel: channel.into(),
+            thread_ts: thread_ts.into(),
+            message: Message::React {
+                ts: ts.into(),
+                name: name.into(),
+            },
             created_ms: now_ms(),
         })
         .await
@@ -407,6 +436,15 @@ impl Outbox {
                     }
                     r => r,
                 };
+                self.judge(r)
+            }
+            Message::React { ts, name } => {
+                let r = self
+                    .inner
+                    .api
+                    .react(&e.channel, ts, name)
+                    .await
+                    .map(|()| ts.clone());
                 self.judge(r)
             }
             Message::Edit { of, text } => {

@@ -104,15 +104,21 @@ impl Mention {
             text,
             received,
         } = m;
-        match self.api.react(channel, ts, SEEN).await {
+        // 👀 through the outbox: under a rate limit it waits its turn instead of being lost.
+        match self
+            .egress
+            .outbox()
+            .react(channel, thread_ts, ts, SEEN)
+            .await
+        {
             Ok(()) => {
                 self.seen.bump();
                 tracing::debug!(
                     ms = received.elapsed().as_millis() as u64,
-                    "mention acknowledged with 👀"
+                    "mention acknowledged with 👀 (queued)"
                 );
             }
-            Err(e) => tracing::warn!(error = %e, advice = e.advice(), "could not add 👀"),
+            Err(e) => tracing::warn!(error = %e, "could not queue 👀"),
         }
         let existing = self.bindings.task_for_thread(channel, thread_ts)?;
         match parse_command(text) {
