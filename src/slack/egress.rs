@@ -380,8 +380,8 @@ impl Egress {
         Ok(())
     }
 
-    /// Posts every final report the threads are missing: for each Slack task whose newest
-    /// run has ended (and which is not queued or running again), the run's report, unless
+    /// Posts every final report the threads are missing: for each finished run of a Slack
+    /// task (a newer run queued or running does not hide an older one's report), unless
     /// one was posted for that run or waits in the outbox (its key, `report/<run id>`). Runs on a lagging event stream and at every start, so a report lost to lag
     /// or a crash between a run's end and its post reaches the thread; runs that ended
     /// before this record existed (`egress/since`) are left alone.
@@ -399,37 +399,39 @@ impl Egress {
         let pending = self.inner.outbox.pending_keys()?;
         let mut posted = 0;
         for task in store.list_tasks()? {
-            if matches!(
-                task.state,
-                crate::task::TaskState::Queued | crate::task::TaskState::Running
-            ) || self.inner.queue.is_running(&task.id)
-            {
-                continue;
-            }
-            let Some(run) = task
-                .runs
-                .last()
-                .and_then(|id| store.get_run(id).ok().flatten())
-            else {
-                continue;
-            };
-            let (Some(report), Some(finished)) = (run.report.as_ref(), run.finished_ms) else {
-                continue;
-            };
-            let key = report_key(&run.run_id);
-            if finished < since || store.sent(&key)?.is_some() || pending.contains(&key) {
-                continue;
-            }
             let Some(mut bound) = self.inner.bindings.slack_thread(&task.id)? else {
-                continue;
+                continue; // not a Slack task
             };
-            let (channel, thread_ts) = (bound.channel.clone(), bound.thread_ts.clone());
-            let headline = copy::finished_headline(report.decision);
-            self.close_status(&channel, &mut bound, &headline).await;
-            self.inner.bindings.put_slack_thread(&bound).await?;
-            self.post_report(&channel, &thread_ts, &task.id, report)
-                .await?;
-            posted += 1;
+            // Every run that finished (a report, a halt included) since reports are tracked;
+            // a run still going, or one a restart interrupted, has nothing to report.
+            for run_id in &task.runs {
+                let Some(run) = store.get_run(run_id)? else {
+                    continue;
+                };
+                let (crate::store::RunState::Finished, Some(report), Some(finished)) =
+                    (run.state, run.report.as_ref(), run.finished_ms)
+                else {
+                    continue;
+                };
+                let key = report_key(&run.run_id);
+                if finished < since || store.sent(&key)?.is_some() || pending.contains(&key) {
+                    continue;
+                }
+                let (channel, thread_ts) = (bound.channel.clone(), bound.thread_ts.clone());
+                // Its status message, if it is still the thread's current one, ends too.
+                if bound
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.run_id.as_deref() == Some(run_id.as_str()) && !s.done)
+                {
+                    let headline = copy::finished_headline(report.decision);
+                    self.close_status(&channel, &mut bound, &headline).await;
+                    self.inner.bindings.put_slack_thread(&bound).await?;
+                }
+                self.post_report(&channel, &thread_ts, &task.id, report)
+                    .await?;
+                posted += 1;
+            }
         }
         if posted > 0 {
             tracing::info!(
