@@ -514,10 +514,21 @@ impl Outbox {
             .replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;");
+        // The newest such message that is no other entry's: two reports of one task can
+        // share their text, and the older one is the other run's.
+        let store = &self.inner.store;
         Ok(replies
             .into_iter()
+            .rev()
             .filter(|m| m.from_bot && (m.text == text || m.text == escaped))
-            .find(|m| m.ts.parse::<f64>().is_ok_and(|t| t >= after))
+            .filter(|m| m.ts.parse::<f64>().is_ok_and(|t| t >= after))
+            .find(|m| {
+                store
+                    .sent_as(&e.channel, &m.ts)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|k| k == e.key)
+            })
             .map(|m| m.ts))
     }
 
@@ -550,7 +561,7 @@ impl Outbox {
         }
         // Only posts are named later (by edits, by `said`): an edit's key is not kept.
         let key = matches!(e.message, Message::Post { .. }).then_some(e.key.as_str());
-        self.inner.store.outbox_sent(id, key, ts).await
+        self.inner.store.outbox_sent(id, key, &e.channel, ts).await
     }
 }
 

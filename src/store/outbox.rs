@@ -53,15 +53,25 @@ impl Store {
             .collect()
     }
 
-    /// Entry `id` was sent and the front end answered `answer` (a Slack `ts`): removes the
-    /// entry and remembers its idempotency key `key` (when given) with the answer, in one
-    /// transaction, then flushes.
-    pub async fn outbox_sent(&self, id: u64, key: Option<&str>, answer: &str) -> Result<()> {
+    /// Entry `id` was sent and the front end answered `answer` (a Slack `ts`) in `place` (a
+    /// channel): removes the entry and remembers its idempotency key `key` (when given) with
+    /// the answer, and the answer's key ([`Store::sent_as`]), in one transaction, then
+    /// flushes.
+    pub async fn outbox_sent(
+        &self,
+        id: u64,
+        key: Option<&str>,
+        place: &str,
+        answer: &str,
+    ) -> Result<()> {
         let sent_key = key.map(|k| format!("sent/{k}"));
+        let owner_key = format!("sent-at/{place}/{answer}");
         let done = (&self.outbox, &self.bindings).transaction(|(outbox, b)| {
             outbox.remove(&id.to_be_bytes())?;
-            if let Some(k) = &sent_key {
+            if let (Some(k), Some(key)) = (&sent_key, key) {
                 b.insert(k.as_bytes(), Self::encode(&answer))?;
+                // And the other way round: this answer (a message) is that key's.
+                b.insert(owner_key.as_bytes(), Self::encode(&key))?;
             }
             Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
         });
@@ -76,6 +86,12 @@ impl Store {
     pub async fn outbox_drop(&self, id: u64) -> Result<()> {
         self.outbox.remove(id.to_be_bytes())?;
         self.flush().await
+    }
+
+    /// The idempotency key of the message the front end answered `answer` for in `place`:
+    /// some entry's message, so not another entry's lost post.
+    pub fn sent_as(&self, place: &str, answer: &str) -> Result<Option<String>> {
+        self.binding(&format!("sent-at/{place}/{answer}"))
     }
 
     /// What the front end answered when the message with idempotency key `key` was sent.
@@ -109,8 +125,15 @@ mod tests {
             left,
             vec![(a, "post A".to_string()), (b, "edit A, newer".to_string())]
         );
-        store.outbox_sent(a, Some("k/a"), "1700.1").await.unwrap();
+        store
+            .outbox_sent(a, Some("k/a"), "C1", "1700.1")
+            .await
+            .unwrap();
         assert_eq!(store.sent("k/a").unwrap().as_deref(), Some("1700.1"));
+        assert_eq!(
+            store.sent_as("C1", "1700.1").unwrap().as_deref(),
+            Some("k/a")
+        );
         assert_eq!(store.outbox::<String>().unwrap().len(), 1);
         assert!(!store.outbox_replace(a, &"x".to_string()).await.unwrap());
     }
