@@ -5,12 +5,9 @@
 
 use crate::support::chaos::{self, ChaosOpts};
 
-// Ignored until it passes every time. With main 8f5d570 merged (commit c329669), two runs of
-// this test: one counted 0 everywhere, the other 1 finished run without a report post. With
-// main 0b059f9, leaked dirs were 5; before the #14 fixes, 2 lost tasks, 1 thread without a
-// report, 1 unreported run and 5 leaked dirs. Run it with
-// `cargo test --test all chaos -- --ignored --nocapture` (`CHAOS_KILLS`, `CHAOS_SEED`).
-#[ignore = "not yet 0 on every run: 1 of 2 runs at c329669 had a finished run without a report post"]
+// Runs in CI (5 SIGKILLs, seed 14). Before the #14 fixes it failed with 2 lost tasks, 1
+// thread without a report, 1 unreported run and 5 leaked dirs. `CHAOS_KILLS` and
+// `CHAOS_SEED` change the run: `CHAOS_KILLS=50 cargo test --test all chaos -- --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_kills_lose_nothing_double_nothing_and_leave_nothing_behind() {
     let opts = ChaosOpts {
