@@ -58,7 +58,17 @@ impl Executor for Gated {
     }
 }
 
-async fn started(how: &str) -> (tempfile::TempDir, Queue, Store, Task) {
+/// A queue over a [`Gated`] executor (`mid_node` as there) with one task submitted and its
+/// run entered; `release` lets the run end.
+struct Started {
+    _dir: tempfile::TempDir,
+    q: Queue,
+    store: Store,
+    task: Task,
+    release: Arc<Notify>,
+}
+
+async fn gated_run(mid_node: bool) -> Started {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let entered = Arc::new(Notify::new());
@@ -68,7 +78,7 @@ async fn started(how: &str) -> (tempfile::TempDir, Queue, Store, Task) {
             store: store.clone(),
             entered: entered.clone(),
             release: release.clone(),
-            mid_node: how == "finishes",
+            mid_node,
         },
         1,
     );
@@ -85,6 +95,23 @@ async fn started(how: &str) -> (tempfile::TempDir, Queue, Store, Task) {
         async move { q.run().await }
     });
     entered.notified().await;
+    Started {
+        _dir: dir,
+        q,
+        store,
+        task,
+        release,
+    }
+}
+
+async fn started(how: &str) -> (Started, Queue, Store, Task) {
+    let s = gated_run(how == "finishes").await;
+    let (q, store, task, release) = (
+        s.q.clone(),
+        s.store.clone(),
+        s.task.clone(),
+        s.release.clone(),
+    );
     match how {
         // The run ends by itself during the grace period.
         "finishes" => {
@@ -102,7 +129,7 @@ async fn started(how: &str) -> (tempfile::TempDir, Queue, Store, Task) {
     // The run the shutdown stops is still running at the end of a short grace period.
     let grace = if how == "shutdown" { 200 } else { 10_000 };
     assert!(q.wait_idle(Duration::from_millis(grace)).await);
-    (dir, q, store, task)
+    (s, q, store, task)
 }
 
 #[tokio::test]
@@ -137,31 +164,13 @@ async fn a_run_a_person_cancelled_stays_cancelled_through_shutdown() {
 /// checkpointed to run again.
 #[tokio::test]
 async fn a_run_that_finishes_by_itself_after_the_deadline_keeps_its_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let q = Queue::new(
-        Gated {
-            store: store.clone(),
-            entered: entered.clone(),
-            release: release.clone(),
-            mid_node: true,
-        },
-        1,
-    );
-    let repo = RepoRef {
-        name: "a/b".into(),
-        source: "/nowhere".into(),
-        base: "main".into(),
-        forge: Default::default(),
-    };
-    let mut task = Task::new(repo, "U0ALICE", Origin::Cli, "do it");
-    q.submit(&mut task).await.unwrap();
-    tokio::spawn({
-        let q = q.clone();
-        async move { q.run().await }
-    });
-    entered.notified().await;
+    let Started {
+        _dir,
+        q,
+        store,
+        task,
+        release,
+    } = gated_run(true).await;
     q.shutdown();
     let idle = tokio::spawn({
         let q = q.clone();

@@ -29,6 +29,19 @@ pub struct SlackThread {
     pub pending: Option<StatusMessage>,
 }
 
+impl SlackThread {
+    /// The record of task `task_id`'s thread `(channel, thread_ts)`, no status message yet.
+    pub fn new(channel: &str, thread_ts: &str, task_id: &str) -> Self {
+        Self {
+            task_id: task_id.into(),
+            channel: channel.into(),
+            thread_ts: thread_ts.into(),
+            status: None,
+            pending: None,
+        }
+    }
+}
+
 /// One run's status message, edited in place.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatusMessage {

@@ -182,13 +182,7 @@ impl Egress {
         let bindings = &self.inner.bindings;
         if bindings.slack_thread(task_id)?.is_none() {
             bindings
-                .put_slack_thread(&SlackThread {
-                    task_id: task_id.into(),
-                    channel: channel.into(),
-                    thread_ts: thread_ts.into(),
-                    status: None,
-                    pending: None,
-                })
+                .put_slack_thread(&SlackThread::new(channel, thread_ts, task_id))
                 .await?;
         }
         Ok(())
@@ -210,13 +204,9 @@ impl Egress {
             .post_status(channel, thread_ts, task_id, revision, text)
             .await;
         let bindings = &self.inner.bindings;
-        let mut bound = bindings.slack_thread(task_id)?.unwrap_or(SlackThread {
-            task_id: task_id.into(),
-            channel: channel.into(),
-            thread_ts: thread_ts.into(),
-            status: None,
-            pending: None,
-        });
+        let mut bound = bindings
+            .slack_thread(task_id)?
+            .unwrap_or_else(|| SlackThread::new(channel, thread_ts, task_id));
         bound.pending = Some(StatusMessage {
             key: Some(key),
             revision,

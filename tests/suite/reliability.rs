@@ -11,6 +11,24 @@ use slipway::store::InboxEntry;
 
 use super::slack::{Bot, DEV};
 
+/// SIGTERM's path, with a short grace.
+async fn stop(bot: &mut Bot) {
+    bot.service
+        .take()
+        .unwrap()
+        .shutdown(Duration::from_secs(5))
+        .await;
+}
+
+/// A new `slipway serve` on the same store.
+async fn restart(bot: &mut Bot) {
+    bot.service = Some(
+        Service::start(bot.cfg.clone(), bot.h.runner.clone())
+            .await
+            .unwrap(),
+    );
+}
+
 fn entry(envelope: &serde_json::Value) -> InboxEntry {
     InboxEntry {
         envelope_id: envelope["envelope_id"].as_str().unwrap().to_string(),
@@ -27,11 +45,7 @@ fn entry(envelope: &serde_json::Value) -> InboxEntry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envelope_acked_before_a_crash_is_handled_after_the_restart_once() {
     let mut bot = Bot::start(Backend::Bwrap, fix_script(), |_| {}).await;
-    bot.service
-        .take()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .await;
+    stop(&mut bot).await;
     // Acked, then the process died before the handler ran: what the socket stored.
     let p = bot
         .slack
@@ -44,11 +58,7 @@ async fn an_envelope_acked_before_a_crash_is_handled_after_the_restart_once() {
     }
     assert_eq!(store.inbox().unwrap().len(), 3);
 
-    bot.service = Some(
-        Service::start(bot.cfg.clone(), bot.h.runner.clone())
-            .await
-            .unwrap(),
-    );
+    restart(&mut bot).await;
     bot.wait_reports(&p, 1).await;
     assert_eq!(bot.tasks().len(), 1, "one task for one mention");
     assert!(store.inbox().unwrap().is_empty(), "every entry handled");
@@ -69,11 +79,7 @@ async fn a_report_whose_event_was_lost_is_posted_at_the_next_start_once() {
         .slack
         .say(DEV, "U0ALICE", "<@U0BOT> fix add() in calc.py", None);
     // The first start recorded since when reports are tracked; the run ends after it.
-    bot.service
-        .take()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .await;
+    stop(&mut bot).await;
     let mut task = bot.h.task("fix add() in calc.py");
     task.origin = Origin::Slack {
         channel: DEV.into(),
@@ -95,23 +101,11 @@ async fn a_report_whose_event_was_lost_is_posted_at_the_next_start_once() {
     bot.h.run(&mut task).await.unwrap();
     assert!(bot.slack.reports(DEV, &p.ts).is_empty());
 
-    bot.service = Some(
-        Service::start(bot.cfg.clone(), bot.h.runner.clone())
-            .await
-            .unwrap(),
-    );
+    restart(&mut bot).await;
     bot.wait_reports(&p, 1).await;
     // A second start posts nothing more.
-    bot.service
-        .take()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .await;
-    bot.service = Some(
-        Service::start(bot.cfg.clone(), bot.h.runner.clone())
-            .await
-            .unwrap(),
-    );
+    stop(&mut bot).await;
+    restart(&mut bot).await;
     super::slack::settle().await;
     assert_eq!(bot.slack.reports(DEV, &p.ts).len(), 1);
     bot.stop().await;
@@ -125,11 +119,7 @@ async fn thread_messages_survive_a_crash_and_a_rate_limit_storm_and_go_out_once(
     use crate::support::fake_slack::Failure;
     use slipway::slack::outbox::{AfterPost, Message, Outgoing};
     let mut bot = Bot::start(Backend::Bwrap, fix_script(), |_| {}).await;
-    bot.service
-        .take()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .await;
+    stop(&mut bot).await;
     let root = bot.slack.say(DEV, "U0ALICE", "a thread", None);
     let store = bot.h.runner.store.clone();
     let entry = |key: &str, text: &str| Outgoing {
@@ -156,11 +146,7 @@ async fn thread_messages_survive_a_crash_and_a_rate_limit_storm_and_go_out_once(
         .outbox_push(&entry("say/b", "never posted"))
         .await
         .unwrap();
-    bot.service = Some(
-        Service::start(bot.cfg.clone(), bot.h.runner.clone())
-            .await
-            .unwrap(),
-    );
+    restart(&mut bot).await;
     bot.slack
         .wait_until(30, "the waiting message", |s| {
             s.bot_posts(DEV, &root.ts)

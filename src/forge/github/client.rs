@@ -272,8 +272,7 @@ impl GithubClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, GithubError> {
-        let crab = self.crab_for(repo).await?;
-        self.send(&crab, method, path, body, self.cfg.max_retries)
+        self.call_with(repo, method, path, body, self.cfg.max_retries)
             .await
     }
 
@@ -287,8 +286,19 @@ impl GithubClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, GithubError> {
+        self.call_with(repo, method, path, body, 0).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        repo: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        max_retries: u32,
+    ) -> Result<T, GithubError> {
         let crab = self.crab_for(repo).await?;
-        self.send(&crab, method, path, body, 0).await
+        self.send(&crab, method, path, body, max_retries).await
     }
 
     async fn send<T: DeserializeOwned>(
