@@ -104,21 +104,28 @@ impl Mention {
             text,
             received,
         } = m;
-        // 👀 through the outbox: under a rate limit it waits its turn instead of being lost.
-        match self
-            .egress
-            .outbox()
-            .react(channel, thread_ts, ts, SEEN)
-            .await
-        {
+        // 👀 at once; if Slack refuses it (a rate limit that outlasts the retries), it goes
+        // through the outbox and waits its turn instead of being lost.
+        match self.api.react(channel, ts, SEEN).await {
             Ok(()) => {
                 self.seen.bump();
                 tracing::debug!(
                     ms = received.elapsed().as_millis() as u64,
-                    "mention acknowledged with 👀 (queued)"
+                    "mention acknowledged with 👀"
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "could not queue 👀"),
+            Err(e) => {
+                tracing::warn!(error = %e, advice = e.advice(), "could not add 👀 now; queued");
+                match self
+                    .egress
+                    .outbox()
+                    .react(channel, thread_ts, ts, SEEN)
+                    .await
+                {
+                    Ok(()) => self.seen.bump(),
+                    Err(e) => tracing::error!(error = %e, "could not queue 👀"),
+                }
+            }
         }
         let existing = self.bindings.task_for_thread(channel, thread_ts)?;
         match parse_command(text) {
