@@ -3,9 +3,9 @@
 //!
 //! A sandboxed stdio MCP server has `/workspace` read-write. Left running, it could change
 //! the tree while the checks run, or between the checks and the commit, so the committed
-//! tree could differ from the tested one. So [`stop`] ends them (the docker sidecar is
+//! tree could differ from the tested one. So `stop` ends them (the docker sidecar is
 //! removed; under bwrap their process trees are killed and waited for) before every
-//! `checks` node, and a `fix` round, which needs the tools again, [`start`]s them afresh:
+//! `checks` node, and a `fix` round, which needs the tools again, `start`s them afresh:
 //! a restart, not a read-only mount, because a server's tools may write (that is what the
 //! agent asked for) and every one of those writes is then made before the checks look.
 //!

@@ -12,7 +12,7 @@
 //! the host. That needs a local engine and root; otherwise setup is refused.
 //! Containers carry `slipway.managed`, `slipway.pid` and `slipway.owner` (the owner's
 //! [`crate::sweep::process::ProcessId`]) labels; [`DockerSandbox::connect`] removes those
-//! whose slipway process is gone ([`orphans`]), so a `kill -9` leaves nothing behind for long.
+//! whose slipway process is gone (`docker/orphans.rs`), so a `kill -9` leaves nothing behind for long.
 
 mod images;
 mod network;

@@ -37,7 +37,7 @@ pub fn owner_liveness(labels: &HashMap<String, String>, me: &ProcessId) -> Liven
 }
 
 impl DockerSandbox {
-    /// Removes slipway containers whose owning process is gone ([`owner_liveness`]).
+    /// Removes slipway containers whose owning process is gone (`owner_liveness`).
     /// Returns how many were removed; nothing is removed without a readable `/proc/self`.
     pub async fn reap_orphans(&self) -> Result<usize> {
         let Some(me) = ProcessId::current() else {
