@@ -9,12 +9,9 @@
 //! so a crash can never leave a queued task without its queue item, or a created task that
 //! a resumed inbox entry would create again.
 
-use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
-use super::{QueueItem, Result, Store, StoreError};
+use super::{QueueItem, Result, Store, TaskTxn};
 use crate::task::Task;
+use serde::{Deserialize, Serialize};
 
 /// One acked envelope waiting for (or in) its handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,12 +26,6 @@ pub struct InboxEntry {
     pub payload: serde_json::Value,
     /// When it was read off the socket, unix ms.
     pub received_ms: u64,
-}
-
-/// Why a transactional write did not happen.
-enum Abort {
-    /// The idempotency key is taken already: the task it names exists.
-    Taken(String),
 }
 
 impl Store {
@@ -75,29 +66,17 @@ impl Store {
         item: &QueueItem,
         idempotency: Option<&str>,
     ) -> Result<std::result::Result<u64, String>> {
-        let qkey = self.db.generate_id()?;
-        let (task_bytes, item_bytes) = (Self::encode(task), Self::encode(item));
-        let idem = idempotency.map(|k| format!("created/{k}"));
-        let done = (&self.tasks, &self.queue, &self.bindings).transaction(|(tasks, queue, b)| {
-            if let Some(k) = &idem {
-                if let Some(existing) = b.get(k.as_bytes())? {
-                    let id =
-                        Self::decode::<String>("idempotency record", &existing).unwrap_or_default();
-                    return Err(ConflictableTransactionError::Abort(Abort::Taken(id)));
-                }
-                b.insert(k.as_bytes(), Self::encode(&task.id))?;
-            }
-            tasks.insert(task.id.as_bytes(), task_bytes.clone())?;
-            queue.insert(qkey.to_be_bytes().to_vec(), item_bytes.clone())?;
-            Ok(())
-        });
-        match done {
-            Ok(()) => {
-                self.flush().await?;
-                Ok(Ok(qkey))
-            }
-            Err(TransactionError::Abort(Abort::Taken(id))) => Ok(Err(id)),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        let queue = |_: &mut Task| Ok::<_, std::convert::Infallible>(Some(item.clone()));
+        match self
+            .txn(&task.id, idempotency, None, Some(task), queue)
+            .await?
+        {
+            TaskTxn::Done { queued, .. } => Ok(Ok(queued.unwrap_or_default())),
+            TaskTxn::Refused(never) => match never {},
+            // `Missing` cannot happen: a task not stored is started from `task`.
+            TaskTxn::Duplicate | TaskTxn::Missing => Ok(Err(self
+                .created_by(idempotency.unwrap_or_default())?
+                .unwrap_or_default())),
         }
     }
 

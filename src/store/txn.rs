@@ -59,7 +59,7 @@ impl Store {
         idempotency: Option<&str>,
         change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
     ) -> Result<TaskTxn<R>> {
-        self.txn(id, idempotency, None, change).await
+        self.txn(id, idempotency, None, None, change).await
     }
 
     /// [`Store::transact_task`] that also removes queue item `dequeue` in the same
@@ -71,14 +71,17 @@ impl Store {
         dequeue: u64,
         change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
     ) -> Result<TaskTxn<R>> {
-        self.txn(id, None, Some(dequeue), change).await
+        self.txn(id, None, Some(dequeue), None, change).await
     }
 
-    async fn txn<R>(
+    /// The one task transaction: `new` is the task to start from when `id` is not stored
+    /// (a task being created), else a missing task is [`TaskTxn::Missing`].
+    pub(super) async fn txn<R>(
         &self,
         id: &str,
         idempotency: Option<&str>,
         dequeue: Option<u64>,
+        new: Option<&Task>,
         change: impl Fn(&mut Task) -> std::result::Result<Option<QueueItem>, R>,
     ) -> Result<TaskTxn<R>> {
         let qkey = self.db.generate_id()?;
@@ -89,12 +92,11 @@ impl Store {
             {
                 return Err(ConflictableTransactionError::Abort(Abort::Duplicate));
             }
-            let Some(bytes) = tasks.get(id.as_bytes())? else {
+            let stored = tasks
+                .get(id.as_bytes())?
+                .and_then(|bytes| Self::decode::<Task>(&format!("task {id}"), &bytes).ok());
+            let Some(mut task) = stored.or_else(|| new.cloned()) else {
                 return Err(ConflictableTransactionError::Abort(Abort::Missing));
-            };
-            let mut task: Task = match Self::decode(&format!("task {id}"), &bytes) {
-                Ok(t) => t,
-                Err(_) => return Err(ConflictableTransactionError::Abort(Abort::Missing)),
             };
             let item = change(&mut task)
                 .map_err(|r| ConflictableTransactionError::Abort(Abort::Refused(r)))?;
