@@ -116,11 +116,19 @@ pub enum BlueprintId {
     ChecksOnly,
     /// Make the repo's environment snapshot ready and stop (`slipway env build`).
     EnvBuild,
+    /// Bump dependencies with the ecosystems' own tools; the agent only when a bump breaks
+    /// the checks. One task (one branch, one PR) per update group.
+    DependencyUpdate,
 }
 
 impl BlueprintId {
     /// Every blueprint, in `--blueprint` order.
-    pub const ALL: &[BlueprintId] = &[Self::CodeChange, Self::ChecksOnly, Self::EnvBuild];
+    pub const ALL: &[BlueprintId] = &[
+        Self::CodeChange,
+        Self::ChecksOnly,
+        Self::EnvBuild,
+        Self::DependencyUpdate,
+    ];
 
     /// The name (`code_change`, `checks_only`, `env_build`).
     pub fn as_str(self) -> &'static str {
@@ -128,6 +136,7 @@ impl BlueprintId {
             Self::CodeChange => "code_change",
             Self::ChecksOnly => "checks_only",
             Self::EnvBuild => "env_build",
+            Self::DependencyUpdate => "dependency_update",
         }
     }
 
@@ -202,6 +211,9 @@ pub struct Task {
     /// recording it (or undo the intent) after asking the forge.
     #[serde(default)]
     pub merging: Option<MergeIntent>,
+    /// Set on a `dependency_update` task: which updates it is for.
+    #[serde(default)]
+    pub deps: Option<crate::deps::DepsRequest>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -237,6 +249,7 @@ impl Task {
             thread_url: None,
             blueprint: BlueprintId::CodeChange,
             merging: None,
+            deps: None,
             created_ms: now,
             updated_ms: now,
         }

@@ -5,6 +5,7 @@
 
 pub mod checks_only;
 pub mod code_change;
+pub mod dependency_update;
 pub mod env_build;
 
 use crate::run::Blueprint;
@@ -16,5 +17,6 @@ pub fn get(id: BlueprintId) -> Blueprint {
         BlueprintId::CodeChange => code_change::blueprint(),
         BlueprintId::ChecksOnly => checks_only::blueprint(),
         BlueprintId::EnvBuild => env_build::blueprint(),
+        BlueprintId::DependencyUpdate => dependency_update::blueprint(),
     }
 }

@@ -1,0 +1,1 @@
+//! Applying updates with the ecosystems' own tools (placeholder).

@@ -1,0 +1,1 @@
+//! From lookups and rules to groups (placeholder).

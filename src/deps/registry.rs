@@ -1,0 +1,1 @@
+//! Registry lookups (owned by the registry work; placeholder).

@@ -1,0 +1,1 @@
+//! `renovate.json` rules (owned by the renovate work; placeholder).

@@ -1,0 +1,1 @@
+//! Manifest and lockfile scanning (owned by the scan work; placeholder).

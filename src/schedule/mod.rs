@@ -1,0 +1,1 @@
+//! `[[schedules]]` (owned by the schedules work; placeholder).
