@@ -101,7 +101,7 @@ fn host_side_gates(c: &mut Criterion) {
                 checks: &[],
                 commands: &[],
                 changes: &changes,
-                agent_end: &end,
+                agent_end: Some(&end),
                 fix_rounds: 0,
                 policy: &policy,
                 secrets: &findings,

@@ -59,11 +59,24 @@ enum Command {
         base: Option<String>,
         #[arg(long, default_value = "code_change")]
         blueprint: String,
-        /// Print the run report as JSON on stdout.
+        /// Print the run report as JSON on stdout (dependency_update: one report per line,
+        /// one per group).
         #[arg(long)]
         json: bool,
-        /// What to change.
-        #[arg(required = true, num_args = 1..)]
+        /// dependency_update: only this package (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// dependency_update: which update types, comma-separated (patch,minor,major);
+        /// default patch,minor (majors when --only names the package).
+        #[arg(long)]
+        update_types: Option<String>,
+        /// dependency_update: fix the advisory in this OSV JSON file (bump to its first
+        /// fixed version, no release-age cooldown).
+        #[arg(long)]
+        osv: Option<std::path::PathBuf>,
+        /// What to change (optional for dependency_update: `bump NAME to VERSION`,
+        /// `lockfile maintenance`, `fix GHSA-…`).
+        #[arg(num_args = 0..)]
         task: Vec<String>,
     },
     /// The tool registry and prefetch.
@@ -210,8 +223,34 @@ fn main() -> ExitCode {
                 base,
                 blueprint,
                 json,
+                only,
+                update_types,
+                osv,
+                task,
+            } if blueprint == "dependency_update" => {
+                let args = app::deps::DepsArgs {
+                    only,
+                    update_types,
+                    osv,
+                };
+                app::deps::cmd_run_deps(cfg, &repo, base, json, &task.join(" "), &args, &requester)
+                    .await
+            }
+            Command::Run {
+                repo,
+                base,
+                blueprint,
+                json,
+                only,
+                update_types,
+                osv,
                 task,
             } => {
+                if !only.is_empty() || update_types.is_some() || osv.is_some() {
+                    return app::usage(
+                        "--only, --update-types and --osv belong to --blueprint dependency_update",
+                    );
+                }
                 cmd_run(
                     cfg,
                     &repo,

@@ -11,6 +11,7 @@
 
 pub mod approval;
 pub mod close;
+pub mod deps;
 pub mod merge;
 pub mod rerun;
 pub mod revert;

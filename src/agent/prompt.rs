@@ -11,6 +11,9 @@ pub const IMPLEMENT: &str = include_str!("../../prompts/implement.md");
 pub const FIX: &str = include_str!("../../prompts/fix.md");
 pub const REVISION: &str = include_str!("../../prompts/revision.md");
 pub const CI_FIX: &str = include_str!("../../prompts/ci_fix.md");
+pub const DEPENDENCY_FIX: &str = include_str!("../../prompts/dependency_fix.md");
+/// Most bytes of one package's release notes in the fix prompt.
+const NOTES_CAP: usize = 4096;
 
 /// Most bytes read from one rules file.
 const RULE_FILE_CAP: usize = 16 * 1024;
@@ -149,6 +152,42 @@ pub fn with_unrun(earlier: &[Revision], turn: String) -> String {
 pub fn fix(round: u32, max_rounds: u32, failures: &str) -> String {
     FIX.replace("{round}", &round.to_string())
         .replace("{max_rounds}", &max_rounds.to_string())
+        .replace("{failures}", failures)
+}
+
+/// The first user turn of a `dependency_update` fix round: the updates (one line each), the
+/// failing checks' output and each package's release notes, fenced and labelled as data
+/// (they are the package authors' text, not the requester's).
+pub fn dependency_fix(
+    updates: &[String],
+    notes: &[crate::deps::ReleaseNotes],
+    round: u32,
+    max_rounds: u32,
+    failures: &str,
+) -> String {
+    let list: String = updates.iter().map(|u| format!("- {u}\n")).collect();
+    let mut fenced = String::new();
+    for n in notes {
+        fenced.push_str(&format!("### {} {} → {}\n", n.name, n.from, n.to));
+        match &n.excerpt {
+            Some(text) => {
+                let text =
+                    crate::task::cap_bytes(&crate::untrusted::strip_controls(text), NOTES_CAP);
+                fenced.push_str("```text\n");
+                fenced.push_str(&text.replace("```", "'''"));
+                fenced.push_str("\n```\n");
+            }
+            None => fenced.push_str("(no changelog found in the package)\n"),
+        }
+    }
+    if fenced.is_empty() {
+        fenced.push_str("(no release notes)\n");
+    }
+    DEPENDENCY_FIX
+        .replace("{updates}", list.trim_end())
+        .replace("{round}", &round.to_string())
+        .replace("{max_rounds}", &max_rounds.to_string())
+        .replace("{notes}", fenced.trim_end())
         .replace("{failures}", failures)
 }
 

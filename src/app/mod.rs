@@ -2,6 +2,7 @@
 //! (store, sandbox, model, registry, forges) and hands each command exactly what it uses.
 //! `main.rs` owns the command line; nothing here parses arguments.
 
+pub mod deps;
 pub mod env;
 mod tools;
 
@@ -51,58 +52,19 @@ pub async fn cmd_run(
         Ok(b) => b,
         Err(name) => return usage(RunError::UnknownBlueprint(name)),
     };
-    let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
-    let forge = configured.map(|r| r.forge).unwrap_or_default();
-    if forge == ForgeKind::Github && cfg.github.auth.is_none() {
-        return usage(format!(
-            "{repo_arg} uses forge = \"github\": set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
-        ));
-    }
-    let (source, derived_name) = if forge == ForgeKind::Github {
-        // The clone URL comes from the GitHub API when the run starts.
-        (
-            format!("https://github.com/{repo_arg}.git"),
-            repo_arg.to_string(),
-        )
-    } else {
-        let source_arg = configured
-            .and_then(|r| r.url.clone())
-            .unwrap_or_else(|| repo_arg.to_string());
-        match Workspaces::resolve_source(&source_arg) {
-            Ok(v) => v,
-            Err(e) => return usage(e),
-        }
+    let repo = match resolve_repo(&cfg, repo_arg, base) {
+        Ok(r) => r,
+        Err(msg) => return usage(msg),
     };
-    let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
-    let base = base
-        .or_else(|| configured.map(|r| r.base.clone()))
-        .unwrap_or_else(|| "main".into());
     let needs_model = blueprint == BlueprintId::CodeChange;
     let runner = match build_runner(&cfg, needs_model, false).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
     let mcp = runner.mcp.clone();
-    let repo = RepoRef {
-        name,
-        source,
-        base,
-        forge,
-    };
     let mut task = Task::new(repo, requester, Origin::Cli, text);
     task.blueprint = blueprint;
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("slipway: cancelling…");
-            on_signal.cancel();
-        }
-    });
-    let (tx, rx) = mpsc::channel(64);
-    let printer = tokio::spawn(print_progress(rx));
-    let result = runner.run_id(&mut task, blueprint, cancel, Some(tx)).await;
-    let _ = printer.await;
+    let result = run_with_progress(&runner, &mut task, blueprint, cancel_on_ctrl_c()).await;
     mcp.close().await;
     match result {
         Ok(report) => {
@@ -128,6 +90,71 @@ pub async fn cmd_run(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The repo `repo_arg` names (a `[[repos]]` entry, a local path or a clone URL), on `base`
+/// (else the entry's base, else `main`). The error is a usage message.
+pub(crate) fn resolve_repo(
+    cfg: &Config,
+    repo_arg: &str,
+    base: Option<String>,
+) -> Result<RepoRef, String> {
+    let configured = cfg.file.repos.iter().find(|r| r.name == repo_arg);
+    let forge = configured.map(|r| r.forge).unwrap_or_default();
+    if forge == ForgeKind::Github && cfg.github.auth.is_none() {
+        return Err(format!(
+            "{repo_arg} uses forge = \"github\": set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+        ));
+    }
+    let (source, derived_name) = if forge == ForgeKind::Github {
+        // The clone URL comes from the GitHub API when the run starts.
+        (
+            format!("https://github.com/{repo_arg}.git"),
+            repo_arg.to_string(),
+        )
+    } else {
+        let source_arg = configured
+            .and_then(|r| r.url.clone())
+            .unwrap_or_else(|| repo_arg.to_string());
+        Workspaces::resolve_source(&source_arg).map_err(|e| e.to_string())?
+    };
+    let name = configured.map(|r| r.name.clone()).unwrap_or(derived_name);
+    let base = base
+        .or_else(|| configured.map(|r| r.base.clone()))
+        .unwrap_or_else(|| "main".into());
+    Ok(RepoRef {
+        name,
+        source,
+        base,
+        forge,
+    })
+}
+
+/// A token cancelled by Ctrl-C (the run stops at its next node).
+pub(crate) fn cancel_on_ctrl_c() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("slipway: cancelling…");
+            on_signal.cancel();
+        }
+    });
+    cancel
+}
+
+/// Runs `task` through `blueprint`, printing progress on stderr.
+pub(crate) async fn run_with_progress(
+    runner: &Runner,
+    task: &mut Task,
+    blueprint: BlueprintId,
+    cancel: CancellationToken,
+) -> Result<slipway::report::RunReport, RunError> {
+    let (tx, rx) = mpsc::channel(64);
+    let printer = tokio::spawn(print_progress(rx));
+    let result = runner.run_id(task, blueprint, cancel, Some(tx)).await;
+    let _ = printer.await;
+    result
 }
 
 /// The services of a run, built once: model, sandbox (checked), store, registry, forge.

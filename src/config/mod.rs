@@ -341,6 +341,17 @@ impl Config {
         self.credentials_present.contains(&name)
     }
 
+    /// What the dependency lookups use: the registries named by the variables the setup
+    /// sandbox receives (`[sandbox] setup_env`), so lookups and bumps see the same
+    /// registries, and `[policy] min_release_age_days`.
+    pub fn deps_lookup(&self) -> crate::deps::lookup::Lookup {
+        let vars = self.setup_env.vars();
+        crate::deps::lookup::Lookup {
+            registries: crate::deps::registry::Registries::from_env(|k| vars.get(k).cloned()),
+            min_release_age_days: self.file.policy.min_release_age_days,
+        }
+    }
+
     /// Replaces every known secret value in `text` with `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
         self.secret_values.redact(text)

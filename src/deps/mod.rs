@@ -6,9 +6,13 @@
 //!
 //! Shapes only here; no I/O.
 
+pub mod advisory;
 pub mod bump;
+pub mod intent;
+pub mod lookup;
 pub mod plan;
 pub mod registry;
+pub mod render;
 pub mod renovate;
 pub mod request;
 pub mod scan;
@@ -224,4 +228,60 @@ pub enum AdvisoryInput {
         package: String,
         ecosystem: Ecosystem,
     },
+}
+
+/// One bumped package's release notes, for the fix prompt (fenced as data) and the PR body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseNotes {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    /// The changelog's sections for versions in (from, to], capped; `None` when the package
+    /// ships no changelog the lookup could read.
+    pub excerpt: Option<String>,
+}
+
+/// What a `dependency_update` run carries from node to node.
+#[derive(Debug, Clone, Default)]
+pub struct DepsRun {
+    /// The updates this run applies (one group: one branch, one PR).
+    pub group: Option<Group>,
+    /// Updates held back, with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Warnings from the repo's rules and manifests (unknown `renovate.json` keys…).
+    pub warnings: Vec<String>,
+    /// Release notes per bumped package.
+    pub notes: Vec<ReleaseNotes>,
+    /// The bump's own commit (before any agent change).
+    pub bump_commit: Option<String>,
+    /// Files the agent changed after the bump (the PR body lists them apart).
+    pub agent_files: Vec<String>,
+}
+
+impl DepsRun {
+    /// The group's updates (none before the lookup node ran).
+    pub fn updates(&self) -> &[Update] {
+        self.group.as_ref().map_or(&[], |g| g.updates.as_slice())
+    }
+
+    /// `name from → to` for every update, comma-separated: how the thread names what broke.
+    pub fn named(&self) -> String {
+        self.updates()
+            .iter()
+            .map(|u| format!("{} {} → {}", u.dep.name, u.dep.current, u.to))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// True when some update is a major one (majors always need an approval).
+    pub fn has_major(&self) -> bool {
+        self.updates()
+            .iter()
+            .any(|u| u.update_type == UpdateType::Major)
+    }
+
+    /// True when some update fixes a security advisory.
+    pub fn is_security(&self) -> bool {
+        self.updates().iter().any(|u| u.advisory.is_some())
+    }
 }

@@ -178,6 +178,14 @@ pub trait Forge: Send + Sync {
     }
     /// A verified webhook said CI changed somewhere: poll now instead of at the next tick.
     fn nudge(&self) {}
+    /// The forge's security advisory `id` (a `GHSA-…` id) as its JSON document, for
+    /// `crate::deps::advisory::from_github`. Forges without an advisory database answer
+    /// `Unsupported` (the message says to give an OSV file instead).
+    async fn advisory(&self, _repo: &str, _id: &str) -> Result<String, ForgeError> {
+        Err(ForgeError::Unsupported(
+            "this forge has no advisory database: give the advisory as an OSV JSON file (slipway run --osv FILE)",
+        ))
+    }
     /// Closes the task's PR (❌ on a finished task). Returns what was closed, if anything.
     async fn close(&self, _task: &Task, _by: &str) -> Result<Option<String>, ForgeError> {
         Ok(None)

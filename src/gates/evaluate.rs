@@ -25,20 +25,25 @@ fn last_line(s: &str) -> String {
 pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     let mut gates = Vec::new();
     gates.push(match ev.agent_end {
-        AgentEnd::Finished { .. } => {
+        None => Gate::new(
+            GateName::Agent,
+            GateStatus::Skip,
+            "no agent ran: the change passed its checks without one",
+        ),
+        Some(AgentEnd::Finished { .. }) => {
             Gate::new(GateName::Agent, GateStatus::Pass, "the agent finished")
         }
-        AgentEnd::Budget { kind } => Gate::new(
+        Some(AgentEnd::Budget { kind }) => Gate::new(
             GateName::Agent,
             GateStatus::Fail,
             format!("the agent stopped: {kind:?} budget exhausted").to_lowercase(),
         ),
-        AgentEnd::Stopped { .. } => Gate::new(
+        Some(AgentEnd::Stopped { .. }) => Gate::new(
             GateName::Agent,
             GateStatus::Fail,
             "the agent stopped without calling finish",
         ),
-        AgentEnd::PolicyViolation { reason } => {
+        Some(AgentEnd::PolicyViolation { reason }) => {
             Gate::new(GateName::Agent, GateStatus::Fail, reason.clone())
         }
     });

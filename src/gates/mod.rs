@@ -13,6 +13,7 @@
 
 pub mod checks;
 pub mod classify;
+pub mod deps;
 pub mod policy;
 pub mod render;
 pub mod sandboxed;
@@ -38,7 +39,9 @@ pub struct Evidence<'a> {
     /// The commands that were configured or detected (a kind without one is skipped).
     pub commands: &'a [CheckCommand],
     pub changes: &'a [FileChange],
-    pub agent_end: &'a AgentEnd,
+    /// How the agent ended; `None` when no agent ran (a dependency bump that passed its
+    /// checks): the `agent` gate is skipped then.
+    pub agent_end: Option<&'a AgentEnd>,
     pub fix_rounds: u32,
     pub policy: &'a EffectivePolicy,
     /// Credentials found in the added lines.
@@ -264,7 +267,7 @@ mod tests {
                 checks: &checks,
                 commands: &[],
                 changes: &c.changes,
-                agent_end: &c.end,
+                agent_end: Some(&c.end),
                 fix_rounds: 0,
                 policy: &policy,
                 secrets: &findings,
@@ -299,7 +302,7 @@ mod tests {
             checks: &passing_tests(),
             commands: &[],
             changes: &changes,
-            agent_end: &finished(),
+            agent_end: Some(&finished()),
             fix_rounds: 0,
             policy: &p,
             secrets: &[],
@@ -331,7 +334,7 @@ mod tests {
             checks: &passing_tests(),
             commands: &[],
             changes,
-            agent_end: &finished(),
+            agent_end: Some(&finished()),
             fix_rounds: 0,
             policy: p,
             secrets: &[],

@@ -327,6 +327,10 @@ pub struct PolicyConfig {
     pub required_gates: Vec<String>,
     /// Command prefixes the agent's `run` tool refuses (beside the built-in denials).
     pub denied_commands: Vec<String>,
+    /// `dependency_update`: releases younger than this many days are not proposed (a
+    /// supply-chain cooldown; a repo's `renovate.json` `minimumReleaseAge` may only make it
+    /// longer). Security fixes are exempt. 0 = off.
+    pub min_release_age_days: u32,
 }
 
 impl Default for PolicyConfig {
@@ -343,6 +347,7 @@ impl Default for PolicyConfig {
             auto_merge: Vec::new(),
             required_gates: vec!["tests".into()],
             denied_commands: Vec::new(),
+            min_release_age_days: 0,
         }
     }
 }

@@ -50,7 +50,12 @@ impl crate::run::Node for Gates {
             checks: &cx.results,
             commands: &cx.check_cmds,
             changes: &ev.changes,
-            agent_end: cx.end.as_ref().unwrap_or(&stopped),
+            // A dependency bump that passed its checks ran no agent; elsewhere a missing
+            // ending is an agent that stopped.
+            agent_end: match (&cx.end, &cx.deps) {
+                (None, Some(_)) => None,
+                (end, _) => Some(end.as_ref().unwrap_or(&stopped)),
+            },
             fix_rounds: cx.fix_rounds,
             policy: &cx.policy,
             secrets: &findings,
@@ -68,7 +73,10 @@ impl crate::run::Node for Gates {
             }),
         }));
         let classified = classify::classify(&ev.changes, ev.whitespace_only, &ev.diff);
-        let judged = Judged::new(all, classified, &cx.policy);
+        let judged = match cx.deps.is_some() {
+            true => judge_update(cx, all, classified).await?,
+            false => Judged::new(all, classified, &cx.policy),
+        };
         let halt = judged.decision == Decision::Halt;
         let detail = judged.decision.to_string();
         if halt && cx.commit.is_some() {
@@ -89,4 +97,83 @@ impl crate::run::Node for Gates {
             stop: None,
         })
     }
+}
+
+/// The judgement of a `dependency_update` change: the bump alone is `dependency_update`;
+/// what the agent changed after it is classified on its own and the riskier class decides
+/// (`gates::deps`).
+async fn judge_update(
+    cx: &mut RunCtx<'_>,
+    gates: Vec<crate::report::Gate>,
+    whole: classify::Classified,
+) -> Result<Judged, FlowError> {
+    use crate::report::Classification;
+    let svc = cx.svc;
+    let deps = cx.deps.clone().unwrap_or_default();
+    let mut agent_files = Vec::new();
+    let mut agent_diff = String::new();
+    if let (Some(bump), Some(head)) = (&deps.bump_commit, &cx.commit)
+        && bump != head
+    {
+        let wt = cx.wt()?;
+        agent_files = svc.workspaces.changed_since(wt, bump).await?;
+        agent_diff = svc.workspaces.diff_since(wt, bump).await?;
+    }
+    let classified = if agent_files.is_empty() {
+        match whole.class {
+            // A bump that only touched manifests and lockfiles; anything else the bump
+            // kept is judged as it is.
+            Classification::DependencyUpdate | Classification::Config => classify::Classified {
+                class: Classification::DependencyUpdate,
+                evidence: format!("only manifests and lockfiles changed: {}", deps.named()),
+            },
+            _ => whole,
+        }
+    } else {
+        let part: Vec<_> = cx
+            .evidence
+            .changes
+            .iter()
+            .filter(|c| agent_files.contains(&c.path))
+            .cloned()
+            .collect();
+        let own = classify::classify(&part, false, &agent_diff);
+        let class = gates::deps::riskier(Classification::DependencyUpdate, own.class);
+        classify::Classified {
+            class,
+            evidence: format!(
+                "dependency_update plus the agent's {} change ({}): {}",
+                own.class.as_str(),
+                agent_files.join(", "),
+                own.evidence
+            ),
+        }
+    };
+    let facts = gates::deps::GroupFacts {
+        named: deps.named(),
+        majors: deps
+            .updates()
+            .iter()
+            .filter(|u| u.update_type == crate::deps::UpdateType::Major)
+            .map(|u| format!("{} {} → {}", u.dep.name, u.dep.current, u.to))
+            .collect(),
+        automerge: deps.group.as_ref().and_then(|g| g.automerge),
+        fix_rounds: cx.fix_rounds,
+    };
+    let (decision, mut reasons) =
+        gates::deps::decide_update(classified.class, &gates, &cx.policy, &facts);
+    reasons.push(format!(
+        "classified {}: {}",
+        classified.class.as_str(),
+        classified.evidence
+    ));
+    if let Some(d) = cx.deps.as_mut() {
+        d.agent_files = agent_files;
+    }
+    Ok(Judged {
+        gates,
+        classified,
+        decision,
+        reasons,
+    })
 }

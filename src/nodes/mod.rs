@@ -3,12 +3,15 @@
 //! runs next (the blueprint does) and never writes the task's final state (the lifecycle
 //! does).
 
+pub mod bump;
 pub mod checks;
 pub mod ci;
 pub mod commit;
+pub mod deps_fix;
 pub mod fix;
 pub mod gates;
 pub mod implement;
+pub mod lookup;
 pub mod merge;
 pub mod prefetch;
 pub mod probe;
@@ -20,12 +23,15 @@ pub mod setup;
 pub mod sidecar;
 pub mod workspace;
 
+pub use bump::Bump;
 pub use checks::Checks;
 pub use ci::Ci;
 pub use commit::Commit;
+pub use deps_fix::{DepsFix, PrefetchForFix};
 pub use fix::{CiFix, Fix};
 pub use gates::Gates;
 pub use implement::Implement;
+pub use lookup::Lookup;
 pub use merge::Merge;
 pub use prefetch::Prefetch;
 pub use publish::Publish;

@@ -222,6 +222,8 @@ pub struct RunCtx<'a> {
     pub checks_probed: bool,
     /// The commit when the current sandbox pass started (the commit node's "new commit?").
     pub pass_start_commit: Option<String>,
+    /// `dependency_update`: the group this run bumps, set by the lookup node.
+    pub deps: Option<crate::deps::DepsRun>,
     /// The PR, once published.
     pub pr_url: Option<String>,
     /// The PR's number, once known.
@@ -299,6 +301,7 @@ impl<'a> RunCtx<'a> {
             commit: None,
             pass_start_commit: None,
             checks_probed: false,
+            deps: None,
             pr_url: None,
             pr_number,
             merged: None,
@@ -438,8 +441,8 @@ impl<'a> RunCtx<'a> {
     pub fn add_timing(&mut self, node: NodeName, ms: u64) {
         let t = &mut self.timings;
         match node {
-            NodeName::Workspace => t.workspace += ms,
-            NodeName::Setup | NodeName::Sandbox => t.sandbox += ms,
+            NodeName::Workspace | NodeName::Lookup => t.workspace += ms,
+            NodeName::Setup | NodeName::Sandbox | NodeName::Bump => t.sandbox += ms,
             NodeName::Implement | NodeName::Fix | NodeName::CiFix => t.agent += ms,
             NodeName::Checks | NodeName::SandboxGates => t.checks += ms,
             _ => {}
@@ -485,7 +488,11 @@ impl<'a> RunCtx<'a> {
             ),
             None => (
                 self.extra_gates.clone(),
-                Classification::Refactor,
+                if self.blueprint == BlueprintId::DependencyUpdate {
+                    Classification::DependencyUpdate
+                } else {
+                    Classification::Refactor
+                },
                 Decision::Halt,
                 Vec::new(),
             ),

@@ -53,6 +53,13 @@ pub enum RunError {
         /// The command and its last output line.
         detail: String,
     },
+    /// `dependency_update` could not propose or apply its updates (nothing newer, a registry
+    /// down, a bump its tool refused); `detail` says which package and what to do.
+    #[error("dependency update: {detail}")]
+    Deps {
+        /// The package, versions and cause.
+        detail: String,
+    },
     /// The run's host directories could not be made or vanished under it.
     #[error("{0}")]
     /// A run directory could not be made, or the work tree vanished.
@@ -89,6 +96,7 @@ impl RunError {
             Self::Store(_)
             | Self::Forge(_)
             | Self::Setup { .. }
+            | Self::Deps { .. }
             | Self::RunDir(_)
             | Self::NotRunnable(_)
             | Self::Internal(_) => false,

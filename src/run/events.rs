@@ -36,6 +36,12 @@ pub enum NodeName {
     Workspace,
     /// Dependency fetch with network, no secrets, before the agent.
     Setup,
+    /// `dependency_update`: the repo's dependencies, their registries' releases and the
+    /// repo's rules → the updates of this task's group.
+    Lookup,
+    /// `dependency_update`: the updates applied with the ecosystems' own tools (network, no
+    /// secrets, over the base commit) and committed.
+    Bump,
     /// Starts the offline sandbox of one pass.
     Sandbox,
     /// Sandboxed MCP servers started; the ≤ k tools offered.
@@ -70,6 +76,8 @@ impl NodeName {
         match self {
             Self::Workspace => "workspace",
             Self::Setup => "setup",
+            Self::Lookup => "lookup",
+            Self::Bump => "bump",
             Self::Sandbox => "sandbox",
             Self::Prefetch => "prefetch",
             Self::Implement => "implement",

@@ -361,18 +361,26 @@ pub fn pr_content(cx: &RunCtx<'_>, report: &RunReport) -> PullRequestContent {
                 .collect()
         })
         .unwrap_or_default();
-    PullRequestContent {
-        title: match &cx.task.revert_of {
-            Some(_) => cx.task.title(),
-            None => format!("slipway: {}", cx.task.title()),
-        },
-        body: crate::gates::render::markdown(
-            report,
-            cx.summary(),
-            cx.task.thread_url.as_deref(),
-            &calls,
-        ),
+    let mut body = crate::gates::render::markdown(
+        report,
+        cx.summary(),
+        cx.task.thread_url.as_deref(),
+        &calls,
+    );
+    let mut title = match &cx.task.revert_of {
+        Some(_) => cx.task.title(),
+        None => format!("slipway: {}", cx.task.title()),
+    };
+    if let Some(deps) = &cx.deps {
+        body = format!(
+            "{}\n{body}",
+            crate::deps::render::pr_section(deps, cx.summary(), crate::task::now_ms())
+        );
+        if deps.is_security() {
+            title = format!("slipway: [security] {}", cx.task.title());
+        }
     }
+    PullRequestContent { title, body }
 }
 
 /// The report of a blueprint without a gates node: the checks' gates, and nothing to

@@ -88,6 +88,12 @@ impl Service {
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
         // Each part gets its handles here, once; nothing below reaches through the queue.
         let (store, forges) = (runner.store.clone(), runner.forges.clone());
+        let deps = crate::actions::deps::DepsPlanner {
+            workspaces: runner.workspaces.clone(),
+            forges: forges.clone(),
+            store: store.clone(),
+            lookup: cfg.deps_lookup(),
+        };
         let runner_forges = forges.clone();
         let settings = Arc::new(Settings::from_config(&cfg));
         let queue = Queue::new(runner, cfg.file.queue.concurrency);
@@ -110,6 +116,7 @@ impl Service {
             concurrency: cfg.file.queue.concurrency,
             max_tasks_per_user_per_hour: cfg.file.queue.max_tasks_per_user_per_hour,
             mentions: mentions.clone(),
+            deps: Some(deps),
         });
         let bot = Bot::new(BotParts {
             store: store.clone(),

@@ -35,6 +35,20 @@ impl Workspaces {
     }
 }
 
+impl Workspaces {
+    /// The unified diff from `from` to `HEAD` (what was committed after `from`), read the
+    /// way [`Workspaces::diff`] reads it.
+    pub async fn diff_since(&self, wt: &Worktree, from: &str) -> Result<String> {
+        let range = format!("{from}..HEAD");
+        let args: Vec<&str> = GATE_DIFF
+            .iter()
+            .copied()
+            .chain(["--no-renames", "--no-color", range.as_str()])
+            .collect();
+        wt_git(wt, &args).await
+    }
+}
+
 /// A path from a `---`/`+++` line as written: undoes git's C-style quoting
 /// (`"a\\303\\251.txt"` → `aé.txt`) and drops the TAB git ends an unquoted name holding a
 /// space with (`a b.pem\t` → `a b.pem`; a name that really ends with a TAB is quoted).

@@ -121,6 +121,50 @@ impl Workspaces {
         }
     }
 
+    /// Puts `wt` back on its base commit when it holds earlier runs' commits (a
+    /// `dependency_update` rerun redoes its bump from the base): the push then replaces the
+    /// old tip (`--force-with-lease` on it). Returns whether anything was reset.
+    pub async fn reset_to_base(&self, wt: &mut Worktree) -> Result<bool> {
+        let head = wt_git(wt, &["rev-parse", "HEAD"]).await?.trim().to_string();
+        if head == wt.base_sha {
+            return Ok(false);
+        }
+        wt_git(wt, &["reset", "--quiet", "--hard", &wt.base_sha]).await?;
+        if wt.replaces.is_none() {
+            wt.replaces = Some(head);
+        }
+        wt.start_sha = wt.base_sha.clone();
+        Ok(true)
+    }
+
+    /// Paths changed in the work tree against `HEAD` (tracked files only), sorted.
+    pub async fn dirty_paths(&self, wt: &Worktree) -> Result<Vec<String>> {
+        let out = wt_git(wt, &["diff", "--name-only", "HEAD"]).await?;
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Paths changed between `from` and `HEAD`, sorted.
+    pub async fn changed_since(&self, wt: &Worktree, from: &str) -> Result<Vec<String>> {
+        let range = format!("{from}..HEAD");
+        let out = wt_git(wt, &["diff", "--name-only", &range]).await?;
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Discards work-tree changes to `paths` and every untracked file (not ignored ones).
+    pub async fn discard(&self, wt: &Worktree, paths: &[String]) -> Result<()> {
+        if !paths.is_empty() {
+            let mut args = vec!["checkout", "--quiet", "HEAD", "--"];
+            args.extend(paths.iter().map(String::as_str));
+            wt_git(wt, &args).await?;
+        }
+        wt_git(wt, &["clean", "-fdq"]).await?;
+        Ok(())
+    }
+
     /// [`Self::prepare`], with the clone moved into `ws` and its git directory into `git`:
     /// existing directories (a warm pool slot's, already bound into a running container) that
     /// are filled, never replaced, so the container sees the files. `ws` may hold empty

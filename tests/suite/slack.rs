@@ -44,7 +44,12 @@ impl Bot {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let mut h = Harness::with(backend, LlmProvider::Anthropic, script, |_| {}).await;
+        let h = Harness::with(backend, LlmProvider::Anthropic, script, |_| {}).await;
+        Self::start_on(h, tweak).await
+    }
+
+    /// [`Bot::start`] over a harness made by the caller (another repo, another config).
+    pub(crate) async fn start_on(mut h: Harness, tweak: impl FnOnce(&mut Config)) -> Self {
         let slack = FakeSlack::start().await;
         let repo = h.data.path().join("calc.git");
         sh(

@@ -193,4 +193,14 @@ impl Forge for GithubForge {
             .await?;
         Ok(Some(pr.html_url))
     }
+
+    /// `GET /advisories/{ghsa_id}` (REST API, "Global security advisories"), with the
+    /// repo's credentials.
+    async fn advisory(&self, repo: &str, id: &str) -> Result<String, ForgeError> {
+        let v: serde_json::Value = self
+            .client
+            .call(repo, Method::Get, &format!("/advisories/{id}"), None)
+            .await?;
+        Ok(v.to_string())
+    }
 }

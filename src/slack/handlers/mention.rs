@@ -91,6 +91,9 @@ pub struct Mention {
     pub github_configured: bool,
     /// Bumped on every 👀.
     pub seen: MentionsSeen,
+    /// Plans dependency updates (`dependency_update` requests); `None` answers that they
+    /// are not enabled.
+    pub deps: Option<crate::actions::deps::DepsPlanner>,
 }
 
 impl Mention {
@@ -316,6 +319,22 @@ impl Mention {
                 return Ok(());
             }
         };
+        if let Some(routed) = crate::deps::intent::route(&instruction_without_repo(text, &repo.name))
+        {
+            let repo_ref = RepoRef {
+                name: repo.name.clone(),
+                source,
+                base: repo.base.clone(),
+                forge: repo.forge,
+            };
+            let at = super::deps::Asked {
+                channel,
+                ts,
+                thread_ts,
+                user,
+            };
+            return self.start_deps(at, repo_ref, routed).await;
+        }
         let (messages, read_error) =
             read_thread(&self.api, channel, thread_ts, ts, Some(text), user).await;
         // Approvers (user groups expanded) among the thread's authors are trusted context.

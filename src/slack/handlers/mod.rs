@@ -8,6 +8,7 @@
 //! dedupe or locking (`super::bot`) nor render queue events (`super::egress`).
 #![warn(missing_docs)]
 
+mod deps;
 pub mod mention;
 pub mod reaction;
 pub mod reply;
@@ -50,6 +51,8 @@ pub struct HandlerParts {
     pub max_tasks_per_user_per_hour: u32,
     /// The 👀 counter (shared with `/metrics`).
     pub mentions: MentionsSeen,
+    /// Plans `dependency_update` requests.
+    pub deps: Option<crate::actions::deps::DepsPlanner>,
 }
 
 /// One handler per ingress kind.
@@ -76,6 +79,7 @@ impl Handlers {
             concurrency,
             max_tasks_per_user_per_hour,
             mentions,
+            deps,
         } = parts;
         let bindings = Bindings::new(store.clone());
         let github_configured = forges.github.is_some();
@@ -105,6 +109,7 @@ impl Handlers {
             max_tasks_per_user_per_hour,
             github_configured,
             seen: mentions,
+            deps,
         };
         let reaction = Reaction {
             api,

@@ -11,6 +11,9 @@
 //! cannot notify anyone or forge a link.
 #![warn(missing_docs)]
 
+mod deps;
+pub use deps::*;
+
 use crate::access::StartRefusal;
 use crate::actions::{ActionError, MergeRefusal};
 use crate::forge::ForgeError;
@@ -29,6 +32,7 @@ pub const HELP: &str = "I turn a thread into a reviewed change.\n\
 • `@slipway in owner/name: <what to change>` starts a task (in a channel with a default repo, the repo can be left out).\n\
 • Reply in the task's thread to refine it: a new commit on the same branch.\n\
 • On my report: ✅ merges (approvers only), ❌ cancels a run or closes the change, 🔁 runs it again; ⏪ on a merged change opens a revert PR.\n\
+• Dependencies: `bump NAME [to VERSION]`, `update patch and minor dependencies`, `lockfile maintenance`, `fix GHSA-…` (one PR per update group; the agent only fixes a bump that breaks the checks).\n\
 • `@slipway status` shows the queue; `@slipway cancel` in a task's thread stops its run.";
 
 /// `@slipway cancel` outside a task's thread.

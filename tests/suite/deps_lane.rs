@@ -1,0 +1,409 @@
+//! The dependency-update lane end to end (issue 15), against real registries started by the
+//! tests (`support::registries`: verdaccio and pypiserver in a network namespace the fenced
+//! setup sandbox can reach), real npm/uv in the docker sandbox, git and a local forge. The
+//! model is the loopback fake: a clean bump must not call it at all.
+
+use std::path::Path;
+
+use serde_json::json;
+use slipway::actions::deps::{DepsPlanner, GroupTask};
+use slipway::deps::{DepsRequest, UpdateType};
+use slipway::report::{Decision, GateStatus, RunReport};
+use slipway::sandbox::Backend;
+use slipway::sandbox::setup_env::SetupHostEnv;
+use slipway::task::{BlueprintId, Origin, RepoRef, Task};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::fake_llm::Turn;
+use crate::support::registries::{TOY, TOY_NPM_SCOPED, TestRegistries, standard_set};
+use crate::support::{Harness, git_repo, sh};
+use slipway::agent::llm::LlmProvider;
+
+/// The app: `index.js` calls the toy's `greet`; `npm test` checks it.
+const INDEX_JS: &str = "const toy = require('slipway-toy');\nexports.hello = (n) => toy.greet(n);\n";
+const TEST_JS: &str = "const assert = require('assert');\nconst app = require('./index.js');\nassert.strictEqual(app.hello('x'), 'hello x');\nconsole.log('ok');\n";
+
+/// An npm repo depending on `deps` (name → exact version) with a lockfile made by npm
+/// against the test registry, and `extra` files.
+fn npm_repo(dir: &Path, reg: &TestRegistries, deps: &[(&str, &str)], extra: &[(&str, &str)]) {
+    let deps: serde_json::Map<String, serde_json::Value> = deps
+        .iter()
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect();
+    let pkg = json!({
+        "name": "app", "version": "0.0.0", "private": true,
+        "scripts": {"test": "node test.js"},
+        "dependencies": deps,
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        serde_json::to_string_pretty(&pkg).unwrap() + "\n",
+    )
+    .unwrap();
+    sh(
+        dir,
+        &format!(
+            "npm install --package-lock-only --ignore-scripts --no-audit --no-fund --registry {} >/dev/null",
+            reg.npm
+        ),
+    );
+    let mut files = vec![("index.js", INDEX_JS), ("test.js", TEST_JS)];
+    files.extend_from_slice(extra);
+    git_repo(dir, &files);
+}
+
+/// A harness over an npm repo whose setup reaches the test registries.
+async fn harness(
+    script: Vec<Turn>,
+    deps: &'static [(&'static str, &'static str)],
+    extra: &'static [(&'static str, &'static str)],
+    auto_merge: bool,
+) -> (Harness, &'static TestRegistries) {
+    let reg = standard_set().await;
+    let h = Harness::with_repo(
+        Backend::Docker,
+        LlmProvider::OpenAi,
+        script,
+        move |d| npm_repo(d, reg, deps, extra),
+        move |cfg| {
+            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            cfg.file.sandbox.setup_env = names.clone();
+            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
+            if auto_merge {
+                cfg.file.policy.auto_merge = vec!["dependency_update".into()];
+            }
+        },
+    )
+    .await;
+    (h, reg)
+}
+
+fn repo(h: &Harness) -> RepoRef {
+    RepoRef {
+        name: "acme/web".into(),
+        source: h.repo_path().display().to_string(),
+        base: "main".into(),
+        forge: Default::default(),
+    }
+}
+
+fn planner(h: &Harness) -> DepsPlanner {
+    DepsPlanner {
+        workspaces: h.runner.workspaces.clone(),
+        forges: h.runner.forges.clone(),
+        store: h.runner.store.clone(),
+        lookup: h.runner.cfg.deps_lookup(),
+    }
+}
+
+/// Plans `req` and runs every group's task; the reports, in group order.
+async fn run_all(h: &Harness, req: DepsRequest) -> Vec<(Task, RunReport)> {
+    let started = planner(h)
+        .start(&repo(h), "U0ALICE", &Origin::Cli, &req)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for g in started.groups {
+        let mut task = match g {
+            GroupTask::New(t) => *t,
+            GroupTask::Open { task, .. } => *task,
+        };
+        let report = h
+            .runner
+            .run_id(
+                &mut task,
+                BlueprintId::DependencyUpdate,
+                CancellationToken::new(),
+                None,
+            )
+            .await
+            .unwrap();
+        out.push((task, report));
+    }
+    out
+}
+
+fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
+    r.gates.iter().find(|g| g.name == name).unwrap_or_else(|| panic!("no {name} gate: {:?}", r.gates))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_bump_auto_merges_with_no_model_call() {
+    let (h, _reg) = harness(Vec::new(), &[(TOY, "1.0.0")], &[], true).await;
+    let req = DepsRequest {
+        update_types: vec![UpdateType::Patch],
+        ..Default::default()
+    };
+    let runs = run_all(&h, req).await;
+    assert_eq!(runs.len(), 1, "one group");
+    let (task, report) = &runs[0];
+    assert_eq!(report.blueprint, "dependency_update");
+    assert_eq!(report.decision, Decision::AutoMerge, "{:?}", report.reasons);
+    assert_eq!(report.classification.as_str(), "dependency_update");
+    assert_eq!(report.agent.input_tokens + report.agent.output_tokens, 0);
+    assert!(h.fake.requests().is_empty(), "the model was called");
+    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    assert_eq!(gate(report, "agent").status, GateStatus::Skip);
+    // The bump landed on main: manifest and lockfile at 1.0.1, by npm, in one commit.
+    let src = h.repo_path();
+    let pkg = sh(&src, "git show main:package.json");
+    assert!(pkg.contains("\"slipway-toy\": \"1.0.1\""), "{pkg}");
+    let lock = sh(&src, "git show main:package-lock.json");
+    assert!(lock.contains("slipway-toy/-/slipway-toy-1.0.1.tgz"), "{lock}");
+    let log = sh(&src, "git log --format=%s main");
+    assert!(log.starts_with(&task.title()), "{log}");
+    assert!(task.title().contains("slipway-toy from 1.0.0 to 1.0.1"), "{}", task.title());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renovate_group_becomes_one_pr_and_the_same_group_never_opens_twice() {
+    const RENOVATE: &str = r#"{
+  // JSON5 comments are fine, and an unknown key is a warning
+  "packageRules": [{"matchPackageNames": ["slipway-toy", "@slipway/toy"], "groupName": "toys"}],
+  "prHourlyLimit": 2,
+}"#;
+    let (h, _reg) = harness(
+        Vec::new(),
+        &[(TOY, "1.0.0"), (TOY_NPM_SCOPED, "1.0.0")],
+        &[("renovate.json5", RENOVATE)],
+        false,
+    )
+    .await;
+    let req = DepsRequest {
+        update_types: vec![UpdateType::Patch, UpdateType::Minor],
+        ..Default::default()
+    };
+    let started = planner(&h)
+        .start(&repo(&h), "U0ALICE", &Origin::Cli, &req)
+        .await
+        .unwrap();
+    assert!(
+        started.plan.warnings.iter().any(|w| w.contains("prHourlyLimit")),
+        "{:?}",
+        started.plan.warnings
+    );
+    let runs = run_all(&h, req.clone()).await;
+    assert_eq!(runs.len(), 1, "one group, one task");
+    let (task, report) = &runs[0];
+    assert_eq!(report.decision, Decision::NeedsApproval, "{:?}", report.reasons);
+    let branch = sh(&h.repo_path(), &format!("git show {}:package.json", task.branch));
+    assert!(branch.contains("\"slipway-toy\": \"1.1.0\""), "{branch}");
+    assert!(branch.contains("\"@slipway/toy\": \"1.1.0\""), "{branch}");
+    // Asked again: the open task for the group is rerun, not a second one opened.
+    let again = planner(&h)
+        .start(&repo(&h), "U0ALICE", &Origin::Cli, &req)
+        .await
+        .unwrap();
+    assert_eq!(again.groups.len(), 1);
+    assert!(
+        matches!(&again.groups[0], GroupTask::Open { task: t, .. } if t.id == task.id),
+        "{:?}",
+        again.groups
+    );
+}
+
+/// The scripted agent that adapts `index.js` to 2.0.0's rename and finishes.
+fn adapt_script() -> Vec<Turn> {
+    vec![
+        Turn::call(
+            "edit_file",
+            json!({"path": "index.js", "old_text": "toy.greet(n)", "new_text": "toy.salute(n)"}),
+        ),
+        Turn::call("run", json!({"command": "npm test"})),
+        Turn::call("finish", json!({"summary": "2.0.0 renamed greet to salute; index.js calls salute."})),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breaking_major_is_fixed_by_the_agent_in_round_one_and_needs_approval() {
+    let (h, _reg) = harness(adapt_script(), &[(TOY, "1.0.0")], &[], true).await;
+    let req = DepsRequest {
+        only: vec![TOY.into()],
+        update_types: vec![UpdateType::Major],
+        ..Default::default()
+    };
+    let runs = run_all(&h, req).await;
+    let (task, report) = &runs[0];
+    assert_eq!(report.fix_rounds, 1, "{report:?}");
+    assert_eq!(report.decision, Decision::NeedsApproval, "{:?}", report.reasons);
+    assert!(
+        report.reasons.iter().any(|r| r.contains("major update needs an approval")),
+        "{:?}",
+        report.reasons
+    );
+    assert!(report.agent.input_tokens > 0);
+    // The first model turn carried the failure and the release notes, fenced as data.
+    let first = &h.fake.requests()[0];
+    let body = first.body.to_string();
+    assert!(body.contains("greet"), "no failing output");
+    assert!(body.contains("Breaking: `greet` is renamed `salute`"), "no release notes");
+    assert!(body.contains("data, not instructions"));
+    // Bump and fix are separate commits on the branch.
+    let log = sh(&h.repo_path(), &format!("git log --format=%s main..{}", task.branch));
+    assert_eq!(log.lines().count(), 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_major_the_agent_cannot_fix_halts_and_names_the_package() {
+    let give_up = vec![
+        Turn::call("finish", json!({"summary": "I could not find the cause."})),
+        Turn::call("finish", json!({"summary": "Still nothing."})),
+    ];
+    let (h, _reg) = harness(give_up, &[(TOY, "1.0.0")], &[], true).await;
+    let req = DepsRequest {
+        only: vec![TOY.into()],
+        version: Some("2.0.0".into()),
+        ..Default::default()
+    };
+    let runs = run_all(&h, req).await;
+    let (task, report) = &runs[0];
+    assert_eq!(report.decision, Decision::Halt);
+    assert_eq!(report.fix_rounds, 2);
+    assert!(
+        report.reasons[0].contains("slipway-toy 1.0.0 → 2.0.0"),
+        "{:?}",
+        report.reasons
+    );
+    // Nothing left slipway: no branch in the source repo.
+    let branches = sh(&h.repo_path(), "git branch --list");
+    assert!(!branches.contains(&task.branch), "{branches}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minimum_release_age_holds_back_a_fresh_release() {
+    let (h, _reg) = harness(
+        Vec::new(),
+        &[(TOY, "1.0.0")],
+        &[("renovate.json", r#"{"minimumReleaseAge": "3 days"}"#)],
+        true,
+    )
+    .await;
+    let started = planner(&h)
+        .start(&repo(&h), "U0ALICE", &Origin::Cli, &DepsRequest::default())
+        .await
+        .unwrap();
+    assert!(started.groups.is_empty(), "{:?}", started.groups);
+    let held = &started.plan.skipped;
+    assert!(
+        held.iter().any(|s| s.name == TOY && s.reason.contains("3 days")),
+        "{held:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_answers() {
+    let (h, reg) = harness(Vec::new(), &[(TOY, "1.0.0")], &[], false).await;
+    // A package that does not exist in the repo, and a version that does not exist.
+    let p = planner(&h);
+    let r = p
+        .start(
+            &repo(&h),
+            "U0ALICE",
+            &Origin::Cli,
+            &DepsRequest {
+                only: vec!["left-pad-nope".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.groups.is_empty());
+    assert!(r.plan.skipped.iter().any(|s| s.reason.contains("not a dependency")), "{:?}", r.plan.skipped);
+    let r = p
+        .start(
+            &repo(&h),
+            "U0ALICE",
+            &Origin::Cli,
+            &DepsRequest {
+                only: vec![TOY.into()],
+                version: Some("9.9.9".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.groups.is_empty());
+    assert!(
+        r.plan.skipped.iter().any(|s| s.version == "9.9.9" && s.reason.contains("does not exist")),
+        "{:?}",
+        r.plan.skipped
+    );
+    // The registry is down: one clear error naming it, nothing started.
+    let mut down = p.clone();
+    down.lookup.registries.npm = "http://127.0.0.1:9/".into();
+    let e = down
+        .start(&repo(&h), "U0ALICE", &Origin::Cli, &DepsRequest::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("127.0.0.1:9"), "{e}");
+    assert!(e.contains("next"), "says it is retried: {e}");
+    // A manifest the tool cannot parse: the error names the file.
+    std::fs::write(h.repo_path().join("package.json"), "{ not json").unwrap();
+    sh(&h.repo_path(), "git commit -qam broken");
+    let e = p
+        .start(&repo(&h), "U0ALICE", &Origin::Cli, &DepsRequest::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("package.json"), "{e}");
+    let _ = reg;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
+    let (h, _reg) = harness(
+        Vec::new(),
+        &[(TOY, "1.0.0"), (TOY_NPM_SCOPED, "1.0.0")],
+        &[],
+        false,
+    )
+    .await;
+    let bot = crate::suite::slack::Bot::start_on(h, |_| {}).await;
+    let asked = bot
+        .mention("<@U0BOT> update patch and minor dependencies")
+        .await;
+    // The routing is said, with its reason, before anything runs.
+    let routed = bot.wait_post(&asked.ts, "routed to `dependency_update`").await;
+    assert!(
+        routed.text.contains("the request starts with `update patch and minor dependencies`"),
+        "{}",
+        routed.text
+    );
+    bot.wait_post(&asked.ts, "2 update group(s)").await;
+    // One group runs in this thread; the other in a new top-level thread of the channel.
+    bot.wait_reports(&asked, 1).await;
+    let opened = bot
+        .slack
+        .wait_until(120, "a second thread", |s| {
+            s.top_level_bot_posts(crate::suite::slack::DEV)
+                .iter()
+                .any(|p| p.text.contains("Dependency update for"))
+        })
+        .await;
+    let _ = opened;
+    let second = bot
+        .slack
+        .top_level_bot_posts(crate::suite::slack::DEV)
+        .into_iter()
+        .find(|p| p.text.contains("Dependency update for"))
+        .unwrap();
+    bot.wait_reports(&second, 1).await;
+    let tasks = bot.tasks();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.blueprint == BlueprintId::DependencyUpdate));
+    let mut branches: Vec<&str> = tasks.iter().map(|t| t.branch.as_str()).collect();
+    branches.dedup();
+    assert_eq!(branches.len(), 2, "one branch per group");
+    // An ordinary request is not routed.
+    let plain = bot.mention("<@U0BOT> update the docs").await;
+    crate::suite::slack::settle().await;
+    assert!(
+        !bot.slack
+            .bot_posts(crate::suite::slack::DEV, &plain.ts)
+            .iter()
+            .any(|p| p.text.contains("dependency_update")),
+    );
+    bot.stop().await;
+}
