@@ -12,6 +12,7 @@ pub mod registry;
 pub mod renovate;
 pub mod request;
 pub mod scan;
+pub mod version;
 
 pub use request::parse_args;
 
@@ -108,6 +109,9 @@ pub struct Dependency {
     pub lockfile: Option<String>,
     /// A development-only dependency (`devDependencies`, `[dev-dependencies]`, a dev group).
     pub dev: bool,
+    /// Required only by other dependencies, not by the code: go.mod's `// indirect`.
+    #[serde(default)]
+    pub indirect: bool,
 }
 
 /// One published version of a package.
