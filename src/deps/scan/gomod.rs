@@ -100,12 +100,12 @@ fn directives(file: &str, text: &str) -> Result<Vec<Line>, ScanError> {
             (_, []) => {}
             (Some(_), [close]) if close == ")" => block = None,
             (Some(verb), args) => {
-                check(verb, args).map_err(|w| bad(w))?;
+                check(verb, args).map_err(&bad)?;
                 out.push((verb.clone(), args.to_vec(), comment.to_string()));
             }
             (None, [verb, open]) if open == "(" => block = Some(verb.clone()),
             (None, [verb, args @ ..]) => {
-                check(verb, args).map_err(|w| bad(w))?;
+                check(verb, args).map_err(&bad)?;
                 out.push((verb.clone(), args.to_vec(), comment.to_string()));
             }
         }
