@@ -119,19 +119,9 @@ impl Ctx<'_> {
     }
 
     fn allowed(&self, s: &Settings, v: &str) -> bool {
-        let Some(av) = &s.allowed_versions else {
-            return true;
-        };
-        if let Some(body) = av.strip_prefix('/')
-            && let Some(end) = body.rfind('/')
-        {
-            let nocase = body[end + 1..].contains('i');
-            return regex::RegexBuilder::new(&body[..end])
-                .case_insensitive(nocase)
-                .build()
-                .is_ok_and(|re| re.is_match(v));
-        }
-        version::satisfies(self.eco(), av, v) == Some(true)
+        s.allowed_versions
+            .as_deref()
+            .is_none_or(|av| crate::deps::renovate::version_matches(self.eco(), av, v))
     }
 
     fn update(&self, r: &Release, t: UpdateType, advisory: Option<&Advisory>) -> Update {

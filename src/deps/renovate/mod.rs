@@ -19,7 +19,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 pub use presets::parse_duration_ms;
-pub use rules::{DepKind, NameMatcher, PackageRule};
+pub use rules::{DepKind, NameMatcher, PackageRule, version_matches};
 
 use super::{Dependency, UpdateType};
 

@@ -3,7 +3,8 @@
 //! Presets are never fetched. The few that only set what slipway honours are expanded
 //! here, from their definitions in Renovate's docs ("Default presets", "Group presets"):
 //! `:automergeAll`/`:automergeMajor` (automerge everything), `:automergeMinor` (minor and
-//! patch), `:automergePatch`, `:automergeDisabled`, `:disableRenovate`,
+//! patch), `:automergeStableNonMajor` (minor and patch of versions from 1.0),
+//! `:automergePatch`, `:automergeDisabled`, `:disableRenovate`,
 //! `:enableRenovate`, `group:allNonMajor`, `:maintainLockFilesWeekly` /
 //! `:maintainLockFilesMonthly` (lockfile maintenance on), and
 //! `security:minimumReleaseAgeNpm` (3 days for npm). Presets that change nothing slipway
@@ -86,6 +87,10 @@ pub(super) fn apply(preset: &str, cfg: &mut RenovateConfig, w: &mut Warn) {
         ":automergeMinor" => cfg
             .package_rules
             .push(rule(&[Minor, Patch], &|r| r.automerge = Some(true))),
+        ":automergeStableNonMajor" => cfg.package_rules.push(rule(&[Minor, Patch], &|r| {
+            r.current_version = Some("!/^0/".into());
+            r.automerge = Some(true);
+        })),
         ":automergePatch" => cfg
             .package_rules
             .push(rule(&[Patch], &|r| r.automerge = Some(true))),

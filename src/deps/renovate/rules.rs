@@ -160,6 +160,9 @@ pub struct PackageRule {
     pub categories: Option<Vec<Ecosystem>>,
     /// `matchDepTypes`.
     pub dep_types: Option<Vec<DepKind>>,
+    /// `matchCurrentVersion`: a range in the ecosystem's syntax, or `/regex/` (`!` negates),
+    /// tested against the version in use.
+    pub current_version: Option<String>,
     /// `matchFileNames` (or legacy `matchPaths`): globs over the manifest and lockfile paths.
     pub file_names: Option<globset::GlobSet>,
     /// A matcher slipway does not know was present: the rule never matches.
@@ -325,6 +328,7 @@ pub(super) fn parse(i: usize, o: &Map<String, Value>, w: &mut Warn) -> PackageRu
             "groupName" => r.group_name = w.string(full, v),
             "groupSlug" => r.group_slug = w.string(full, v),
             "allowedVersions" => r.allowed_versions = w.string(full, v),
+            "matchCurrentVersion" => r.current_version = w.string(full, v),
             k if k.starts_with("match") || k.starts_with("exclude") => {
                 r.never = true;
                 w.note(format!(
@@ -362,6 +366,10 @@ impl PackageRule {
                 .dep_types
                 .as_ref()
                 .is_none_or(|t| t.contains(&DepKind::of(dep)))
+            && self
+                .current_version
+                .as_deref()
+                .is_none_or(|p| version_matches(dep.ecosystem, p, &dep.current))
             && self.file_names.as_ref().is_none_or(|g| {
                 g.is_match(&dep.manifest) || dep.lockfile.as_deref().is_some_and(|l| g.is_match(l))
             })
@@ -371,4 +379,25 @@ impl PackageRule {
     pub fn matches_update_type(&self, t: UpdateType) -> bool {
         self.update_types.as_ref().is_some_and(|l| l.contains(&t))
     }
+}
+
+/// Renovate's version patterns (`allowedVersions`, `matchCurrentVersion`): `/regex/` or
+/// `!/regex/` (flag `i`), else a range in the ecosystem's own syntax. A pattern that does
+/// not parse matches nothing (fails closed).
+pub fn version_matches(eco: Ecosystem, pattern: &str, version: &str) -> bool {
+    let p = pattern.trim();
+    let (negated, body) = match p.strip_prefix("!/") {
+        Some(rest) => (true, Some(rest)),
+        None => (false, p.strip_prefix('/')),
+    };
+    if let Some(body) = body
+        && let Some(end) = body.rfind('/')
+    {
+        let nocase = body[end + 1..].contains('i');
+        return regex::RegexBuilder::new(&body[..end])
+            .case_insensitive(nocase)
+            .build()
+            .is_ok_and(|re| re.is_match(version) != negated);
+    }
+    crate::deps::version::satisfies(eco, p, version) == Some(true)
 }

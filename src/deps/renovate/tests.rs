@@ -77,7 +77,7 @@ fn unknown_keys_are_warnings_naming_the_file_and_key() {
     let cfg = parse(
         ".github/renovate.json",
         r#"{"labels": ["deps"], "schedule": ["before 6am"], "extends": ["github>acme/presets", "schedule:weekly"],
-            "packageRules": [{"matchPackageNames": ["x"], "semanticCommitType": "build", "matchCurrentVersion": "<1"},
+            "packageRules": [{"matchPackageNames": ["x"], "semanticCommitType": "build", "matchSourceUrls": ["https://github.com/x/**"]},
                              {"matchManagers": ["github-actions"], "enabled": false}]}"#,
     )
     .unwrap();
@@ -93,7 +93,7 @@ fn unknown_keys_are_warnings_naming_the_file_and_key() {
         "{w}"
     );
     assert!(
-        w.contains("`packageRules[0].matchCurrentVersion` is a matcher slipway does not support"),
+        w.contains("`packageRules[0].matchSourceUrls` is a matcher slipway does not support"),
         "{w}"
     );
     assert!(w.contains("`github-actions` is not a manager"), "{w}");
@@ -211,4 +211,31 @@ fn load_follows_renovates_file_order() {
     let cfg = load(dir.path()).unwrap();
     assert_eq!(cfg.file.as_deref(), Some(".github/renovate.json"));
     assert_eq!(cfg.automerge, Some(false));
+}
+
+#[test]
+fn version_patterns_and_the_stable_non_major_preset() {
+    use crate::deps::renovate::version_matches;
+    assert!(version_matches(Ecosystem::Npm, "!/^0/", "1.2.0"));
+    assert!(!version_matches(Ecosystem::Npm, "!/^0/", "0.2.0"));
+    assert!(version_matches(Ecosystem::Cargo, "<2", "1.9.0"));
+    assert!(!version_matches(Ecosystem::Cargo, "<2", "2.0.0"));
+    assert!(
+        !version_matches(Ecosystem::Cargo, "not a range", "2.0.0"),
+        "fails closed"
+    );
+    let cfg = parse(
+        "renovate.json",
+        r#"{"extends": [":automergeStableNonMajor"]}"#,
+    )
+    .unwrap();
+    assert!(cfg.warnings.is_empty());
+    let mut d = dep("x", Ecosystem::Npm, false);
+    assert_eq!(
+        cfg.settings(&d, Some(UpdateType::Minor)).automerge,
+        Some(true)
+    );
+    assert_eq!(cfg.settings(&d, Some(UpdateType::Major)).automerge, None);
+    d.current = "0.4.1".into();
+    assert_eq!(cfg.settings(&d, Some(UpdateType::Minor)).automerge, None);
 }

@@ -47,10 +47,12 @@ pub(super) fn scan(ctx: &Ctx, out: &mut Scan) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// A parsed `uv.lock`: where it is, and normalized name → versions it locks.
+/// A parsed `uv.lock`: where it is, normalized name → versions it locks from an index,
+/// and the names it takes from elsewhere (`source = { editable | git | path | … }`).
 struct Lock {
     file: String,
     versions: BTreeMap<String, Vec<String>>,
+    elsewhere: std::collections::BTreeSet<String>,
 }
 
 fn lock(ctx: &Ctx, dir: &str) -> Result<Option<Lock>, ScanError> {
@@ -59,24 +61,28 @@ fn lock(ctx: &Ctx, dir: &str) -> Result<Option<Lock>, ScanError> {
         return Ok(None);
     };
     let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for p in t
-        .get("package")
-        .and_then(toml::Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(n), Some(v)) = (
-            p.get("name").and_then(toml::Value::as_str),
-            p.get("version").and_then(toml::Value::as_str),
-        ) else {
+    let mut elsewhere = std::collections::BTreeSet::new();
+    let packages = t.get("package").and_then(toml::Value::as_array);
+    for p in packages.into_iter().flatten() {
+        let Some(n) = p.get("name").and_then(toml::Value::as_str) else {
             continue;
         };
-        versions
-            .entry(normalize_pypi(n))
-            .or_default()
-            .push(v.to_string());
+        let indexed = p.get("source").is_none_or(|s| s.get("registry").is_some());
+        match p.get("version").and_then(toml::Value::as_str) {
+            Some(v) if indexed => versions
+                .entry(normalize_pypi(n))
+                .or_default()
+                .push(v.to_string()),
+            _ => {
+                elsewhere.insert(normalize_pypi(n));
+            }
+        }
     }
-    Ok(Some(Lock { file, versions }))
+    Ok(Some(Lock {
+        file,
+        versions,
+        elsewhere,
+    }))
 }
 
 fn pyproject(dir: &str, t: &toml::Table, lock: Option<&Lock>, out: &mut Scan) {
@@ -111,10 +117,14 @@ fn pyproject(dir: &str, t: &toml::Table, lock: Option<&Lock>, out: &mut Scan) {
             reqs.extend(strs(Some(v)).into_iter().map(|r| (r, true)));
         }
     }
-    let uv_dev = t
-        .get("tool")
-        .and_then(|x| x.get("uv"))
-        .and_then(|x| x.get("dev-dependencies"));
+    let uv = t.get("tool").and_then(|x| x.get("uv"));
+    let uv_dev = uv.and_then(|x| x.get("dev-dependencies"));
+    // `[tool.uv.sources]` takes these from a workspace member, a path, git or a URL.
+    let sourced: Vec<String> = uv
+        .and_then(|x| x.get("sources"))
+        .and_then(toml::Value::as_table)
+        .map(|s| s.keys().map(|k| normalize_pypi(k)).collect())
+        .unwrap_or_default();
     reqs.extend(strs(uv_dev).into_iter().map(|r| (r, true)));
     if lock.is_none() && !reqs.is_empty() {
         out.warnings.push(format!(
@@ -137,6 +147,13 @@ fn pyproject(dir: &str, t: &toml::Table, lock: Option<&Lock>, out: &mut Scan) {
             continue;
         };
         if !seen.insert((r.name.clone(), dev)) {
+            continue;
+        }
+        if sourced.contains(&r.name) || lock.is_some_and(|l| l.elsewhere.contains(&r.name)) {
+            out.warnings.push(format!(
+                "{manifest}: `{}` comes from a workspace member, path or git (tool.uv.sources / uv.lock), not the index; not updated",
+                r.name
+            ));
             continue;
         }
         let locked = lock.and_then(|l| l.versions.get(&r.name)).and_then(|vs| {
