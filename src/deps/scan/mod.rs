@@ -3,17 +3,17 @@
 //! to today.
 //!
 //! Covered, at the root and in workspace members where the manifest names them:
-//! - Python ([`python`]): `requirements*.txt` at the root (`name==ver` pins);
+//! - Python (`python.rs`): `requirements*.txt` at the root (`name==ver` pins);
 //!   `pyproject.toml` PEP 621 `[project] dependencies` / `optional-dependencies`,
 //!   `[dependency-groups]` and `[tool.uv] dev-dependencies`, versions from `uv.lock`
 //!   (the member's, else the root's); uv workspace members (`[tool.uv.workspace] members`).
-//! - npm ([`npm`]): `package.json` `dependencies` / `optionalDependencies` /
+//! - npm (`npm.rs`): `package.json` `dependencies` / `optionalDependencies` /
 //!   `devDependencies`, versions from `package-lock.json` (v2/v3 `packages`, v1
 //!   `dependencies`); npm `workspaces` globs.
-//! - Cargo ([`cargo`]): `[dependencies]`, `[dev-dependencies]`, `[build-dependencies]`
+//! - Cargo (`cargo.rs`): `[dependencies]`, `[dev-dependencies]`, `[build-dependencies]`
 //!   (and their `[target.*]` forms), `[workspace.dependencies]`, versions from
 //!   `Cargo.lock`; `[workspace] members` globs. Path and git dependencies are skipped.
-//! - Go ([`gomod`]): `go.mod` `require` (with `// indirect`), `replace`d modules skipped;
+//! - Go (`gomod.rs`): `go.mod` `require` (with `// indirect`), `replace`d modules skipped;
 //!   `go.work` `use` directories.
 //!
 //! Not covered: poetry/pdm/pipenv lockfiles, yarn and pnpm lockfiles (their manifests are
