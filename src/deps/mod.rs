@@ -16,6 +16,7 @@ pub mod render;
 pub mod renovate;
 pub mod request;
 pub mod scan;
+pub mod version;
 
 pub use request::parse_args;
 
@@ -112,6 +113,9 @@ pub struct Dependency {
     pub lockfile: Option<String>,
     /// A development-only dependency (`devDependencies`, `[dev-dependencies]`, a dev group).
     pub dev: bool,
+    /// Required only by other dependencies, not by the code: go.mod's `// indirect`.
+    #[serde(default)]
+    pub indirect: bool,
 }
 
 /// One published version of a package.

@@ -1,1 +1,0 @@
-//! From lookups and rules to groups (placeholder).

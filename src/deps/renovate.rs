@@ -1,1 +1,0 @@
-//! `renovate.json` rules (owned by the renovate work; placeholder).

@@ -1,1 +1,0 @@
-//! Manifest and lockfile scanning (owned by the scan work; placeholder).
