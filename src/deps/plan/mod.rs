@@ -90,6 +90,9 @@ pub fn plan(input: &PlanInput) -> Plan {
         None => None,
     };
     let mut advisory_found = false;
+    if !input.rules.enabled {
+        out.warnings.push(disabled_reason(input.rules, ""));
+    }
 
     for dep in input.deps {
         let named = req.only.iter().position(|n| same_name(dep, n));
@@ -109,7 +112,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         if !input.rules.settings(dep, None).enabled {
             if explicit {
                 out.skipped
-                    .push(skip(dep, "", &disabled_reason(input.rules, dep)));
+                    .push(skip(dep, "", &disabled_reason(input.rules, &dep.name)));
             }
             continue;
         }
@@ -287,17 +290,14 @@ fn same_name(dep: &Dependency, name: &str) -> bool {
     }
 }
 
-fn disabled_reason(rules: &RenovateConfig, dep: &Dependency) -> String {
+fn disabled_reason(rules: &RenovateConfig, name: &str) -> String {
     let file = rules.file.as_deref().unwrap_or("the Renovate config");
     if !rules.enabled {
         format!("{file} sets `enabled: false`; nothing is updated")
-    } else if rules.is_ignored(&dep.name) {
-        format!("{} is in `ignoreDeps` of {file}", dep.name)
+    } else if rules.is_ignored(name) {
+        format!("{name} is in `ignoreDeps` of {file}")
     } else {
-        format!(
-            "a packageRules entry in {file} disables updates of {}",
-            dep.name
-        )
+        format!("a packageRules entry in {file} disables updates of {name}")
     }
 }
 
