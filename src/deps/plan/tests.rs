@@ -400,3 +400,18 @@ fn a_disabled_config_proposes_nothing_and_says_so() {
         "renovate.json sets `enabled: false`; nothing is updated"
     );
 }
+
+#[test]
+fn rerun_of_a_major_group_asks_for_majors_again() {
+    let p = World::new().plan(&DepsRequest {
+        group: Some("npm-lodash-major".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        summary(&p),
+        [(
+            "npm-lodash-major".to_string(),
+            vec!["lodash@5.0.0".to_string()]
+        )]
+    );
+}
