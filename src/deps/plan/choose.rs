@@ -214,7 +214,7 @@ impl Ctx<'_> {
                 Some(t) => {
                     let s = self.settings(t);
                     if !s.enabled {
-                        Some(disabled_reason(self.input.rules, self.dep))
+                        Some(disabled_reason(self.input.rules, &self.dep.name))
                     } else {
                         match self.old_enough(r, self.cooldown_ms(&s)) {
                             Ok(()) => {

@@ -67,7 +67,7 @@ const DAY_MS: u64 = 86_400_000;
 ///   the advisory's `fixed`, with no cooldown, in group `security-<id>`;
 /// - `request.lockfile_maintenance` gives one group `lock-file-maintenance` holding, per
 ///   locked dependency, the newest release its manifest requirement already allows;
-/// - `request.group` keeps only the group with that slug.
+/// - `request.group` keeps only the group with that slug (a `-major` slug allows majors).
 pub fn plan(input: &PlanInput) -> Plan {
     let mut out = Plan::default();
     let mut planned: Vec<Planned> = Vec::new();
@@ -90,6 +90,11 @@ pub fn plan(input: &PlanInput) -> Plan {
         None => None,
     };
     let mut advisory_found = false;
+    // A rerun of a major group (`npm-lodash-major`) asks for majors again.
+    let major_group = req.group.as_deref().is_some_and(|g| g.ends_with("-major"));
+    if !input.rules.enabled {
+        out.warnings.push(disabled_reason(input.rules, ""));
+    }
 
     for dep in input.deps {
         let named = req.only.iter().position(|n| same_name(dep, n));
@@ -109,7 +114,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         if !input.rules.settings(dep, None).enabled {
             if explicit {
                 out.skipped
-                    .push(skip(dep, "", &disabled_reason(input.rules, dep)));
+                    .push(skip(dep, "", &disabled_reason(input.rules, &dep.name)));
             }
             continue;
         }
@@ -144,7 +149,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         } else if let Some(v) = wanted.version.as_deref() {
             ctx.exact(v)
         } else {
-            ctx.newest(&wanted.types(named.is_some()))
+            ctx.newest(&wanted.types(named.is_some() || major_group))
         };
         out.skipped.extend(result.skipped);
         planned.extend(result.planned);
@@ -287,17 +292,14 @@ fn same_name(dep: &Dependency, name: &str) -> bool {
     }
 }
 
-fn disabled_reason(rules: &RenovateConfig, dep: &Dependency) -> String {
+fn disabled_reason(rules: &RenovateConfig, name: &str) -> String {
     let file = rules.file.as_deref().unwrap_or("the Renovate config");
     if !rules.enabled {
         format!("{file} sets `enabled: false`; nothing is updated")
-    } else if rules.is_ignored(&dep.name) {
-        format!("{} is in `ignoreDeps` of {file}", dep.name)
+    } else if rules.is_ignored(name) {
+        format!("{name} is in `ignoreDeps` of {file}")
     } else {
-        format!(
-            "a packageRules entry in {file} disables updates of {}",
-            dep.name
-        )
+        format!("a packageRules entry in {file} disables updates of {name}")
     }
 }
 

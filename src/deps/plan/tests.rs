@@ -380,3 +380,38 @@ fn slugs_and_repository_forms() {
     }
     assert_eq!(github_repo("https://gitlab.com/o/r"), None);
 }
+
+#[test]
+fn a_disabled_config_proposes_nothing_and_says_so() {
+    let mut w = World::new();
+    w.rules = renovate::parse("renovate.json", r#"{"enabled": false}"#).unwrap();
+    let p = w.plan(&DepsRequest::default());
+    assert!(p.groups.is_empty());
+    assert_eq!(
+        p.warnings,
+        ["renovate.json sets `enabled: false`; nothing is updated"]
+    );
+    let p = w.plan(&DepsRequest {
+        only: vec!["lodash".into()],
+        ..Default::default()
+    });
+    assert_eq!(
+        p.skipped[0].reason,
+        "renovate.json sets `enabled: false`; nothing is updated"
+    );
+}
+
+#[test]
+fn rerun_of_a_major_group_asks_for_majors_again() {
+    let p = World::new().plan(&DepsRequest {
+        group: Some("npm-lodash-major".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        summary(&p),
+        [(
+            "npm-lodash-major".to_string(),
+            vec!["lodash@5.0.0".to_string()]
+        )]
+    );
+}
