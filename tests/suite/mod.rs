@@ -6,6 +6,7 @@ mod cancel_storm;
 mod chaos;
 mod cli;
 mod default_image;
+mod deps_registries;
 mod environments;
 mod gates;
 mod github;
