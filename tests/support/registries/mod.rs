@@ -127,6 +127,16 @@ fn start() -> TestRegistries {
     for d in ["pypi", "static/cargo", "static/go", "npm/storage", "logs"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    // Removed when the process ends, however it ends (see `netns`).
+    let janitor = keeper.spawn_with(
+        ("TERM", "sh"),
+        &[
+            "-c",
+            "trap 'rm -rf \"$0\"; kill $! 2>/dev/null; exit 0' TERM; sleep infinity & wait",
+            root.to_str().unwrap(),
+        ],
+        &logs.join("janitor.log"),
+    );
     let ns = NetNs::create(keeper, &logs);
     let addr = ns.addr.to_string();
     let enter = ns.enter();
@@ -135,7 +145,7 @@ fn start() -> TestRegistries {
         "/tests/support/registries/serve.py"
     );
     let python = format!("{PYPISERVER_VENV}/bin/python");
-    let mut servers = Vec::new();
+    let mut servers = vec![janitor];
     for (mode, port, dir) in [
         ("pypi", PYPI_PORT, root.join("pypi")),
         ("static", STATIC_PORT, root.join("static")),
@@ -168,7 +178,10 @@ fn start() -> TestRegistries {
         ],
         &logs.join("verdaccio.log"),
     ));
-    for (server, port) in servers.iter_mut().zip([PYPI_PORT, STATIC_PORT, NPM_PORT]) {
+    for (server, port) in servers[1..]
+        .iter_mut()
+        .zip([PYPI_PORT, STATIC_PORT, NPM_PORT])
+    {
         wait_listening(server, SocketAddr::from((ns.addr, port)), &logs);
     }
     let npm = format!("http://{addr}:{NPM_PORT}/");

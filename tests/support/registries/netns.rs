@@ -9,7 +9,8 @@
 //! unnamed `unshare --net sleep` (no `ip netns add` mount to forget), the host's end of the
 //! veth pair goes with the namespace, and every process started here gets
 //! `setpriv --pdeathsig KILL`. The death signal fires when the *thread* that spawned the
-//! process ends, so every spawn goes through [`Keeper`], one thread that never ends.
+//! process ends, so every spawn goes through [`Keeper`], one thread that never ends. Files go
+//! the same way: a janitor shell removes the registries' directory on its TERM.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -44,8 +45,13 @@ impl Keeper {
 
     /// Spawns `program args…` under `setpriv --pdeathsig KILL` from the keeper thread.
     pub fn spawn(&self, program: &str, args: &[&str], log: &Path) -> Child {
+        self.spawn_with(("KILL", program), args, log)
+    }
+
+    /// Spawns `program args…` from the keeper thread; it gets `signal` when the process ends.
+    pub fn spawn_with(&self, (signal, program): (&str, &str), args: &[&str], log: &Path) -> Child {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL", program])
+        cmd.args(["--pdeathsig", signal, program])
             .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(log).unwrap())
@@ -112,20 +118,25 @@ impl NetNs {
         )
         .unwrap();
         let netns = format!("--net=/proc/{pid}/ns/net");
+        // Linux accepts one address on two interfaces, so a /30 another test process uses is
+        // skipped by looking, not by `ip addr add` failing.
+        let taken = run("ip", &["-o", "-4", "addr", "show"]).unwrap();
         let start = std::process::id() as usize % 16384;
         let (host_addr, addr) = (0..16384)
-            .find_map(|i| {
+            .map(|i| {
                 let slot = ((start + i) % 16384) as u32;
                 let base = u32::from(Ipv4Addr::new(10, 231, 0, 0)) + slot * 4;
-                let (h, n) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
-                run("ip", &["addr", "add", &format!("{h}/30"), "dev", &host_if])
-                    .ok()
-                    .map(|_| (h, n))
+                (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
             })
+            .find(|(h, _)| !taken.contains(&format!(" {h}/")))
             .unwrap();
-        // A /30 already routed elsewhere on the host would still be added above; check that
-        // the host really routes the namespace's address through our veth.
+        run(
+            "ip",
+            &["addr", "add", &format!("{host_addr}/30"), "dev", &host_if],
+        )
+        .unwrap();
         run("ip", &["link", "set", &host_if, "up"]).unwrap();
+        // A route to the /30 from elsewhere (not an address) would win silently: check.
         let route = run("ip", &["route", "get", &addr.to_string()]).unwrap();
         let inside = format!(
             "ip addr add {addr}/30 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via {host_addr}"

@@ -174,7 +174,7 @@ impl TestRegistries {
         let dir = self
             .root
             .join("static/go")
-            .join(slipway::deps::registry::go_escape(module))
+            .join(go_escape(module))
             .join("@v");
         std::fs::create_dir_all(&dir).unwrap();
         let go_mod = format!("module {module}\n\ngo 1.21\n");
@@ -199,6 +199,19 @@ impl TestRegistries {
             .unwrap();
         writeln!(f, "{version}").unwrap();
     }
+}
+
+/// The GOPROXY case encoding (`X` → `!x`), written here independently of the lookup's.
+pub fn go_escape(path: &str) -> String {
+    path.chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() {
+                format!("!{}", c.to_ascii_lowercase())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The sparse index path of a crate (cargo's layout, names lower-cased).
