@@ -72,8 +72,9 @@ async fn lookups_in_every_ecosystem_return_the_published_versions() {
     assert_eq!(versions(&go2), ["v2.0.0"]);
 }
 
+/// A yanked crate and a deprecated npm version are both reported yanked (never proposed).
 #[tokio::test]
-async fn a_yanked_crate_is_reported_yanked() {
+async fn yanked_crates_and_deprecated_npm_versions_are_reported_yanked() {
     let r = registries::registries().await;
     let files = toy_files("cargo", "0.1.0");
     for v in ["0.1.0", "0.1.1"] {
@@ -83,6 +84,23 @@ async fn a_yanked_crate_is_reported_yanked() {
     let info = r
         .lookup()
         .package(Ecosystem::Cargo, "slipway-yank")
+        .await
+        .unwrap();
+    let yanked: Vec<(&str, bool)> = info
+        .releases
+        .iter()
+        .map(|r| (r.version.as_str(), r.yanked))
+        .collect();
+    assert_eq!(yanked, [("0.1.0", false), ("0.1.1", true)]);
+
+    let files = toy_files("npm", "0.1.0");
+    for v in ["0.1.0", "0.1.1"] {
+        r.publish_npm("slipway-deprecated", v, &as_refs(&files));
+    }
+    r.deprecate_npm("slipway-deprecated", "0.1.1", "broken, use 0.1.0");
+    let info = r
+        .lookup()
+        .package(Ecosystem::Npm, "slipway-deprecated")
         .await
         .unwrap();
     let yanked: Vec<(&str, bool)> = info

@@ -86,10 +86,11 @@ pub fn repository_url(field: &serde_json::Value) -> Option<String> {
             None => r,
         }
     };
-    let url = url
-        .trim_end_matches('/')
-        .trim_end_matches(".git")
-        .to_string();
+    let url = url.trim_end_matches('/').trim_end_matches(".git").replacen(
+        "://www.github.com/",
+        "://github.com/",
+        1,
+    );
     (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
 }
 
@@ -170,6 +171,10 @@ mod tests {
             ),
             (json!("github:a/b"), "https://github.com/a/b"),
             (json!("a/b"), "https://github.com/a/b"),
+            (
+                json!("https://www.github.com/a/b"),
+                "https://github.com/a/b",
+            ),
             (json!("git@github.com:a/b.git"), "https://github.com/a/b"),
             (
                 json!("git+ssh://git@github.com/a/b.git"),

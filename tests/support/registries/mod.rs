@@ -270,6 +270,7 @@ pub async fn standard_set() -> &'static TestRegistries {
     tokio::task::spawn_blocking(|| {
         let r = registries_blocking();
         STANDARD.get_or_init(|| {
+            let t0 = Instant::now();
             for v in TOY_VERSIONS {
                 let files = |eco: &str| publish::toy_files(eco, v);
                 r.publish_pypi(TOY, v, &as_refs(&files("pypi")));
@@ -284,6 +285,7 @@ pub async fn standard_set() -> &'static TestRegistries {
                 };
                 r.publish_go(&module, &format!("v{v}"), &as_refs(&files("go")));
             }
+            eprintln!("toy packages published in {} ms", t0.elapsed().as_millis());
         });
         r
     })

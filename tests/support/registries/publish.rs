@@ -88,9 +88,7 @@ impl TestRegistries {
                 .map(|(p, c)| (p.to_string(), c.to_string()))
                 .chain([("package.json".to_string(), manifest.to_string())]),
         );
-        let host = self.npm.trim_start_matches("http:");
-        let npmrc = work.path().join("npmrc");
-        std::fs::write(&npmrc, format!("{host}:_authToken={}\n", self.npm_token)).unwrap();
+        let npmrc = self.npmrc(work.path());
         let out = Command::new("npm")
             .args(["publish", "--access", "public", "--registry", &self.npm])
             .arg("--userconfig")
@@ -106,6 +104,36 @@ impl TestRegistries {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Deprecates `name@version` on verdaccio (`npm deprecate`).
+    pub fn deprecate_npm(&self, name: &str, version: &str, message: &str) {
+        let _g = self.publish_lock.lock().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let npmrc = self.npmrc(work.path());
+        let out = Command::new("npm")
+            .args(["deprecate", &format!("{name}@{version}"), message])
+            .args(["--registry", &self.npm])
+            .arg("--userconfig")
+            .arg(&npmrc)
+            .arg("--cache")
+            .arg(work.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "npm deprecate {name}@{version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// An npmrc in `dir` with the publishing user's token for verdaccio.
+    fn npmrc(&self, dir: &Path) -> std::path::PathBuf {
+        let host = self.npm.trim_start_matches("http:");
+        let npmrc = dir.join("npmrc");
+        std::fs::write(&npmrc, format!("{host}:_authToken={}\n", self.npm_token)).unwrap();
+        npmrc
     }
 
     /// Publishes `name` `version` to the sparse index (`.crate` plus its index line).
