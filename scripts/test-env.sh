@@ -2,6 +2,8 @@
 # Prepares this machine for slipway's tests (and for `slipway run` with the docker backend):
 #   - installs git, Podman (with runc), bubblewrap, slirp4netns, iproute2, mmdebstrap and CA certificates
 #     from Debian when missing;
+#   - installs the test package registries (tests/support/registries): pypiserver into a venv at
+#     /opt/slipway-test/pypiserver and verdaccio (npm) at /opt/slipway-test/verdaccio, pinned;
 #   - starts Podman's Docker-compatible API socket at /run/podman/podman.sock (runc runtime:
 #     crun fails on hosts with hybrid cgroups);
 #   - builds the default sandbox image slipway-sandbox:local when it is absent, or when its
@@ -34,6 +36,12 @@ command -v gpg >/dev/null || missing+=(gpg)
 command -v mount >/dev/null || missing+=(mount)
 [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 command -v curl >/dev/null || missing+=(curl)
+# The test registries: pypiserver runs in a venv (Debian's python3 needs python3-venv for one),
+# verdaccio under node and npm (Debian's npm brings Node 18 where no Node is installed); the
+# namespace they run in is made with unshare, nsenter and setpriv (util-linux) and ip.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null || missing+=(npm)
+command -v setpriv >/dev/null || missing+=(util-linux)
 # rustls loads the system roots for the Slack client (native-certs).
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v openssl >/dev/null || missing+=(openssl)   # the GitHub App test makes an RSA key
@@ -62,6 +70,26 @@ for whl in pathlib.Path(sys.argv[1]).glob("uv-*.whl"):
 PY
   rm -rf "$tmp"
   /usr/local/bin/uv --version
+fi
+
+# The test registries (tests/support/registries), pinned; reinstalled only when the pin changes.
+pypiserver_pin=2.4.2
+venv=/opt/slipway-test/pypiserver
+if [ "$("$venv/bin/python" -c 'import pypiserver; print(pypiserver.__version__)' 2>/dev/null)" != "$pypiserver_pin" ]; then
+  echo "installing pypiserver $pypiserver_pin into $venv (the tests' PyPI registry)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "pypiserver==$pypiserver_pin"
+fi
+# verdaccio 6.10 wants Node 22 through node-fetch 3; 6.8.0 with node-fetch 2.7.0 runs on Node 18/20.
+verdaccio_pin=6.8.0
+vd=/opt/slipway-test/verdaccio
+if [ "$(node -p "require('$vd/node_modules/verdaccio/package.json').version" 2>/dev/null)" != "$verdaccio_pin" ]; then
+  echo "installing verdaccio $verdaccio_pin into $vd (the tests' npm registry)"
+  rm -rf "$vd" && mkdir -p "$vd"
+  printf '{\n  "name": "slipway-test-verdaccio",\n  "private": true,\n  "dependencies": { "verdaccio": "%s" },\n  "overrides": { "node-fetch": "2.7.0" }\n}\n' \
+    "$verdaccio_pin" >"$vd/package.json"
+  (cd "$vd" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 sock=/run/podman/podman.sock

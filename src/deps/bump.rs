@@ -255,6 +255,7 @@ mod tests {
             manifest: manifest.into(),
             lockfile: lock.map(String::from),
             dev: false,
+            indirect: false,
         }
     }
 

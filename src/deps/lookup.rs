@@ -63,13 +63,6 @@ pub async fn plan_tree(
         .filter(|d| advised.is_none_or(|(e, p)| d.ecosystem == e && d.name == p))
         .map(|d| (d.ecosystem, d.name.clone()))
         .collect();
-    // A package named with --only that the repo does not declare is said, not ignored.
-    let mut missing = Vec::new();
-    for o in &request.only {
-        if !scan.deps.iter().any(|d| &d.name == o) {
-            missing.push(o.clone());
-        }
-    }
     let results: Vec<((Ecosystem, String), Result<PackageInfo, LookupError>)> =
         futures::stream::iter(wanted)
             .map(|(eco, name)| async move {
@@ -107,13 +100,6 @@ pub async fn plan_tree(
         min_release_age_days: lookup.min_release_age_days,
         now_ms: crate::task::now_ms(),
     });
-    for name in missing {
-        plan.skipped.push(super::Skipped {
-            name: name.clone(),
-            version: request.version.clone().unwrap_or_default(),
-            reason: format!("{name} is not a dependency of this repo (no manifest declares it)"),
-        });
-    }
     let mut warnings = scan.warnings;
     warnings.extend(rules.warnings.iter().cloned());
     warnings.append(&mut plan.warnings);
@@ -123,27 +109,26 @@ pub async fn plan_tree(
 
 /// Release notes of every update in `group` (registry failures become "no notes", logged).
 pub async fn release_notes(lookup: &Lookup, group: &Group) -> Vec<ReleaseNotes> {
-    futures::stream::iter(group.updates.iter())
-        .map(|u| async move {
-            let excerpt = match lookup
-                .registries
-                .changelog(u.dep.ecosystem, &u.dep.name, &u.dep.current, &u.to)
-                .await
-            {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(package = u.dep.name, error = %e, "no release notes");
-                    None
-                }
-            };
-            ReleaseNotes {
-                name: u.dep.name.clone(),
-                from: u.dep.current.clone(),
-                to: u.to.clone(),
-                excerpt,
+    let asks: Vec<(Ecosystem, String, String, String)> = group
+        .updates
+        .iter()
+        .map(|u| (u.dep.ecosystem, u.dep.name.clone(), u.dep.current.clone(), u.to.clone()))
+        .collect();
+    let registries = &lookup.registries;
+    let futures = asks.into_iter().map(|(eco, name, from, to)| async move {
+        let excerpt = match registries.changelog(eco, &name, &from, &to).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(package = name, error = %e, "no release notes");
+                None
             }
-        })
-        .buffered(PARALLEL)
-        .collect()
-        .await
+        };
+        ReleaseNotes {
+            name,
+            from,
+            to,
+            excerpt,
+        }
+    });
+    futures::future::join_all(futures).await
 }

@@ -142,6 +142,7 @@ mod tests {
                 manifest: "package.json".into(),
                 lockfile: None,
                 dev: false,
+                indirect: false,
             },
             to: "2.0.0".into(),
             update_type: UpdateType::Major,

@@ -51,7 +51,14 @@ impl crate::run::Node for Bump {
 
         let mut steps = Vec::new();
         for u in &updates {
-            match bump::steps(u, None) {
+            // Whether the manifest's requirement already admits the new version decides
+            // between a lockfile-only update and a requirement change.
+            let in_range = u
+                .dep
+                .requirement
+                .as_deref()
+                .and_then(|r| crate::deps::version::satisfies(u.dep.ecosystem, r, &u.to));
+            match bump::steps(u, in_range) {
                 Ok(s) => steps.extend(s),
                 Err(e) => return Ok(halt(cx, e.to_string())),
             }

@@ -9,6 +9,7 @@ pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_slack;
 pub mod real_projects;
+pub mod registries;
 pub mod serve_child;
 
 use std::path::{Path, PathBuf};

@@ -1,1 +1,0 @@
-//! Registry lookups (owned by the registry work; placeholder).
