@@ -88,6 +88,20 @@ enum Command {
         #[command(subcommand)]
         action: EnvAction,
     },
+    /// Configured `[[schedules]]`: last and next slot.
+    Schedules {
+        #[command(subcommand)]
+        action: SchedulesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesAction {
+    /// One line (or JSON object) per schedule.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +244,9 @@ fn main() -> ExitCode {
             Command::Sandbox {
                 action: SandboxAction::Build { image },
             } => cmd_sandbox_build(cfg, image).await,
+            Command::Schedules {
+                action: SchedulesAction::List { json },
+            } => app::schedules::list(&cfg, json),
             Command::Env { action } => match action {
                 EnvAction::List { json } => app::env::list(&cfg, json),
                 EnvAction::Prune { all } => app::env::prune(&cfg, all),

@@ -3,6 +3,7 @@
 //! `main.rs` owns the command line; nothing here parses arguments.
 
 pub mod env;
+pub mod schedules;
 mod tools;
 
 pub use tools::cmd_tools;
