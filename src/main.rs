@@ -101,6 +101,20 @@ enum Command {
         #[command(subcommand)]
         action: EnvAction,
     },
+    /// Configured `[[schedules]]`: last and next slot.
+    Schedules {
+        #[command(subcommand)]
+        action: SchedulesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesAction {
+    /// One line (or JSON object) per schedule.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +283,9 @@ fn main() -> ExitCode {
             Command::Sandbox {
                 action: SandboxAction::Build { image },
             } => cmd_sandbox_build(cfg, image).await,
+            Command::Schedules {
+                action: SchedulesAction::List { json },
+            } => app::schedules::list(&cfg, json),
             Command::Env { action } => match action {
                 EnvAction::List { json } => app::env::list(&cfg, json),
                 EnvAction::Prune { all } => app::env::prune(&cfg, all),

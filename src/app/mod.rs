@@ -4,6 +4,7 @@
 
 pub mod deps;
 pub mod env;
+pub mod schedules;
 mod tools;
 
 pub use tools::cmd_tools;

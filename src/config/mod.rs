@@ -74,6 +74,9 @@ pub struct FileConfig {
     pub queue: QueueConfig,
     /// (added) `[github]`: CI waiting and API retries for the GitHub forge.
     pub github: GithubConfig,
+    /// (added) `[[schedules]]`: cron schedules that start tasks (`crate::schedule`).
+    #[serde(default)]
+    pub schedules: Vec<crate::schedule::ScheduleConfig>,
 }
 
 /// The whole configuration, loaded once.

@@ -248,6 +248,18 @@ impl WebApi {
         Ok(r.ts.to_string())
     }
 
+    /// `chat.postMessage` as a new top-level message in `channel` (it starts a thread):
+    /// returns its `ts`, the thread's. Used by schedules (`super::schedule`).
+    pub async fn post_top_level(&self, channel: &str, text: &str) -> Result<String, SlackError> {
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), content(text, None));
+        let r = self
+            .session()
+            .chat_post_message(&req)
+            .await
+            .map_err(map_err("chat.postMessage"))?;
+        Ok(r.ts.to_string())
+    }
+
     /// `chat.update`: replaces a message's text and blocks.
     pub async fn update(
         &self,

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod handlers;
 pub mod ingress;
 pub mod outbox;
+pub mod schedule;
 pub mod serve;
 pub mod socket;
 pub mod thread;

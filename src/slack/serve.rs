@@ -52,6 +52,9 @@ pub enum ServeError {
     /// The queue could not be recovered from the store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `[[schedules]]` entry names a repo that is not configured (or repeats another).
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleConfigError),
 }
 
 /// A running bot.
@@ -83,6 +86,7 @@ impl Service {
     /// Starts the bot on `runner`'s services. Errors: a missing or rejected bot token
     /// (`auth.test`), or a store that cannot be read.
     pub async fn start(cfg: Arc<Config>, runner: Runner) -> Result<Self, ServeError> {
+        crate::schedule::validate(&cfg.file)?;
         let api = WebApi::new(&cfg.slack)?;
         let me = api.auth_test().await?;
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");
@@ -165,6 +169,22 @@ impl Service {
         }
 
         let intake = CancellationToken::new();
+        // `[[schedules]]`: each due slot starts a task in a new thread of its channel; the
+        // scheduler stops with intake.
+        let scheduler = crate::schedule::Scheduler::new(
+            cfg.file.schedules.clone(),
+            store.clone(),
+            Arc::new(super::schedule::SlackStarter {
+                api: api.clone(),
+                egress: egress_settle.clone(),
+                bindings: super::bindings::Bindings::new(store.clone()),
+                queue: queue.clone(),
+                repos: settings.repos.clone(),
+                github_configured: runner_forges.github.is_some(),
+            }),
+            Arc::new(crate::schedule::SystemClock),
+        );
+        tasks.push(tokio::spawn(scheduler.run(intake.clone())));
         let (tx, mut rx) = mpsc::channel(ENVELOPE_BUFFER);
         let socket = tokio::spawn({
             let (api, intake, stats, inbox) =

@@ -470,7 +470,7 @@ fn strip_repo_prefix(text: &str, repo: &str) -> String {
 
 /// Where a configured repo is fetched from, or the message for the thread. A GitHub repo's
 /// clone URL comes from the API at each run; this is only its placeholder.
-fn repo_source(repo: &RepoConfig) -> Result<String, String> {
+pub(crate) fn repo_source(repo: &RepoConfig) -> Result<String, String> {
     if repo.forge == ForgeKind::Github {
         return Ok(format!("https://github.com/{}.git", repo.name));
     }
