@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::fake_llm::Turn;
 use crate::support::registries::{TOY, TOY_NPM_SCOPED, TestRegistries, standard_set};
 use crate::support::{Harness, git_repo, sh};
-use slipway::agent::llm::LlmProvider;
+use slipway::agent::llm::settings::LlmProvider;
 
 /// The app: `index.js` calls the toy's `greet`; `npm test` checks it.
 const INDEX_JS: &str = "const toy = require('slipway-toy');\nexports.hello = (n) => toy.greet(n);\n";
@@ -63,7 +63,7 @@ async fn harness(
     let reg = standard_set().await;
     let h = Harness::with_repo(
         Backend::Docker,
-        LlmProvider::OpenAi,
+        LlmProvider::Openai,
         script,
         move |d| npm_repo(d, reg, deps, extra),
         move |cfg| {
@@ -374,15 +374,13 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     bot.wait_post(&asked.ts, "2 update group(s)").await;
     // One group runs in this thread; the other in a new top-level thread of the channel.
     bot.wait_reports(&asked, 1).await;
-    let opened = bot
-        .slack
+    bot.slack
         .wait_until(120, "a second thread", |s| {
             s.top_level_bot_posts(crate::suite::slack::DEV)
                 .iter()
                 .any(|p| p.text.contains("Dependency update for"))
         })
         .await;
-    let _ = opened;
     let second = bot
         .slack
         .top_level_bot_posts(crate::suite::slack::DEV)

@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod default_image;
 mod deps_rules;
+mod deps_lane;
 mod deps_registries;
 mod environments;
 mod gates;
