@@ -319,6 +319,16 @@ impl FakeSlack {
             .collect()
     }
 
+    /// The bot's top-level messages in `channel` (each starts a thread), oldest first.
+    pub fn top_level(&self, channel: &str) -> Vec<Posted> {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|m| m.bot && m.channel == channel && m.thread_ts == m.ts)
+            .cloned()
+            .collect()
+    }
+
     /// The bot's current text of message `ts` (after edits).
     pub fn text_of(&self, channel: &str, ts: &str) -> Option<String> {
         self.lock()
