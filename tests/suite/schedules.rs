@@ -268,3 +268,160 @@ fn a_bad_schedule_stops_slipway_with_the_entry_the_key_and_what_to_write() {
         "{err}"
     );
 }
+
+/// The Slack starter on a real store and queue (not run: tasks stay queued), talking to
+/// the fake Slack, driven by a [`Scheduler`] on a clock the test sets.
+mod starter {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::support::Harness;
+    use crate::support::fake_slack::Failure;
+    use slipway::agent::llm::settings::LlmProvider;
+    use slipway::config::SecretValues;
+    use slipway::queue::Queue;
+    use slipway::repos::RepoConfig;
+    use slipway::sandbox::Backend;
+    use slipway::schedule::{Clock, Fired, ScheduleConfig, ScheduleSpec, Scheduler};
+    use slipway::slack::api::WebApi;
+    use slipway::slack::bindings::Bindings;
+    use slipway::slack::egress::Egress;
+    use slipway::slack::schedule::SlackStarter;
+
+    struct SetClock(AtomicU64);
+    impl Clock for SetClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn at(h: u32, m: u32) -> u64 {
+        Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0)
+            .unwrap()
+            .timestamp_millis() as u64
+    }
+
+    fn deps_schedule(repo: &str) -> ScheduleConfig {
+        ScheduleConfig::new(ScheduleSpec {
+            cron: "0 * * * *".into(),
+            timezone: "UTC".into(),
+            repo: repo.into(),
+            blueprint: "dependency_update".into(),
+            args: vec!["--update-types".into(), "patch,minor".into()],
+            channel: CHANNEL.into(),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slack_refusing_the_post_fails_that_slot_and_the_next_slot_starts_the_task() {
+        let h = Harness::new(Backend::Bwrap, LlmProvider::Anthropic, vec![]).await;
+        let slack = FakeSlack::start().await;
+        let store = h.runner.store.clone();
+        let api = WebApi::new(&slack.endpoint()).unwrap();
+        let queue = Queue::new(h.runner.clone(), 1);
+        let egress = Egress::new(
+            api.clone(),
+            store.clone(),
+            queue.clone(),
+            SecretValues::default(),
+        );
+        let drain = tokio_util::sync::CancellationToken::new();
+        tokio::spawn({
+            let (outbox, stop) = (egress.outbox().clone(), drain.clone());
+            async move { outbox.run(stop).await }
+        });
+        let repo: RepoConfig = toml::from_str(&format!(
+            "name = \"acme/calc\"\nurl = \"{}\"",
+            h.repo_path().display()
+        ))
+        .unwrap();
+        let gone: RepoConfig =
+            toml::from_str("name = \"acme/gone\"\nurl = \"/nonexistent/gone.git\"").unwrap();
+        let starter = Arc::new(SlackStarter {
+            api,
+            egress,
+            bindings: Bindings::new(store.clone()),
+            queue,
+            repos: vec![repo, gone],
+            github_configured: false,
+        });
+        let clock = Arc::new(SetClock(AtomicU64::new(at(5, 30))));
+        let s = Scheduler::new(
+            vec![deps_schedule("acme/calc"), deps_schedule("acme/gone")],
+            store.clone(),
+            starter,
+            clock.clone(),
+        );
+        assert!(s.tick().await.is_empty()); // first seen at 05:30
+
+        // 06:00: Slack refuses the top-level post of the first schedule; the second's repo
+        // is unreachable, which is said in the channel.
+        slack.fail_next(
+            "chat.postMessage",
+            Failure {
+                status: 200,
+                body: json!({"ok": false, "error": "fatal_error"}),
+                retry_after_s: None,
+            },
+        );
+        clock.0.store(at(6, 0), Ordering::SeqCst);
+        let fired = s.tick().await;
+        assert!(
+            matches!(&fired[..], [Fired::Failed { error: a, .. }, Fired::Failed { error: b, .. }]
+                if a.contains("chat.postMessage in C0SCHED") && b.contains("acme/gone")),
+            "{fired:#?}"
+        );
+        let said = top_level(&slack);
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert!(
+            said[0].1.contains("could not start")
+                && said[0].1.contains("acme/gone")
+                && said[0].1.contains("The next slot tries again"),
+            "{said:#?}"
+        );
+        assert!(store.list_tasks().unwrap().is_empty());
+        // Not retried within its slot.
+        clock.0.store(at(6, 30), Ordering::SeqCst);
+        assert!(s.tick().await.is_empty());
+
+        // 07:00: the first schedule starts its task, in its own thread, with the args as
+        // `task.deps`.
+        clock.0.store(at(7, 0), Ordering::SeqCst);
+        let fired = s.tick().await;
+        assert!(matches!(&fired[0], Fired::Started { .. }), "{fired:#?}");
+        let tasks = store.list_tasks().unwrap();
+        assert_eq!(tasks.len(), 1);
+        let t = &tasks[0];
+        assert_eq!(t.blueprint, slipway::task::BlueprintId::DependencyUpdate);
+        let deps = t.deps.as_ref().unwrap();
+        assert_eq!(
+            deps.update_types,
+            vec![
+                slipway::deps::UpdateType::Patch,
+                slipway::deps::UpdateType::Minor
+            ]
+        );
+        let slipway::task::Origin::Slack { channel, thread_ts } = &t.origin else {
+            panic!("{:?}", t.origin)
+        };
+        assert_eq!(channel, CHANNEL);
+        let post = top_level(&slack)
+            .into_iter()
+            .find(|(ts, _)| ts == thread_ts)
+            .unwrap();
+        assert!(post.1.contains("slot 2026-11-30 07:00 UTC"), "{post:?}");
+        assert_eq!(store.queued().unwrap().len(), 1, "the task is queued");
+        // Its status message reaches the thread through the outbox.
+        slack
+            .wait_until(30, "the status message", |s| {
+                s.bot_posts(CHANNEL, thread_ts).len() >= 2
+            })
+            .await;
+        drain.cancel();
+    }
+}
