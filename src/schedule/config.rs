@@ -263,8 +263,9 @@ fn schedule_id(spec: &ScheduleSpec) -> String {
 }
 
 /// The checks that need the rest of the file (`schedules` and `repos` are its
-/// `[[schedules]]` and `[[repos]]`): every schedule's `repo` is a `[[repos]]` entry, and no
-/// two entries are identical (they would share an id and fire once). Errors name the entry
+/// `[[schedules]]` and `[[repos]]`): every schedule's `repo` is a `[[repos]]` entry (and,
+/// for a repo with `restrict_to_channels`, its `channel` one of the repo's), and no two
+/// entries are identical (they would share an id and fire once). Errors name the entry
 /// by its 1-based position.
 pub fn validate(
     schedules: &[ScheduleConfig],
@@ -280,7 +281,26 @@ pub fn validate(
                 problem: problem.into(),
                 fix: fix.into(),
             };
-        if !repos.iter().any(|r| r.name == s.spec.repo) {
+        let repo = repos.iter().find(|r| r.name == s.spec.repo);
+        if let Some(r) = repo
+            && r.restrict_to_channels
+            && !r.channels.contains(&s.spec.channel)
+        {
+            return Err(at(
+                "channel",
+                &s.spec.channel,
+                format!(
+                    "{} has restrict_to_channels = true and this channel is not among its `channels`",
+                    r.name
+                ),
+                format!(
+                    "write one of {}, or add {:?} to the repo's `channels`",
+                    r.channels.join(", "),
+                    s.spec.channel
+                ),
+            ));
+        }
+        if repo.is_none() {
             let known: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
             let fix = if known.is_empty() {
                 format!(

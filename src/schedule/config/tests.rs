@@ -205,3 +205,14 @@ fn two_identical_entries_are_refused() {
     assert_eq!(e.index, Some(2));
     assert!(e.to_string().contains("identical to entry 1"), "{e}");
 }
+
+#[test]
+fn a_repo_restricted_to_its_channels_takes_schedules_only_there() {
+    let text = "[[repos]]\nname = \"acme/api\"\nchannels = [\"C0API\"]\nrestrict_to_channels = true\n\n[[schedules]]\ncron = \"0 6 * * MON\"\nrepo = \"acme/api\"\nblueprint = \"checks_only\"\nchannel = \"C0DEPS\"\n";
+    let f: FileConfig = toml::from_str(text).unwrap();
+    let e = validate(&f.schedules, &f.repos).unwrap_err();
+    assert_eq!((e.index, e.field), (Some(1), "channel"));
+    assert!(e.to_string().contains("write one of C0API"), "{e}");
+    let f: FileConfig = toml::from_str(&text.replace("C0DEPS", "C0API")).unwrap();
+    validate(&f.schedules, &f.repos).unwrap();
+}
