@@ -38,7 +38,7 @@ fn row(s: &ScheduleConfig, record: Option<Option<ScheduleRecord>>, now: u64) -> 
 
 /// `slipway schedules list [--json]`. Exit 2 for a schedule naming an unknown repo.
 pub fn list(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    if let Err(e) = slipway::schedule::validate(&cfg.file) {
+    if let Err(e) = slipway::schedule::validate(&cfg.file.schedules, &cfg.file.repos) {
         return crate::app::usage(e);
     }
     let schedules = &cfg.file.schedules;

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::FileConfig;
 use crate::deps::DepsRequest;
+use crate::repos::RepoConfig;
 use crate::task::BlueprintId;
 
 /// Hex characters of a schedule id.
@@ -68,16 +68,6 @@ impl ScheduleConfigError {
         match self.index {
             Some(i) => format!("entry {i} (repo {:?})", self.repo),
             None => format!("entry for repo {:?}", self.repo),
-        }
-    }
-}
-
-impl From<ScheduleConfigError> for crate::config::ConfigError {
-    fn from(e: ScheduleConfigError) -> Self {
-        Self::Invalid {
-            name: format!("`{}` of [[schedules]] {}", e.field, e.at()),
-            value: e.value.into(),
-            expected: format!("{}; {}", e.problem, e.fix),
         }
     }
 }
@@ -272,11 +262,16 @@ fn schedule_id(spec: &ScheduleSpec) -> String {
     hex::encode(digest)[..ID_LEN].to_string()
 }
 
-/// The checks that need the whole file: every schedule's `repo` is a `[[repos]]` entry,
-/// and no two entries are identical (they would share an id and fire once). Errors name
-/// the entry by its 1-based position.
-pub fn validate(file: &FileConfig) -> Result<(), ScheduleConfigError> {
-    for (i, s) in file.schedules.iter().enumerate() {
+/// The checks that need the rest of the file (`schedules` and `repos` are its
+/// `[[schedules]]` and `[[repos]]`): every schedule's `repo` is a `[[repos]]` entry (and,
+/// for a repo with `restrict_to_channels`, its `channel` one of the repo's), and no two
+/// entries are identical (they would share an id and fire once). Errors name the entry
+/// by its 1-based position.
+pub fn validate(
+    schedules: &[ScheduleConfig],
+    repos: &[RepoConfig],
+) -> Result<(), ScheduleConfigError> {
+    for (i, s) in schedules.iter().enumerate() {
         let at =
             |field: &'static str, value: &str, problem: String, fix: String| ScheduleConfigError {
                 index: Some(i + 1),
@@ -286,8 +281,27 @@ pub fn validate(file: &FileConfig) -> Result<(), ScheduleConfigError> {
                 problem: problem.into(),
                 fix: fix.into(),
             };
-        if !file.repos.iter().any(|r| r.name == s.spec.repo) {
-            let known: Vec<&str> = file.repos.iter().map(|r| r.name.as_str()).collect();
+        let repo = repos.iter().find(|r| r.name == s.spec.repo);
+        if let Some(r) = repo
+            && r.restrict_to_channels
+            && !r.channels.contains(&s.spec.channel)
+        {
+            return Err(at(
+                "channel",
+                &s.spec.channel,
+                format!(
+                    "{} has restrict_to_channels = true and this channel is not among its `channels`",
+                    r.name
+                ),
+                format!(
+                    "write one of {}, or add {:?} to the repo's `channels`",
+                    r.channels.join(", "),
+                    s.spec.channel
+                ),
+            ));
+        }
+        if repo.is_none() {
+            let known: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
             let fix = if known.is_empty() {
                 format!(
                     "add a [[repos]] entry with name = {:?}, or remove the schedule",
@@ -307,7 +321,7 @@ pub fn validate(file: &FileConfig) -> Result<(), ScheduleConfigError> {
                 fix,
             ));
         }
-        if let Some(j) = file.schedules[..i].iter().position(|o| o.id == s.id) {
+        if let Some(j) = schedules[..i].iter().position(|o| o.id == s.id) {
             return Err(at(
                 "cron",
                 &s.spec.cron,

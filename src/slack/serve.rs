@@ -86,7 +86,7 @@ impl Service {
     /// Starts the bot on `runner`'s services. Errors: a missing or rejected bot token
     /// (`auth.test`), or a store that cannot be read.
     pub async fn start(cfg: Arc<Config>, runner: Runner) -> Result<Self, ServeError> {
-        crate::schedule::validate(&cfg.file)?;
+        crate::schedule::validate(&cfg.file.schedules, &cfg.file.repos)?;
         let api = WebApi::new(&cfg.slack)?;
         let me = api.auth_test().await?;
         tracing::info!(user_id = me.user_id, bot_id = me.bot_id, "Slack identity");

@@ -376,14 +376,14 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     bot.wait_reports(&asked, 1).await;
     bot.slack
         .wait_until(120, "a second thread", |s| {
-            s.top_level_bot_posts(crate::suite::slack::DEV)
+            s.top_level(crate::suite::slack::DEV)
                 .iter()
                 .any(|p| p.text.contains("Dependency update for"))
         })
         .await;
     let second = bot
         .slack
-        .top_level_bot_posts(crate::suite::slack::DEV)
+        .top_level(crate::suite::slack::DEV)
         .into_iter()
         .find(|p| p.text.contains("Dependency update for"))
         .unwrap();

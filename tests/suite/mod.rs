@@ -20,6 +20,7 @@ mod queue;
 mod real_projects;
 mod red_team;
 mod reliability;
+mod schedules;
 mod setup_isolation;
 mod slack;
 mod sweep;

@@ -319,8 +319,8 @@ impl FakeSlack {
             .collect()
     }
 
-    /// The bot's top-level posts in a channel (each starts a thread), oldest first.
-    pub fn top_level_bot_posts(&self, channel: &str) -> Vec<Posted> {
+    /// The bot's top-level messages in `channel` (each starts a thread), oldest first.
+    pub fn top_level(&self, channel: &str) -> Vec<Posted> {
         self.lock()
             .messages
             .iter()

@@ -1,5 +1,15 @@
 use super::*;
 
+/// The two sections of `slipway.toml` these tests need (the whole file's struct lives in
+/// `crate::config`, which depends on this module).
+#[derive(Debug, Serialize, Deserialize)]
+struct FileConfig {
+    #[serde(default)]
+    repos: Vec<RepoConfig>,
+    #[serde(default)]
+    schedules: Vec<ScheduleConfig>,
+}
+
 fn spec() -> ScheduleSpec {
     ScheduleSpec {
         cron: "0 6 * * MON".into(),
@@ -30,7 +40,7 @@ channel = "C0DEPS"                  # each firing starts a new thread here
 "#,
     )
     .unwrap();
-    validate(&f).unwrap();
+    validate(&f.schedules, &f.repos).unwrap();
     let s = &f.schedules[0];
     assert_eq!(s.spec(), &spec());
     assert_eq!(s.blueprint(), BlueprintId::DependencyUpdate);
@@ -177,7 +187,7 @@ fn a_schedule_for_an_unconfigured_repo_names_its_position_and_the_known_repos() 
         "[[schedules]]\ncron = \"0 6 * * MON\"\nrepo = \"acme/api\"\nblueprint = \"checks_only\"\nchannel = \"C0DEV\"\n\n[[schedules]]\ncron = \"0 6 * * MON\"\nrepo = \"acme/wbe\"\nblueprint = \"checks_only\"\nchannel = \"C0DEV\"\n",
     )
     .unwrap();
-    let e = validate(&f).unwrap_err();
+    let e = validate(&f.schedules, &f.repos).unwrap_err();
     assert_eq!((e.index, e.field), (Some(2), "repo"));
     let text = e.to_string();
     assert!(
@@ -185,15 +195,24 @@ fn a_schedule_for_an_unconfigured_repo_names_its_position_and_the_known_repos() 
             && text.contains("write one of acme/api"),
         "{text}"
     );
-    let as_config: crate::config::ConfigError = e.into();
-    assert!(as_config.to_string().contains("entry 2"), "{as_config}");
 }
 
 #[test]
 fn two_identical_entries_are_refused() {
     let one = "[[schedules]]\ncron = \"0 6 * * MON\"\nrepo = \"acme/api\"\nblueprint = \"checks_only\"\nchannel = \"C0DEV\"\n\n";
     let f = file(&format!("{one}{one}")).unwrap();
-    let e = validate(&f).unwrap_err();
+    let e = validate(&f.schedules, &f.repos).unwrap_err();
     assert_eq!(e.index, Some(2));
     assert!(e.to_string().contains("identical to entry 1"), "{e}");
+}
+
+#[test]
+fn a_repo_restricted_to_its_channels_takes_schedules_only_there() {
+    let text = "[[repos]]\nname = \"acme/api\"\nchannels = [\"C0API\"]\nrestrict_to_channels = true\n\n[[schedules]]\ncron = \"0 6 * * MON\"\nrepo = \"acme/api\"\nblueprint = \"checks_only\"\nchannel = \"C0DEPS\"\n";
+    let f: FileConfig = toml::from_str(text).unwrap();
+    let e = validate(&f.schedules, &f.repos).unwrap_err();
+    assert_eq!((e.index, e.field), (Some(1), "channel"));
+    assert!(e.to_string().contains("write one of C0API"), "{e}");
+    let f: FileConfig = toml::from_str(&text.replace("C0DEPS", "C0API")).unwrap();
+    validate(&f.schedules, &f.repos).unwrap();
 }
