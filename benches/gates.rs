@@ -102,6 +102,7 @@ fn host_side_gates(c: &mut Criterion) {
                 commands: &[],
                 changes: &changes,
                 agent_end: Some(&end),
+                deterministic: &[],
                 fix_rounds: 0,
                 policy: &policy,
                 secrets: &findings,

@@ -88,7 +88,12 @@ impl DepsPlanner {
         let id = crate::task::new_id();
         let wt = self
             .workspaces
-            .prepare(&resolved, &format!("slipway/plan-{id}"), &format!("plan-{id}"), 1)
+            .prepare(
+                &resolved,
+                &format!("slipway/plan-{id}"),
+                &format!("plan-{id}"),
+                1,
+            )
             .await?;
         let planned = async {
             let mut requests = vec![request.clone()];
@@ -129,15 +134,17 @@ impl DepsPlanner {
         let groups = plan
             .groups
             .iter()
-            .map(|g| {
-                match open.iter().find(|t| is_open_for(t, &repo.name, &g.slug)) {
+            .map(
+                |g| match open.iter().find(|t| is_open_for(t, &repo.name, &g.slug)) {
                     Some(t) => GroupTask::Open {
                         task: Box::new(t.clone()),
                         group: g.clone(),
                     },
-                    None => GroupTask::New(Box::new(task_for(repo, requester, origin, &request, g))),
-                }
-            })
+                    None => {
+                        GroupTask::New(Box::new(task_for(repo, requester, origin, &request, g)))
+                    }
+                },
+            )
             .collect();
         Ok(Started { groups, plan })
     }
@@ -200,6 +207,10 @@ pub fn task_for(
         ..request.clone()
     });
     let slug = crate::task::truncate_chars(&g.slug, 40);
-    task.branch = format!("slipway/deps-{}-{}", slug.trim_end_matches('-'), &task.id[..8]);
+    task.branch = format!(
+        "slipway/deps-{}-{}",
+        slug.trim_end_matches('-'),
+        &task.id[..8]
+    );
     task
 }

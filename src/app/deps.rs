@@ -129,7 +129,8 @@ pub async fn cmd_run_deps(
             .iter()
             .map(|g| match g {
                 GroupTask::New(t) => t.title(),
-                GroupTask::Open { task, .. } => format!("{} (rerun of task {})", task.title(), task.id),
+                GroupTask::Open { task, .. } =>
+                    format!("{} (rerun of task {})", task.title(), task.id),
             })
             .collect::<Vec<_>>()
             .join("; ")
@@ -141,9 +142,13 @@ pub async fn cmd_run_deps(
             GroupTask::New(t) => *t,
             GroupTask::Open { task, .. } => *task,
         };
-        let result =
-            run_with_progress(&runner, &mut task, BlueprintId::DependencyUpdate, cancel.clone())
-                .await;
+        let result = run_with_progress(
+            &runner,
+            &mut task,
+            BlueprintId::DependencyUpdate,
+            cancel.clone(),
+        )
+        .await;
         match result {
             Ok(report) => {
                 if json {

@@ -40,7 +40,10 @@ fn ecosystem(name: &str) -> Option<Ecosystem> {
 }
 
 fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The affected packages of an OSV record with a `fixed` event.
@@ -57,7 +60,12 @@ pub fn from_osv(json: &str) -> Result<Vec<Affected>, AdvisoryError> {
         .and_then(|r| r.iter().find_map(|x| x.get("url").and_then(Value::as_str)))
         .map(String::from);
     let mut out = Vec::new();
-    for a in v.get("affected").and_then(Value::as_array).into_iter().flatten() {
+    for a in v
+        .get("affected")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let pkg = a.get("package").unwrap_or(&Value::Null);
         let Some(eco) = ecosystem(&text(pkg, "ecosystem")) else {
             continue;
@@ -67,7 +75,12 @@ pub fn from_osv(json: &str) -> Result<Vec<Affected>, AdvisoryError> {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .flat_map(|r| r.get("events").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|r| {
+                r.get("events")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .find_map(|e| e.get("fixed").and_then(Value::as_str));
         if let Some(fixed) = fixed {
             out.push(Affected {
@@ -96,7 +109,12 @@ pub fn from_github(json: &str) -> Result<Vec<Affected>, AdvisoryError> {
     let id = text(&v, "ghsa_id");
     let url = Some(text(&v, "html_url")).filter(|u| !u.is_empty());
     let mut out = Vec::new();
-    for vul in v.get("vulnerabilities").and_then(Value::as_array).into_iter().flatten() {
+    for vul in v
+        .get("vulnerabilities")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let pkg = vul.get("package").unwrap_or(&Value::Null);
         let Some(eco) = ecosystem(&text(pkg, "ecosystem")) else {
             continue;
@@ -146,7 +164,10 @@ mod tests {
           "vulnerabilities":[{"package":{"ecosystem":"npm","name":"lodash"},
             "vulnerable_version_range":"< 4.17.12","first_patched_version":"4.17.12"}]}"#;
         let a = from_github(gh).unwrap();
-        assert_eq!((a[0].package.as_str(), a[0].advisory.fixed.as_str()), ("lodash", "4.17.12"));
+        assert_eq!(
+            (a[0].package.as_str(), a[0].advisory.fixed.as_str()),
+            ("lodash", "4.17.12")
+        );
         assert!(matches!(
             from_osv(r#"{"id":"X","affected":[]}"#),
             Err(AdvisoryError::NoFix { .. })

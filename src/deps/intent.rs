@@ -28,9 +28,8 @@ pub struct Routed {
 
 static LOCKFILE: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"(?i)^(?:run\s+|do\s+)?lock\s*-?\s*file\s+maintenance\b").ok());
-static GHSA: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)^fix\s+(GHSA(?:-[23456789cfghjmpqrvwx]{4}){3})\b").ok()
-});
+static GHSA: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)^fix\s+(GHSA(?:-[23456789cfghjmpqrvwx]{4}){3})\b").ok());
 static TYPES: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
         r"(?i)^(?:update|upgrade|bump)\s+(?:the\s+)?(all\s+|(?:(?:patch|minor|major)(?:\s*(?:,|and|&|\+|/)\s*)?\s*)+)?(?:dependencies|deps|packages)\b",
@@ -96,7 +95,11 @@ pub fn route(text: &str) -> Option<Routed> {
     if let Some(c) = BUMP.as_ref()?.captures(t) {
         let name = c[1].to_string();
         // "update the docs" is not a package: a bare word needs a version, or `bump`.
-        let verb = t.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let verb = t
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let version = c.get(2).map(|m| m.as_str().to_string());
         if verb != "bump" && version.is_none() {
             return None;
@@ -131,7 +134,12 @@ mod tests {
             r.request.update_types,
             vec![UpdateType::Patch, UpdateType::Minor]
         );
-        assert!(route("lockfile maintenance").unwrap().request.lockfile_maintenance);
+        assert!(
+            route("lockfile maintenance")
+                .unwrap()
+                .request
+                .lockfile_maintenance
+        );
         let r = route("fix GHSA-jf85-cpcp-j695").unwrap();
         assert_eq!(
             r.request.advisory,
@@ -142,7 +150,10 @@ mod tests {
         let r = route("upgrade @acme/ui to v2.1.0").unwrap();
         assert_eq!(r.request.only, vec!["@acme/ui"]);
         assert_eq!(r.request.version.as_deref(), Some("2.1.0"));
-        assert_eq!(route("update all deps").unwrap().request.update_types.len(), 3);
+        assert_eq!(
+            route("update all deps").unwrap().request.update_types.len(),
+            3
+        );
         for ordinary in [
             "update the docs",
             "fix the flaky test in calc.py",

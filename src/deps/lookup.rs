@@ -112,7 +112,14 @@ pub async fn release_notes(lookup: &Lookup, group: &Group) -> Vec<ReleaseNotes> 
     let asks: Vec<(Ecosystem, String, String, String)> = group
         .updates
         .iter()
-        .map(|u| (u.dep.ecosystem, u.dep.name.clone(), u.dep.current.clone(), u.to.clone()))
+        .map(|u| {
+            (
+                u.dep.ecosystem,
+                u.dep.name.clone(),
+                u.dep.current.clone(),
+                u.to.clone(),
+            )
+        })
         .collect();
     let registries = &lookup.registries;
     let futures = asks.into_iter().map(|(eco, name, from, to)| async move {

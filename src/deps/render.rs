@@ -49,7 +49,7 @@ fn row(u: &Update, now_ms: u64) -> String {
         .unwrap_or_default();
     format!(
         "| {} ({}) | {} | {} | {}{security} | {} | {link} |\n",
-        markdown_code(&u.dep.name),
+        markdown_inline(&u.dep.name, true),
         u.dep.ecosystem,
         markdown_inline(&u.dep.current, true),
         markdown_inline(&u.to, true),
@@ -173,6 +173,8 @@ mod tests {
         assert!(md.contains("Nothing: the bump alone passes the checks"));
         let mut good = u;
         good.changelog_url = Some("https://github.com/a/b/compare/v1.0.0...v2.0.0".into());
-        assert!(row(&good, 0).contains("[changelog](https://github.com/a/b/compare/v1.0.0...v2.0.0)"));
+        assert!(
+            row(&good, 0).contains("[changelog](https://github.com/a/b/compare/v1.0.0...v2.0.0)")
+        );
     }
 }

@@ -54,7 +54,9 @@ pub fn decide_update(
     facts: &GroupFacts,
 ) -> (Decision, Vec<String>) {
     let mut policy = policy.clone();
-    let listed = policy.auto_merge.contains(&Classification::DependencyUpdate);
+    let listed = policy
+        .auto_merge
+        .contains(&Classification::DependencyUpdate);
     if facts.automerge == Some(false) && listed {
         policy
             .auto_merge
@@ -63,9 +65,10 @@ pub fn decide_update(
     let (mut decision, mut reasons) = decide(class, gates, &policy);
     match decision {
         Decision::Halt => {
-            let failing = gates
-                .iter()
-                .any(|g| g.status == GateStatus::Fail && matches!(g.name.as_str(), "tests" | "lint" | "format"));
+            let failing = gates.iter().any(|g| {
+                g.status == GateStatus::Fail
+                    && matches!(g.name.as_str(), "tests" | "lint" | "format")
+            });
             if failing {
                 reasons.insert(
                     0,
@@ -76,9 +79,11 @@ pub fn decide_update(
                 );
             }
         }
-        Decision::AutoMerge if !facts.majors.is_empty() => {
-            decision = Decision::NeedsApproval;
-            reasons.retain(|r| !r.contains("[policy] auto_merge"));
+        _ if !facts.majors.is_empty() => {
+            if decision == Decision::AutoMerge {
+                decision = Decision::NeedsApproval;
+                reasons.retain(|r| !r.contains("[policy] auto_merge"));
+            }
             reasons.push(format!(
                 "a major update needs an approval: {}",
                 facts.majors.join(", ")
@@ -122,7 +127,13 @@ mod tests {
     fn a_patch_auto_merges_only_where_the_server_allows_and_renovate_does_not_forbid() {
         let facts = GroupFacts::default();
         let d = |auto: &[&str], f: &GroupFacts| {
-            decide_update(Classification::DependencyUpdate, &passing(), &policy(auto), f).0
+            decide_update(
+                Classification::DependencyUpdate,
+                &passing(),
+                &policy(auto),
+                f,
+            )
+            .0
         };
         assert_eq!(d(&["dependency_update"], &facts), Decision::AutoMerge);
         assert_eq!(d(&[], &facts), Decision::NeedsApproval);
@@ -135,10 +146,17 @@ mod tests {
             automerge: Some(true),
             ..Default::default()
         };
-        let (dec, reasons) =
-            decide_update(Classification::DependencyUpdate, &passing(), &policy(&[]), &yes);
+        let (dec, reasons) = decide_update(
+            Classification::DependencyUpdate,
+            &passing(),
+            &policy(&[]),
+            &yes,
+        );
         assert_eq!(dec, Decision::NeedsApproval);
-        assert!(reasons.iter().any(|r| r.contains("never loosens")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("never loosens")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
@@ -156,7 +174,11 @@ mod tests {
             &facts,
         );
         assert_eq!(dec, Decision::NeedsApproval);
-        assert!(reasons.iter().any(|r| r.contains("major update needs an approval: toy")));
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("major update needs an approval: toy"))
+        );
         let failing = vec![Gate::new(GateName::Tests, GateStatus::Fail, "`pytest`")];
         let (dec, reasons) = decide_update(
             Classification::DependencyUpdate,
@@ -165,7 +187,10 @@ mod tests {
             &facts,
         );
         assert_eq!(dec, Decision::Halt);
-        assert!(reasons[0].contains("toy 1.0.0 → 2.0.0 after 2 fix round(s)"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("toy 1.0.0 → 2.0.0 after 2 fix round(s)"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

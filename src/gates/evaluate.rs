@@ -85,7 +85,8 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
     // The check commands are fixed before the agent runs, but what they run is not: a change
     // to a file that defines the checks (a conftest.py, a package.json script, a Makefile
     // target) could make the tests gate pass on its own. Such a change always needs approval.
-    let defining = matching(&check_defining_globs(), ev.changes);
+    let mut defining = matching(&check_defining_globs(), ev.changes);
+    defining.retain(|p| !ev.deterministic.iter().any(|d| d == p));
     if !defining.is_empty() {
         scope.push(format!(
             "changes file(s) that define the checks or the environment (the checks ran them as changed; setup runs them with network once merged): {}",

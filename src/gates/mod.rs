@@ -55,6 +55,9 @@ pub struct Evidence<'a> {
     pub dependencies: Option<Gate>,
     pub coverage: Option<Gate>,
     pub ci: Option<Gate>,
+    /// Files changed only by slipway's own deterministic code (a dependency bump made by
+    /// the ecosystem's tool), untouched by the agent: not counted as check-defining changes.
+    pub deterministic: &'a [String],
 }
 
 #[cfg(test)]
@@ -268,6 +271,7 @@ mod tests {
                 commands: &[],
                 changes: &c.changes,
                 agent_end: Some(&c.end),
+                deterministic: &[],
                 fix_rounds: 0,
                 policy: &policy,
                 secrets: &findings,
@@ -303,6 +307,7 @@ mod tests {
             commands: &[],
             changes: &changes,
             agent_end: Some(&finished()),
+            deterministic: &[],
             fix_rounds: 0,
             policy: &p,
             secrets: &[],
@@ -335,6 +340,7 @@ mod tests {
             commands: &[],
             changes,
             agent_end: Some(&finished()),
+            deterministic: &[],
             fix_rounds: 0,
             policy: p,
             secrets: &[],

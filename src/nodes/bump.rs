@@ -107,7 +107,10 @@ impl crate::run::Node for Bump {
                 let line = if dir == "." {
                     command.clone()
                 } else {
-                    format!("cd {} && {command}", shlex::try_quote(dir).unwrap_or_default())
+                    format!(
+                        "cd {} && {command}",
+                        shlex::try_quote(dir).unwrap_or_default()
+                    )
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
                 let out = match session.exec(&line, left, &cx.cancel).await {
@@ -135,24 +138,22 @@ impl crate::run::Node for Bump {
             }
             if let Some((line, tail)) = failed {
                 let names = cx.deps.as_ref().map(|d| d.named()).unwrap_or_default();
-                return Ok(halt(
-                    cx,
-                    format!("`{line}` failed for {names}: {tail}"),
-                ));
+                return Ok(halt(cx, format!("`{line}` failed for {names}: {tail}")));
             }
         }
 
         // Keep only what the ecosystems' tools may change; discard the rest.
         let dirty = svc.workspaces.dirty_paths(&wt).await?;
-        let (kept, other): (Vec<String>, Vec<String>) = dirty
-            .into_iter()
-            .partition(|p| allowed(p, &updates));
+        let (kept, other): (Vec<String>, Vec<String>) =
+            dirty.into_iter().partition(|p| allowed(p, &updates));
         svc.workspaces.discard(&wt, &other).await?;
         if kept.is_empty() {
             let names = cx.deps.as_ref().map(|d| d.named()).unwrap_or_default();
             return Ok(halt(
                 cx,
-                format!("the ecosystem's tool changed no manifest or lockfile for {names}: it may already be at that version"),
+                format!(
+                    "the ecosystem's tool changed no manifest or lockfile for {names}: it may already be at that version"
+                ),
             ));
         }
         // Setup installs from the base tree: give it the bumped manifests and lockfiles.
@@ -242,7 +243,11 @@ fn repin_file(
     let path = root.join(file);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => {}
-        Ok(_) => return Err(format!("{file} is not a regular file; slipway does not follow links")),
+        Ok(_) => {
+            return Err(format!(
+                "{file} is not a regular file; slipway does not follow links"
+            ));
+        }
         Err(e) => return Err(format!("{file}: {e}")),
     }
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: {e}"))?;

@@ -42,6 +42,11 @@ impl crate::run::Node for Gates {
                 )
                 .await?;
         }
+        let split = match cx.deps.is_some() {
+            true => Some(split_update(cx).await?),
+            false => None,
+        };
+        let ev = &cx.evidence;
         let has_ci = cx.forge()?.has_ci();
         let stopped = AgentEnd::Stopped {
             text: String::new(),
@@ -64,6 +69,7 @@ impl crate::run::Node for Gates {
             dependencies: ev.dependencies.clone(),
             coverage: ev.coverage.clone(),
             // The forge's CI runs after the push; its verdict replaces this gate.
+            deterministic: split.as_ref().map_or(&[][..], |s| s.bump_only.as_slice()),
             ci: has_ci.then(|| {
                 Gate::new(
                     GateName::Ci,
@@ -73,9 +79,9 @@ impl crate::run::Node for Gates {
             }),
         }));
         let classified = classify::classify(&ev.changes, ev.whitespace_only, &ev.diff);
-        let judged = match cx.deps.is_some() {
-            true => judge_update(cx, all, classified).await?,
-            false => Judged::new(all, classified, &cx.policy),
+        let judged = match split {
+            Some(split) => judge_update(cx, all, classified, split),
+            None => Judged::new(all, classified, &cx.policy),
         };
         let halt = judged.decision == Decision::Halt;
         let detail = judged.decision.to_string();
@@ -99,26 +105,61 @@ impl crate::run::Node for Gates {
     }
 }
 
+/// What the bump changed and what the agent changed after it.
+struct Split {
+    /// Changed by the bump and not touched by the agent since.
+    bump_only: Vec<String>,
+    /// Changed by the agent after the bump.
+    agent_files: Vec<String>,
+    /// The agent's part of the diff.
+    agent_diff: String,
+}
+
+async fn split_update(cx: &RunCtx<'_>) -> Result<Split, FlowError> {
+    let svc = cx.svc;
+    let wt = cx.wt()?;
+    let Some(bump) = cx.deps.as_ref().and_then(|d| d.bump_commit.clone()) else {
+        return Ok(Split {
+            bump_only: Vec::new(),
+            agent_files: Vec::new(),
+            agent_diff: String::new(),
+        });
+    };
+    let (mut agent_files, mut agent_diff) = (Vec::new(), String::new());
+    if cx.commit.as_deref() != Some(bump.as_str()) {
+        agent_files = svc.workspaces.changed_since(wt, &bump).await?;
+        agent_diff = svc.workspaces.diff_since(wt, &bump).await?;
+    }
+    let bumped = svc
+        .workspaces
+        .changed_between(wt, &wt.base_sha, &bump)
+        .await?;
+    Ok(Split {
+        bump_only: bumped
+            .into_iter()
+            .filter(|p| !agent_files.contains(p))
+            .collect(),
+        agent_files,
+        agent_diff,
+    })
+}
+
 /// The judgement of a `dependency_update` change: the bump alone is `dependency_update`;
 /// what the agent changed after it is classified on its own and the riskier class decides
 /// (`gates::deps`).
-async fn judge_update(
+fn judge_update(
     cx: &mut RunCtx<'_>,
     gates: Vec<crate::report::Gate>,
     whole: classify::Classified,
-) -> Result<Judged, FlowError> {
+    split: Split,
+) -> Judged {
     use crate::report::Classification;
-    let svc = cx.svc;
     let deps = cx.deps.clone().unwrap_or_default();
-    let mut agent_files = Vec::new();
-    let mut agent_diff = String::new();
-    if let (Some(bump), Some(head)) = (&deps.bump_commit, &cx.commit)
-        && bump != head
-    {
-        let wt = cx.wt()?;
-        agent_files = svc.workspaces.changed_since(wt, bump).await?;
-        agent_diff = svc.workspaces.diff_since(wt, bump).await?;
-    }
+    let Split {
+        agent_files,
+        agent_diff,
+        ..
+    } = split;
     let classified = if agent_files.is_empty() {
         match whole.class {
             // A bump that only touched manifests and lockfiles; anything else the bump
@@ -170,10 +211,10 @@ async fn judge_update(
     if let Some(d) = cx.deps.as_mut() {
         d.agent_files = agent_files;
     }
-    Ok(Judged {
+    Judged {
         gates,
         classified,
         decision,
         reasons,
-    })
+    }
 }

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 
-use crate::deps::DepsRun;
 use super::bump::halt;
+use crate::deps::DepsRun;
 use crate::run::{FlowError, NodeName, Outcome, RunCtx};
 
 /// The lookup node; skipped outside `dependency_update`.
@@ -47,9 +47,14 @@ impl crate::run::Node for Lookup {
                 .collect();
             let what = wanted.map_or_else(|| "this repo".to_string(), |w| format!("group {w}"));
             let detail = if held.is_empty() {
-                format!("nothing to update for {what}: every dependency is at its newest allowed version")
+                format!(
+                    "nothing to update for {what}: every dependency is at its newest allowed version"
+                )
             } else {
-                format!("nothing to update for {what}; held back: {}", held.join("; "))
+                format!(
+                    "nothing to update for {what}; held back: {}",
+                    held.join("; ")
+                )
             };
             return Ok(halt(cx, detail));
         };
@@ -60,7 +65,13 @@ impl crate::run::Node for Lookup {
             group
                 .updates
                 .iter()
-                .map(|u| format!("{} {} → {} ({})", u.dep.name, u.dep.current, u.to, u.update_type.as_str()))
+                .map(|u| format!(
+                    "{} {} → {} ({})",
+                    u.dep.name,
+                    u.dep.current,
+                    u.to,
+                    u.update_type.as_str()
+                ))
                 .collect::<Vec<_>>()
                 .join(", "),
             if plan.skipped.is_empty() {

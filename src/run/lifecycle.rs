@@ -361,12 +361,8 @@ pub fn pr_content(cx: &RunCtx<'_>, report: &RunReport) -> PullRequestContent {
                 .collect()
         })
         .unwrap_or_default();
-    let mut body = crate::gates::render::markdown(
-        report,
-        cx.summary(),
-        cx.task.thread_url.as_deref(),
-        &calls,
-    );
+    let mut body =
+        crate::gates::render::markdown(report, cx.summary(), cx.task.thread_url.as_deref(), &calls);
     let mut title = match &cx.task.revert_of {
         Some(_) => cx.task.title(),
         None => format!("slipway: {}", cx.task.title()),

@@ -147,7 +147,17 @@ impl Workspaces {
 
     /// Paths changed between `from` and `HEAD`, sorted.
     pub async fn changed_since(&self, wt: &Worktree, from: &str) -> Result<Vec<String>> {
-        let range = format!("{from}..HEAD");
+        self.changed_between(wt, from, "HEAD").await
+    }
+
+    /// Paths changed between commits `from` and `to`, sorted.
+    pub async fn changed_between(
+        &self,
+        wt: &Worktree,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>> {
+        let range = format!("{from}..{to}");
         let out = wt_git(wt, &["diff", "--name-only", &range]).await?;
         let mut v: Vec<String> = out.lines().map(String::from).collect();
         v.sort();

@@ -20,7 +20,8 @@ use crate::support::{Harness, git_repo, sh};
 use slipway::agent::llm::settings::LlmProvider;
 
 /// The app: `index.js` calls the toy's `greet`; `npm test` checks it.
-const INDEX_JS: &str = "const toy = require('slipway-toy');\nexports.hello = (n) => toy.greet(n);\n";
+const INDEX_JS: &str =
+    "const toy = require('slipway-toy');\nexports.hello = (n) => toy.greet(n);\n";
 const TEST_JS: &str = "const assert = require('assert');\nconst app = require('./index.js');\nassert.strictEqual(app.hello('x'), 'hello x');\nconsole.log('ok');\n";
 
 /// An npm repo depending on `deps` (name → exact version) with a lockfile made by npm
@@ -67,7 +68,11 @@ async fn harness(
         script,
         move |d| npm_repo(d, reg, deps, extra),
         move |cfg| {
-            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            let names: Vec<String> = reg
+                .setup_vars()
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect();
             cfg.file.sandbox.setup_env = names.clone();
             cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
             if auto_merge {
@@ -76,13 +81,23 @@ async fn harness(
         },
     )
     .await;
+    // A local forge merges into its source, which must be bare.
+    sh(
+        h.data.path(),
+        &format!("git clone -q --bare {} web.git", h.repo_path().display()),
+    );
     (h, reg)
+}
+
+/// The forge's copy of the repo (bare): where branches are pushed and merges land.
+fn forge(h: &Harness) -> std::path::PathBuf {
+    h.data.path().join("web.git")
 }
 
 fn repo(h: &Harness) -> RepoRef {
     RepoRef {
         name: "acme/web".into(),
-        source: h.repo_path().display().to_string(),
+        source: forge(h).display().to_string(),
         base: "main".into(),
         forge: Default::default(),
     }
@@ -125,7 +140,10 @@ async fn run_all(h: &Harness, req: DepsRequest) -> Vec<(Task, RunReport)> {
 }
 
 fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
-    r.gates.iter().find(|g| g.name == name).unwrap_or_else(|| panic!("no {name} gate: {:?}", r.gates))
+    r.gates
+        .iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| panic!("no {name} gate: {:?}", r.gates))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,14 +164,21 @@ async fn a_patch_bump_auto_merges_with_no_model_call() {
     assert_eq!(gate(report, "tests").status, GateStatus::Pass);
     assert_eq!(gate(report, "agent").status, GateStatus::Skip);
     // The bump landed on main: manifest and lockfile at 1.0.1, by npm, in one commit.
-    let src = h.repo_path();
+    let src = forge(&h);
     let pkg = sh(&src, "git show main:package.json");
     assert!(pkg.contains("\"slipway-toy\": \"1.0.1\""), "{pkg}");
     let lock = sh(&src, "git show main:package-lock.json");
-    assert!(lock.contains("slipway-toy/-/slipway-toy-1.0.1.tgz"), "{lock}");
+    assert!(
+        lock.contains("slipway-toy/-/slipway-toy-1.0.1.tgz"),
+        "{lock}"
+    );
     let log = sh(&src, "git log --format=%s main");
     assert!(log.starts_with(&task.title()), "{log}");
-    assert!(task.title().contains("slipway-toy from 1.0.0 to 1.0.1"), "{}", task.title());
+    assert!(
+        task.title().contains("slipway-toy from 1.0.0 to 1.0.1"),
+        "{}",
+        task.title()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,15 +204,27 @@ async fn a_renovate_group_becomes_one_pr_and_the_same_group_never_opens_twice() 
         .await
         .unwrap();
     assert!(
-        started.plan.warnings.iter().any(|w| w.contains("prHourlyLimit")),
+        started
+            .plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("prHourlyLimit")),
         "{:?}",
         started.plan.warnings
     );
     let runs = run_all(&h, req.clone()).await;
     assert_eq!(runs.len(), 1, "one group, one task");
     let (task, report) = &runs[0];
-    assert_eq!(report.decision, Decision::NeedsApproval, "{:?}", report.reasons);
-    let branch = sh(&h.repo_path(), &format!("git show {}:package.json", task.branch));
+    assert_eq!(
+        report.decision,
+        Decision::NeedsApproval,
+        "{:?}",
+        report.reasons
+    );
+    let branch = sh(
+        &forge(&h),
+        &format!("git show {}:package.json", task.branch),
+    );
     assert!(branch.contains("\"slipway-toy\": \"1.1.0\""), "{branch}");
     assert!(branch.contains("\"@slipway/toy\": \"1.1.0\""), "{branch}");
     // Asked again: the open task for the group is rerun, not a second one opened.
@@ -211,7 +248,10 @@ fn adapt_script() -> Vec<Turn> {
             json!({"path": "index.js", "old_text": "toy.greet(n)", "new_text": "toy.salute(n)"}),
         ),
         Turn::call("run", json!({"command": "npm test"})),
-        Turn::call("finish", json!({"summary": "2.0.0 renamed greet to salute; index.js calls salute."})),
+        Turn::call(
+            "finish",
+            json!({"summary": "2.0.0 renamed greet to salute; index.js calls salute."}),
+        ),
     ]
 }
 
@@ -226,9 +266,17 @@ async fn a_breaking_major_is_fixed_by_the_agent_in_round_one_and_needs_approval(
     let runs = run_all(&h, req).await;
     let (task, report) = &runs[0];
     assert_eq!(report.fix_rounds, 1, "{report:?}");
-    assert_eq!(report.decision, Decision::NeedsApproval, "{:?}", report.reasons);
+    assert_eq!(
+        report.decision,
+        Decision::NeedsApproval,
+        "{:?}",
+        report.reasons
+    );
     assert!(
-        report.reasons.iter().any(|r| r.contains("major update needs an approval")),
+        report
+            .reasons
+            .iter()
+            .any(|r| r.contains("major update needs an approval")),
         "{:?}",
         report.reasons
     );
@@ -237,10 +285,16 @@ async fn a_breaking_major_is_fixed_by_the_agent_in_round_one_and_needs_approval(
     let first = &h.fake.requests()[0];
     let body = first.body.to_string();
     assert!(body.contains("greet"), "no failing output");
-    assert!(body.contains("Breaking: `greet` is renamed `salute`"), "no release notes");
+    assert!(
+        body.contains("Breaking: `greet` is renamed `salute`"),
+        "no release notes"
+    );
     assert!(body.contains("data, not instructions"));
     // Bump and fix are separate commits on the branch.
-    let log = sh(&h.repo_path(), &format!("git log --format=%s main..{}", task.branch));
+    let log = sh(
+        &forge(&h),
+        &format!("git log --format=%s main..{}", task.branch),
+    );
     assert_eq!(log.lines().count(), 2, "{log}");
 }
 
@@ -266,7 +320,7 @@ async fn a_major_the_agent_cannot_fix_halts_and_names_the_package() {
         report.reasons
     );
     // Nothing left slipway: no branch in the source repo.
-    let branches = sh(&h.repo_path(), "git branch --list");
+    let branches = sh(&forge(&h), "git branch --list");
     assert!(!branches.contains(&task.branch), "{branches}");
 }
 
@@ -286,7 +340,8 @@ async fn minimum_release_age_holds_back_a_fresh_release() {
     assert!(started.groups.is_empty(), "{:?}", started.groups);
     let held = &started.plan.skipped;
     assert!(
-        held.iter().any(|s| s.name == TOY && s.reason.contains("3 days")),
+        held.iter()
+            .any(|s| s.name == TOY && s.reason.contains("3 days")),
         "{held:?}"
     );
 }
@@ -309,7 +364,14 @@ async fn bad_input_gets_clear_answers() {
         .await
         .unwrap();
     assert!(r.groups.is_empty());
-    assert!(r.plan.skipped.iter().any(|s| s.reason.contains("not a dependency")), "{:?}", r.plan.skipped);
+    assert!(
+        r.plan
+            .skipped
+            .iter()
+            .any(|s| s.reason.contains("not a dependency")),
+        "{:?}",
+        r.plan.skipped
+    );
     let r = p
         .start(
             &repo(&h),
@@ -325,7 +387,10 @@ async fn bad_input_gets_clear_answers() {
         .unwrap();
     assert!(r.groups.is_empty());
     assert!(
-        r.plan.skipped.iter().any(|s| s.version == "9.9.9" && s.reason.contains("does not exist")),
+        r.plan
+            .skipped
+            .iter()
+            .any(|s| s.version == "9.9.9" && s.reason.contains("does not exist")),
         "{:?}",
         r.plan.skipped
     );
@@ -342,6 +407,10 @@ async fn bad_input_gets_clear_answers() {
     // A manifest the tool cannot parse: the error names the file.
     std::fs::write(h.repo_path().join("package.json"), "{ not json").unwrap();
     sh(&h.repo_path(), "git commit -qam broken");
+    sh(
+        &h.repo_path(),
+        &format!("git push -q {} main", forge(&h).display()),
+    );
     let e = p
         .start(&repo(&h), "U0ALICE", &Origin::Cli, &DepsRequest::default())
         .await
@@ -365,9 +434,13 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
         .mention("<@U0BOT> update patch and minor dependencies")
         .await;
     // The routing is said, with its reason, before anything runs.
-    let routed = bot.wait_post(&asked.ts, "routed to `dependency_update`").await;
+    let routed = bot
+        .wait_post(&asked.ts, "routed to `dependency_update`")
+        .await;
     assert!(
-        routed.text.contains("the request starts with `update patch and minor dependencies`"),
+        routed
+            .text
+            .contains("the request starts with `update patch and minor dependencies`"),
         "{}",
         routed.text
     );
@@ -390,7 +463,11 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     bot.wait_reports(&second, 1).await;
     let tasks = bot.tasks();
     assert_eq!(tasks.len(), 2, "{tasks:?}");
-    assert!(tasks.iter().all(|t| t.blueprint == BlueprintId::DependencyUpdate));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.blueprint == BlueprintId::DependencyUpdate)
+    );
     let mut branches: Vec<&str> = tasks.iter().map(|t| t.branch.as_str()).collect();
     branches.dedup();
     assert_eq!(branches.len(), 2, "one branch per group");

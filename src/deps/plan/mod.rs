@@ -214,7 +214,7 @@ fn group(planned: Vec<Planned>, separate_major: bool) -> Vec<Group> {
         let major = p.update.update_type == UpdateType::Major && separate_major;
         let (slug, title) = match &p.group {
             GroupKey::Package => (
-                slugify(&format!("{}-{}", p.update.dep.ecosystem, p.update.dep.name)),
+                package_slug(p.update.dep.ecosystem, &p.update.dep.name),
                 p.update.dep.name.clone(),
             ),
             GroupKey::Named(title, slug) => (slug.clone(), title.clone()),
@@ -267,6 +267,29 @@ fn add(g: &mut Group, p: Planned) {
         _ => None,
     };
     g.updates.push(p.update);
+}
+
+/// The slug of a package's own group: `<eco>-<name>` slugified, plus 6 hex characters of a
+/// SHA-256 of the name when slugifying changed it, so two packages never share a branch
+/// (`@slipway/toy` and `slipway-toy` would both be `slipway-toy`). PyPI names are compared
+/// as PEP 503 normalises them and crate names with `_` as `-`, so spellings of one package
+/// share their slug.
+pub fn package_slug(eco: Ecosystem, name: &str) -> String {
+    use sha2::Digest;
+    let name = match eco {
+        Ecosystem::Pypi => super::scan::normalize_pypi(name),
+        // crates.io treats `-` and `_` as one name.
+        Ecosystem::Cargo => name.replace('_', "-"),
+        _ => name.to_string(),
+    };
+    let slug = slugify(&name);
+    let base = slugify(&format!("{eco}-{name}"));
+    if slug == name {
+        base
+    } else {
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        format!("{base}-{}", &hex::encode(digest)[..6])
+    }
 }
 
 /// `[a-z0-9-]`, runs of anything else as one `-`, no leading or trailing `-`

@@ -39,13 +39,15 @@ impl Mention {
         } = at;
         let egress = &self.egress;
         let Some(planner) = &self.deps else {
-            egress
-                .say(channel, thread_ts, copy::DEPS_UNAVAILABLE)
-                .await;
+            egress.say(channel, thread_ts, copy::DEPS_UNAVAILABLE).await;
             return Ok(());
         };
         egress
-            .say(channel, thread_ts, &copy::deps_looking(&repo.name, &routed.why))
+            .say(
+                channel,
+                thread_ts,
+                &copy::deps_looking(&repo.name, &routed.why),
+            )
             .await;
         let origin = Origin::Slack {
             channel: channel.into(),
@@ -63,7 +65,11 @@ impl Mention {
         };
         if started.groups.is_empty() {
             egress
-                .say(channel, thread_ts, &copy::deps_nothing(&repo.name, &started.plan))
+                .say(
+                    channel,
+                    thread_ts,
+                    &copy::deps_nothing(&repo.name, &started.plan),
+                )
                 .await;
             return Ok(());
         }
@@ -114,7 +120,11 @@ impl Mention {
                             Ok(ts) => ts,
                             Err(e) => {
                                 egress
-                                    .say(channel, thread_ts, &copy::deps_failed(&task.repo.name, &e))
+                                    .say(
+                                        channel,
+                                        thread_ts,
+                                        &copy::deps_failed(&task.repo.name, &e),
+                                    )
                                     .await;
                                 continue;
                             }
@@ -165,7 +175,13 @@ impl Mention {
         let note = format!(" Routed to `dependency_update` because {why}.");
         let announced = self
             .egress
-            .new_status(channel, thread, &task.id, 1, &copy::task_queued(task, &note))
+            .new_status(
+                channel,
+                thread,
+                &task.id,
+                1,
+                &copy::task_queued(task, &note),
+            )
             .await;
         self.queue.wake();
         announced?;

@@ -319,7 +319,8 @@ impl Mention {
                 return Ok(());
             }
         };
-        if let Some(routed) = crate::deps::intent::route(&instruction_without_repo(text, &repo.name))
+        if let Some(routed) =
+            crate::deps::intent::route(&instruction_without_repo(text, &repo.name))
         {
             let repo_ref = RepoRef {
                 name: repo.name.clone(),
