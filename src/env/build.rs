@@ -360,6 +360,26 @@ pub async fn prepare(
         .workspaces
         .base_git_dir(req.wt, &setup_git, &req.base_index)
         .await?;
+    // Cargo takes a crates.io mirror only from a config file: in the setup home, and in the
+    // environment's CARGO_HOME when detection put it under /env (the offline sandbox reads
+    // that one, and its cached crates came through the mirror).
+    let vars = |k: &str| policy.env.get(k).cloned();
+    let mut cargo_homes = vec![building.home_dir().join(".cargo")];
+    if let Some(rel) = policy
+        .env
+        .get("CARGO_HOME")
+        .and_then(|h| h.strip_prefix(&format!("{ENV_DIR}/")))
+    {
+        cargo_homes.push(building.env_dir().join(rel));
+    }
+    for dir in cargo_homes {
+        crate::deps::registry::write_cargo_home_config(&dir, vars).map_err(|source| {
+            PrepareError::Io {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+    }
     let spec = SandboxSpec {
         workspace: src.clone(),
         git_dir,

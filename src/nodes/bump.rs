@@ -86,6 +86,12 @@ impl crate::run::Node for Bump {
             let home = cx.home();
             std::fs::create_dir_all(&home)
                 .map_err(|e| RunError::RunDir(format!("creating {}: {e}", home.display())))?;
+            // Cargo takes a crates.io mirror only from a config file (`deps::registry`).
+            let vars = &setup.policy.env;
+            crate::deps::registry::write_cargo_home_config(&home.join(".cargo"), |k| {
+                vars.get(k).cloned()
+            })
+            .map_err(|e| RunError::RunDir(format!("writing the cargo config: {e}")))?;
             let spec = SandboxSpec {
                 workspace: wt.path.clone(),
                 git_dir: wt.git_dir.clone(),

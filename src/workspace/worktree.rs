@@ -137,11 +137,14 @@ impl Workspaces {
         Ok(true)
     }
 
-    /// Paths changed in the work tree against `HEAD` (tracked files only), sorted.
+    /// Paths changed in the work tree against `HEAD`: tracked files that differ, and new
+    /// files that are not ignored (a lockfile a tool created), sorted.
     pub async fn dirty_paths(&self, wt: &Worktree) -> Result<Vec<String>> {
-        let out = wt_git(wt, &["diff", "--name-only", "HEAD"]).await?;
-        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        let changed = wt_git(wt, &["diff", "--name-only", "HEAD"]).await?;
+        let new = wt_git(wt, &["ls-files", "--others", "--exclude-standard"]).await?;
+        let mut v: Vec<String> = changed.lines().chain(new.lines()).map(String::from).collect();
         v.sort();
+        v.dedup();
         Ok(v)
     }
 
@@ -164,14 +167,26 @@ impl Workspaces {
         Ok(v)
     }
 
-    /// Discards work-tree changes to `paths` and every untracked file (not ignored ones).
+    /// Discards `paths` (from [`Self::dirty_paths`]): tracked ones go back to `HEAD`, new
+    /// ones are removed. Ignored files are left alone.
     pub async fn discard(&self, wt: &Worktree, paths: &[String]) -> Result<()> {
-        if !paths.is_empty() {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let tracked = wt_git(wt, &["ls-files", "--"]).await?;
+        let tracked: std::collections::HashSet<&str> = tracked.lines().collect();
+        let (old, new): (Vec<&String>, Vec<&String>) =
+            paths.iter().partition(|p| tracked.contains(p.as_str()));
+        if !old.is_empty() {
             let mut args = vec!["checkout", "--quiet", "HEAD", "--"];
-            args.extend(paths.iter().map(String::as_str));
+            args.extend(old.iter().map(|p| p.as_str()));
             wt_git(wt, &args).await?;
         }
-        wt_git(wt, &["clean", "-fdq"]).await?;
+        if !new.is_empty() {
+            let mut args = vec!["clean", "-fq", "--"];
+            args.extend(new.iter().map(|p| p.as_str()));
+            wt_git(wt, &args).await?;
+        }
         Ok(())
     }
 

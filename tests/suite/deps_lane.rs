@@ -482,3 +482,126 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     );
     bot.stop().await;
 }
+
+/// A harness over a repo made by `make`, with setup reaching the test registries.
+async fn harness_for(
+    make: impl FnOnce(&Path, &TestRegistries) + 'static,
+) -> (Harness, &'static TestRegistries) {
+    let reg = standard_set().await;
+    let h = Harness::with_repo(
+        Backend::Docker,
+        LlmProvider::Openai,
+        Vec::new(),
+        move |d| make(d, reg),
+        move |cfg| {
+            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            cfg.file.sandbox.setup_env = names.clone();
+            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
+            cfg.file.policy.auto_merge = vec!["dependency_update".into()];
+            cfg.file.sandbox.command_timeout_s = 600;
+        },
+    )
+    .await;
+    sh(
+        h.data.path(),
+        &format!("git clone -q --bare {} web.git", h.repo_path().display()),
+    );
+    (h, reg)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks() {
+    let (h, reg) = harness_for(|dir, reg| {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        let files = [
+            (
+                "Cargo.toml",
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nslipway-toy = \"1.0\"\n",
+            ),
+            (
+                "src/lib.rs",
+                "pub fn hello(n: &str) -> String {\n    slipway_toy::greet(n)\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn hello() {\n        assert_eq!(super::hello(\"x\"), \"hello x\");\n    }\n}\n",
+            ),
+        ];
+        for (p, c) in files {
+            std::fs::write(dir.join(p), c).unwrap();
+        }
+        // The lockfile at 1.0.0, made by cargo through the mirror (a cargo home of its own).
+        let home = dir.with_extension("cargo-home");
+        let config =
+            slipway::deps::registry::cargo_home_config(|k| reg.setup_env(k)).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("config.toml"), config).unwrap();
+        sh(
+            dir,
+            &format!(
+                "CARGO_HOME={} cargo generate-lockfile -q && CARGO_HOME={} cargo update -q -p slipway-toy --precise 1.0.0",
+                home.display(),
+                home.display()
+            ),
+        );
+        git_repo(dir, &[]);
+    })
+    .await;
+    let _ = reg;
+    let runs = run_all(
+        &h,
+        DepsRequest {
+            update_types: vec![UpdateType::Minor],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(runs.len(), 1);
+    let (_, report) = &runs[0];
+    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    let lock = sh(&forge(&h), "git show main:Cargo.lock");
+    assert!(
+        lock.contains("name = \"slipway-toy\"\nversion = \"1.1.0\""),
+        "{lock}"
+    );
+    // The requirement already admitted 1.1.0: cargo changed the lockfile only.
+    let toml = sh(&forge(&h), "git show main:Cargo.toml");
+    assert!(toml.contains("slipway-toy = \"1.0\""), "{toml}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
+    let (h, _reg) = harness_for(|dir, _reg| {
+        git_repo(
+            dir,
+            &[
+                (
+                    "go.mod",
+                    "module example.com/app\n\ngo 1.22\n\nrequire example.com/Slipway/toy v1.0.0\n",
+                ),
+                (
+                    "app.go",
+                    "package app\n\nimport \"example.com/Slipway/toy\"\n\nfunc Hello(n string) string { return toy.Greet(n) }\n",
+                ),
+                (
+                    "app_test.go",
+                    "package app\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n\tif Hello(\"x\") != \"hello x\" {\n\t\tt.Fatal(Hello(\"x\"))\n\t}\n}\n",
+                ),
+            ],
+        );
+    })
+    .await;
+    let runs = run_all(
+        &h,
+        DepsRequest {
+            update_types: vec![UpdateType::Patch],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(runs.len(), 1);
+    let (_, report) = &runs[0];
+    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    let gomod = sh(&forge(&h), "git show main:go.mod");
+    assert!(gomod.contains("example.com/Slipway/toy v1.0.1"), "{gomod}");
+    let gosum = sh(&forge(&h), "git show main:go.sum");
+    assert!(gosum.contains("example.com/Slipway/toy v1.0.1 h1:"), "{gosum}");
+}

@@ -40,7 +40,37 @@ pub fn home_config(vars: impl Fn(&str) -> Option<String>) -> Option<String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    valid.then(|| format!("[source.crates-io]\nreplace-with = \"{name}\"\n"))
+    if !valid {
+        return None;
+    }
+    let mut out = format!("[source.crates-io]\nreplace-with = \"{name}\"\n");
+    // The index too, so the offline sandbox (which gets no setup variables) still knows the
+    // registry its cached crates came from. A URL with quotes or controls is left out.
+    let var = format!(
+        "CARGO_REGISTRIES_{}_INDEX",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
+    if let Some(index) = vars(&var)
+        && !index.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        out.push_str(&format!("\n[registries.{name}]\nindex = \"{}\"\n", index.trim()));
+    }
+    Some(out)
+}
+
+/// Writes [`home_config`] as `<cargo_home>/config.toml` when the variables name a crates.io
+/// replacement; returns whether it wrote one. `cargo_home` is a host directory the sandbox
+/// sees as its `CARGO_HOME` (created when missing).
+pub fn write_home_config(
+    cargo_home: &std::path::Path,
+    vars: impl Fn(&str) -> Option<String>,
+) -> std::io::Result<bool> {
+    let Some(config) = home_config(vars) else {
+        return Ok(false);
+    };
+    std::fs::create_dir_all(cargo_home)?;
+    std::fs::write(cargo_home.join("config.toml"), config)?;
+    Ok(true)
 }
 
 #[derive(Deserialize)]

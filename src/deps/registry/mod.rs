@@ -25,6 +25,7 @@ use std::time::Duration;
 use super::{Ecosystem, PackageInfo};
 
 pub use cargo::home_config as cargo_home_config;
+pub use cargo::write_home_config as write_cargo_home_config;
 pub use go::escape as go_escape;
 pub use pypi::normalize as pypi_normalize;
 
