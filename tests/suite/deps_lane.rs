@@ -605,3 +605,66 @@ async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
     let gosum = sh(&forge(&h), "git show main:go.sum");
     assert!(gosum.contains("example.com/Slipway/toy v1.0.1 h1:"), "{gosum}");
 }
+
+/// pytest and its dependencies, as wheels from PyPI, mirrored into the test index (the
+/// detected Python setup installs pytest from the index the project uses). Once per process.
+fn mirror_pytest(reg: &TestRegistries) {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        sh(
+            &reg.root,
+            "python3 -m pip download --quiet --only-binary=:all: --dest pypi pytest",
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
+    let (h, _reg) = harness_for(|dir, reg| {
+        mirror_pytest(reg);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("pyproject.toml"),
+            "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.9\"\ndependencies = [\"slipway-toy>=1.0,<2\"]\n",
+        )
+        .unwrap();
+        sh(
+            dir,
+            &format!(
+                "UV_INDEX_URL={} uv lock -q --upgrade-package slipway-toy==1.0.0",
+                reg.pypi
+            ),
+        );
+        git_repo(
+            dir,
+            &[
+                (
+                    "app.py",
+                    "import slipway_toy\n\n\ndef hello(n):\n    return slipway_toy.greet(n)\n",
+                ),
+                (
+                    "test_app.py",
+                    "import unittest\n\nimport app\n\n\nclass AppTest(unittest.TestCase):\n    def test_hello(self):\n        self.assertEqual(app.hello(\"x\"), \"hello x\")\n",
+                ),
+            ],
+        );
+    })
+    .await;
+    let runs = run_all(
+        &h,
+        DepsRequest {
+            update_types: vec![UpdateType::Minor],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(runs.len(), 1);
+    let (_, report) = &runs[0];
+    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    let lock = sh(&forge(&h), "git show main:uv.lock");
+    assert!(
+        lock.contains("name = \"slipway-toy\"\nversion = \"1.1.0\""),
+        "{lock}"
+    );
+}
