@@ -42,6 +42,9 @@ pub struct SlackStarter {
     pub repos: Vec<RepoConfig>,
     /// Whether GitHub credentials are configured (`forge = "github"` repos need them).
     pub github_configured: bool,
+    /// `dependency_update` slots: planned per group, one thread each, as a Slack request
+    /// is (`None`: such a slot runs as one task, for the plan's first group).
+    pub deps: Option<super::handlers::deps::DepsStart>,
 }
 
 /// The top-level message that starts a slot's thread.
@@ -131,6 +134,36 @@ impl SlackStarter {
                 what: format!("chat.postMessage in {channel}"),
                 source: Box::new(e),
             })?;
+        if s.blueprint() == crate::task::BlueprintId::DependencyUpdate
+            && let (Some(deps), Some(request)) = (&self.deps, s.deps())
+        {
+            let at = super::handlers::deps::Asked {
+                channel,
+                ts: &thread_ts,
+                thread_ts: &thread_ts,
+                user: REQUESTER,
+            };
+            let repo_ref = RepoRef {
+                name: repo.name.clone(),
+                source,
+                base: repo.base.clone(),
+                forge: repo.forge,
+            };
+            let why = format!("schedule `{}` fired", s.id());
+            let looked_up = deps
+                .start(at, repo_ref, request, &why, true)
+                .await
+                .map_err(|e| StartError::Front {
+                    what: "starting the dependency update".into(),
+                    source: Box::new(e),
+                })?;
+            if !looked_up {
+                return Err(StartError::Repo {
+                    message: "the dependency lookup failed (said in the thread); the next slot tries again".into(),
+                });
+            }
+            return Ok(format!("dependency update in {channel}/{thread_ts}"));
+        }
         let mut task = scheduled_task(s, &repo, source, channel, &thread_ts);
         task.thread_url = self.api.permalink(channel, &thread_ts).await.ok();
         // As a mention does: bound before queued, so the run's first event finds its

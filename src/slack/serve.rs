@@ -122,6 +122,7 @@ impl Service {
             mentions: mentions.clone(),
             deps: Some(deps),
         });
+        let deps_start = handlers.mention.deps.clone();
         let bot = Bot::new(BotParts {
             store: store.clone(),
             me: me.clone(),
@@ -181,6 +182,7 @@ impl Service {
                 queue: queue.clone(),
                 repos: settings.repos.clone(),
                 github_configured: runner_forges.github.is_some(),
+                deps: deps_start,
             }),
             Arc::new(crate::schedule::SystemClock),
         );

@@ -4,6 +4,7 @@
 //! model is the loopback fake: a clean bump must not call it at all.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::json;
 use slipway::actions::deps::{DepsPlanner, GroupTask};
@@ -667,4 +668,147 @@ async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
         lock.contains("name = \"slipway-toy\"\nversion = \"1.1.0\""),
         "{lock}"
     );
+}
+
+/// A clock the test sets.
+struct SetClock(std::sync::atomic::AtomicU64);
+impl slipway::schedule::Clock for SetClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The Slack starter of a `slipway serve` over `h`, its planner's registries as given.
+fn starter(
+    h: &Harness,
+    slack: &crate::support::fake_slack::FakeSlack,
+    planner: DepsPlanner,
+    queue: &slipway::queue::Queue,
+) -> Arc<slipway::slack::schedule::SlackStarter> {
+    use slipway::slack::handlers::deps::DepsStart;
+    let store = h.runner.store.clone();
+    let api = slipway::slack::api::WebApi::new(&slack.endpoint()).unwrap();
+    let egress = slipway::slack::egress::Egress::new(
+        api.clone(),
+        store.clone(),
+        queue.clone(),
+        slipway::config::SecretValues::default(),
+    );
+    let repo: slipway::repos::RepoConfig = toml::from_str(&format!(
+        "name = \"acme/web\"\nurl = \"{}\"\nchannels = [\"C0DEPS\"]",
+        forge(h).display()
+    ))
+    .unwrap();
+    let settings = Arc::new(slipway::actions::Settings {
+        slack: Default::default(),
+        repos: vec![repo.clone()],
+    });
+    let bindings = slipway::slack::bindings::Bindings::new(store.clone());
+    tokio::spawn({
+        let outbox = egress.outbox().clone();
+        async move { outbox.run(tokio_util::sync::CancellationToken::new()).await }
+    });
+    let actions = slipway::actions::Actions::new(
+        store.clone(),
+        h.runner.forges.clone(),
+        Arc::new(queue.clone()),
+        settings.clone(),
+    );
+    Arc::new(slipway::slack::schedule::SlackStarter {
+        api: api.clone(),
+        egress: egress.clone(),
+        bindings: bindings.clone(),
+        queue: queue.clone(),
+        repos: vec![repo],
+        github_configured: false,
+        deps: Some(DepsStart {
+            api,
+            egress,
+            bindings,
+            queue: queue.clone(),
+            store,
+            actions,
+            settings,
+            planner,
+        }),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_update_says_a_registry_outage_and_the_next_slot_retries() {
+    use chrono::TimeZone;
+    use slipway::schedule::{Fired, ScheduleConfig, ScheduleSpec, Scheduler};
+    use std::sync::atomic::Ordering;
+    let (h, _reg) = harness(
+        Vec::new(),
+        &[(TOY, "1.0.0"), (TOY_NPM_SCOPED, "1.0.0")],
+        &[],
+        false,
+    )
+    .await;
+    let slack = crate::support::fake_slack::FakeSlack::start().await;
+    let queue = slipway::queue::Queue::new(h.runner.clone(), 1);
+    let at = |hour: u32| {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 30, hour, 0, 0)
+            .unwrap()
+            .timestamp_millis() as u64
+    };
+    let schedule = || {
+        vec![
+            ScheduleConfig::new(ScheduleSpec {
+                cron: "0 * * * *".into(),
+                timezone: "UTC".into(),
+                repo: "acme/web".into(),
+                blueprint: "dependency_update".into(),
+                args: vec!["--update-types".into(), "patch".into()],
+                channel: "C0DEPS".into(),
+            })
+            .unwrap(),
+        ]
+    };
+    let clock = Arc::new(SetClock(std::sync::atomic::AtomicU64::new(at(5) + 60_000)));
+    // 06:00, the npm registry is down: the slot's thread says so; nothing is created.
+    let mut down = planner(&h);
+    down.lookup.registries.npm = "http://127.0.0.1:9/".into();
+    let s = Scheduler::new(
+        schedule(),
+        h.runner.store.clone(),
+        starter(&h, &slack, down, &queue),
+        clock.clone(),
+    );
+    assert!(s.tick().await.is_empty(), "first seen");
+    clock.0.store(at(6), Ordering::SeqCst);
+    let fired = s.tick().await;
+    assert!(matches!(&fired[..], [Fired::Failed { .. }]), "{fired:#?}");
+    slack
+        .wait_until(60, "the outage said in the slot's thread", |s| {
+            s.bot_posts_in("C0DEPS")
+                .iter()
+                .any(|p| p.text.contains("could not look up dependency updates"))
+        })
+        .await;
+    let said: Vec<String> = slack
+        .bot_posts_in("C0DEPS")
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
+    assert!(said.iter().any(|t| t.contains("127.0.0.1:9")), "{said:#?}");
+    assert!(h.runner.store.list_tasks().unwrap().is_empty());
+    // 07:00, the registry is back (a restart with the same store): one task per group.
+    let s = Scheduler::new(
+        schedule(),
+        h.runner.store.clone(),
+        starter(&h, &slack, planner(&h), &queue),
+        clock.clone(),
+    );
+    clock.0.store(at(7), Ordering::SeqCst);
+    let fired = s.tick().await;
+    assert!(matches!(&fired[..], [Fired::Started { .. }]), "{fired:#?}");
+    let tasks = h.runner.store.list_tasks().unwrap();
+    assert_eq!(tasks.len(), 2, "one task per group: {tasks:#?}");
+    assert!(tasks.iter().all(|t| t.requester == "slipway"));
+    // Not fired again within its slot.
+    clock.0.store(at(7) + 600_000, Ordering::SeqCst);
+    assert!(s.tick().await.is_empty());
 }

@@ -349,6 +349,7 @@ mod starter {
             queue,
             repos: vec![repo, gone],
             github_configured: false,
+            deps: None,
         });
         let clock = Arc::new(SetClock(AtomicU64::new(at(5, 30))));
         let s = Scheduler::new(

@@ -319,6 +319,16 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Every bot message in `channel`, any thread, oldest first.
+    pub fn bot_posts_in(&self, channel: &str) -> Vec<Posted> {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|m| m.bot && m.channel == channel)
+            .cloned()
+            .collect()
+    }
+
     /// The bot's top-level messages in `channel` (each starts a thread), oldest first.
     pub fn top_level(&self, channel: &str) -> Vec<Posted> {
         self.lock()

@@ -6,31 +6,67 @@
 //! Idempotent on a replayed envelope: each group's task is created with the idempotency
 //! key `<channel>/<ts>#<group>`, checked before its thread is opened.
 
-use super::mention::Mention;
+use std::sync::Arc;
+
 use super::{HandlerError, SlackGroups};
-use crate::actions::deps::GroupTask;
-use crate::deps::intent::Routed;
-use crate::queue::Submitted;
+use crate::actions::deps::{DepsPlanner, GroupTask};
+use crate::actions::{Actions, Settings};
+use crate::deps::DepsRequest;
+use crate::queue::{Queue, Submitted};
+use crate::slack::api::WebApi;
+use crate::slack::bindings::Bindings;
 use crate::slack::copy;
-use crate::store::AuditEvent;
+use crate::slack::egress::Egress;
+use crate::store::{AuditEvent, Store};
 use crate::task::{Origin, RepoRef, Task};
 
-/// Where a mention asked: its channel, its own `ts`, its thread and its author.
+/// Where a request was made: its channel, the message's own `ts` (the idempotency key's
+/// root), its thread and who asked (`slipway` for a schedule).
 pub struct Asked<'a> {
+    /// Channel ID.
     pub channel: &'a str,
+    /// The asking message's `ts` (a schedule: its announcement's).
     pub ts: &'a str,
+    /// The thread the first group runs in.
     pub thread_ts: &'a str,
+    /// Who asked (a Slack user ID, or `slipway`).
     pub user: &'a str,
 }
 
-impl Mention {
-    /// Plans and starts the dependency update `routed` asks for on `repo`.
-    pub(super) async fn start_deps(
+/// Starts dependency updates in Slack, for mentions and schedules alike. Cheap to clone.
+#[derive(Clone)]
+pub struct DepsStart {
+    /// New threads and permalinks.
+    pub api: WebApi,
+    /// Thread messages and status messages.
+    pub egress: Egress,
+    /// Thread → task.
+    pub bindings: Bindings,
+    /// Stores and queues the tasks.
+    pub queue: Queue,
+    /// Idempotency records.
+    pub store: Store,
+    /// Reruns a group's open task.
+    pub actions: Actions,
+    /// Approvers (a rerun asked by a person is checked like 🔁).
+    pub settings: Arc<Settings>,
+    /// Plans the request.
+    pub planner: DepsPlanner,
+}
+
+impl DepsStart {
+    /// Plans `request` on `repo` and starts one task per group. `why` says how the request
+    /// was routed (echoed in the thread); `system` is true for a schedule, whose rerun of a
+    /// group's open task needs no person's authority. Returns false when nothing could be
+    /// looked up (said in the thread).
+    pub async fn start(
         &self,
         at: Asked<'_>,
         repo: RepoRef,
-        routed: Routed,
-    ) -> Result<(), HandlerError> {
+        request: &DepsRequest,
+        why: &str,
+        system: bool,
+    ) -> Result<bool, HandlerError> {
         let Asked {
             channel,
             ts,
@@ -38,29 +74,22 @@ impl Mention {
             user,
         } = at;
         let egress = &self.egress;
-        let Some(planner) = &self.deps else {
-            egress.say(channel, thread_ts, copy::DEPS_UNAVAILABLE).await;
-            return Ok(());
-        };
+        let planner = &self.planner;
         egress
-            .say(
-                channel,
-                thread_ts,
-                &copy::deps_looking(&repo.name, &routed.why),
-            )
+            .say(channel, thread_ts, &copy::deps_looking(&repo.name, why))
             .await;
         let origin = Origin::Slack {
             channel: channel.into(),
             thread_ts: thread_ts.into(),
         };
-        let started = match planner.start(&repo, user, &origin, &routed.request).await {
+        let started = match planner.start(&repo, user, &origin, request).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(repo = repo.name, error = %e, "dependency lookup failed");
                 egress
                     .say(channel, thread_ts, &copy::deps_failed(&repo.name, &e))
                     .await;
-                return Ok(());
+                return Ok(false);
             }
         };
         if started.groups.is_empty() {
@@ -71,7 +100,7 @@ impl Mention {
                     &copy::deps_nothing(&repo.name, &started.plan),
                 )
                 .await;
-            return Ok(());
+            return Ok(true);
         }
         egress
             .say(
@@ -84,6 +113,20 @@ impl Mention {
         let mut here = true;
         for g in started.groups {
             match g {
+                GroupTask::Open { task, .. } if system => {
+                    // A schedule's rerun: the queue's own rerun, audited as slipway's.
+                    if let crate::queue::Refined::Queued(t) = self.queue.rerun(&task.id).await? {
+                        egress
+                            .audit(
+                                &t.id,
+                                user,
+                                AuditEvent::Rerun {
+                                    revision: t.current().number,
+                                },
+                            )
+                            .await;
+                    }
+                }
                 GroupTask::Open { task, .. } => {
                     let groups = SlackGroups::new(&self.api, &self.settings);
                     match self.actions.rerun(&task, user, &groups).await {
@@ -131,12 +174,12 @@ impl Mention {
                         }
                     };
                     here = false;
-                    self.queue_group(channel, &thread, user, &key, &routed.why, &mut task)
+                    self.queue_group(channel, &thread, user, &key, why, &mut task)
                         .await?;
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Binds `task` to `thread`, stores and queues it (idempotent on `key`), posts its status

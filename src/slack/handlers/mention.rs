@@ -91,9 +91,8 @@ pub struct Mention {
     pub github_configured: bool,
     /// Bumped on every 👀.
     pub seen: MentionsSeen,
-    /// Plans dependency updates (`dependency_update` requests); `None` answers that they
-    /// are not enabled.
-    pub deps: Option<crate::actions::deps::DepsPlanner>,
+    /// Starts `dependency_update` requests; `None` answers that they are not enabled.
+    pub deps: Option<super::deps::DepsStart>,
 }
 
 impl Mention {
@@ -334,7 +333,15 @@ impl Mention {
                 thread_ts,
                 user,
             };
-            return self.start_deps(at, repo_ref, routed).await;
+            let Some(deps) = &self.deps else {
+                self.egress
+                    .say(channel, thread_ts, copy::DEPS_UNAVAILABLE)
+                    .await;
+                return Ok(());
+            };
+            deps.start(at, repo_ref, &routed.request, &routed.why, false)
+                .await?;
+            return Ok(());
         }
         let (messages, read_error) =
             read_thread(&self.api, channel, thread_ts, ts, Some(text), user).await;

@@ -8,7 +8,7 @@
 //! dedupe or locking (`super::bot`) nor render queue events (`super::egress`).
 #![warn(missing_docs)]
 
-mod deps;
+pub mod deps;
 pub mod mention;
 pub mod reaction;
 pub mod reply;
@@ -100,7 +100,7 @@ impl Handlers {
             api: api.clone(),
             egress: egress.clone(),
             bindings: bindings.clone(),
-            queue,
+            queue: queue.clone(),
             store: store.clone(),
             actions: actions.clone(),
             reply: reply.clone(),
@@ -109,7 +109,16 @@ impl Handlers {
             max_tasks_per_user_per_hour,
             github_configured,
             seen: mentions,
-            deps,
+            deps: deps.map(|planner| deps::DepsStart {
+                api: api.clone(),
+                egress: egress.clone(),
+                bindings: bindings.clone(),
+                queue: queue.clone(),
+                store: store.clone(),
+                actions: actions.clone(),
+                settings: settings.clone(),
+                planner,
+            }),
         };
         let reaction = Reaction {
             api,
