@@ -66,6 +66,9 @@ impl ForgeError {
 pub struct PullRequestContent {
     pub title: String,
     pub body: String,
+    /// Labels beside the forge's own `slipway` label, added when the PR is opened
+    /// (`dependencies`; `security` for an advisory fix).
+    pub labels: Vec<String>,
 }
 
 /// What publishing produced.

@@ -363,20 +363,26 @@ pub fn pr_content(cx: &RunCtx<'_>, report: &RunReport) -> PullRequestContent {
         .unwrap_or_default();
     let mut body =
         crate::gates::render::markdown(report, cx.summary(), cx.task.thread_url.as_deref(), &calls);
-    let mut title = match &cx.task.revert_of {
+    let title = match &cx.task.revert_of {
         Some(_) => cx.task.title(),
         None => format!("slipway: {}", cx.task.title()),
     };
+    let mut labels = Vec::new();
     if let Some(deps) = &cx.deps {
         body = format!(
             "{}\n{body}",
             crate::deps::render::pr_section(deps, cx.summary(), crate::task::now_ms())
         );
+        labels.push("dependencies".to_string());
         if deps.is_security() {
-            title = format!("slipway: [security] {}", cx.task.title());
+            labels.push("security".to_string());
         }
     }
-    PullRequestContent { title, body }
+    PullRequestContent {
+        title,
+        body,
+        labels,
+    }
 }
 
 /// The report of a blueprint without a gates node: the checks' gates, and nothing to

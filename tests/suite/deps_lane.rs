@@ -812,3 +812,96 @@ async fn a_scheduled_update_says_a_registry_outage_and_the_next_slot_retries() {
     clock.0.store(at(7) + 600_000, Ordering::SeqCst);
     assert!(s.tick().await.is_empty());
 }
+
+/// A GitHub global advisory document, as `GET /advisories/{ghsa_id}` returns it.
+fn toy_advisory() -> serde_json::Value {
+    json!({
+        "ghsa_id": "GHSA-9x4p-3m2q-r7vw",
+        "cve_id": null,
+        "summary": "slipway-toy greets with untrimmed names",
+        "html_url": "https://github.com/advisories/GHSA-9x4p-3m2q-r7vw",
+        "severity": "low",
+        "vulnerabilities": [{
+            "package": {"ecosystem": "npm", "name": "slipway-toy"},
+            "vulnerable_version_range": "< 1.0.1",
+            "first_patched_version": "1.0.1"
+        }]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
+    use crate::support::fake_github::FakeGithub;
+    let reg = standard_set().await;
+    let src = tempfile::tempdir().unwrap();
+    npm_repo(&src.path().join("web"), reg, &[(TOY, "1.0.0")], &[]);
+    sh(src.path(), "git clone -q --bare web web.git");
+    let fake = FakeGithub::start(&src.path().join("web.git"), "acme", "web").await;
+    fake.add_advisory(toy_advisory());
+    let h = Harness::with_repo(
+        Backend::Docker,
+        LlmProvider::Openai,
+        Vec::new(),
+        |d| git_repo(d, &[("README.md", "unused: GitHub serves the repo\n")]),
+        |cfg| {
+            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            cfg.file.sandbox.setup_env = names.clone();
+            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
+            // Every release is minutes old: only a security fix may pass this cooldown.
+            cfg.file.policy.min_release_age_days = 30;
+            crate::suite::github::github_config(cfg, &fake);
+        },
+    )
+    .await;
+    let repo = RepoRef {
+        name: "acme/web".into(),
+        source: "https://github.com/acme/web.git".into(),
+        base: "main".into(),
+        forge: slipway::repos::ForgeKind::Github,
+    };
+    // Without the advisory, the cooldown holds 1.0.1 back.
+    let plain = planner(&h)
+        .start(&repo, "U0ALICE", &Origin::Cli, &DepsRequest::default())
+        .await
+        .unwrap();
+    assert!(plain.groups.is_empty(), "{:?}", plain.groups);
+    let routed = slipway::deps::intent::route("fix GHSA-9x4p-3m2q-r7vw").unwrap();
+    let started = planner(&h)
+        .start(&repo, "U0ALICE", &Origin::Cli, &routed.request)
+        .await
+        .unwrap();
+    assert_eq!(started.groups.len(), 1, "{:?}", started.plan);
+    let GroupTask::New(task) = started.groups.into_iter().next().unwrap() else {
+        panic!("a new task")
+    };
+    let mut task = *task;
+    assert!(task.title().starts_with("Security fix: Update slipway-toy from 1.0.0 to 1.0.1"));
+    let report = h
+        .runner
+        .run_id(
+            &mut task,
+            BlueprintId::DependencyUpdate,
+            CancellationToken::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_ne!(report.decision, Decision::Halt, "{:?}", report.reasons);
+    let pulls = fake.pulls();
+    assert_eq!(pulls.len(), 1);
+    let pr = &pulls[0];
+    let body = pr["body"].as_str().unwrap();
+    assert!(body.contains("**Security patch:** GHSA-9x4p-3m2q-r7vw"), "{body}");
+    assert!(body.contains("| Package | From | To | Update | Release age | Changelog |"), "{body}");
+    assert!(body.contains("| 1.0.0 | 1.0.1 | patch · fixes GHSA-9x4p-3m2q-r7vw |"), "{body}");
+    assert!(body.contains("<details><summary>Release notes: slipway-toy 1.0.0 → 1.0.1</summary>"), "{body}");
+    assert!(body.contains("Fixed: \\`greet\\` trims the name") || body.contains("Fixed: `greet` trims the name"), "{body}");
+    assert!(body.contains("Nothing: the bump alone passes the checks"), "{body}");
+    let labels: Vec<&str> = pr["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert!(labels.contains(&"security") && labels.contains(&"dependencies"), "{labels:?}");
+}

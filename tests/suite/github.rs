@@ -38,7 +38,7 @@ fn bare_repo(dir: &Path) -> PathBuf {
 
 /// Points `cfg` at the fake with fast polls and retries. The token is a known secret, so
 /// redaction covers it as it would in production.
-fn github_config(cfg: &mut Config, fake: &FakeGithub) {
+pub(crate) fn github_config(cfg: &mut Config, fake: &FakeGithub) {
     cfg.github = GithubEndpoint {
         api_url: fake.api_url(),
         auth: Some(GithubAuth::Token(TOKEN.into())),

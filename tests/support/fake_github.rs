@@ -137,6 +137,7 @@ struct Ctx {
 
 struct Inner {
     calls: Vec<Call>,
+    advisories: Vec<Value>,
     canned: Vec<Canned>,
     ci_queue: VecDeque<Ci>,
     ci: HashMap<String, CiRecord>,
@@ -289,6 +290,11 @@ impl FakeGithub {
     /// is first asked about it (check runs or status). Empty queue: `Ci::Pass`.
     pub fn push_ci(&self, outcome: Ci) {
         self.lock().ci_queue.push_back(outcome);
+    }
+
+    /// Serves `advisory` (a global advisory document) at `GET /advisories/{its ghsa_id}`.
+    pub fn add_advisory(&self, advisory: Value) {
+        self.lock().advisories.push(advisory);
     }
 
     /// What branch protection reads answer (default `Protection::None`).
@@ -450,6 +456,13 @@ impl FakeGithub {
         }
         if !self.rest_authorized(&i, &req.auth) {
             return Reply::error(401, "Bad credentials", DOC_REST);
+        }
+        // REST API "Global security advisories": GET /advisories/{ghsa_id}.
+        if let ("GET", ["advisories", id]) = (m, segs.as_slice()) {
+            return match i.advisories.iter().find(|a| a["ghsa_id"] == *id) {
+                Some(a) => Reply::json(200, a.clone()),
+                None => Reply::not_found(),
+            };
         }
         let ["repos", o, r, rest @ ..] = segs.as_slice() else {
             return Reply::not_found();
@@ -1114,6 +1127,7 @@ impl Inner {
     fn new() -> Self {
         Self {
             calls: Vec::new(),
+            advisories: Vec::new(),
             canned: Vec::new(),
             ci_queue: VecDeque::new(),
             ci: HashMap::new(),

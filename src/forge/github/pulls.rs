@@ -102,7 +102,9 @@ impl GithubForge {
                     repo,
                     Method::Post,
                     format!("/repos/{repo}/issues/{}/labels", p.number),
-                    Some(json!({"labels": [LABEL]})),
+                    Some(json!({"labels": std::iter::once(LABEL.to_string())
+                        .chain(content.labels.iter().cloned())
+                        .collect::<Vec<_>>()})),
                 )
                 .await?;
                 Ok((p, true))
