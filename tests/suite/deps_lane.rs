@@ -267,6 +267,14 @@ async fn a_breaking_major_is_fixed_by_the_agent_in_round_one_and_needs_approval(
     let runs = run_all(&h, req).await;
     let (task, report) = &runs[0];
     assert_eq!(report.fix_rounds, 1, "{report:?}");
+    eprintln!(
+        "breaking major: {} fix round(s), {} input + {} output tokens, {} model calls, run total {} ms",
+        report.fix_rounds,
+        report.agent.input_tokens,
+        report.agent.output_tokens,
+        h.fake.requests().len(),
+        report.timings_ms.total
+    );
     assert_eq!(
         report.decision,
         Decision::NeedsApproval,
@@ -431,6 +439,7 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     )
     .await;
     let bot = crate::suite::slack::Bot::start_on(h, |_| {}).await;
+    let t0 = std::time::Instant::now();
     let asked = bot
         .mention("<@U0BOT> update patch and minor dependencies")
         .await;
@@ -448,6 +457,10 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     bot.wait_post(&asked.ts, "2 update group(s)").await;
     // One group runs in this thread; the other in a new top-level thread of the channel.
     bot.wait_reports(&asked, 1).await;
+    eprintln!(
+        "mention → first group's report (a branch; the local forge has no PR): {} ms",
+        t0.elapsed().as_millis()
+    );
     bot.slack
         .wait_until(120, "a second thread", |s| {
             s.top_level(crate::suite::slack::DEV)
@@ -904,4 +917,81 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
         .filter_map(|l| l["name"].as_str())
         .collect();
     assert!(labels.contains(&"security") && labels.contains(&"dependencies"), "{labels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_fixes_an_osv_advisory_and_prints_json_lines() {
+    let (h, reg) = harness(Vec::new(), &[(TOY, "1.0.0")], &[], true).await;
+    let osv = json!({
+        "id": "OSV-2026-TOY-1",
+        "summary": "slipway-toy greets with untrimmed names",
+        "affected": [{
+            "package": {"ecosystem": "npm", "name": "slipway-toy"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]
+        }]
+    });
+    let dir = h.data.path();
+    std::fs::write(dir.join("osv.json"), osv.to_string()).unwrap();
+    let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| format!("{k:?}")).collect();
+    std::fs::write(
+        dir.join("slipway.toml"),
+        format!(
+            "[sandbox]\nbackend = \"docker\"\nsetup_env = [{}]\n\n[policy]\nauto_merge = [\"dependency_update\"]\nmin_release_age_days = 30\n",
+            names.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.args([
+        "run",
+        "--config",
+        "slipway.toml",
+        "--blueprint",
+        "dependency_update",
+        "--repo",
+        &forge(&h).display().to_string(),
+        "--osv",
+        "osv.json",
+        "--json",
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", std::env::var("HOME").unwrap_or_default())
+    .env("SLIPWAY_DATA_DIR", dir.join("cli-data"))
+    .env("DOCKER_HOST", crate::support::docker_host())
+    .env("USER", "U0CLI")
+    .current_dir(dir);
+    for (k, v) in reg.setup_vars() {
+        cmd.env(k, v);
+    }
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let wall_ms = started.elapsed().as_millis();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 1, "{stdout}");
+    let r = &reports[0];
+    assert_eq!(r["blueprint"], "dependency_update");
+    assert_eq!(r["decision"], "auto_merge", "{r:#}");
+    assert_eq!(r["agent"]["input_tokens"], 0);
+    let pkg = sh(&forge(&h), "git show main:package.json");
+    assert!(pkg.contains("\"slipway-toy\": \"1.0.1\""), "{pkg}");
+    // Measured, not asserted: the README quotes these.
+    eprintln!(
+        "clean bump through the CLI: {wall_ms} ms wall, run total {} ms, tokens 0",
+        r["timings_ms"]["total"]
+    );
+    // A bad flag for another blueprint is a usage error.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["run", "--repo", ".", "--only", "x", "fix it"])
+        .env("SLIPWAY_DATA_DIR", dir.join("cli-data"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--blueprint dependency_update"));
 }
