@@ -226,6 +226,15 @@ impl Config {
                 expected: e.message.clone(),
             }
         })?;
+        // Each schedule names a configured repo (its cron, zone and arguments were checked
+        // as the file parsed).
+        crate::schedule::validate(&file.schedules, &file.repos).map_err(|e| {
+            ConfigError::Invalid {
+                name: "[[schedules]]".into(),
+                value: String::new(),
+                expected: e.to_string(),
+            }
+        })?;
         if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
             file.sandbox.backend =
                 choice

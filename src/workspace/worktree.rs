@@ -142,7 +142,11 @@ impl Workspaces {
     pub async fn dirty_paths(&self, wt: &Worktree) -> Result<Vec<String>> {
         let changed = wt_git(wt, &["diff", "--name-only", "HEAD"]).await?;
         let new = wt_git(wt, &["ls-files", "--others", "--exclude-standard"]).await?;
-        let mut v: Vec<String> = changed.lines().chain(new.lines()).map(String::from).collect();
+        let mut v: Vec<String> = changed
+            .lines()
+            .chain(new.lines())
+            .map(String::from)
+            .collect();
         v.sort();
         v.dedup();
         Ok(v)

@@ -508,7 +508,11 @@ async fn harness_for(
         Vec::new(),
         move |d| make(d, reg),
         move |cfg| {
-            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            let names: Vec<String> = reg
+                .setup_vars()
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect();
             cfg.file.sandbox.setup_env = names.clone();
             cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
             cfg.file.policy.auto_merge = vec!["dependency_update".into()];
@@ -568,7 +572,13 @@ async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks
     .await;
     assert_eq!(runs.len(), 1);
     let (_, report) = &runs[0];
-    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(
+        report.decision,
+        Decision::AutoMerge,
+        "{:?} {:?}",
+        report.reasons,
+        report.gates
+    );
     assert_eq!(gate(report, "tests").status, GateStatus::Pass);
     let lock = sh(&forge(&h), "git show main:Cargo.lock");
     assert!(
@@ -612,12 +622,21 @@ async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
     .await;
     assert_eq!(runs.len(), 1);
     let (_, report) = &runs[0];
-    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(
+        report.decision,
+        Decision::AutoMerge,
+        "{:?} {:?}",
+        report.reasons,
+        report.gates
+    );
     assert_eq!(gate(report, "tests").status, GateStatus::Pass);
     let gomod = sh(&forge(&h), "git show main:go.mod");
     assert!(gomod.contains("example.com/Slipway/toy v1.0.1"), "{gomod}");
     let gosum = sh(&forge(&h), "git show main:go.sum");
-    assert!(gosum.contains("example.com/Slipway/toy v1.0.1 h1:"), "{gosum}");
+    assert!(
+        gosum.contains("example.com/Slipway/toy v1.0.1 h1:"),
+        "{gosum}"
+    );
 }
 
 /// pytest and its dependencies, as wheels from PyPI, mirrored into the test index (the
@@ -674,7 +693,13 @@ async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
     .await;
     assert_eq!(runs.len(), 1);
     let (_, report) = &runs[0];
-    assert_eq!(report.decision, Decision::AutoMerge, "{:?} {:?}", report.reasons, report.gates);
+    assert_eq!(
+        report.decision,
+        Decision::AutoMerge,
+        "{:?} {:?}",
+        report.reasons,
+        report.gates
+    );
     assert_eq!(gate(report, "tests").status, GateStatus::Pass);
     let lock = sh(&forge(&h), "git show main:uv.lock");
     assert!(
@@ -857,7 +882,11 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
         Vec::new(),
         |d| git_repo(d, &[("README.md", "unused: GitHub serves the repo\n")]),
         |cfg| {
-            let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| k.to_string()).collect();
+            let names: Vec<String> = reg
+                .setup_vars()
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect();
             cfg.file.sandbox.setup_env = names.clone();
             cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
             // Every release is minutes old: only a security fix may pass this cooldown.
@@ -888,7 +917,10 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
         panic!("a new task")
     };
     let mut task = *task;
-    assert!(task.title().starts_with("Security fix: Update slipway-toy from 1.0.0 to 1.0.1"));
+    assert!(
+        task.title()
+            .starts_with("Security fix: Update slipway-toy from 1.0.0 to 1.0.1")
+    );
     let report = h
         .runner
         .run_id(
@@ -904,19 +936,41 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
     assert_eq!(pulls.len(), 1);
     let pr = &pulls[0];
     let body = pr["body"].as_str().unwrap();
-    assert!(body.contains("**Security patch:** GHSA-9x4p-3m2q-r7vw"), "{body}");
-    assert!(body.contains("| Package | From | To | Update | Release age | Changelog |"), "{body}");
-    assert!(body.contains("| 1.0.0 | 1.0.1 | patch · fixes GHSA-9x4p-3m2q-r7vw |"), "{body}");
-    assert!(body.contains("<details><summary>Release notes: slipway-toy 1.0.0 → 1.0.1</summary>"), "{body}");
-    assert!(body.contains("Fixed: \\`greet\\` trims the name") || body.contains("Fixed: `greet` trims the name"), "{body}");
-    assert!(body.contains("Nothing: the bump alone passes the checks"), "{body}");
+    assert!(
+        body.contains("**Security patch:** GHSA-9x4p-3m2q-r7vw"),
+        "{body}"
+    );
+    assert!(
+        body.contains("| Package | From | To | Update | Release age | Changelog |"),
+        "{body}"
+    );
+    assert!(
+        body.contains("| 1.0.0 | 1.0.1 | patch · fixes GHSA-9x4p-3m2q-r7vw |"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<details><summary>Release notes: slipway-toy 1.0.0 → 1.0.1</summary>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Fixed: \\`greet\\` trims the name")
+            || body.contains("Fixed: `greet` trims the name"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Nothing: the bump alone passes the checks"),
+        "{body}"
+    );
     let labels: Vec<&str> = pr["labels"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|l| l["name"].as_str())
         .collect();
-    assert!(labels.contains(&"security") && labels.contains(&"dependencies"), "{labels:?}");
+    assert!(
+        labels.contains(&"security") && labels.contains(&"dependencies"),
+        "{labels:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -932,7 +986,11 @@ async fn the_cli_fixes_an_osv_advisory_and_prints_json_lines() {
     });
     let dir = h.data.path();
     std::fs::write(dir.join("osv.json"), osv.to_string()).unwrap();
-    let names: Vec<String> = reg.setup_vars().iter().map(|(k, _)| format!("{k:?}")).collect();
+    let names: Vec<String> = reg
+        .setup_vars()
+        .iter()
+        .map(|(k, _)| format!("{k:?}"))
+        .collect();
     std::fs::write(
         dir.join("slipway.toml"),
         format!(

@@ -51,9 +51,14 @@ pub fn home_config(vars: impl Fn(&str) -> Option<String>) -> Option<String> {
         name.to_ascii_uppercase().replace('-', "_")
     );
     if let Some(index) = vars(&var)
-        && !index.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+        && !index
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
     {
-        out.push_str(&format!("\n[registries.{name}]\nindex = \"{}\"\n", index.trim()));
+        out.push_str(&format!(
+            "\n[registries.{name}]\nindex = \"{}\"\n",
+            index.trim()
+        ));
     }
     Some(out)
 }
