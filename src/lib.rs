@@ -29,6 +29,7 @@ pub mod slack;
 pub mod store;
 pub mod sweep;
 pub mod task;
+pub mod text;
 pub mod tls;
 pub mod tools;
 pub mod untrusted;

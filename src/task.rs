@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::text::{cap_bytes, truncate_chars};
+
 mod state;
 
 /// Where a task came from, so reports go back to the right place.
@@ -309,30 +311,9 @@ pub fn branch_name(id: &str, instructions: &str) -> String {
     }
 }
 
-/// The first `max` characters of `s` (not bytes: never splits a UTF-8 sequence).
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 /// A commit SHA shortened to 12 characters for messages (the whole string when shorter).
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
-}
-
-/// `s` cut to at most `cap` bytes on a character boundary, with a note saying so.
-pub fn cap_bytes(s: &str, cap: usize) -> String {
-    if s.len() <= cap {
-        return s.to_string();
-    }
-    let mut end = cap;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[result capped at {cap} bytes of {}]",
-        &s[..end],
-        s.len()
-    )
 }
 
 #[cfg(test)]

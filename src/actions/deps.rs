@@ -101,14 +101,7 @@ impl DepsPlanner {
                 let json = forge.advisory(&repo.name, id).await?;
                 requests = advisory::from_github(&json)?
                     .into_iter()
-                    .map(|a| DepsRequest {
-                        advisory: Some(AdvisoryInput::Known {
-                            advisory: a.advisory,
-                            package: a.package,
-                            ecosystem: a.ecosystem,
-                        }),
-                        ..request.clone()
-                    })
+                    .map(|a| a.request(request))
                     .collect();
             }
             let mut last = None;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use slipway::actions::deps::{DepsPlanner, GroupTask};
 use slipway::config::Config;
-use slipway::deps::{AdvisoryInput, DepsRequest, UpdateType, advisory, intent};
+use slipway::deps::{DepsRequest, UpdateType, advisory, intent};
 use slipway::report::Decision;
 use slipway::task::{BlueprintId, Origin};
 
@@ -51,17 +51,7 @@ fn request(args: &DepsArgs, text: &str) -> Result<Vec<DepsRequest>, String> {
     let json = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the OSV file {}: {e}", path.display()))?;
     let affected = advisory::from_osv(&json).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(affected
-        .into_iter()
-        .map(|a| DepsRequest {
-            advisory: Some(AdvisoryInput::Known {
-                advisory: a.advisory,
-                package: a.package,
-                ecosystem: a.ecosystem,
-            }),
-            ..req.clone()
-        })
-        .collect())
+    Ok(affected.into_iter().map(|a| a.request(&req)).collect())
 }
 
 /// Runs the request; exit 0 when every group produced a branch that is not `halt` (or there

@@ -16,6 +16,20 @@ pub struct Affected {
     pub advisory: Advisory,
 }
 
+impl Affected {
+    /// `base` asking to fix this advisory for this package.
+    pub fn request(self, base: &super::DepsRequest) -> super::DepsRequest {
+        super::DepsRequest {
+            advisory: Some(super::AdvisoryInput::Known {
+                advisory: self.advisory,
+                package: self.package,
+                ecosystem: self.ecosystem,
+            }),
+            ..base.clone()
+        }
+    }
+}
+
 /// Why an advisory cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdvisoryError {
@@ -51,7 +65,7 @@ pub fn from_osv(json: &str) -> Result<Vec<Affected>, AdvisoryError> {
     let v: Value = serde_json::from_str(json).map_err(|e| AdvisoryError::Json(e.to_string()))?;
     let id = text(&v, "id");
     let summary = match text(&v, "summary") {
-        s if s.is_empty() => crate::task::truncate_chars(&text(&v, "details"), 200),
+        s if s.is_empty() => crate::text::truncate_chars(&text(&v, "details"), 200),
         s => s,
     };
     let url = v

@@ -98,7 +98,9 @@ pub async fn plan_tree(
         rules: &rules,
         request,
         min_release_age_days: lookup.min_release_age_days,
-        now_ms: crate::task::now_ms(),
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
     });
     let mut warnings = scan.warnings;
     warnings.extend(rules.warnings.iter().cloned());

@@ -85,7 +85,7 @@ pub fn pr_section(run: &DepsRun, agent_summary: Option<&str>, now_ms: u64) -> St
                 markdown_inline(&n.name, false),
                 markdown_inline(&n.from, false),
                 markdown_inline(&n.to, false),
-                markdown_block(&crate::task::cap_bytes(text, 4096))
+                markdown_block(&crate::text::cap_bytes(text, 4096))
             ));
         }
     }

@@ -62,12 +62,27 @@ async fn harness(
     extra: &'static [(&'static str, &'static str)],
     auto_merge: bool,
 ) -> (Harness, &'static TestRegistries) {
+    harness_with(
+        script,
+        move |d, reg| npm_repo(d, reg, deps, extra),
+        auto_merge,
+    )
+    .await
+}
+
+/// A harness over the repo `make` lays out, with setup reaching the test registries, and its
+/// bare copy as the local forge.
+async fn harness_with(
+    script: Vec<Turn>,
+    make: impl FnOnce(&Path, &TestRegistries) + 'static,
+    auto_merge: bool,
+) -> (Harness, &'static TestRegistries) {
     let reg = standard_set().await;
     let h = Harness::with_repo(
         Backend::Docker,
         LlmProvider::Openai,
         script,
-        move |d| npm_repo(d, reg, deps, extra),
+        move |d| make(d, reg),
         move |cfg| {
             let names: Vec<String> = reg
                 .setup_vars()
@@ -79,6 +94,7 @@ async fn harness(
             if auto_merge {
                 cfg.file.policy.auto_merge = vec!["dependency_update".into()];
             }
+            cfg.file.sandbox.command_timeout_s = 600;
         },
     )
     .await;
@@ -497,39 +513,9 @@ async fn a_slack_request_routes_explainably_and_opens_one_thread_per_group() {
     bot.stop().await;
 }
 
-/// A harness over a repo made by `make`, with setup reaching the test registries.
-async fn harness_for(
-    make: impl FnOnce(&Path, &TestRegistries) + 'static,
-) -> (Harness, &'static TestRegistries) {
-    let reg = standard_set().await;
-    let h = Harness::with_repo(
-        Backend::Docker,
-        LlmProvider::Openai,
-        Vec::new(),
-        move |d| make(d, reg),
-        move |cfg| {
-            let names: Vec<String> = reg
-                .setup_vars()
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect();
-            cfg.file.sandbox.setup_env = names.clone();
-            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
-            cfg.file.policy.auto_merge = vec!["dependency_update".into()];
-            cfg.file.sandbox.command_timeout_s = 600;
-        },
-    )
-    .await;
-    sh(
-        h.data.path(),
-        &format!("git clone -q --bare {} web.git", h.repo_path().display()),
-    );
-    (h, reg)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks() {
-    let (h, reg) = harness_for(|dir, reg| {
+    let (h, reg) = harness_with(Vec::new(), |dir, reg| {
         std::fs::create_dir_all(dir.join("src")).unwrap();
         let files = [
             (
@@ -559,7 +545,7 @@ async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks
             ),
         );
         git_repo(dir, &[]);
-    })
+    }, true)
     .await;
     let _ = reg;
     let runs = run_all(
@@ -592,7 +578,7 @@ async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
-    let (h, _reg) = harness_for(|dir, _reg| {
+    let (h, _reg) = harness_with(Vec::new(), |dir, _reg| {
         git_repo(
             dir,
             &[
@@ -610,7 +596,7 @@ async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
                 ),
             ],
         );
-    })
+    }, true)
     .await;
     let runs = run_all(
         &h,
@@ -653,7 +639,7 @@ fn mirror_pytest(reg: &TestRegistries) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
-    let (h, _reg) = harness_for(|dir, reg| {
+    let (h, _reg) = harness_with(Vec::new(), |dir, reg| {
         mirror_pytest(reg);
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
@@ -681,7 +667,7 @@ async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
                 ),
             ],
         );
-    })
+    }, true)
     .await;
     let runs = run_all(
         &h,
