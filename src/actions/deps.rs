@@ -14,6 +14,9 @@ use crate::store::{Store, StoreError};
 use crate::task::{BlueprintId, Origin, RepoRef, Task, TaskState};
 use crate::workspace::{WorkspaceError, Workspaces};
 
+/// Update PRs one request opens at most (Renovate's `prConcurrentLimit` default is 10 too).
+pub const MAX_GROUPS: usize = 10;
+
 /// Why a dependency update could not be planned. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DepsStartError {

@@ -41,13 +41,21 @@ pub enum BumpError {
         to: String,
         major: String,
     },
+    /// A name, version or directory that cannot be quoted for the shell (a NUL byte).
+    #[error(
+        "{0:?} cannot be passed to a shell command; the manifest or registry holds an invalid name"
+    )]
+    Unquotable(String),
     /// The dependency has neither a lockfile nor a pinned manifest line a tool can update.
     #[error("{name} is declared in {manifest} without a lockfile or an exact pin: nothing to bump")]
     NothingToBump { name: String, manifest: String },
 }
 
-fn q(s: &str) -> String {
-    shlex::try_quote(s).map_or_else(|_| format!("'{s}'"), |c| c.into_owned())
+/// `s` quoted for `sh`; a value with a NUL byte cannot be, and is refused.
+fn q(s: &str) -> Result<String, BumpError> {
+    shlex::try_quote(s)
+        .map(|c| c.into_owned())
+        .map_err(|_| BumpError::Unquotable(s.escape_debug().to_string()))
 }
 
 fn dir_of(path: &str) -> String {
@@ -88,18 +96,18 @@ pub fn steps(u: &Update, in_range: Option<bool>) -> Result<Vec<Step>, BumpError>
                 cmd.push_str(" --save-dev");
             }
             cmd.push(' ');
-            cmd.push_str(&q(&format!("{}@{}", d.name, u.to)));
+            cmd.push_str(&q(&format!("{}@{}", d.name, u.to))?);
             vec![run(cmd)]
         }
         Ecosystem::Pypi => match d.lockfile.as_deref().map(file_name) {
             Some("uv.lock") if in_range => vec![run(format!(
                 "uv lock --upgrade-package {}",
-                q(&format!("{}=={}", d.name, u.to))
+                q(&format!("{}=={}", d.name, u.to))?
             ))],
             Some("uv.lock") => vec![run(format!(
                 "uv add --no-sync{} {}",
                 if d.dev { " --dev" } else { "" },
-                q(&format!("{}>={}", d.name, u.to))
+                q(&format!("{}>={}", d.name, u.to))?
             ))],
             _ if file_name(&d.manifest).starts_with("requirements") => vec![Step::Repin {
                 file: d.manifest.clone(),
@@ -120,13 +128,13 @@ pub fn steps(u: &Update, in_range: Option<bool>) -> Result<Vec<Step>, BumpError>
                 v.push(run(format!(
                     "cargo add{} {}",
                     if d.dev { " --dev" } else { "" },
-                    q(&format!("{}@{}", d.name, u.to))
+                    q(&format!("{}@{}", d.name, u.to))?
                 )));
             }
             v.push(run(format!(
                 "cargo update -p {} --precise {}",
-                q(&format!("{}@{}", d.name, d.current)),
-                q(&u.to)
+                q(&format!("{}@{}", d.name, d.current))?,
+                q(&u.to)?
             )));
             v
         }
@@ -149,7 +157,7 @@ pub fn steps(u: &Update, in_range: Option<bool>) -> Result<Vec<Step>, BumpError>
             } else {
                 format!("v{}", u.to)
             };
-            vec![run(format!("go get {}", q(&format!("{}@{to}", d.name))))]
+            vec![run(format!("go get {}", q(&format!("{}@{to}", d.name))?))]
         }
     })
 }

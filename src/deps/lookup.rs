@@ -8,12 +8,14 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-use super::plan::{Plan, PlanInput};
+use super::plan::{Plan, PlanInput, same_name};
 use super::registry::{LookupError, Registries};
 use super::{AdvisoryInput, DepsRequest, Ecosystem, Group, PackageInfo, ReleaseNotes};
 
 /// Registry lookups at once.
 const PARALLEL: usize = 8;
+/// Artifact downloads for release notes at once (each up to 64 MiB in memory).
+pub const NOTES_AT_ONCE: usize = 3;
 
 /// What a lookup needs besides the tree: the registries (as setup sees them) and the
 /// server's release-age cooldown.
@@ -33,6 +35,9 @@ pub enum PlanError {
     /// An invalid `renovate.json`.
     #[error(transparent)]
     Rules(#[from] super::renovate::RenovateError),
+    /// The tree could not be read (the blocking reader did not finish).
+    #[error("the repo's files could not be read: {0}")]
+    Read(String),
     /// Every lookup failed because a registry could not be reached: nothing can be proposed
     /// now; the next run or schedule slot tries again.
     #[error(transparent)]
@@ -48,8 +53,16 @@ pub async fn plan_tree(
     request: &DepsRequest,
     lookup: &Lookup,
 ) -> Result<Plan, PlanError> {
-    let scan = super::scan::scan(root)?;
-    let rules = super::renovate::load(root)?;
+    // Reading the tree is blocking file I/O: off the async workers.
+    let dir = root.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        super::scan::scan(&dir)
+            .map_err(PlanError::from)
+            .and_then(|scan| Ok((scan, super::renovate::load(&dir)?)))
+    })
+    .await
+    .map_err(|e| PlanError::Read(e.to_string()))?;
+    let (scan, rules) = read?;
     let advised = match &request.advisory {
         Some(AdvisoryInput::Known {
             package, ecosystem, ..
@@ -59,8 +72,8 @@ pub async fn plan_tree(
     let wanted: BTreeSet<(Ecosystem, String)> = scan
         .deps
         .iter()
-        .filter(|d| request.only.is_empty() || request.only.iter().any(|o| o == &d.name))
-        .filter(|d| advised.is_none_or(|(e, p)| d.ecosystem == e && d.name == p))
+        .filter(|d| request.only.is_empty() || request.only.iter().any(|o| same_name(d, o)))
+        .filter(|d| advised.is_none_or(|(e, p)| d.ecosystem == e && same_name(d, p)))
         .map(|d| (d.ecosystem, d.name.clone()))
         .collect();
     let results: Vec<((Ecosystem, String), Result<PackageInfo, LookupError>)> =
@@ -109,7 +122,8 @@ pub async fn plan_tree(
     Ok(plan)
 }
 
-/// Release notes of every update in `group` (registry failures become "no notes", logged).
+/// Release notes of every update in `group` (registry failures become "no notes", logged),
+/// at most [`NOTES_AT_ONCE`] downloads at a time.
 pub async fn release_notes(lookup: &Lookup, group: &Group) -> Vec<ReleaseNotes> {
     let asks: Vec<(Ecosystem, String, String, String)> = group
         .updates
@@ -124,20 +138,23 @@ pub async fn release_notes(lookup: &Lookup, group: &Group) -> Vec<ReleaseNotes> 
         })
         .collect();
     let registries = &lookup.registries;
-    let futures = asks.into_iter().map(|(eco, name, from, to)| async move {
-        let excerpt = match registries.changelog(eco, &name, &from, &to).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(package = name, error = %e, "no release notes");
-                None
+    futures::stream::iter(asks)
+        .map(|(eco, name, from, to)| async move {
+            let excerpt = match registries.changelog(eco, &name, &from, &to).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(package = name, error = %e, "no release notes");
+                    None
+                }
+            };
+            ReleaseNotes {
+                name,
+                from,
+                to,
+                excerpt,
             }
-        };
-        ReleaseNotes {
-            name,
-            from,
-            to,
-            excerpt,
-        }
-    });
-    futures::future::join_all(futures).await
+        })
+        .buffered(NOTES_AT_ONCE)
+        .collect()
+        .await
 }

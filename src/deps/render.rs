@@ -9,6 +9,10 @@ use crate::untrusted::{markdown_block, markdown_code, markdown_inline};
 
 /// Milliseconds per day.
 const DAY_MS: u64 = 86_400_000;
+/// Bytes of release notes one PR body carries at most.
+const NOTES_BUDGET: usize = 24 * 1024;
+/// GitHub's limit on a PR body, in characters (a longer one is refused with 422).
+pub const GITHUB_BODY_MAX: usize = 65_536;
 
 /// A registry-given URL, kept only when it is a plain `https://` link with no character
 /// that could end a Markdown link early.
@@ -78,8 +82,16 @@ pub fn pr_section(run: &DepsRun, agent_summary: Option<&str>, now_ms: u64) -> St
         s.push_str(&row(u, now_ms));
     }
     s.push('\n');
+    let mut notes_left = NOTES_BUDGET;
     for n in &run.notes {
         if let Some(text) = &n.excerpt {
+            if notes_left < text.len().min(4096) {
+                s.push_str(&format!(
+                    "(more release notes left out: the PR body stays under GitHub's {GITHUB_BODY_MAX} characters)\n\n"
+                ));
+                break;
+            }
+            notes_left -= text.len().min(4096);
             s.push_str(&format!(
                 "<details><summary>Release notes: {} {} → {}</summary>\n\n{}\n</details>\n\n",
                 markdown_inline(&n.name, false),

@@ -365,10 +365,17 @@ pub async fn prepare(
     // that one, and its cached crates came through the mirror).
     let vars = |k: &str| policy.env.get(k).cloned();
     let mut cargo_homes = vec![building.home_dir().join(".cargo")];
+    // Only a plain path under /env (the repo's devcontainer.json may set CARGO_HOME: a `..`
+    // or a second root must never reach the host's join).
     if let Some(rel) = policy
         .env
         .get("CARGO_HOME")
         .and_then(|h| h.strip_prefix(&format!("{ENV_DIR}/")))
+        .map(Path::new)
+        .filter(|rel| {
+            rel.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
     {
         cargo_homes.push(building.env_dir().join(rel));
     }

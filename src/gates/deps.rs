@@ -23,6 +23,10 @@ pub struct GroupFacts {
     pub automerge: Option<bool>,
     /// Fix rounds the agent spent.
     pub fix_rounds: u32,
+    /// The class of what the agent changed after the bump, when it changed anything: its
+    /// change auto-merges only when `[policy] auto_merge` lists that class too (an agent
+    /// that skips a test to make a bump pass never merges as a mere `dependency_update`).
+    pub agent_class: Option<Classification>,
 }
 
 /// Risk rank of a class: higher is riskier (the order of `classify`'s checks).
@@ -90,6 +94,18 @@ pub fn decide_update(
             ));
         }
         _ => {}
+    }
+    if let Some(c) = facts.agent_class
+        && decision == Decision::AutoMerge
+        && !policy.auto_merge.contains(&c)
+    {
+        decision = Decision::NeedsApproval;
+        reasons.retain(|r| !r.contains("[policy] auto_merge"));
+        reasons.push(format!(
+            "the agent changed code after the bump ({}), and [policy] auto_merge does not list {}",
+            c.as_str(),
+            c.as_str()
+        ));
     }
     if facts.automerge == Some(false) && listed {
         reasons.push("renovate.json sets automerge: false for this group".into());
@@ -166,6 +182,7 @@ mod tests {
             majors: vec!["toy 1.0.0 → 2.0.0".into()],
             automerge: Some(true),
             fix_rounds: 2,
+            agent_class: None,
         };
         let (dec, reasons) = decide_update(
             Classification::DependencyUpdate,
@@ -191,6 +208,34 @@ mod tests {
             reasons[0].contains("toy 1.0.0 → 2.0.0 after 2 fix round(s)"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn an_agent_edit_auto_merges_only_when_its_own_class_may() {
+        let facts = GroupFacts {
+            agent_class: Some(Classification::Tests),
+            ..Default::default()
+        };
+        let (dec, reasons) = decide_update(
+            Classification::DependencyUpdate,
+            &passing(),
+            &policy(&["dependency_update"]),
+            &facts,
+        );
+        assert_eq!(dec, Decision::NeedsApproval);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("the agent changed code after the bump (tests)")),
+            "{reasons:?}"
+        );
+        let (dec, _) = decide_update(
+            Classification::DependencyUpdate,
+            &passing(),
+            &policy(&["dependency_update", "tests"]),
+            &facts,
+        );
+        assert_eq!(dec, Decision::AutoMerge);
     }
 
     #[test]

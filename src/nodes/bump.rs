@@ -9,6 +9,7 @@
 //! rest is discarded. The changed files are copied into the exported base tree as well, so
 //! the `setup` node that follows installs the bumped versions.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use crate::deps::bump::{self, Step};
 use crate::report::{Gate, GateName, GateStatus};
 use crate::run::{FlowError, NodeName, Outcome, RunCtx, RunError};
 use crate::sandbox::{SandboxError, SandboxPolicy, SandboxSpec};
+use crate::tools::beneath::Root;
 
 /// The bump node; skipped outside `dependency_update`.
 pub struct Bump;
@@ -113,10 +115,13 @@ impl crate::run::Node for Bump {
                 let line = if dir == "." {
                     command.clone()
                 } else {
-                    format!(
-                        "cd {} && {command}",
-                        shlex::try_quote(dir).unwrap_or_default()
-                    )
+                    match shlex::try_quote(dir) {
+                        Ok(d) => format!("cd {d} && {command}"),
+                        Err(_) => {
+                            let _ = session.close().await;
+                            return Ok(halt(cx, format!("{dir:?} cannot be passed to a shell")));
+                        }
+                    }
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
                 let out = match session.exec(&line, left, &cx.cancel).await {
@@ -163,14 +168,24 @@ impl crate::run::Node for Bump {
             ));
         }
         // Setup installs from the base tree: give it the bumped manifests and lockfiles.
+        // Both sides are opened beneath their roots through no link: a tool (or a package's
+        // build code run by it) that leaves a link behind is refused, never followed on the
+        // host, and so is a link committed in the base.
         let base_tree = cx.base_tree();
-        if base_tree.is_dir() {
-            for p in &kept {
-                let from = wt.path.join(p);
-                let to = base_tree.join(p);
-                if let Err(e) = std::fs::copy(&from, &to) {
-                    return Err(RunError::RunDir(format!("copying {p} for setup: {e}")).into());
-                }
+        if !base_tree.is_dir() {
+            return Err(RunError::Internal(
+                "the base tree is missing before bump: the workspace node exports it".into(),
+            )
+            .into());
+        }
+        for p in &kept {
+            if let Err(e) = copy_beneath(&wt.path, &base_tree, p) {
+                return Ok(halt(
+                    cx,
+                    format!(
+                        "the bump left {p} in a state slipway will not carry to setup ({e}); only regular files are kept"
+                    ),
+                ));
             }
         }
         let title = cx.task.title();
@@ -234,33 +249,41 @@ fn allowed(path: &str, updates: &[crate::deps::Update]) -> bool {
     })
 }
 
-/// Rewrites the pin in `root/file`; the file must be a regular file inside the tree (never a
-/// link: the tree is the repo's, and the write happens on the host).
-fn repin_file(
-    root: &std::path::Path,
-    file: &str,
-    name: &str,
-    from: &str,
-    to: &str,
-) -> Result<(), String> {
-    if file.split('/').any(|c| c == ".." || c.is_empty()) {
-        return Err(format!("{file}: not a path inside the repo"));
+/// Reads `rel` beneath `root` through no link (`tools::beneath`): a regular file only.
+fn read_beneath(root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = Root::open(root)?.open_read(Path::new(rel))?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
     }
-    let path = root.join(file);
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(_) => {
-            return Err(format!(
-                "{file} is not a regular file; slipway does not follow links"
-            ));
-        }
-        Err(e) => return Err(format!("{file}: {e}")),
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: {e}"))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `rel` beneath `root` through no link, creating missing directories.
+fn write_beneath(root: &Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    Root::open(root)?
+        .create(Path::new(rel))?
+        .file
+        .write_all(bytes)
+}
+
+/// Copies `rel` from the work tree to the base tree, both beneath their roots.
+fn copy_beneath(wt: &Path, base: &Path, rel: &str) -> std::io::Result<()> {
+    write_beneath(base, rel, &read_beneath(wt, rel)?)
+}
+
+/// Rewrites the pin in `root/file`, read and written beneath the root through no link (the
+/// tree is the repo's, and the write happens on the host).
+fn repin_file(root: &Path, file: &str, name: &str, from: &str, to: &str) -> Result<(), String> {
+    let bytes = read_beneath(root, file).map_err(|e| format!("{file}: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{file} is not UTF-8 text"))?;
     let Some(new) = bump::repin(&text, name, from, to) else {
         return Err(format!("{file} has no `{name}=={from}` pin to update"));
     };
-    std::fs::write(&path, new).map_err(|e| format!("{file}: {e}"))
+    write_beneath(root, file, new.as_bytes()).map_err(|e| format!("{file}: {e}"))
 }
 
 /// The last lines of a command's output, joined for one line of Slack.

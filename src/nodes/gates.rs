@@ -160,6 +160,7 @@ fn judge_update(
         agent_diff,
         ..
     } = split;
+    let mut agent_class = None;
     let classified = if agent_files.is_empty() {
         match whole.class {
             // A bump that only touched manifests and lockfiles; anything else the bump
@@ -179,6 +180,7 @@ fn judge_update(
             .cloned()
             .collect();
         let own = classify::classify(&part, false, &agent_diff);
+        agent_class = Some(own.class);
         let class = gates::deps::riskier(Classification::DependencyUpdate, own.class);
         classify::Classified {
             class,
@@ -200,6 +202,7 @@ fn judge_update(
             .collect(),
         automerge: deps.group.as_ref().and_then(|g| g.automerge),
         fix_rounds: cx.fix_rounds,
+        agent_class,
     };
     let (decision, mut reasons) =
         gates::deps::decide_update(classified.class, &gates, &cx.policy, &facts);

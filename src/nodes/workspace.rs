@@ -63,6 +63,16 @@ impl crate::run::Node for Workspace {
                     .await?
             }
         };
+        // A dependency update always starts from the base (its bump is redone, never built
+        // on): so the policy and checks below are read from the base too, not from an
+        // earlier run's agent commits on the branch.
+        let mut wt = wt;
+        if cx.blueprint == crate::task::BlueprintId::DependencyUpdate
+            && let Err(e) = svc.workspaces.reset_to_base(&mut wt).await
+        {
+            svc.workspaces.remove(&wt);
+            return Err(e.into());
+        }
         // From here every exit removes the run's directories (the slot's, when taken).
         cx.dirs = Some(RunDirs {
             workspaces: svc.workspaces.clone(),

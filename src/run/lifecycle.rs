@@ -378,6 +378,14 @@ pub fn pr_content(cx: &RunCtx<'_>, report: &RunReport) -> PullRequestContent {
             labels.push("security".to_string());
         }
     }
+    // GitHub refuses a body over 65,536 characters: keep a margin and say it was cut.
+    let max = crate::deps::render::GITHUB_BODY_MAX - 1_000;
+    if body.chars().count() > max {
+        body = format!(
+            "{}\n\n(cut: the full report is in the Slack thread and `slipway tasks show`)",
+            crate::task::truncate_chars(&body, max)
+        );
+    }
     PullRequestContent {
         title,
         body,

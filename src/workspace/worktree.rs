@@ -165,7 +165,7 @@ impl Workspaces {
         to: &str,
     ) -> Result<Vec<String>> {
         let range = format!("{from}..{to}");
-        let out = wt_git(wt, &["diff", "--name-only", &range]).await?;
+        let out = wt_git(wt, &["diff", "--no-renames", "--name-only", &range]).await?;
         let mut v: Vec<String> = out.lines().map(String::from).collect();
         v.sort();
         Ok(v)

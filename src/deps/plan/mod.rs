@@ -306,7 +306,8 @@ pub fn slugify(s: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
-fn same_name(dep: &Dependency, name: &str) -> bool {
+/// Whether `dep` is the package `name` (PyPI names compared as PEP 503 normalises them).
+pub fn same_name(dep: &Dependency, name: &str) -> bool {
     match dep.ecosystem {
         Ecosystem::Pypi => {
             super::scan::normalize_pypi(name) == super::scan::normalize_pypi(&dep.name)

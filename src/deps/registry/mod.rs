@@ -209,8 +209,20 @@ impl Registries {
             return Ok(c);
         }
         crate::tls::ensure_provider();
+        // A redirect goes only where a first request may (`fetchable`).
+        let hosts = self.registry_hosts();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else if fetchable(attempt.url(), &hosts) {
+                attempt.follow()
+            } else {
+                attempt.error("a redirect to a private or non-https address")
+            }
+        });
         let c = reqwest::Client::builder()
             .timeout(self.timeout)
+            .redirect(redirects)
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LookupError::Unreachable {
@@ -259,8 +271,27 @@ impl Registries {
         Ok(Some((ctype, text)))
     }
 
-    /// Downloads an artifact (at most [`archive::MAX_DOWNLOAD`] bytes).
+    /// The `host:port` of each configured registry.
+    fn registry_hosts(&self) -> Vec<String> {
+        [&self.pypi, &self.npm, &self.cargo, &self.go]
+            .iter()
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .filter_map(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            .collect()
+    }
+
+    /// Downloads an artifact (at most [`archive::MAX_DOWNLOAD`] bytes). The URL comes from a
+    /// registry's answer, and this request is the host's (outside the setup sandbox's fence):
+    /// it goes only to a configured registry's own host, or over https to a host that is not
+    /// an internal address (`fetchable`).
     async fn download(&self, url: &str) -> Result<Vec<u8>> {
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| fetchable(&u, &self.registry_hosts()));
+        if !ok {
+            return Err(LookupError::Malformed {
+                url: url.into(),
+                detail: "the registry points at an artifact on a private or non-https address; slipway does not fetch it".into(),
+            });
+        }
         let Some(resp) = self.get(url, "*/*").await? else {
             return Err(LookupError::Status {
                 url: url.into(),
@@ -268,6 +299,51 @@ impl Registries {
             });
         };
         read_capped(url, resp, archive::MAX_DOWNLOAD).await
+    }
+}
+
+/// Whether the host may fetch `url` from a registry's answer: a configured registry's own
+/// `host:port` (any scheme, so an `http://` mirror on the LAN works), else `https` to a
+/// name or a public address: never loopback, private, link-local (cloud metadata),
+/// shared (100.64/10), unique-local or unspecified IP literals, nor `localhost`. A name that
+/// resolves to such an address is not caught here (no resolution is done).
+fn fetchable(url: &reqwest::Url, registry_hosts: &[String]) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let here = url.port_or_known_default().map(|p| format!("{host}:{p}"));
+    if here.is_some_and(|h| registry_hosts.contains(&h)) {
+        return true;
+    }
+    if url.scheme() != "https" {
+        return false;
+    }
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Err(_) => {
+            let d = host.to_ascii_lowercase();
+            d != "localhost" && !d.ends_with(".localhost")
+        }
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some())
+        }
     }
 }
 
@@ -327,6 +403,36 @@ fn parse_time_ms(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifacts_are_fetched_only_from_registries_or_public_https() {
+        let hosts = vec![
+            "10.231.0.2:8080".to_string(),
+            "registry.npmjs.org:443".to_string(),
+        ];
+        let ok = |u: &str| fetchable(&reqwest::Url::parse(u).unwrap(), &hosts);
+        assert!(ok("http://10.231.0.2:8080/toy/-/toy-1.0.0.tgz"));
+        assert!(ok("https://registry.npmjs.org/lodash/-/lodash-4.17.21.tgz"));
+        assert!(ok(
+            "https://files.pythonhosted.org/packages/x/six-1.16.0.tar.gz"
+        ));
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "https://169.254.169.254/latest/meta-data/",
+            "http://files.pythonhosted.org/x.tar.gz",
+            "https://127.0.0.1/x",
+            "https://10.0.0.5/x",
+            "https://100.100.100.200/x",
+            "https://[::1]/x",
+            "https://[fd00:ec2::254]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+            "http://10.231.0.2:9999/x",
+            "file:///etc/passwd",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_setup_variables_choose_the_registries() {

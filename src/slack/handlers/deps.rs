@@ -75,8 +75,15 @@ impl DepsStart {
         } = at;
         let egress = &self.egress;
         let planner = &self.planner;
+        // Keyed by the asking message: a replayed envelope says each line once.
+        let said = |what: &str| format!("deps/{channel}/{ts}/{what}");
         egress
-            .say(channel, thread_ts, &copy::deps_looking(&repo.name, why))
+            .say_once(
+                channel,
+                thread_ts,
+                &said("looking"),
+                &copy::deps_looking(&repo.name, why),
+            )
             .await;
         let origin = Origin::Slack {
             channel: channel.into(),
@@ -87,31 +94,45 @@ impl DepsStart {
             Err(e) => {
                 tracing::warn!(repo = repo.name, error = %e, "dependency lookup failed");
                 egress
-                    .say(channel, thread_ts, &copy::deps_failed(&repo.name, &e))
+                    .say_once(
+                        channel,
+                        thread_ts,
+                        &said("failed"),
+                        &copy::deps_failed(&repo.name, &e),
+                    )
                     .await;
                 return Ok(false);
             }
         };
         if started.groups.is_empty() {
             egress
-                .say(
+                .say_once(
                     channel,
                     thread_ts,
+                    &said("nothing"),
                     &copy::deps_nothing(&repo.name, &started.plan),
                 )
                 .await;
             return Ok(true);
         }
         egress
-            .say(
+            .say_once(
                 channel,
                 thread_ts,
+                &said("planned"),
                 &copy::deps_planned(&started.groups, &started.plan),
             )
             .await;
         let asked_url = self.api.permalink(channel, thread_ts).await.ok();
         let mut here = true;
         for g in started.groups {
+            // A group's rerun is claimed by this request once: a replay does not rerun it again.
+            if let GroupTask::Open { task, group } = &g {
+                let key = format!("deps-rerun/{channel}/{ts}#{}", group.slug);
+                if self.store.claim_binding(&key, &task.id).await?.is_some() {
+                    continue;
+                }
+            }
             match g {
                 GroupTask::Open { task, .. } if system => {
                     // A schedule's rerun: the queue's own rerun, audited as slipway's.
