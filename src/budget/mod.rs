@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn slipway_toml_takes_the_section_and_rejects_a_negative_limit_by_name() {
+        use crate::config::{Config, Env, FileConfig};
+        let env = Env::from_pairs([("SLIPWAY_DATA_DIR", "/tmp/slipway-budget-test")]);
+        let file: FileConfig =
+            toml::from_str("[budgets]\ntask_usd = 2.5\ntask_tokens = 9").unwrap();
+        let cfg = Config::from_parts(file, &env).unwrap();
+        assert_eq!(cfg.file.budgets.task_usd, 2.5);
+        assert_eq!(cfg.file.budgets.task_tokens, 9);
+        let file: FileConfig = toml::from_str("[budgets]\nrepo_daily_usd = -3.0").unwrap();
+        let e = Config::from_parts(file, &env).unwrap_err().to_string();
+        assert!(e.contains("[budgets] repo_daily_usd"), "{e}");
+    }
+
+    #[test]
     fn the_day_is_the_utc_date() {
         // 2026-11-30T23:59:59.999Z and one ms later.
         assert_eq!(utc_day(1_796_083_199_999), "2026-11-30");
