@@ -19,7 +19,7 @@
 //! reverts are started by those same trusted people; neither is counted.
 //!
 //! A leaf: pure functions over `[[repos]]` entries and numbers, no I/O; it imports only
-//! `repos`, so the store's audit vocabulary may name [`RefusalReason`].
+//! `repos` and `budget` (both leaves), so the store's audit vocabulary may name [`RefusalReason`].
 #![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,12 @@ pub enum RefusalReason {
     Requester,
     /// The user reached `[queue] max_tasks_per_user_per_hour`.
     RateLimit,
+    /// A `[budgets]` daily limit (the requester's or the repo's) is spent.
+    Budget,
 }
 
 /// A refused start, with what the thread is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StartRefusal {
     /// `restrict_to_channels = true` and the conversation is not one of the repo's
     /// `channels`.
@@ -59,6 +61,14 @@ pub enum StartRefusal {
         /// When the oldest counted task leaves the window (unix ms): one more may start then.
         resets_at_ms: u64,
     },
+    /// A `[budgets]` daily limit is spent (`crate::budget::daily_over`, asked by the
+    /// front end after [`decide_start`] allowed, as it reads the store's ledger).
+    Budget {
+        /// The limit and its spend.
+        reading: crate::budget::Reading,
+        /// Who spent it: the requester, or the repo for `repo_daily_usd`.
+        who: String,
+    },
 }
 
 impl StartRefusal {
@@ -68,12 +78,13 @@ impl StartRefusal {
             Self::Channel { .. } => RefusalReason::Channel,
             Self::Requester => RefusalReason::Requester,
             Self::RateLimit { .. } => RefusalReason::RateLimit,
+            Self::Budget { .. } => RefusalReason::Budget,
         }
     }
 }
 
 /// The answer to "may this task start?".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StartDecision {
     /// Every rule passed.
     Allow,

@@ -8,6 +8,7 @@ pub mod access;
 pub mod actions;
 pub mod agent;
 pub mod blueprints;
+pub mod budget;
 pub mod config;
 pub mod deps;
 pub mod doctor;

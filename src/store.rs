@@ -23,11 +23,13 @@ mod inbox;
 mod outbox;
 mod redact;
 mod schedules;
+mod spend;
 mod txn;
 
 pub use audit::{AuditEvent, AuditRecord, SecretFinding};
 pub use inbox::InboxEntry;
 pub use schedules::ScheduleRecord;
+pub use spend::SpendKeys;
 pub use txn::{IllegalTransition, TaskTxn};
 
 /// Store failures. None is the user's doing; all mean the data dir is unusable or corrupt.

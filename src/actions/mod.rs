@@ -99,6 +99,8 @@ pub struct Settings {
     pub slack: SlackConfig,
     /// `[[repos]]`.
     pub repos: Vec<RepoConfig>,
+    /// `[budgets]`: new tasks over a daily limit are refused.
+    pub budgets: crate::budget::BudgetsConfig,
 }
 
 impl Settings {
@@ -107,6 +109,7 @@ impl Settings {
         Self {
             slack: cfg.file.slack.clone(),
             repos: cfg.file.repos.clone(),
+            budgets: cfg.file.budgets,
         }
     }
 
@@ -248,6 +251,7 @@ mod tests {
                 allow_self_approval: false,
             },
             repos: vec![],
+            budgets: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod disk;
 pub mod llm;
 pub mod prompt;
 pub mod settings;
+pub mod spend;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use crate::sandbox::SandboxError;
 use crate::store::{AuditEvent, RunLog, StoreError};
 use crate::tools::builtins::{ToolContext, ToolOutcome};
 use llm::{Block, CompletionRequest, Llm, LlmError, Message, Role, ToolSpec, Usage};
+pub use spend::SpendGuard;
 
 /// Most bytes of one tool result sent back to the model (the `run` tool caps its own
 /// output earlier; this bounds the file tools).
@@ -59,7 +61,8 @@ pub enum BudgetKind {
 }
 
 /// Budgets of one run (`[agent]`). Steps count per agent node; tokens and time per run.
-#[derive(Debug, Clone)]
+/// `spend`, when set, also checks `[budgets]` before each model call.
+#[derive(Debug)]
 pub struct Budget {
     pub max_steps_per_node: u32,
     pub max_tokens: u64,
@@ -67,6 +70,8 @@ pub struct Budget {
     /// Model turns so far, all nodes.
     pub steps: u32,
     pub usage: Usage,
+    /// The run's `[budgets]` guard (ledger and warnings); `None`: none checked.
+    pub spend: Option<Box<dyn SpendGuard>>,
 }
 
 impl Budget {
@@ -77,7 +82,14 @@ impl Budget {
             deadline: Instant::now() + max_time,
             steps: 0,
             usage: Usage::default(),
+            spend: None,
         }
+    }
+
+    /// The same budget, checking `[budgets]` through `guard`.
+    pub fn with_spend(mut self, guard: Box<dyn SpendGuard>) -> Self {
+        self.spend = Some(guard);
+        self
     }
 
     /// A sentence for reports: which budget and its size.
@@ -114,6 +126,11 @@ pub enum AgentEnd {
     /// The agent broke a rule that ends the run (e.g. editing `.slipway/**`).
     PolicyViolation {
         reason: String,
+    },
+    /// A `[budgets]` limit was spent: the agent stopped before its next model call.
+    /// Displayed (gate, node detail, halt reason) as `budget: task_usd $X of $Y`.
+    OverBudget {
+        reading: crate::budget::Reading,
     },
 }
 
@@ -192,6 +209,11 @@ impl AgentNode<'_> {
                     kind: BudgetKind::Time,
                 });
             };
+            if let Some(guard) = budget.spend.as_mut()
+                && let Some(reading) = guard.over().await?
+            {
+                return Ok(AgentEnd::OverBudget { reading });
+            }
             let req = CompletionRequest {
                 system: conv.system.clone(),
                 messages: conv.messages.clone(),
@@ -223,6 +245,9 @@ impl AgentNode<'_> {
             budget.steps += 1;
             budget.usage.input_tokens += completion.usage.input_tokens;
             budget.usage.output_tokens += completion.usage.output_tokens;
+            if let Some(guard) = budget.spend.as_mut() {
+                guard.spent(budget.steps, completion.usage).await?;
+            }
             self.log
                 .transcript(
                     "llm_response",

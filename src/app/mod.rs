@@ -62,6 +62,9 @@ pub async fn cmd_run(
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    if let Some(why) = daily_budget_spent(&runner, requester, &repo.name)? {
+        return usage(why);
+    }
     let mcp = runner.mcp.clone();
     let mut task = Task::new(repo, requester, Origin::Cli, text);
     task.blueprint = blueprint;
@@ -91,6 +94,27 @@ pub async fn cmd_run(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Why a new task of `requester` on `repo` may not start today: a `[budgets]` daily limit
+/// is spent (the same rule and words as Slack's refusal).
+fn daily_budget_spent(
+    runner: &Runner,
+    requester: &str,
+    repo: &str,
+) -> anyhow::Result<Option<String>> {
+    let keys = slipway::store::SpendKeys {
+        task_id: String::new(),
+        requester: requester.into(),
+        repo: repo.into(),
+    };
+    let day = slipway::budget::utc_day(slipway::task::now_ms());
+    let totals = runner.store.spend(&keys, &day)?;
+    Ok(
+        slipway::budget::daily_over(&runner.cfg.file.budgets, &totals).map(|r| {
+            slipway::budget::refusal_text(&r, slipway::budget::spender(&r, requester, repo))
+        }),
+    )
 }
 
 /// The repo `repo_arg` names (a `[[repos]]` entry, a local path or a clone URL), on `base`
@@ -349,6 +373,13 @@ async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
                 eprintln!("■ {} ({} ms)", report.decision, report.timings_ms.total);
             }
             RunEvent::RunFailed { error } => eprintln!("■ failed: {error}"),
+            RunEvent::Cost { .. } => {}
+            RunEvent::BudgetWarning { limit, spent, max } => eprintln!(
+                "  ⚠ budget: {} at {} of {}",
+                limit.key(),
+                limit.figure(spent),
+                limit.figure(max)
+            ),
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct FileConfig {
     /// (added) `[[schedules]]`: cron schedules that start tasks (`crate::schedule`).
     #[serde(default)]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// (added) `[budgets]`: model spend limits that warn at 80% and stop runs at 100%.
+    #[serde(default)]
+    pub budgets: crate::budget::BudgetsConfig,
 }
 
 /// The whole configuration, loaded once.
@@ -234,6 +237,11 @@ impl Config {
                 value: String::new(),
                 expected: e.to_string(),
             }
+        })?;
+        file.budgets.validate().map_err(|e| ConfigError::Invalid {
+            name: format!("[budgets] {}", e.key),
+            value: e.value.to_string(),
+            expected: "a number ≥ 0 (0 = no limit)".into(),
         })?;
         if let Some(choice) = env.get("SLIPWAY_SANDBOX") {
             file.sandbox.backend =

@@ -46,6 +46,9 @@ pub fn evaluate(ev: &Evidence<'_>) -> Vec<Gate> {
         Some(AgentEnd::PolicyViolation { reason }) => {
             Gate::new(GateName::Agent, GateStatus::Fail, reason.clone())
         }
+        Some(AgentEnd::OverBudget { reading }) => {
+            Gate::new(GateName::Agent, GateStatus::Fail, reading.to_string())
+        }
     });
     for kind in [CheckKind::Format, CheckKind::Lint, CheckKind::Tests] {
         gates.push(check_gate(ev, kind));

@@ -34,6 +34,7 @@ impl crate::run::Node for Commit {
             }
             Some(AgentEnd::Stopped { text }) => format!("Unfinished: the agent stopped. {text}"),
             Some(AgentEnd::PolicyViolation { reason }) => format!("Halted: {reason}"),
+            Some(AgentEnd::OverBudget { reading }) => format!("Unfinished: {reading}"),
             None => "Unfinished: no agent ran".into(),
         };
         let rev_s = rev.number.to_string();

@@ -99,6 +99,7 @@ pub(crate) fn end_detail(e: &AgentEnd, budget: &Budget) -> String {
         AgentEnd::Budget { kind } => budget.describe(*kind),
         AgentEnd::Stopped { .. } => "the agent stopped without calling finish".into(),
         AgentEnd::PolicyViolation { reason } => reason.clone(),
+        AgentEnd::OverBudget { reading } => reading.to_string(),
     }
 }
 

@@ -249,6 +249,24 @@ impl<'a> RunCtx<'a> {
         let policy = crate::gates::policy::effective(&svc.cfg.file.policy, None);
         let pr_number = task.pr_number;
         let run_id = tracker.record.run_id.clone();
+        let events = tracker.events();
+        let budget = Budget::new(
+            agent.max_steps,
+            agent.max_tokens,
+            std::time::Duration::from_secs(agent.max_minutes * 60),
+        )
+        .with_spend(Box::new(super::spend::Meter::new(
+            svc.store.clone(),
+            crate::store::SpendKeys {
+                task_id: task.id.clone(),
+                requester: task.requester.clone(),
+                repo: task.repo.name.clone(),
+            },
+            &run_id,
+            svc.cfg.file.budgets,
+            svc.cfg.file.llm.clone(),
+            events,
+        )));
         let claim = match crate::sweep::Claim::take(&svc.cfg.data_dir, &run_id) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -280,11 +298,7 @@ impl<'a> RunCtx<'a> {
             session: None,
             mcp_session: None,
             offered: None,
-            budget: Budget::new(
-                agent.max_steps,
-                agent.max_tokens,
-                std::time::Duration::from_secs(agent.max_minutes * 60),
-            ),
+            budget,
             conv: None,
             previous_summary: None,
             unrun: Vec::new(),

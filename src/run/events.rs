@@ -152,6 +152,23 @@ pub enum RunEvent {
         /// Where the branch went (a path or URL, with the branch).
         location: String,
     },
+    /// The run's model spend so far, after each model response (front ends show it with
+    /// their next update, not per event).
+    Cost {
+        /// US dollars, priced with `[llm]`.
+        usd: f64,
+        /// Input plus output tokens.
+        tokens: u64,
+    },
+    /// A `[budgets]` limit reached 80% (once per run per limit); at 100% the agent stops.
+    BudgetWarning {
+        /// Which limit.
+        limit: crate::budget::Limit,
+        /// Spent against it (USD, or tokens for `task_tokens`).
+        spent: f64,
+        /// The limit.
+        max: f64,
+    },
     /// The run ended with a report (also `halt`).
     RunFinished {
         /// The run report (the contract's JSON).

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod lifecycle;
 pub mod node;
+pub mod spend;
 pub mod tracker;
 
 use std::sync::Arc;

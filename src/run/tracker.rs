@@ -42,6 +42,12 @@ impl Tracker {
         }
     }
 
+    /// The observers' channel, for parts of the run that report on their own (the spend
+    /// meter).
+    pub fn events(&self) -> Option<mpsc::Sender<RunEvent>> {
+        self.events.clone()
+    }
+
     /// Sends an event; a closed or slow observer never blocks the run beyond the channel's
     /// bound.
     pub async fn emit(&self, e: RunEvent) {

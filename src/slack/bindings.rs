@@ -62,6 +62,9 @@ pub struct StatusMessage {
     pub started_ms: u64,
     /// The run reached its end (report or failure posted).
     pub done: bool,
+    /// The run's model cost so far, USD (`RunEvent::Cost`), shown with the next update.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// A report (or failure, or status) message, for reactions (binding

@@ -281,6 +281,7 @@ impl Egress {
                         lines: Vec::new(),
                         started_ms: now_ms(),
                         done: false,
+                        cost_usd: None,
                     });
                     self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
                         .await;
@@ -346,6 +347,25 @@ impl Egress {
                     }
                     self.edit_status(&channel, &bound, copy::RUNNING_HEADLINE)
                         .await;
+                }
+                RunEvent::Cost { usd, .. } => {
+                    // Kept for the next status edit (a node event): not one edit per turn.
+                    match bound.status.as_mut() {
+                        Some(s) => s.cost_usd = Some(usd),
+                        None => return Ok(()),
+                    }
+                }
+                RunEvent::BudgetWarning { limit, spent, max } => {
+                    let run = bound.status.as_ref().and_then(|s| s.run_id.clone());
+                    let key = format!("budget/{}/{}", run.unwrap_or_default(), limit.key());
+                    self.say_once(
+                        &channel,
+                        &thread_ts,
+                        &key,
+                        &copy::budget_warning(limit, spent, max),
+                    )
+                    .await;
+                    return Ok(());
                 }
                 RunEvent::NodeStarted { .. } | RunEvent::Published { .. } => return Ok(()),
             },
@@ -461,7 +481,8 @@ impl Egress {
     async fn edit_status(&self, channel: &str, bound: &SlackThread, state: &str) {
         let Some(s) = &bound.status else { return };
         let elapsed = now_ms().saturating_sub(s.started_ms) as f64 / 1000.0;
-        let text = copy::status(s.revision, s.run_id.as_deref(), state, elapsed, &s.lines);
+        let state = copy::with_cost(state, s.cost_usd);
+        let text = copy::status(s.revision, s.run_id.as_deref(), &state, elapsed, &s.lines);
         let text = self.redact(&text);
         let of = match &s.key {
             Some(k) => Target::Key(k.clone()),

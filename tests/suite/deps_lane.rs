@@ -726,6 +726,7 @@ fn starter(
     let settings = Arc::new(slipway::actions::Settings {
         slack: Default::default(),
         repos: vec![repo.clone()],
+        budgets: Default::default(),
     });
     let bindings = slipway::slack::bindings::Bindings::new(store.clone());
     tokio::spawn({

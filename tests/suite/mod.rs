@@ -2,6 +2,7 @@ mod access;
 mod approvals;
 mod architecture;
 mod blueprints;
+mod budgets;
 mod cancel_storm;
 mod chaos;
 mod cli;

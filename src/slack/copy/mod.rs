@@ -147,6 +147,10 @@ pub fn start_refused(refusal: &StartRefusal, repo: &str, now_ms: u64) -> String 
                 if *limit == 1 { "" } else { "s" }
             )
         }
+        StartRefusal::Budget { reading, who } => format!(
+            "🚫 Nothing was started: {}.",
+            crate::budget::refusal_text(reading, who)
+        ),
     }
 }
 
@@ -364,6 +368,30 @@ pub fn status(
         text.push_str(l);
     }
     text
+}
+
+/// A status headline with the run's cost so far appended (`running · $0.0421`), when a
+/// model was paid.
+pub fn with_cost(state: &str, usd: Option<f64>) -> String {
+    match usd {
+        Some(v) if v > 0.0 => format!("{state} · {}", crate::budget::usd(v)),
+        _ => state.to_string(),
+    }
+}
+
+/// A `[budgets]` limit reached 80% during a run: once per run per limit.
+pub fn budget_warning(limit: crate::budget::Limit, spent: f64, max: f64) -> String {
+    let pct = if max > 0.0 {
+        spent / max * 100.0
+    } else {
+        100.0
+    };
+    format!(
+        "⚠️ This run has used {pct:.0}% of `[budgets] {}`: {} of {}. At 100% the agent stops and the run halts with reason `budget`; an operator raises the limit in slipway.toml.",
+        limit.key(),
+        limit.figure(spent),
+        limit.figure(max)
+    )
 }
 
 /// The status headline of a finished run.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::reply::Reply;
 use super::{HandlerError, SlackGroups, read_thread};
-use crate::access::{StartDecision, StartRequest, decide_start};
+use crate::access::{StartDecision, StartRefusal, StartRequest, decide_start};
 use crate::actions::{Actions, Settings};
 use crate::queue::{Queue, Submitted};
 use crate::repos::ForgeKind;
@@ -238,7 +238,10 @@ impl Mention {
             max_per_hour: limit,
             now_ms: now,
         }) {
-            StartDecision::Allow => return Ok(true),
+            StartDecision::Allow => match self.daily_budget_spent(repo, user)? {
+                None => return Ok(true),
+                Some(r) => r,
+            },
             StartDecision::Refuse(r) => r,
         };
         tracing::info!(
@@ -269,6 +272,29 @@ impl Mention {
             )
             .await?;
         Ok(false)
+    }
+
+    /// A `[budgets]` daily limit `user` or `repo` has spent today (the store's ledger), as
+    /// a refusal.
+    fn daily_budget_spent(
+        &self,
+        repo: &RepoConfig,
+        user: &str,
+    ) -> Result<Option<StartRefusal>, HandlerError> {
+        let keys = crate::store::SpendKeys {
+            task_id: String::new(),
+            requester: user.into(),
+            repo: repo.name.clone(),
+        };
+        let totals = self.store.spend(&keys, &crate::budget::utc_day(now_ms()))?;
+        Ok(
+            crate::budget::daily_over(&self.settings.budgets, &totals).map(|reading| {
+                StartRefusal::Budget {
+                    who: crate::budget::spender(&reading, user, &repo.name).to_string(),
+                    reading,
+                }
+            }),
+        )
     }
 
     async fn start(
