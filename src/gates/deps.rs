@@ -1,5 +1,5 @@
 //! How a `dependency_update` change is classified and decided, on top of
-//! [`decide`](super::decide::decide):
+//! [`decide`](super::decide):
 //! - a bump alone (manifests and lockfiles) is `dependency_update`; once the agent edits
 //!   code, its part is classified too and the riskier class decides ([`riskier`]);
 //! - `renovate.json` can only tighten: `automerge: false` removes the auto-merge the server

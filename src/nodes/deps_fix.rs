@@ -1,7 +1,7 @@
 //! `dependency_update`'s agent: only when the bumped versions break the checks. The first
 //! round opens the conversation with the updates, the failing output and each package's
 //! release notes (fenced as data); the second continues it with the new failures. The
-//! blueprint's `Rounds` step stops at [`MAX_FIX_ROUNDS`](super::fix::MAX_FIX_ROUNDS).
+//! blueprint's `Rounds` step stops at [`super::fix::MAX_FIX_ROUNDS`].
 
 use std::time::{Duration, Instant};
 
