@@ -33,6 +33,18 @@ pub struct RepoRef {
     pub forge: crate::repos::ForgeKind,
 }
 
+impl RepoRef {
+    /// The configured repo `repo`, fetched from `source` (its clone URL or path).
+    pub fn of(repo: &crate::repos::RepoConfig, source: String) -> Self {
+        Self {
+            name: repo.name.clone(),
+            source,
+            base: repo.base.clone(),
+            forge: repo.forge,
+        }
+    }
+}
+
 /// One version of the task (`DESIGN.md` §2, "revision"), numbered from 1.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Revision {

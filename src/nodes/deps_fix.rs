@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::Prefetch;
 use super::fix::MAX_FIX_ROUNDS;
-use super::{Prefetch, agent_round, end_detail};
-use crate::agent::{AgentEnd, prompt};
-use crate::gates::checks;
+use crate::agent::prompt;
 use crate::run::{FlowError, Node, NodeKind, NodeName, Outcome, RunCtx};
 
 /// The prefetch of the first dependency fix round (the tools stay offered for the second).
@@ -46,11 +45,7 @@ impl Node for DepsFix {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let round = cx.fix_rounds;
-        let failures = cx
-            .svc
-            .cfg
-            .secret_values
-            .redact(&checks::failures_text(&cx.results));
+        let failures = super::fix::failures(cx);
         let text = if cx.conv.is_none() {
             // The agent's wall-clock budget starts with its first round.
             let minutes = cx.svc.cfg.file.agent.max_minutes;
@@ -85,16 +80,6 @@ impl Node for DepsFix {
             super::sidecar::restart(cx).await?;
             prompt::fix(round, MAX_FIX_ROUNDS, &failures)
         };
-        let end = match agent_round(cx, text).await {
-            Ok(end) => end,
-            Err(e) => return Ok(Outcome::stopped(e)),
-        };
-        let outcome = Outcome {
-            ok: matches!(end, AgentEnd::Finished { .. }),
-            detail: format!("round {round}: {}", end_detail(&end, &cx.budget)),
-            stop: None,
-        };
-        cx.end = Some(end);
-        Ok(outcome)
+        super::fix::fix_round(cx, text, format!("round {round}")).await
     }
 }

@@ -28,28 +28,40 @@ impl crate::run::Node for Fix {
 
     async fn run(&self, cx: &mut RunCtx<'_>) -> Result<Outcome, FlowError> {
         let round = cx.fix_rounds;
-        // Check output is the repo's code talking (a test may print a file it read): it is
-        // redacted like every tool result before the model sees it.
-        let failures = cx
-            .svc
-            .cfg
-            .secret_values
-            .redact(&checks::failures_text(&cx.results));
-        let text = prompt::fix(round, MAX_FIX_ROUNDS, &failures);
+        let text = prompt::fix(round, MAX_FIX_ROUNDS, &failures(cx));
         // The checks stopped the sandboxed MCP servers; the agent gets them back.
         super::sidecar::restart(cx).await?;
-        let end = match agent_round(cx, text).await {
-            Ok(end) => end,
-            Err(e) => return Ok(Outcome::stopped(e)),
-        };
-        let outcome = Outcome {
-            ok: matches!(end, AgentEnd::Finished { .. }),
-            detail: format!("round {round}: {}", end_detail(&end, &cx.budget)),
-            stop: None,
-        };
-        cx.end = Some(end);
-        Ok(outcome)
+        fix_round(cx, text, format!("round {round}")).await
     }
+}
+
+/// The failed checks' output, redacted like every tool result before the model sees it
+/// (check output is the repo's code talking: a test may print a file it read).
+pub(crate) fn failures(cx: &RunCtx<'_>) -> String {
+    cx.svc
+        .cfg
+        .secret_values
+        .redact(&checks::failures_text(&cx.results))
+}
+
+/// One agent round with `text`, recorded as `<label>: <how it ended>`; the ending is kept
+/// for the next `Rounds` decision.
+pub(crate) async fn fix_round(
+    cx: &mut RunCtx<'_>,
+    text: String,
+    label: String,
+) -> Result<Outcome, FlowError> {
+    let end = match agent_round(cx, text).await {
+        Ok(end) => end,
+        Err(e) => return Ok(Outcome::stopped(e)),
+    };
+    let outcome = Outcome {
+        ok: matches!(end, AgentEnd::Finished { .. }),
+        detail: format!("{label}: {}", end_detail(&end, &cx.budget)),
+        stop: None,
+    };
+    cx.end = Some(end);
+    Ok(outcome)
 }
 
 /// A fix round after failed CI: it continues the conversation, so the model remembers what
@@ -71,16 +83,6 @@ impl crate::run::Node for CiFix {
         let failures = cx.ci_failures.take().unwrap_or_default();
         let failures = cx.svc.cfg.secret_values.redact(&failures);
         let text = prompt::ci_fix(round, MAX_CI_ROUNDS, &failures);
-        let end = match agent_round(cx, text).await {
-            Ok(end) => end,
-            Err(e) => return Ok(Outcome::stopped(e)),
-        };
-        let outcome = Outcome {
-            ok: matches!(end, AgentEnd::Finished { .. }),
-            detail: format!("CI round {round}: {}", end_detail(&end, &cx.budget)),
-            stop: None,
-        };
-        cx.end = Some(end);
-        Ok(outcome)
+        fix_round(cx, text, format!("CI round {round}")).await
     }
 }

@@ -85,12 +85,7 @@ fn scheduled_task(
     channel: &str,
     thread_ts: &str,
 ) -> Task {
-    let repo_ref = RepoRef {
-        name: repo.name.clone(),
-        source,
-        base: repo.base.clone(),
-        forge: repo.forge,
-    };
+    let repo_ref = RepoRef::of(repo, source);
     let origin = Origin::Slack {
         channel: channel.into(),
         thread_ts: thread_ts.into(),
@@ -143,12 +138,7 @@ impl SlackStarter {
                 thread_ts: &thread_ts,
                 user: REQUESTER,
             };
-            let repo_ref = RepoRef {
-                name: repo.name.clone(),
-                source,
-                base: repo.base.clone(),
-                forge: repo.forge,
-            };
+            let repo_ref = RepoRef::of(&repo, source);
             let why = format!("schedule `{}` fired", s.id());
             let looked_up = deps
                 .start(at, repo_ref, request, &why, true)

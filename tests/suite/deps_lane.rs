@@ -156,6 +156,30 @@ async fn run_all(h: &Harness, req: DepsRequest) -> Vec<(Task, RunReport)> {
     out
 }
 
+/// Asks for `kind` updates: exactly one group, whose bump passes the repo's own tests and
+/// auto-merges.
+async fn auto_merged_alone(h: &Harness, kind: UpdateType) -> RunReport {
+    let runs = run_all(
+        h,
+        DepsRequest {
+            update_types: vec![kind],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(runs.len(), 1);
+    let report = runs.into_iter().next().unwrap().1;
+    assert_eq!(
+        report.decision,
+        Decision::AutoMerge,
+        "{:?} {:?}",
+        report.reasons,
+        report.gates
+    );
+    assert_eq!(gate(&report, "tests").status, GateStatus::Pass);
+    report
+}
+
 fn gate<'a>(r: &'a RunReport, name: &str) -> &'a slipway::report::Gate {
     r.gates
         .iter()
@@ -548,24 +572,7 @@ async fn a_cargo_minor_bump_goes_through_cargo_update_and_the_crate_s_own_checks
     }, true)
     .await;
     let _ = reg;
-    let runs = run_all(
-        &h,
-        DepsRequest {
-            update_types: vec![UpdateType::Minor],
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(runs.len(), 1);
-    let (_, report) = &runs[0];
-    assert_eq!(
-        report.decision,
-        Decision::AutoMerge,
-        "{:?} {:?}",
-        report.reasons,
-        report.gates
-    );
-    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    auto_merged_alone(&h, UpdateType::Minor).await;
     let lock = sh(&forge(&h), "git show main:Cargo.lock");
     assert!(
         lock.contains("name = \"slipway-toy\"\nversion = \"1.1.0\""),
@@ -598,24 +605,7 @@ async fn a_go_patch_bump_goes_through_go_get_and_go_test() {
         );
     }, true)
     .await;
-    let runs = run_all(
-        &h,
-        DepsRequest {
-            update_types: vec![UpdateType::Patch],
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(runs.len(), 1);
-    let (_, report) = &runs[0];
-    assert_eq!(
-        report.decision,
-        Decision::AutoMerge,
-        "{:?} {:?}",
-        report.reasons,
-        report.gates
-    );
-    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    auto_merged_alone(&h, UpdateType::Patch).await;
     let gomod = sh(&forge(&h), "git show main:go.mod");
     assert!(gomod.contains("example.com/Slipway/toy v1.0.1"), "{gomod}");
     let gosum = sh(&forge(&h), "git show main:go.sum");
@@ -669,24 +659,7 @@ async fn a_uv_minor_bump_goes_through_uv_lock_and_the_project_s_tests() {
         );
     }, true)
     .await;
-    let runs = run_all(
-        &h,
-        DepsRequest {
-            update_types: vec![UpdateType::Minor],
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(runs.len(), 1);
-    let (_, report) = &runs[0];
-    assert_eq!(
-        report.decision,
-        Decision::AutoMerge,
-        "{:?} {:?}",
-        report.reasons,
-        report.gates
-    );
-    assert_eq!(gate(report, "tests").status, GateStatus::Pass);
+    auto_merged_alone(&h, UpdateType::Minor).await;
     let lock = sh(&forge(&h), "git show main:uv.lock");
     assert!(
         lock.contains("name = \"slipway-toy\"\nversion = \"1.1.0\""),

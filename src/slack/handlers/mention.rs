@@ -347,12 +347,7 @@ impl Mention {
         if let Some(routed) =
             crate::deps::intent::route(&instruction_without_repo(text, &repo.name))
         {
-            let repo_ref = RepoRef {
-                name: repo.name.clone(),
-                source,
-                base: repo.base.clone(),
-                forge: repo.forge,
-            };
+            let repo_ref = RepoRef::of(&repo, source);
             let at = super::deps::Asked {
                 channel,
                 ts,
@@ -385,12 +380,7 @@ impl Mention {
                 .await;
             return Ok(());
         };
-        let repo_ref = RepoRef {
-            name: repo.name.clone(),
-            source,
-            base: repo.base.clone(),
-            forge: repo.forge,
-        };
+        let repo_ref = RepoRef::of(&repo, source);
         let origin = Origin::Slack {
             channel: channel.into(),
             thread_ts: thread_ts.into(),
