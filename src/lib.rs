@@ -17,6 +17,7 @@ pub mod forge;
 #[cfg(test)]
 mod fuzz_support;
 pub mod gates;
+pub mod metrics;
 pub mod nodes;
 pub mod queue;
 pub mod redact;

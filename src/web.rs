@@ -1,7 +1,8 @@
 //! The web server of `slipway serve` (axum, `--listen`, default 127.0.0.1:8080):
 //! - `GET /healthz`: JSON with the Socket Mode connection, ack latency and the queue; 200
 //!   while the socket is connected, 503 otherwise (for a Kubernetes readiness probe);
-//! - `GET /metrics`: the same numbers in the Prometheus text format (version 0.0.4);
+//! - `GET /metrics`: the same numbers in the Prometheus text format (version 0.0.4), then
+//!   the operator metrics of [`crate::metrics`] (runs, node durations, tokens, queue age);
 //! - `POST /webhooks/github` (only with `GITHUB_WEBHOOK_SECRET`): verified GitHub deliveries;
 //!   check and status events wake the CI waits, so CI is read at once instead of at the next
 //!   poll. Polling stays the source of truth: a lost delivery only costs latency.
@@ -25,6 +26,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::forge::Forge;
+use crate::metrics::{Metrics, QueueGauges};
 use crate::queue::Queue;
 use crate::slack::handlers::mention::MentionsSeen;
 use crate::slack::socket::SocketStats;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub mentions: MentionsSeen,
     /// `POST /webhooks/github`.
     pub github: GithubWebhook,
+    /// The operator metrics folded from the queue's events (`GET /metrics`).
+    pub metrics: Metrics,
 }
 
 /// The GitHub webhook's handles: the shared secret (`GITHUB_WEBHOOK_SECRET`; without it
@@ -157,7 +161,15 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         .status()
         .map(|q| (q.running.len(), q.queued.len()))
         .unwrap_or((0, 0));
-    let body = format!(
+    let oldest_age_s = match s.queue.oldest_waiting_ms() {
+        Ok(Some(ms)) => crate::task::now_ms().saturating_sub(ms) as f64 / 1000.0,
+        Ok(None) => 0.0,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: could not read the queue");
+            0.0
+        }
+    };
+    let mut body = format!(
         "# TYPE slipway_socket_connected gauge\nslipway_socket_connected {}\n\
          # TYPE slipway_socket_connects_total counter\nslipway_socket_connects_total {}\n\
          # TYPE slipway_envelopes_acked_total counter\nslipway_envelopes_acked_total {}\n\
@@ -169,6 +181,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         s.stats.connects.load(Ordering::Relaxed),
         s.stats.acks.load(Ordering::Relaxed),
         s.mentions.get(),
+    );
+    s.metrics.render(
+        QueueGauges {
+            depth: queued,
+            oldest_age_s,
+        },
+        &mut body,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -294,6 +294,10 @@ pub async fn cmd_serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    // The bound address: with port 0 the system picked one.
+    let listen = listener.local_addr().unwrap_or(listen);
+    let metrics = slipway::metrics::Metrics::new();
+    let _observer = metrics.spawn_observer(&service.queue);
     let web = tokio::spawn(slipway::web::serve_until(
         listener,
         slipway::web::AppState {
@@ -301,6 +305,7 @@ pub async fn cmd_serve(
             stats: service.stats.clone(),
             mentions: service.mentions.clone(),
             github: github_hook,
+            metrics,
         },
         service.web_shutdown(),
     ));

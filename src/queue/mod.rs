@@ -379,6 +379,27 @@ impl Queue {
         Ok(QueueStatus { queued, running })
     }
 
+    /// When the oldest queue item that is not running was queued (`enqueued_ms`, ms since
+    /// the Unix epoch), or `None` when nothing waits. Errors: the store could not be read.
+    pub fn oldest_waiting_ms(&self) -> Result<Option<u64>, StoreError> {
+        let running: Vec<String> = self
+            .inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        Ok(self
+            .inner
+            .store
+            .queued()?
+            .into_iter()
+            .filter(|(_, i)| !running.contains(&i.task_id))
+            .map(|(_, i)| i.enqueued_ms)
+            .min())
+    }
+
     /// Stops dispatching. Running runs go on: [`Queue::wait_idle`] gives them the grace
     /// period, then interrupts the rest.
     pub fn shutdown(&self) {

@@ -16,6 +16,7 @@ mod github;
 mod isolation;
 mod llm;
 mod mcp_lifecycle;
+mod metrics;
 mod one_shot;
 mod queue;
 mod real_projects;
