@@ -360,6 +360,13 @@ impl Queue {
 
     /// What is queued and what is running.
     pub fn status(&self) -> Result<QueueStatus, StoreError> {
+        let (running, waiting) = self.waiting()?;
+        let queued = waiting.into_iter().map(|i| i.task_id).collect();
+        Ok(QueueStatus { queued, running })
+    }
+
+    /// The tasks running now, and the stored queue items of every other task.
+    fn waiting(&self) -> Result<(Vec<String>, Vec<QueueItem>), StoreError> {
         let running: Vec<String> = self
             .inner
             .active
@@ -368,36 +375,21 @@ impl Queue {
             .keys()
             .cloned()
             .collect();
-        let queued = self
+        let waiting = self
             .inner
             .store
             .queued()?
             .into_iter()
-            .map(|(_, i)| i.task_id)
-            .filter(|t| !running.contains(t))
+            .map(|(_, i)| i)
+            .filter(|i| !running.contains(&i.task_id))
             .collect();
-        Ok(QueueStatus { queued, running })
+        Ok((running, waiting))
     }
 
     /// When the oldest queue item that is not running was queued (`enqueued_ms`, ms since
     /// the Unix epoch), or `None` when nothing waits. Errors: the store could not be read.
     pub fn oldest_waiting_ms(&self) -> Result<Option<u64>, StoreError> {
-        let running: Vec<String> = self
-            .inner
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        Ok(self
-            .inner
-            .store
-            .queued()?
-            .into_iter()
-            .filter(|(_, i)| !running.contains(&i.task_id))
-            .map(|(_, i)| i.enqueued_ms)
-            .min())
+        Ok(self.waiting()?.1.into_iter().map(|i| i.enqueued_ms).min())
     }
 
     /// Stops dispatching. Running runs go on: [`Queue::wait_idle`] gives them the grace
