@@ -279,6 +279,27 @@ async fn a_renovate_group_becomes_one_pr_and_the_same_group_never_opens_twice() 
         "{:?}",
         again.groups
     );
+    // Rerun, it redoes the bump from the base and replaces the branch in place: the same
+    // branch, still one bump commit on it.
+    let first_tip = sh(&forge(&h), &format!("git rev-parse {}", task.branch));
+    let rerun = run_all(&h, req).await;
+    assert_eq!(rerun.len(), 1);
+    let (again_task, again_report) = &rerun[0];
+    assert_eq!(again_task.id, task.id);
+    assert_eq!(again_task.branch, task.branch);
+    assert_eq!(again_report.decision, Decision::NeedsApproval);
+    let log = sh(
+        &forge(&h),
+        &format!("git log --format=%H main..{}", task.branch),
+    );
+    assert_eq!(log.lines().count(), 1, "one bump commit: {log}");
+    assert_ne!(
+        log.trim(),
+        first_tip.trim(),
+        "the branch was replaced by the rerun"
+    );
+    let branches = sh(&forge(&h), "git branch --list 'slipway/*'");
+    assert_eq!(branches.lines().count(), 1, "{branches}");
 }
 
 /// The scripted agent that adapts `index.js` to 2.0.0's rename and finishes.
@@ -892,6 +913,11 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
         .await
         .unwrap();
     assert_ne!(report.decision, Decision::Halt, "{:?}", report.reasons);
+    eprintln!(
+        "advisory bump → PR opened on the GitHub fake: run total {} ms, tokens {}",
+        report.timings_ms.total,
+        report.agent.input_tokens + report.agent.output_tokens
+    );
     let pulls = fake.pulls();
     assert_eq!(pulls.len(), 1);
     let pr = &pulls[0];
