@@ -168,6 +168,13 @@ pub struct Update {
     pub advisory: Option<Advisory>,
 }
 
+impl Update {
+    /// `name from → to`, as the thread, the reasons and the node records name an update.
+    pub fn change(&self) -> String {
+        format!("{} {} → {}", self.dep.name, self.dep.current, self.to)
+    }
+}
+
 /// Updates that travel together in one branch and one PR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
@@ -272,16 +279,18 @@ impl DepsRun {
     pub fn named(&self) -> String {
         self.updates()
             .iter()
-            .map(|u| format!("{} {} → {}", u.dep.name, u.dep.current, u.to))
+            .map(Update::change)
             .collect::<Vec<_>>()
             .join(", ")
     }
 
-    /// True when some update is a major one (majors always need an approval).
-    pub fn has_major(&self) -> bool {
+    /// `name from → to` of every major update (majors always need an approval).
+    pub fn majors(&self) -> Vec<String> {
         self.updates()
             .iter()
-            .any(|u| u.update_type == UpdateType::Major)
+            .filter(|u| u.update_type == UpdateType::Major)
+            .map(Update::change)
+            .collect()
     }
 
     /// True when some update fixes a security advisory.

@@ -194,12 +194,7 @@ fn judge_update(
     };
     let facts = gates::deps::GroupFacts {
         named: deps.named(),
-        majors: deps
-            .updates()
-            .iter()
-            .filter(|u| u.update_type == crate::deps::UpdateType::Major)
-            .map(|u| format!("{} {} → {}", u.dep.name, u.dep.current, u.to))
-            .collect(),
+        majors: deps.majors(),
         automerge: deps.group.as_ref().and_then(|g| g.automerge),
         fix_rounds: cx.fix_rounds,
         agent_class,

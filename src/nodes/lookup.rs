@@ -65,13 +65,7 @@ impl crate::run::Node for Lookup {
             group
                 .updates
                 .iter()
-                .map(|u| format!(
-                    "{} {} → {} ({})",
-                    u.dep.name,
-                    u.dep.current,
-                    u.to,
-                    u.update_type.as_str()
-                ))
+                .map(|u| format!("{} ({})", u.change(), u.update_type.as_str()))
                 .collect::<Vec<_>>()
                 .join(", "),
             if plan.skipped.is_empty() {
