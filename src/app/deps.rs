@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use slipway::actions::deps::{DepsPlanner, GroupTask};
 use slipway::config::Config;
-use slipway::deps::{DepsRequest, UpdateType, advisory, intent};
+use slipway::deps::{DepsRequest, advisory, intent};
 use slipway::report::Decision;
 use slipway::task::{BlueprintId, Origin};
 
@@ -38,12 +38,7 @@ fn request(args: &DepsArgs, text: &str) -> Result<Vec<DepsRequest>, String> {
     req.only.extend(args.only.iter().cloned());
     if let Some(types) = &args.update_types {
         req.update_types.clear();
-        for t in types.split(',').filter(|t| !t.trim().is_empty()) {
-            let t: UpdateType = t.parse()?;
-            if !req.update_types.contains(&t) {
-                req.update_types.push(t);
-            }
-        }
+        slipway::deps::request::add_update_types(types, &mut req.update_types)?;
     }
     let Some(path) = &args.osv else {
         return Ok(vec![req]);

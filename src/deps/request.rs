@@ -17,17 +17,7 @@ pub fn parse_args(args: &[String]) -> Result<DepsRequest, String> {
         };
         match a.as_str() {
             "--only" => req.only.push(value("--only")?),
-            "--update-types" => {
-                for t in value("--update-types")?
-                    .split(',')
-                    .filter(|t| !t.trim().is_empty())
-                {
-                    let t: UpdateType = t.parse()?;
-                    if !req.update_types.contains(&t) {
-                        req.update_types.push(t);
-                    }
-                }
-            }
+            "--update-types" => add_update_types(&value("--update-types")?, &mut req.update_types)?,
             "--version" => req.version = Some(value("--version")?),
             "--lockfile-maintenance" => req.lockfile_maintenance = true,
             other => {
@@ -38,6 +28,18 @@ pub fn parse_args(args: &[String]) -> Result<DepsRequest, String> {
         }
     }
     Ok(req)
+}
+
+/// Adds the comma-separated update types of `list` (`patch,minor`) to `types`, each once.
+/// Errors: an unknown type, named with the accepted words.
+pub fn add_update_types(list: &str, types: &mut Vec<UpdateType>) -> Result<(), String> {
+    for t in list.split(',').filter(|t| !t.trim().is_empty()) {
+        let t: UpdateType = t.parse()?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
