@@ -241,25 +241,24 @@ fn main() -> ExitCode {
                 update_types,
                 osv,
                 task,
-            } if blueprint == "dependency_update" => {
-                let args = app::deps::DepsArgs {
-                    only,
-                    update_types,
-                    osv,
-                };
-                app::deps::cmd_run_deps(cfg, &repo, base, json, &task.join(" "), &args, &requester)
-                    .await
-            }
-            Command::Run {
-                repo,
-                base,
-                blueprint,
-                json,
-                only,
-                update_types,
-                osv,
-                task,
             } => {
+                if blueprint == "dependency_update" {
+                    let args = app::deps::DepsArgs {
+                        only,
+                        update_types,
+                        osv,
+                    };
+                    return app::deps::cmd_run_deps(
+                        cfg,
+                        &repo,
+                        base,
+                        json,
+                        &task.join(" "),
+                        &args,
+                        &requester,
+                    )
+                    .await;
+                }
                 if !only.is_empty() || update_types.is_some() || osv.is_some() {
                     return app::usage(
                         "--only, --update-types and --osv belong to --blueprint dependency_update",
