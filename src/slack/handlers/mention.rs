@@ -325,7 +325,8 @@ impl Mention {
         if !self.may_start(&repo, channel, ts, thread_ts, user).await? {
             return Ok(());
         }
-        if instruction_without_repo(text, &repo.name).is_empty() {
+        let instruction = instruction_without_repo(text, &repo.name);
+        if instruction.is_empty() {
             egress
                 .say(channel, thread_ts, &copy::no_instruction(&repo.name))
                 .await;
@@ -344,9 +345,7 @@ impl Mention {
                 return Ok(());
             }
         };
-        if let Some(routed) =
-            crate::deps::intent::route(&instruction_without_repo(text, &repo.name))
-        {
+        if let Some(routed) = crate::deps::intent::route(&instruction) {
             let repo_ref = RepoRef::of(&repo, source);
             let at = super::deps::Asked {
                 channel,
