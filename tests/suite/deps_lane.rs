@@ -11,7 +11,6 @@ use slipway::actions::deps::{DepsPlanner, GroupTask};
 use slipway::deps::{DepsRequest, UpdateType};
 use slipway::report::{Decision, GateStatus, RunReport};
 use slipway::sandbox::Backend;
-use slipway::sandbox::setup_env::SetupHostEnv;
 use slipway::task::{BlueprintId, Origin, RepoRef, Task};
 use tokio_util::sync::CancellationToken;
 
@@ -84,13 +83,7 @@ async fn harness_with(
         script,
         move |d| make(d, reg),
         move |cfg| {
-            let names: Vec<String> = reg
-                .setup_vars()
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect();
-            cfg.file.sandbox.setup_env = names.clone();
-            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
+            reg.configure(cfg);
             if auto_merge {
                 cfg.file.policy.auto_merge = vec!["dependency_update".into()];
             }
@@ -863,13 +856,7 @@ async fn a_ghsa_advisory_becomes_a_labelled_security_pr_past_the_cooldown() {
         Vec::new(),
         |d| git_repo(d, &[("README.md", "unused: GitHub serves the repo\n")]),
         |cfg| {
-            let names: Vec<String> = reg
-                .setup_vars()
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect();
-            cfg.file.sandbox.setup_env = names.clone();
-            cfg.setup_env = SetupHostEnv::capture(&names, |k| reg.setup_env(k), &[]).unwrap();
+            reg.configure(cfg);
             // Every release is minutes old: only a security fix may pass this cooldown.
             cfg.file.policy.min_release_age_days = 30;
             crate::suite::github::github_config(cfg, &fake);

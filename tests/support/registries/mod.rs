@@ -70,6 +70,20 @@ impl TestRegistries {
             .map(|(_, v)| v)
     }
 
+    /// Points `cfg`'s setup sandbox (and so the lookups) at these registries, as an operator
+    /// would: `[sandbox] setup_env` names the variables, captured from this "host".
+    pub fn configure(&self, cfg: &mut slipway::config::Config) {
+        let names: Vec<String> = self
+            .setup_vars()
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        cfg.setup_env =
+            slipway::sandbox::setup_env::SetupHostEnv::capture(&names, |k| self.setup_env(k), &[])
+                .unwrap();
+        cfg.file.sandbox.setup_env = names;
+    }
+
     /// Every such variable, with its value.
     pub fn setup_vars(&self) -> Vec<(&'static str, String)> {
         vec![
