@@ -261,13 +261,11 @@ fn read_beneath(root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to `rel` beneath `root` through no link, creating missing directories.
+/// Writes `bytes` to `rel` beneath `root` through no link, creating missing directories,
+/// as the agent's `write_file` does (`tools::files::write`: a regular file only).
 fn write_beneath(root: &Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    Root::open(root)?
-        .create(Path::new(rel))?
-        .file
-        .write_all(bytes)
+    let file = Root::open(root)?.create(Path::new(rel))?.file;
+    crate::tools::files::write(file, rel, bytes).map_err(std::io::Error::other)
 }
 
 /// Copies `rel` from the work tree to the base tree, both beneath their roots.
